@@ -1,0 +1,67 @@
+"""Validate the answers before cookiecutter writes anything.
+
+The answers arrive as JSON data (rendered with ``tojson`` into a raw string and
+parsed with ``json.loads``), never pasted into Python code, so no answer can
+change what this script does. On a bad answer it prints one line naming the
+variable and the rule, and exits 1; cookiecutter then removes the output.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+SLUG_RULE = re.compile(r"^[a-z_][a-z0-9_]*$")
+EMAIL_RULE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+# Names that would shadow a dependency or the standard library when imported.
+RESERVED_SLUGS = {
+    "tornado", "socketio", "engineio", "jwt", "pymongo", "motor", "bson", "redis",
+    "argon2", "secantus", "test", "tests", "site", "json", "asyncio", "logging",
+}
+CHOICES = {
+    "mongo_driver": ("pymongo", "motor"),
+    "message_queue": ("none", "redis"),
+    "use_docker": ("y", "n"),
+}
+
+
+def problems(answers: dict[str, object]) -> list[str]:
+    """Return one message per invalid answer, naming the variable and the rule."""
+    found = []
+    slug = answers.get("project_slug")
+    if (
+        not isinstance(slug, str)
+        or not SLUG_RULE.match(slug)
+        or keyword.iskeyword(slug)
+        or slug in RESERVED_SLUGS
+    ):
+        found.append(
+            f"project_slug {slug!r} is invalid: it must be a lowercase Python identifier "
+            "(letters, digits, underscores; not starting with a digit; not a keyword "
+            "or the name of a dependency)"
+        )
+    email = answers.get("author_email")
+    if not isinstance(email, str) or not EMAIL_RULE.match(email):
+        found.append(
+            f"author_email {email!r} is invalid: it must look like name@example.com"
+        )
+    for name, allowed in CHOICES.items():
+        if answers.get(name) not in allowed:
+            found.append(f"{name} {answers.get(name)!r} is invalid: choose one of {', '.join(allowed)}")
+    return found
+
+
+def main() -> int:
+    found = problems(ANSWERS)
+    if found:
+        print(f"ERROR: {found[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Fixtures: a real database over TCP, the app served by pytest-tornado, real clients.
+
+The database is SecantusDB (MongoDB wire protocol) started in-process for the
+session, unless MONGODB_URI is set, in which case the tests run against that
+server (a real mongod). Each test gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import tornado.web
+
+from {{ cookiecutter.project_slug }} import app as application
+from {{ cookiecutter.project_slug }} import registry as keys
+from {{ cookiecutter.project_slug }}.config import Settings
+from {{ cookiecutter.project_slug }}.embedded_db import IN_MEMORY, start_embedded_database
+
+from .support import Api, Sockets
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri() -> Iterator[str]:
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    server = start_embedded_database(IN_MEMORY, ttl_sweep_seconds=1)
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture
+def settings(mongodb_uri: str) -> Settings:
+    return Settings(
+        app_env="test",
+        mongodb_uri=mongodb_uri,
+        mongodb_db=f"test_{uuid.uuid4().hex[:16]}",
+        mongodb_timeout_ms=3000,
+        jwt_secret=TEST_SECRET,
+    )
+
+
+@pytest.fixture
+def app(io_loop, settings: Settings) -> Iterator[tornado.web.Application]:
+    """The app of SPEC §4 with its own database; pytest-tornado serves it."""
+    web_app = application.make_app(settings)
+    io_loop.run_sync(lambda: application.start(web_app))
+    yield web_app
+
+    async def tear_down() -> None:
+        registry = web_app.settings["registry"]
+        await registry[keys.MONGO_CLIENT].drop_database(settings.mongodb_db)
+        await application.stop(web_app)
+
+    io_loop.run_sync(tear_down)
+
+
+@pytest.fixture
+def registry(app: tornado.web.Application):
+    return app.settings["registry"]
+
+
+@pytest.fixture
+def db(registry):
+    return registry[keys.DATABASE]
+
+
+@pytest.fixture
+def api(http_client, base_url: str) -> Api:
+    return Api(http_client, base_url)
+
+
+@pytest.fixture
+def sockets(http_server, base_url: str, io_loop) -> Iterator[Sockets]:
+    opened = Sockets(base_url)
+    yield opened
+    io_loop.run_sync(opened.close_all)
+
+
+@pytest.fixture
+def base_url(http_port: int) -> str:
+    # 127.0.0.1 rather than pytest-tornado's "localhost": no IPv6 detour.
+    return f"http://127.0.0.1:{http_port}"

@@ -1,0 +1,196 @@
+"""Test helpers: a JSON client for the REST API and real Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+import tornado.httpclient
+
+PASSWORD = "correct horse battery"
+_counter = itertools.count(1)
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: Any
+
+    @property
+    def error_code(self) -> str | None:
+        return (
+            self.body["error"]["code"]
+            if isinstance(self.body, dict) and "error" in self.body
+            else None
+        )
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    email: str
+    token: str
+    password: str = PASSWORD
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Api:
+    """Calls the running app over HTTP, returning status, parsed JSON and headers."""
+
+    def __init__(self, http_client: tornado.httpclient.AsyncHTTPClient, base_url: str) -> None:
+        self.http = http_client
+        self.base_url = base_url
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | str | None = None,
+    ) -> Response:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        if raw is not None:
+            payload = raw
+        elif body is not None:
+            payload = json.dumps(body)
+        elif method in ("POST", "PUT", "PATCH"):
+            payload = b""
+        else:
+            payload = None
+        response = await self.http.fetch(
+            self.base_url + path,
+            method=method,
+            body=payload,
+            headers=all_headers,
+            raise_error=False,
+            allow_nonstandard_methods=True,
+            request_timeout=30,
+        )
+        text = response.body.decode() if response.body else ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Response(response.code, parsed, response.headers)
+
+    async def signup(self, **fields: Any) -> Response:
+        return await self.request("POST", "/api/v1/user/signup", fields)
+
+    async def login(self, login: str, password: str = PASSWORD, **extra: str) -> Response:
+        return await self.request(
+            "POST", "/api/v1/user/login", {"username": login, "password": password}, **extra
+        )
+
+    async def new_user(self, name: str | None = None) -> User:
+        name = name or f"user{next(_counter)}"
+        email = f"{name}@example.com"
+        created = await self.signup(email=email, password=PASSWORD, username=name)
+        assert created.status == 201, created.body
+        logged_in = await self.login(name)
+        assert logged_in.status == 200, logged_in.body
+        return User(created.body["user"]["_id"], name, email, logged_in.body["token"])
+
+    async def socket_token(self, user: User) -> str:
+        response = await self.request("POST", "/api/v1/user/sockettoken", token=user.token)
+        assert response.status == 200, response.body
+        return response.body["token"]
+
+
+@dataclass
+class SocketClient:
+    """A real python-socketio client that records what it receives."""
+
+    client: socketio.AsyncClient
+    events: dict[str, list[Any]] = field(default_factory=dict)
+    connect_errors: list[Any] = field(default_factory=list)
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def received(self, event: str) -> list[Any]:
+        return self.events.get(event, [])
+
+    async def wait_for(self, event: str, count: int = 1, within: float = 5.0) -> list[Any]:
+        deadline = asyncio.get_running_loop().time() + within
+        while len(self.received(event)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"expected {count} {event!r} events, got {self.received(event)}"
+                )
+            await asyncio.sleep(0.01)
+        return self.received(event)
+
+
+class Sockets:
+    """Opens socket clients against the app and closes them all at the end of a test."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.opened: list[SocketClient] = []
+
+    def new(self, *events: str) -> SocketClient:
+        client = socketio.AsyncClient(reconnection=False)
+        wrapped = SocketClient(client)
+        for event in ("message", *events):
+            wrapped.events.setdefault(event, [])
+
+            async def record(data: Any = None, _event: str = event) -> None:
+                wrapped.events[_event].append(data)
+
+            client.on(event, record)
+
+        async def on_connect_error(data: Any = None) -> None:
+            wrapped.connect_errors.append(data)
+
+        async def on_disconnect(*_args: Any) -> None:
+            wrapped.disconnected.set()
+
+        client.on("connect_error", on_connect_error)
+        client.on("disconnect", on_disconnect)
+        self.opened.append(wrapped)
+        return wrapped
+
+    async def connect(
+        self,
+        token: Any = None,
+        *,
+        query_token: str | None = None,
+        auth: Any = None,
+        events: tuple[str, ...] = (),
+    ) -> SocketClient:
+        """Connect with ``auth={'token': token}`` (or ``auth``/``?token=``); raise on refusal."""
+        wrapped = self.new(*events)
+        url = self.base_url + (f"?token={query_token}" if query_token is not None else "")
+        if auth is None and token is not None:
+            auth = {"token": token}
+        await wrapped.client.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
+        return wrapped
+
+    async def refused(self, token: Any = None, **kwargs: Any) -> SocketClient:
+        """Connect and expect a refusal; return the client with its connect_error data."""
+        wrapped = self.new()
+        url = self.base_url + (f"?token={kwargs['query_token']}" if "query_token" in kwargs else "")
+        auth = kwargs.get("auth", {"token": token} if token is not None else None)
+        try:
+            await wrapped.client.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
+        except socketio.exceptions.ConnectionError:
+            return wrapped
+        raise AssertionError("the connection was accepted")
+
+    async def close_all(self) -> None:
+        for wrapped in self.opened:
+            if wrapped.client.connected:
+                await wrapped.client.disconnect()
+        await asyncio.sleep(0)

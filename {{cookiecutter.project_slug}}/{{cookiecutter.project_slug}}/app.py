@@ -1,0 +1,125 @@
+"""The composition root: ``make_app(settings)`` builds the services, the registry and routes.
+
+``make_app`` only constructs objects (the database client connects lazily);
+``start(app)`` does the start-up I/O (indexes) and ``stop(app)`` releases
+everything. ``server.py`` runs them around the HTTP server, and the tests do the
+same with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import tornado.web
+
+from . import db, logs
+from . import registry as keys
+from .auth import nonces, revocations, throttle, users
+from .auth.handlers import (
+    LoginHandler,
+    LogoutHandler,
+    MeHandler,
+    SignupHandler,
+    SocketTokenHandler,
+)
+from .auth.nonces import SocketTokenStore
+from .auth.passwords import Passwords
+from .auth.revocations import RevocationStore
+from .auth.throttle import LoginThrottle
+from .auth.tokens import TokenService
+from .auth.users import UserStore
+from .config import ConfigError, Settings
+from .models import ENTITIES
+from .models.handlers import entity_routes
+from .realtime.message_client import MessageClient
+from .realtime.server import create_socket_server, socketio_route
+from .registry import Registry
+from .web.base import NotFoundHandler
+from .web.health import HealthHandler
+from .web.pages import DemoPageHandler
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+
+
+def make_app(settings: Settings, registry: Registry | None = None) -> tornado.web.Application:
+    if settings.mongodb_uri is None:
+        raise ConfigError("MONGODB_URI is unset: start the embedded database first (server.py)")
+    registry = registry if registry is not None else Registry()
+    registry.set(keys.SETTINGS, settings)
+
+    client = registry.set(
+        keys.MONGO_CLIENT, db.connect(settings.mongodb_uri, settings.mongodb_timeout_ms)
+    )
+    database = registry.set(keys.DATABASE, client[settings.mongodb_db])
+    registry.set(keys.PASSWORDS, Passwords.for_environment(settings.app_env))
+    registry.set(keys.USERS, UserStore(database))
+    registry.set(
+        keys.TOKENS,
+        TokenService(
+            settings.jwt_secret,
+            settings.jwt_ttl_seconds,
+            RevocationStore(database),
+            previous_secret=settings.jwt_previous_secret,
+        ),
+    )
+    registry.set(
+        keys.LOGIN_THROTTLE,
+        LoginThrottle(database, settings.login_max_failures, settings.login_lockout_seconds),
+    )
+    nonce_store = registry.set(
+        keys.NONCE_STORE, SocketTokenStore(database, settings.socket_token_ttl_seconds)
+    )
+    sio = registry.set(keys.SOCKET_SERVER, create_socket_server(settings, nonce_store))
+    message_client = registry.set(keys.MESSAGE_CLIENT, MessageClient(sio))
+    registry.set(keys.MESSAGE_CLIENT_ALIAS, message_client)
+
+    routes = [
+        (r"/", DemoPageHandler),
+        (r"/health", HealthHandler),
+        (r"/api/v1/user/signup", SignupHandler),
+        (r"/api/v1/user/login", LoginHandler),
+        (r"/api/v1/user/logout", LogoutHandler),
+        (r"/api/v1/user/me", MeHandler),
+        (r"/api/v1/user/sockettoken", SocketTokenHandler),
+        *entity_routes(ENTITIES),
+        socketio_route(sio),
+    ]
+    return tornado.web.Application(
+        routes,
+        registry=registry,
+        default_handler_class=NotFoundHandler,
+        template_path=str(HERE / "templates"),
+        static_path=str(HERE / "static"),
+        log_function=logs.log_request,
+        # The API authenticates with Bearer tokens, not cookies, so it needs no XSRF
+        # cookie; Socket.IO's handler opts out of XSRF checks in any case.
+        xsrf_cookies=False,
+        debug=False,
+    )
+
+
+def all_indexes() -> list[db.IndexSpec]:
+    """Every index the app needs, from each module that owns a collection."""
+    specs = [*users.INDEXES, *revocations.INDEXES, *throttle.INDEXES, *nonces.INDEXES]
+    for entity in ENTITIES:
+        specs.extend(entity.indexes())
+    return specs
+
+
+async def start(app: tornado.web.Application) -> None:
+    """Start-up I/O: create the indexes (this also proves the database answers)."""
+    registry: Registry = app.settings["registry"]
+    await db.ensure_indexes(registry[keys.DATABASE], all_indexes())
+
+
+async def stop(app: tornado.web.Application) -> None:
+    """Disconnect every socket, stop Socket.IO's background tasks, close the client."""
+    registry: Registry = app.settings["registry"]
+    sio = registry[keys.SOCKET_SERVER]
+    for sid, _eio_sid in list(sio.manager.get_participants("/", None)):
+        await sio.disconnect(sid, ignore_queue=True)
+    await sio.shutdown()
+    await db.close(registry[keys.MONGO_CLIENT])

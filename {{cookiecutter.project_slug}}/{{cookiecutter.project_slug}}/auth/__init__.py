@@ -1,0 +1,1 @@
+"""Users, passwords, JWTs, login throttling and one-time socket tokens."""

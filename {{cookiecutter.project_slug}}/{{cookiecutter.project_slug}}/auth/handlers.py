@@ -1,0 +1,126 @@
+"""REST handlers: signup, login, logout, me, and socket-token issue (SPEC §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import registry as keys
+from ..web import validation
+from ..web.base import AuthenticatedHandler, BaseHandler
+from ..web.errors import ApiError, too_many_requests, unauthorized
+from .nonces import SocketTokenStore
+from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
+from .throttle import LoginThrottle
+from .tokens import TokenService
+from .users import EMAIL_RULE, USERNAME_RULE, EmailTaken, UsernameTaken, UserStore, public_user
+
+
+def invalid_credentials() -> ApiError:
+    # One answer for an unknown account and a wrong password.
+    return ApiError(401, "invalid_credentials", "invalid username or password")
+
+
+def _password(body: dict[str, Any]) -> str:
+    return validation.required_text(
+        body,
+        "password",
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        strip=False,
+    )
+
+
+class SignupHandler(BaseHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        validation.only_fields(body, {"email", "password", "username", "display_name"})
+        email = validation.required_text(
+            body, "email", max_length=254, pattern=EMAIL_RULE, rule="must be a valid email address"
+        )
+        password = _password(body)
+        username = validation.text(
+            body,
+            "username",
+            required=False,
+            pattern=USERNAME_RULE,
+            max_length=32,
+            rule="must be 3-32 letters, digits, '_', '.' or '-', starting with a letter, "
+            "digit or '_'",
+        )
+        display_name = validation.text(body, "display_name", required=False, max_length=100)
+        passwords: Passwords = self.registry[keys.PASSWORDS]
+        users: UserStore = self.registry[keys.USERS]
+        try:
+            user = await users.create(
+                email=email,
+                password_hash=await passwords.hash(password),
+                username=username,
+                display_name=display_name,
+            )
+        except EmailTaken:
+            raise ApiError(
+                409, "email_taken", "an account with this email already exists"
+            ) from None
+        except UsernameTaken:
+            raise ApiError(409, "username_taken", "this username is already taken") from None
+        self.write_json({"user": public_user(user)}, status=201)
+
+
+class LoginHandler(BaseHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        field = "username" if body.get("username") is not None else "email"
+        login = validation.required_text(body, field, max_length=254)
+        password = validation.required_text(
+            body, "password", max_length=MAX_PASSWORD_LENGTH, strip=False
+        )
+
+        throttle: LoginThrottle = self.registry[keys.LOGIN_THROTTLE]
+        retry_after = await throttle.retry_after(login, self.client_ip)
+        if retry_after is not None:
+            raise too_many_requests(retry_after, "too many failed logins, try again later")
+
+        users: UserStore = self.registry[keys.USERS]
+        passwords: Passwords = self.registry[keys.PASSWORDS]
+        user = await users.find_by_login(login)
+        matches, needs_rehash = await passwords.verify(
+            user.get("password_hash") if user else None, password
+        )
+        if user is None or not matches:
+            await throttle.record_failure(login, self.client_ip)
+            raise invalid_credentials()
+        await throttle.record_success(login, self.client_ip)
+        if needs_rehash:
+            await users.set_password_hash(user["_id"], await passwords.hash(password))
+
+        tokens: TokenService = self.registry[keys.TOKENS]
+        issued = tokens.issue(user)
+        self.write_json(
+            {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
+        )
+
+
+class LogoutHandler(AuthenticatedHandler):
+    async def post(self) -> None:
+        tokens: TokenService = self.registry[keys.TOKENS]
+        await tokens.revoke(self.current_user)
+        await self.registry[keys.MESSAGE_CLIENT].disconnect_token(self.current_user.jti)
+        self.write_json({"success": True})
+
+
+class MeHandler(AuthenticatedHandler):
+    async def get(self) -> None:
+        users: UserStore = self.registry[keys.USERS]
+        user = await users.get(self.current_user.user_id)
+        if user is None:
+            raise unauthorized("invalid_token", "the account no longer exists")
+        self.write_json({"me": public_user(user)})
+
+
+class SocketTokenHandler(AuthenticatedHandler):
+    async def get(self) -> None:
+        nonces: SocketTokenStore = self.registry[keys.NONCE_STORE]
+        issued = await nonces.issue(self.current_user)
+        self.write_json({"token": issued.token, "expires_in": issued.expires_in})
+
+    post = get

@@ -1,0 +1,119 @@
+"""JSON Web Tokens (PyJWT, HS256 only) and the ``Principal`` they carry.
+
+A JWT identifies the caller of REST requests. Its claims carry what the socket
+handshake needs (id, username, groups), so issuing a socket token needs no user
+lookup. Logging out revokes the token's ``jti``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .revocations import RevocationStore
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti"]
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, forged, expired or revoked."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as the JWT describes them."""
+
+    user_id: str
+    username: str | None
+    groups: tuple[str, ...]
+    jti: str
+    expires_at: dt.datetime
+
+    def snapshot(self) -> dict[str, Any]:
+        """The minimal user record a socket carries."""
+        return {"_id": self.user_id, "username": self.username, "groups": list(self.groups)}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+    jti: str
+
+
+class TokenService:
+    def __init__(
+        self,
+        secret: str,
+        ttl_seconds: int,
+        revocations: RevocationStore,
+        previous_secret: str | None = None,
+    ) -> None:
+        self._secret = secret
+        # During a JWT_SECRET rotation, tokens signed with the previous secret stay
+        # valid until they expire; new tokens are signed with the current one.
+        self._verification_secrets = [secret] + ([previous_secret] if previous_secret else [])
+        self._ttl = ttl_seconds
+        self._revocations = revocations
+
+    def issue(self, user: dict[str, Any]) -> IssuedToken:
+        now = dt.datetime.now(dt.UTC)
+        jti = secrets.token_urlsafe(16)
+        claims = {
+            "sub": str(user["_id"]),
+            "username": user.get("username"),
+            "groups": list(user.get("groups", [])),
+            "iat": now,
+            "exp": now + dt.timedelta(seconds=self._ttl),
+            "jti": jti,
+        }
+        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl, jti)
+
+    def decode(self, token: str) -> Principal:
+        """Verify signature, algorithm and expiry; raise InvalidToken otherwise."""
+        claims = None
+        for secret in self._verification_secrets:
+            try:
+                claims = jwt.decode(
+                    token, secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.ExpiredSignatureError:
+                raise InvalidToken("the token has expired") from None
+            except jwt.PyJWTError:
+                raise InvalidToken("the token is invalid") from None
+        if claims is None:
+            raise InvalidToken("the token is invalid")
+        return _principal(claims)
+
+    async def authenticate(self, token: str) -> Principal:
+        principal = self.decode(token)
+        if await self._revocations.is_revoked(principal.jti):
+            raise InvalidToken("the token has been revoked")
+        return principal
+
+    async def revoke(self, principal: Principal) -> None:
+        await self._revocations.revoke(principal.jti, principal.expires_at)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    sub, jti, groups = claims.get("sub"), claims.get("jti"), claims.get("groups", [])
+    username = claims.get("username")
+    if not (isinstance(sub, str) and isinstance(jti, str) and isinstance(groups, list)):
+        raise InvalidToken("the token is invalid")
+    if username is not None and not isinstance(username, str):
+        raise InvalidToken("the token is invalid")
+    return Principal(
+        user_id=sub,
+        username=username,
+        groups=tuple(str(g) for g in groups),
+        jti=jti,
+        expires_at=dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
+    )

@@ -1,0 +1,124 @@
+"""The users collection: creation, look-up and the public view of a user.
+
+Emails and usernames are unique without regard to case (indexes on lowercased
+copies). A user that signs up without a username gets one derived from the email.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo.errors import DuplicateKeyError
+
+from ..db import Database, IndexSpec
+
+COLLECTION = "users"
+INDEXES = [
+    IndexSpec(COLLECTION, [("email_lower", 1)], {"unique": True}),
+    IndexSpec(COLLECTION, [("username_lower", 1)], {"unique": True}),
+]
+PUBLIC_FIELDS = ("username", "email", "display_name", "groups", "created_at")
+USERNAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,31}$")
+EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
+
+
+class EmailTaken(Exception):
+    pass
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+def public_user(user: dict[str, Any]) -> dict[str, Any]:
+    """The fields anyone may see; never the password hash."""
+    return {"_id": str(user["_id"]), **{name: user.get(name) for name in PUBLIC_FIELDS}}
+
+
+def parse_object_id(value: object) -> ObjectId | None:
+    """An ObjectId from its 24-hex-digit string (or itself); None for anything else."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str) and len(value) == 24:
+        try:
+            return ObjectId(value)
+        except InvalidId:
+            return None
+    return None
+
+
+class UserStore:
+    def __init__(self, database: Database) -> None:
+        self._collection = database[COLLECTION]
+
+    async def create(
+        self,
+        *,
+        email: str,
+        password_hash: str,
+        username: str | None,
+        display_name: str | None,
+    ) -> dict[str, Any]:
+        """Insert a user; raise EmailTaken or UsernameTaken on a conflict."""
+        chosen = username
+        for _attempt in range(5):
+            name = chosen or _username_from_email(email, suffix=_attempt > 0)
+            user = {
+                "email": email,
+                "email_lower": email.lower(),
+                "username": name,
+                "username_lower": name.lower(),
+                "display_name": display_name or name,
+                "password_hash": password_hash,
+                "groups": [],
+                "created_at": dt.datetime.now(dt.UTC).replace(microsecond=0),
+            }
+            try:
+                result = await self._collection.insert_one(user)
+            except DuplicateKeyError as error:
+                if "email_lower" in _conflicting_key(error):
+                    raise EmailTaken from None
+                if username is not None:
+                    raise UsernameTaken from None
+                continue  # a derived username collided: try another suffix
+            user["_id"] = result.inserted_id
+            return user
+        raise UsernameTaken
+
+    async def find_by_login(self, login: str) -> dict[str, Any] | None:
+        """Find by email if ``login`` contains '@', else by username (case-insensitive)."""
+        field = "email_lower" if "@" in login else "username_lower"
+        return await self._collection.find_one({field: login.lower()})
+
+    async def get(self, user_id: object) -> dict[str, Any] | None:
+        oid = parse_object_id(user_id)
+        return None if oid is None else await self._collection.find_one({"_id": oid})
+
+    async def exists(self, user_id: object) -> bool:
+        oid = parse_object_id(user_id)
+        if oid is None:
+            return False
+        return await self._collection.find_one({"_id": oid}, projection={"_id": 1}) is not None
+
+    async def set_password_hash(self, user_id: ObjectId, password_hash: str) -> None:
+        await self._collection.update_one(
+            {"_id": user_id}, {"$set": {"password_hash": password_hash}}
+        )
+
+
+def _conflicting_key(error: DuplicateKeyError) -> str:
+    details = error.details or {}
+    pattern = details.get("keyPattern") or details.get("keyValue")
+    return " ".join(pattern) if pattern else str(details.get("errmsg", error))
+
+
+def _username_from_email(email: str, *, suffix: bool) -> str:
+    local = re.sub(r"[^A-Za-z0-9_.-]", "", email.split("@", 1)[0])[:24].lstrip(".-")
+    if len(local) < 3:
+        local = f"user{local}"
+    return f"{local}-{secrets.randbelow(10_000):04d}" if suffix else local

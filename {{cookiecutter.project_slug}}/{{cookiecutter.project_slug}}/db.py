@@ -1,0 +1,92 @@
+"""The MongoDB client, the database handle and index creation.
+
+This is the only module that knows which driver the project uses
+({{ cookiecutter.mongo_driver }}). Everything else talks to ``Database`` and
+``Collection`` through the methods both drivers share (``find_one``,
+``insert_one``, ``find_one_and_delete``...), and catches ``pymongo.errors``,
+which both drivers raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.errors import OperationFailure
+{%- if cookiecutter.mongo_driver == "pymongo" %}
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+Client = AsyncMongoClient
+Database = AsyncDatabase
+Collection = AsyncCollection
+{%- else %}
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
+
+Client = AsyncIOMotorClient
+Database = AsyncIOMotorDatabase
+Collection = AsyncIOMotorCollection
+{%- endif %}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index a module needs; created (idempotently) at start-up."""
+
+    collection: str
+    keys: Sequence[tuple[str, int]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def connect(uri: str, timeout_ms: int) -> Client:
+    """Create the process's client. It connects lazily, on first use.
+
+    The timeouts bound how long a request waits when the database is down, so
+    callers answer 503 quickly instead of hanging.
+    """
+    return Client(
+        uri,
+        tz_aware=True,
+        appname="{{ cookiecutter.project_slug }}",
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=timeout_ms,
+    )
+
+
+async def close(client: Client) -> None:
+{%- if cookiecutter.mongo_driver == "pymongo" %}
+    await client.close()
+{%- else %}
+    client.close()
+{%- endif %}
+
+
+async def ping(database: Database) -> None:
+    """Raise a ``pymongo.errors.PyMongoError`` if the database does not answer."""
+    await database.command("ping")
+
+
+async def ensure_indexes(database: Database, specs: Iterable[IndexSpec]) -> None:
+    """Create every index in ``specs``.
+
+    If an index exists with other options (a TTL changed, say), it is dropped and
+    created again with the new ones: index definitions live in code, not in the
+    database.
+    """
+    for spec in specs:
+        collection = database[spec.collection]
+        try:
+            await collection.create_index(list(spec.keys), **spec.options)
+        except OperationFailure as error:
+            if error.code not in (85, 86):  # IndexOptionsConflict, IndexKeySpecsConflict
+                raise
+            name = spec.options.get("name") or "_".join(f"{k}_{d}" for k, d in spec.keys)
+            log.warning("recreating index %s.%s with new options", spec.collection, name)
+            await collection.drop_index(name)
+            await collection.create_index(list(spec.keys), **spec.options)

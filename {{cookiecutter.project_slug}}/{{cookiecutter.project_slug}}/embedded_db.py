@@ -1,0 +1,49 @@
+"""The embedded database for development and tests (SecantusDB, started in-process).
+
+SecantusDB speaks the MongoDB wire protocol on a loopback port, so the app talks
+to it with the same driver and code as to a real ``mongod``. It is a dev/test
+dependency (GPL-2.0), installed by the ``dev`` extra and never used in production.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from .config import ConfigError
+
+log = logging.getLogger(__name__)
+
+IN_MEMORY = ":memory:"
+
+
+class EmbeddedServer(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def start_embedded_database(storage: Path | str, ttl_sweep_seconds: float = 60.0) -> EmbeddedServer:
+    """Start SecantusDB on a free loopback port; ``storage`` is a folder or ``":memory:"``."""
+    try:
+        from secantus import SecantusDBServer
+    except ImportError:
+        raise ConfigError(
+            "MONGODB_URI is unset and the embedded database is not installed: "
+            "run pip install -e '.[dev]' or set MONGODB_URI"
+        ) from None
+    if storage != IN_MEMORY:
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    logging.getLogger("secantus").setLevel(logging.WARNING)
+    server = SecantusDBServer(
+        host="127.0.0.1",
+        port=0,
+        storage_path=str(storage),
+        ttl_sweep_seconds=ttl_sweep_seconds,
+    )
+    server.start()
+    where = "in memory" if storage == IN_MEMORY else f"in {storage}"
+    log.info("embedded database (SecantusDB) listening on %s, data %s", server.uri, where)
+    return server

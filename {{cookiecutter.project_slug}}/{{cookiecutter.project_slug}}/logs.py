@@ -1,0 +1,112 @@
+"""Logging: plain text or one JSON object per line, with request and user ids.
+
+Secrets stay out of logs by construction: the access log redacts credentials in
+query strings (``?token=...`` from Socket.IO clients), and no module logs bodies,
+tokens or password hashes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from typing import Any
+
+import tornado.web
+
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_user_id: ContextVar[str | None] = ContextVar("user_id", default=None)
+
+# Query parameters whose values must never reach a log line.
+_SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|access_token|jwt|auth|password|secret)=)[^&#]*")
+REDACTED = "[redacted]"
+
+
+def bind_request(request_id: str) -> None:
+    """Tag the log lines of the current request."""
+    _request_id.set(request_id)
+    _user_id.set(None)
+
+
+def bind_user(user_id: str | None) -> None:
+    _user_id.set(user_id)
+
+
+def redact_url(uri: str) -> str:
+    """``/socket.io/?EIO=4&token=abc`` → ``/socket.io/?EIO=4&token=[redacted]``."""
+    return _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, uri)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        record.user_id = _user_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, ids, extras."""
+
+    RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "request_id", "user_id"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ("request_id", "user_id"):
+            value = getattr(record, name, None)
+            if value:
+                entry[name] = value
+        for name, value in vars(record).items():
+            if name not in self.RESERVED and not name.startswith("_"):
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Send every log line to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado ``log_function``: the access log line, with secrets in the URL redacted."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    request = handler.request
+    duration_ms = round(1000.0 * request.request_time(), 2)
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        redact_url(request.uri or ""),
+        request.remote_ip,
+        duration_ms,
+        extra={"status": status, "method": request.method, "duration_ms": duration_ms},
+    )

@@ -1,0 +1,90 @@
+"""Action modules: hooks that run around every write of an entity.
+
+``models/actions/<entity>.py`` may define any of::
+
+    async def before_insert(ctx, doc): ...   # may change doc, or raise ApiError (4xx)
+    async def after_insert(ctx, doc): ...    # doc is stored, with its _id
+    async def before_update(ctx, doc): ...   # doc is the document as it will be stored
+    async def after_update(ctx, doc): ...
+    async def before_delete(ctx, doc): ...   # raise ApiError to refuse
+    async def after_delete(ctx, doc): ...
+
+``ctx.registry`` is the service locator (``ctx.registry['transomMsgClient']``),
+``ctx.user`` the caller (a ``Principal``), ``ctx.db`` the database.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ...auth.tokens import Principal
+from ...db import Database
+from ...registry import Registry
+
+if TYPE_CHECKING:
+    from ..base import Entity
+
+log = logging.getLogger(__name__)
+
+HOOK_NAMES = (
+    "before_insert",
+    "after_insert",
+    "before_update",
+    "after_update",
+    "before_delete",
+    "after_delete",
+)
+Hook = Callable[["ActionContext", dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    registry: Registry
+    user: Principal
+    db: Database
+    entity: Entity
+
+
+class Actions:
+    """The hooks of one entity; missing hooks do nothing."""
+
+    def __init__(self, module: ModuleType | None) -> None:
+        self._hooks: dict[str, Hook] = {}
+        for name in HOOK_NAMES:
+            hook = getattr(module, name, None) if module else None
+            if hook is not None:
+                self._hooks[name] = hook
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._hooks
+
+    async def before(self, event: str, ctx: ActionContext, doc: dict[str, Any]) -> None:
+        """Run ``before_<event>``; its ApiError refuses the write."""
+        hook = self._hooks.get(f"before_{event}")
+        if hook is not None:
+            await hook(ctx, doc)
+
+    async def after(self, event: str, ctx: ActionContext, doc: dict[str, Any]) -> None:
+        """Run ``after_<event>``. The write has happened, so a failure is logged, not raised:
+        the client must not retry a write that succeeded."""
+        hook = self._hooks.get(f"after_{event}")
+        if hook is None:
+            return
+        try:
+            await hook(ctx, doc)
+        except Exception:
+            log.exception("%s.after_%s failed", ctx.entity.name, event)
+
+
+def load_actions(entity_name: str) -> Actions:
+    """Import ``models/actions/<entity_name>.py`` if it exists."""
+    module_name = f"{__name__}.{entity_name}"
+    if importlib.util.find_spec(module_name) is None:
+        return Actions(None)
+    return Actions(importlib.import_module(module_name))

@@ -1,0 +1,27 @@
+"""Hooks of the ``message`` entity: push every new message to the people who see it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ... import registry as keys
+from . import ActionContext
+
+_LINE_ENDINGS = re.compile(r"\r\n?")
+
+
+async def before_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
+    """Store one kind of line ending, whatever the client's platform."""
+    doc["text"] = _LINE_ENDINGS.sub("\n", doc["text"])
+
+
+async def after_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
+    """A direct message goes to its addressee and its author (all their tabs);
+    a broadcast goes to everyone connected."""
+    messages = ctx.registry[keys.MESSAGE_CLIENT]
+    payload = ctx.entity.to_public(doc)
+    if doc.get("to") is not None:
+        await messages.emitToUsers([doc["to"], doc["author"]], "message", payload)
+    else:
+        await messages.emitToEveryone("message", payload)

@@ -1,0 +1,1 @@
+"""Socket.IO: the server, the token handshake and the message client."""

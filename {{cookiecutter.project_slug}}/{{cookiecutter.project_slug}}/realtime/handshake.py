@@ -1,0 +1,68 @@
+"""The Socket.IO ``connect`` handler: a one-time socket token or no connection.
+
+The token comes from the handshake ``auth`` payload ``{"token": "..."}``
+(preferred) or the query string ``?token=...`` (what transom clients send; the
+access log redacts it). Any failure refuses the connection with the message
+``INVALID_TOKEN``, which the client sees in ``connect_error``; the reason is
+logged, never the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+from pymongo.errors import PyMongoError
+
+from ..auth.nonces import SocketTokenStore
+from ..config import Settings
+from .rooms import EVERYONE, NAMESPACE, jwt_room, user_room
+
+log = logging.getLogger(__name__)
+
+INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 - the refusal message, not a secret
+
+
+def token_from(auth: Any, environ: dict[str, Any]) -> object:
+    """The token as sent: from ``auth`` if it is an object with a token, else the query."""
+    if isinstance(auth, dict) and "token" in auth:
+        return auth["token"]
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
+    return values[0] if values and len(values) == 1 else None
+
+
+class Handshake:
+    """Consumes the token, binds the socket to its user, joins the user's rooms."""
+
+    def __init__(self, sio: socketio.AsyncServer, nonces: SocketTokenStore, settings: Settings):
+        self._sio = sio
+        self._nonces = nonces
+        self._settings = settings
+
+    def _refuse(self, reason: str) -> socketio.exceptions.ConnectionRefusedError:
+        log.info("socket handshake refused: %s", reason)
+        return socketio.exceptions.ConnectionRefusedError(INVALID_TOKEN)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = token_from(auth, environ)
+        if token is None:
+            raise self._refuse("no token")
+        try:
+            grant = await self._nonces.consume(token)
+        except PyMongoError:
+            log.warning("socket handshake refused: database unavailable")
+            raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
+        if grant is None:
+            raise self._refuse("unknown, expired, used or malformed token")
+        user = grant["user"]
+        user_id = str(user["_id"])
+        open_sockets = sum(
+            1 for _ in self._sio.manager.get_participants(NAMESPACE, user_room(user_id))
+        )
+        if open_sockets >= self._settings.max_sockets_per_user:
+            raise self._refuse(f"user {user_id} already has {open_sockets} sockets")
+        await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
+        for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
+            await self._sio.enter_room(sid, room)

@@ -1,0 +1,105 @@
+"""The message client: ``registry['transomMsgClient']``.
+
+Server code anywhere (handlers, model actions, background jobs) pushes events to
+users through it::
+
+    msg = registry["transomMsgClient"]
+    await msg.emitToUsers([doc["to"], ctx.user], "message", payload)
+    await msg.emitToEveryone("announcement", {"text": "..."})
+
+Users are addressed by room (``user:<id>``), so an emit costs one call whatever
+the number of sockets, and no socket list is scanned. The camelCase names match
+the transom JavaScript plugins; snake_case aliases are provided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import socketio
+from bson import ObjectId
+
+from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
+
+
+def user_id_of(user: Any) -> str:
+    """The id of one user given as a dict, an object, an ObjectId or a 24-hex string."""
+    if user is None:
+        raise TypeError("user must not be None")
+    if isinstance(user, dict):
+        value = user.get("_id", user.get("id"))
+    elif isinstance(user, str | ObjectId):
+        value = user
+    else:
+        value = getattr(user, "_id", None) or getattr(user, "id", None)
+        if value is None:
+            value = getattr(user, "user_id", None)
+    if value is None:
+        raise ValueError(f"cannot find a user id (_id or id) in {type(user).__name__}")
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, str) and ObjectId.is_valid(value):
+        return value.lower()
+    raise ValueError(f"{value!r} is not a user id (a 24-digit hex string or ObjectId)")
+
+
+def user_ids_of(users: Any) -> list[str]:
+    """One user or an iterable of users → distinct ids, in first-seen order."""
+    if isinstance(users, str | ObjectId | dict) or not isinstance(users, Iterable):
+        users = [users]
+    return list(dict.fromkeys(user_id_of(user) for user in users))
+
+
+def _check_channel(channel: object) -> str:
+    if not isinstance(channel, str) or not channel:
+        raise ValueError("channelName must be a non-empty string")
+    return channel
+
+
+class MessageClient:
+    def __init__(self, io: socketio.AsyncServer) -> None:
+        self._io = io
+
+    @property
+    def io(self) -> socketio.AsyncServer:
+        """The underlying ``socketio.AsyncServer`` (read-only)."""
+        return self._io
+
+    @property
+    def _manager(self) -> RoomManager:
+        return self._io.manager
+
+    async def emitToUsers(self, users: Any, channelName: str, data: Any = None) -> int:
+        """Send event ``channelName`` with ``data`` to every socket of each user.
+
+        ``users`` is one user or a list (dicts or objects with ``_id``/``id``, id
+        strings, ObjectIds); duplicates collapse and users without a socket are
+        skipped. Returns the number of distinct users targeted.
+        """
+        channel = _check_channel(channelName)
+        ids = user_ids_of(users)
+        if ids:
+            await self._io.emit(
+                channel, data, to=[user_room(uid) for uid in ids], namespace=NAMESPACE
+            )
+        return len(ids)
+
+    async def emitToEveryone(self, channelName: str, data: Any = None) -> None:
+        """Send event ``channelName`` with ``data`` to every authenticated socket."""
+        await self._io.emit(_check_channel(channelName), data, to=EVERYONE, namespace=NAMESPACE)
+
+    async def disconnectUsers(self, users: Any) -> int:
+        """Disconnect every socket of each user; returns the number of distinct users."""
+        ids = user_ids_of(users)
+        for uid in ids:
+            await self._manager.disconnect_room(user_room(uid))
+        return len(ids)
+
+    async def disconnect_token(self, jti: str) -> None:
+        """Disconnect the sockets opened with the JWT whose id is ``jti`` (logout)."""
+        await self._manager.disconnect_room(jwt_room(jti))
+
+    emit_to_users = emitToUsers
+    emit_to_everyone = emitToEveryone
+    disconnect_users = disconnectUsers

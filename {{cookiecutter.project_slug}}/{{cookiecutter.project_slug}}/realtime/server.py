@@ -1,0 +1,82 @@
+"""The Socket.IO server, wired the way python-socketio's Tornado example does it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from .. import jsonutil
+from ..auth.nonces import SocketTokenStore
+from ..config import Settings
+{%- if cookiecutter.message_queue == "redis" %}
+from .redis_queue import RedisRoomManager
+{%- else %}
+from .rooms import RoomManager
+{%- endif %}
+from .handshake import Handshake
+
+SOCKETIO_PATH = r"/socket.io/"
+
+
+def allowed_origins(settings: Settings) -> Any:
+    """The ``cors_allowed_origins`` value for CORS_ALLOWED_ORIGINS.
+
+    Unset: same origin only. A list: those origins and the same origin (so the
+    demo page keeps working). ``*``: any origin.
+    """
+    if not settings.cors_allowed_origins:
+        return None
+    if "*" in settings.cors_allowed_origins:
+        return "*"
+    extra = set(settings.cors_allowed_origins)
+
+    def check(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin in extra:
+            return True
+        same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == same
+
+    return check
+
+
+def create_socket_server(settings: Settings, nonces: SocketTokenStore) -> socketio.AsyncServer:
+{%- if cookiecutter.message_queue == "redis" %}
+    manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel)
+{%- else %}
+    manager = RoomManager()
+{%- endif %}
+    sio = socketio.AsyncServer(
+        # Name the mode: with aiohttp installed python-socketio would pick aiohttp.
+        async_mode="tornado",
+        client_manager=manager,
+        json=jsonutil,
+        cors_allowed_origins=allowed_origins(settings),
+        ping_interval=settings.socketio_ping_interval,
+        ping_timeout=settings.socketio_ping_timeout,
+        max_http_buffer_size=settings.socketio_max_message_bytes,
+        logger=False,
+        engineio_logger=False,
+    )
+    handshake = Handshake(sio, nonces, settings)
+    sio.on("connect", handshake.connect)
+    return sio
+
+
+def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
+    """The Tornado route for ``/socket.io/``."""
+    engineio_handler = socketio.get_tornado_handler(sio)
+
+    class SocketIOHandler(engineio_handler):  # type: ignore[misc, valid-type]
+        def get_compression_options(self) -> None:
+            # engine.io's handler negotiates permessage-deflate for every socket; it
+            # costs CPU on every frame and ~150 KB of zlib state per connection, for
+            # messages that are mostly small. Node's socket.io has it off too.
+            return None
+
+        def check_xsrf_cookie(self) -> None:
+            # Socket.IO authenticates with its one-time token, and long-polling POSTs
+            # carry no XSRF token: keep xsrf_cookies=True elsewhere from breaking it.
+            return None
+
+    return (SOCKETIO_PATH, SocketIOHandler)

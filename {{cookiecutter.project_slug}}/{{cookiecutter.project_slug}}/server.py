@@ -1,0 +1,58 @@
+"""Run the app: embedded database if needed, HTTP server, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+
+import tornado.httpserver
+import tornado.netutil
+
+from . import app as application
+from .config import Settings
+from .embedded_db import IN_MEMORY, start_embedded_database
+
+log = logging.getLogger(__name__)
+
+# Tornado's own ceiling on any request body; the API's limit (MAX_BODY_BYTES) is
+# lower and answered with a JSON 413 by the handlers.
+HARD_BODY_LIMIT = 16 * 1024 * 1024
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then stop in order and return."""
+    embedded = None
+    if settings.uses_embedded_db:
+        storage = IN_MEMORY if settings.app_env == "test" else settings.data_dir / "db"
+        embedded = start_embedded_database(storage)
+        settings = dataclasses.replace(settings, mongodb_uri=embedded.uri)
+    try:
+        app = application.make_app(settings)
+        await application.start(app)
+        server = tornado.httpserver.HTTPServer(
+            app, xheaders=settings.trust_proxy_headers, max_body_size=HARD_BODY_LIMIT
+        )
+        sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        log.info("listening on http://%s:%d (APP_ENV=%s)", settings.host, port, settings.app_env)
+
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+
+        log.info("shutting down")
+        server.stop()  # stop accepting
+        await application.stop(app)  # sockets, Socket.IO tasks, database client
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    log.info("stopped")

@@ -1,0 +1,178 @@
+"""The base of every REST handler: JSON in and out, errors, the caller, the registry.
+
+Subclass ``BaseHandler`` (or ``AuthenticatedHandler`` for routes that need a
+logged-in user) and you get, for free:
+
+- ``self.json_body()``: the request body as a JSON object, or a 400;
+- ``self.current_user``: the ``Principal`` of the Bearer JWT (authenticated routes);
+- ``self.registry``: the service locator (``self.registry['transomMsgClient']``...);
+- ``self.write_json(payload, status)``;
+- every exception turned into ``{"error": {"code", "message"}}`` with the right
+  status, and never a traceback sent to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import tornado.web
+from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
+
+from .. import jsonutil, logs
+from .. import registry as keys
+from ..auth.tokens import InvalidToken, Principal, TokenService
+from ..config import Settings
+from ..registry import Registry
+from .errors import ApiError, unauthorized
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not reachable right now": answered with 503.
+DATABASE_DOWN = (ConnectionFailure, AutoReconnect, NetworkTimeout, ExecutionTimeout)
+
+STANDARD_CODES = {
+    400: ("bad_request", "the request is malformed"),
+    401: ("authentication_required", "a valid Bearer token is required"),
+    403: ("forbidden", "not allowed"),
+    404: ("not_found", "no such resource"),
+    405: ("method_not_allowed", "this method is not allowed here"),
+    413: ("payload_too_large", "the request body is too large"),
+    503: ("database_unavailable", "the database is not reachable, try again soon"),
+}
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+JSON_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+@tornado.web.stream_request_body
+class BaseHandler(tornado.web.RequestHandler):
+    """JSON API handler. The body is streamed so oversized bodies get a JSON 413."""
+
+    current_user: Principal | None
+
+    def initialize(self) -> None:
+        self.registry: Registry = self.application.settings["registry"]
+        self.settings_: Settings = self.registry[keys.SETTINGS]
+        self._body_chunks: list[bytes] = []
+        self._body_size = 0
+        incoming = self.request.headers.get("X-Request-ID", "")
+        self.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        logs.bind_request(self.request_id)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in JSON_SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    async def prepare(self) -> None:
+        self.set_header("X-Request-ID", self.request_id)
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.settings_.max_body_bytes:
+            raise self._too_large()
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > self.settings_.max_body_bytes:
+            raise self._too_large()
+        self._body_chunks.append(chunk)
+
+    def _too_large(self) -> ApiError:
+        return ApiError(
+            413,
+            "payload_too_large",
+            f"the request body must be at most {self.settings_.max_body_bytes} bytes",
+        )
+
+    @property
+    def client_ip(self) -> str:
+        return self.request.remote_ip or "unknown"
+
+    def body_bytes(self) -> bytes:
+        return b"".join(self._body_chunks)
+
+    def json_body(self) -> dict[str, Any]:
+        """The body as a JSON object; 400 for anything else (invalid JSON, a list...)."""
+        raw = self.body_bytes()
+        if not raw.strip():
+            raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+        try:
+            value = jsonutil.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+        return value
+
+    def write_json(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(jsonutil.dumps(payload))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, ApiError):
+            for name, value in error.headers.items():
+                self.set_header(name, value)
+            body = error.body()
+        elif isinstance(error, DATABASE_DOWN):
+            self.set_status(503)
+            code, message = STANDARD_CODES[503]
+            body = {"error": {"code": code, "message": message}}
+        else:
+            if status_code not in STANDARD_CODES:
+                status_code = 500 if status_code >= 500 else status_code
+                self.set_status(status_code)
+            code, message = STANDARD_CODES.get(
+                status_code, ("internal_error", "something went wrong on our side")
+            )
+            body = {"error": {"code": code, "message": message}}
+        # A handler may have set headers for a success response; errors are JSON.
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(jsonutil.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, tornado.web.HTTPError):
+            return  # expected client errors: the access log has the status
+        if isinstance(value, DATABASE_DOWN):
+            log.warning("database unavailable: %s %s", self.request.method, self.request.path)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class AuthenticatedHandler(BaseHandler):
+    """A handler whose every method requires ``Authorization: Bearer <JWT>``."""
+
+    current_user: Principal
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        self.current_user = await self.authenticate()
+        logs.bind_user(self.current_user.user_id)
+
+    async def authenticate(self) -> Principal:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise unauthorized()
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'")
+        tokens: TokenService = self.registry[keys.TOKENS]
+        try:
+            return await tokens.authenticate(token.strip())
+        except InvalidToken as error:
+            raise unauthorized("invalid_token", str(error)) from None
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown route: a JSON 404 whatever the method."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise ApiError(404, "not_found", f"no route for {self.request.path}")

@@ -1,0 +1,22 @@
+"""The demo page at ``/``: log in, connect a socket, send and receive messages."""
+
+from __future__ import annotations
+
+import tornado.web
+
+# The page loads only its own scripts and styles, and talks only to this origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class DemoPageHandler(tornado.web.RequestHandler):
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+
+    def get(self) -> None:
+        self.render("index.html")

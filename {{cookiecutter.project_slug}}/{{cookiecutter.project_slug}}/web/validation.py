@@ -1,0 +1,52 @@
+"""Small, explicit checks for JSON request fields; each failure is a 400 naming the field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+from .errors import bad_request
+
+
+def text(
+    body: dict[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    min_length: int = 1,
+    max_length: int = 1000,
+    strip: bool = True,
+    pattern: re.Pattern[str] | None = None,
+    rule: str = "",
+) -> str | None:
+    """Return ``body[name]`` as a checked string (None if optional and absent or null)."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise bad_request(f"{name} is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string", field=name)
+    if strip:
+        value = value.strip()
+    if len(value) < min_length:
+        if min_length == 1:
+            raise bad_request(f"{name} must not be empty", field=name)
+        raise bad_request(f"{name} must be at least {min_length} characters", field=name)
+    if len(value) > max_length:
+        raise bad_request(f"{name} must be at most {max_length} characters", field=name)
+    if pattern is not None and not pattern.match(value):
+        raise bad_request(f"{name} {rule or 'has an invalid format'}", field=name)
+    return value
+
+
+def required_text(body: dict[str, Any], name: str, **rules: Any) -> str:
+    # text() raises for a missing required field, so the value is a string here.
+    return cast(str, text(body, name, required=True, **rules))
+
+
+def only_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse unknown fields, so a typo in a field name is not silently ignored."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]!r}", field=unknown[0])
