@@ -49,6 +49,12 @@ def problems(answers: dict[str, object]) -> list[str]:
         found.append(
             f"author_email {email!r} is invalid: it must look like name@example.com"
         )
+    for name in ("project_name", "description", "author_name"):
+        value = answers.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > 200 or any(
+            ord(ch) < 32 for ch in value
+        ):
+            found.append(f"{name} is invalid: it must be one line of 1 to 200 characters")
     for name, allowed in CHOICES.items():
         if answers.get(name) not in allowed:
             found.append(f"{name} {answers.get(name)!r} is invalid: choose one of {', '.join(allowed)}")

@@ -7,9 +7,12 @@ server (a real mongod). Each test gets a database of its own, dropped afterwards
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import tornado.web
@@ -36,14 +39,39 @@ def mongodb_uri() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(mongodb_uri: str) -> Settings:
-    return Settings(
+def settings_overrides() -> dict[str, Any]:
+    """Per-test settings changes. Override with a fixture of the same name, or with
+    ``@pytest.mark.parametrize("settings_overrides", [{"login_lockout_seconds": 2}])``."""
+    return {}
+
+
+@pytest.fixture
+def io_loop(io_loop):
+    """pytest-tornado's loop, minus the tasks engine.io leaves sleeping (one ping task per
+    closed socket): cancelled before the loop closes instead of warned about."""
+    yield io_loop
+    loop = io_loop.asyncio_loop
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+@pytest.fixture
+def settings(mongodb_uri: str, settings_overrides: dict[str, Any]) -> Settings:
+    base = Settings(
         app_env="test",
         mongodb_uri=mongodb_uri,
         mongodb_db=f"test_{uuid.uuid4().hex[:16]}",
         mongodb_timeout_ms=3000,
         jwt_secret=TEST_SECRET,
+{%- if cookiecutter.message_queue == "redis" %}
+        # A channel of its own: concurrent test runs must not share Socket.IO rooms.
+        redis_channel=f"test-{uuid.uuid4().hex}",
+{%- endif %}
     )
+    return dataclasses.replace(base, **settings_overrides)
 
 
 @pytest.fixture

@@ -1,3 +1,3 @@
-"""{{ cookiecutter.project_name }}: {{ cookiecutter.description }}"""
+"""The {{ cookiecutter.project_slug }} application: a Tornado REST API with live messages."""
 
 __version__ = "0.1.0"

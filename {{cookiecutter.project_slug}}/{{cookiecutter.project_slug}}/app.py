@@ -30,6 +30,7 @@ from .auth.throttle import LoginThrottle
 from .auth.tokens import TokenService
 from .auth.users import UserStore
 from .config import ConfigError, Settings
+from .metrics import Metrics, MetricsHandler
 from .models import ENTITIES
 from .models.handlers import entity_routes
 from .realtime.message_client import MessageClient
@@ -72,13 +73,19 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
     nonce_store = registry.set(
         keys.NONCE_STORE, SocketTokenStore(database, settings.socket_token_ttl_seconds)
     )
-    sio = registry.set(keys.SOCKET_SERVER, create_socket_server(settings, nonce_store))
-    message_client = registry.set(keys.MESSAGE_CLIENT, MessageClient(sio))
+    metrics = registry.set(keys.METRICS, Metrics())
+    sio = registry.set(keys.SOCKET_SERVER, create_socket_server(settings, nonce_store, metrics))
+    message_client = registry.set(keys.MESSAGE_CLIENT, MessageClient(sio, metrics))
     registry.set(keys.MESSAGE_CLIENT_ALIAS, message_client)
+
+    def request_finished(handler: tornado.web.RequestHandler) -> None:
+        logs.log_request(handler)
+        metrics.observe_request(handler)
 
     routes = [
         (r"/", DemoPageHandler),
         (r"/health", HealthHandler),
+        (r"/metrics", MetricsHandler, {"metrics": metrics}),
         (r"/api/v1/user/signup", SignupHandler),
         (r"/api/v1/user/login", LoginHandler),
         (r"/api/v1/user/logout", LogoutHandler),
@@ -93,7 +100,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         default_handler_class=NotFoundHandler,
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
-        log_function=logs.log_request,
+        log_function=request_finished,
         # The API authenticates with Bearer tokens, not cookies, so it needs no XSRF
         # cookie; Socket.IO's handler opts out of XSRF checks in any case.
         xsrf_cookies=False,

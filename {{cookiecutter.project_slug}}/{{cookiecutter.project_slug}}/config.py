@@ -57,6 +57,7 @@ class Settings:
     socketio_ping_interval: int = 25
     socketio_ping_timeout: int = 20
     socketio_max_message_bytes: int = 64 * 1024
+    socketio_transports: tuple[str, ...] = ("polling", "websocket")
     max_sockets_per_user: int = 20
     fast_fanout: bool = True
 
@@ -169,6 +170,9 @@ def _parse(read: _Reader) -> Settings:
         socketio_max_message_bytes=read.integer(
             "SOCKETIO_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024
         ),
+        socketio_transports=read.checked(
+            "SOCKETIO_TRANSPORTS", ("polling", "websocket"), _transports
+        ),
         max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 20, minimum=1),
         fast_fanout=read.boolean("FAST_FANOUT", True),
     )
@@ -195,18 +199,27 @@ def _mongodb_uri(value: str) -> str:
     return value
 
 
+{% if cookiecutter.message_queue == "redis" -%}
 def _redis_url(value: str) -> str:
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
     return value
 
 
+{% endif -%}
 def _database_name(value: str) -> str:
     if len(value) > 63 or any(ch in value for ch in '/\\. "$'):
         raise ConfigError(
-            f"MONGODB_DB must be at most 63 characters without / \\ . space \" or $, got {value!r}"
+            f'MONGODB_DB must be 1-63 characters without / \\ . space " or $, got {value!r}'
         )
     return value
+
+
+def _transports(value: str) -> tuple[str, ...]:
+    transports = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    if not transports or not set(transports) <= {"polling", "websocket"}:
+        raise ConfigError(f"SOCKETIO_TRANSPORTS must be polling, websocket or both, got {value!r}")
+    return transports
 
 
 def _origins(value: str) -> tuple[str, ...]:

@@ -9,22 +9,24 @@ which both drivers raise.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import OperationFailure
-{%- if cookiecutter.mongo_driver == "pymongo" %}
+{% if cookiecutter.mongo_driver == "pymongo" -%}
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 Client = AsyncMongoClient
 Database = AsyncDatabase
 Collection = AsyncCollection
-{%- else %}
+{%- else -%}
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
+from pymongo.errors import OperationFailure
 
 Client = AsyncIOMotorClient
 Database = AsyncIOMotorDatabase
@@ -41,6 +43,13 @@ class IndexSpec:
     collection: str
     keys: Sequence[tuple[str, int]]
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def now() -> dt.datetime:
+    """The current UTC time at BSON's millisecond precision, so a document returned
+    right after an insert equals the one read back later."""
+    moment = dt.datetime.now(dt.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def connect(uri: str, timeout_ms: int) -> Client:

@@ -103,7 +103,9 @@ class LoginHandler(BaseHandler):
 class LogoutHandler(AuthenticatedHandler):
     async def post(self) -> None:
         tokens: TokenService = self.registry[keys.TOKENS]
+        nonces: SocketTokenStore = self.registry[keys.NONCE_STORE]
         await tokens.revoke(self.current_user)
+        await nonces.discard_for_jwt(self.current_user.jti)
         await self.registry[keys.MESSAGE_CLIENT].disconnect_token(self.current_user.jti)
         self.write_json({"success": True})
 

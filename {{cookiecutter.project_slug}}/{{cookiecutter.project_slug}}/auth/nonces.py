@@ -67,3 +67,7 @@ class SocketTokenStore:
             {"_id": token_hash(token), "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
             projection={"_id": 0, "user": 1, "jti": 1},
         )
+
+    async def discard_for_jwt(self, jti: str) -> None:
+        """Void the unused socket tokens minted with a JWT (on logout)."""
+        await self._collection.delete_many({"jti": jti})

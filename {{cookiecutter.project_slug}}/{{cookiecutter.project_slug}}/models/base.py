@@ -8,12 +8,12 @@ action module ``models/actions/<name>.py`` holds the hooks.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bson import ObjectId
 
+from .. import db
 from ..auth.tokens import Principal
 from ..auth.users import parse_object_id
 from ..db import IndexSpec
@@ -115,7 +115,7 @@ class Entity:
             raise bad_request(f"unknown field {unknown[0]!r}", field=unknown[0])
 
     def new_document(self, values: dict[str, Any], user: Principal) -> dict[str, Any]:
-        now = dt.datetime.now(dt.UTC)
+        now = db.now()
         return {
             **values,
             self.owner_field: {"_id": ObjectId(user.user_id), "username": user.username},

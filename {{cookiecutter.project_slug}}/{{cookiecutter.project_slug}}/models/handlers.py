@@ -6,9 +6,9 @@ change or delete a document. Writes run the entity's action hooks around them.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from .. import db
 from .. import registry as keys
 from ..auth.users import UserStore, parse_object_id
 from ..db import Database
@@ -120,7 +120,7 @@ class EntityItemHandler(EntityHandler):
         changes = self.entity.parse_changes(self.json_body())
         existing = await self._owned(raw_id)
         await self.check_references(changes)
-        doc = {**existing, **changes, "updated_at": dt.datetime.now(dt.UTC)}
+        doc = {**existing, **changes, "updated_at": db.now()}
         ctx = self.action_context()
         await self.actions.before("update", ctx, doc)
         await self.collection.replace_one({"_id": existing["_id"]}, doc)

@@ -18,6 +18,7 @@ from pymongo.errors import PyMongoError
 
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
+from ..metrics import Metrics
 from .rooms import EVERYONE, NAMESPACE, jwt_room, user_room
 
 log = logging.getLogger(__name__)
@@ -36,33 +37,47 @@ def token_from(auth: Any, environ: dict[str, Any]) -> object:
 class Handshake:
     """Consumes the token, binds the socket to its user, joins the user's rooms."""
 
-    def __init__(self, sio: socketio.AsyncServer, nonces: SocketTokenStore, settings: Settings):
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        nonces: SocketTokenStore,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
         self._sio = sio
         self._nonces = nonces
         self._settings = settings
+        self._metrics = metrics
 
-    def _refuse(self, reason: str) -> socketio.exceptions.ConnectionRefusedError:
-        log.info("socket handshake refused: %s", reason)
+    def _refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
+        log.info("socket handshake refused: %s%s", reason, detail)
+        self._metrics.handshakes.labels("refused", reason).inc()
         return socketio.exceptions.ConnectionRefusedError(INVALID_TOKEN)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = token_from(auth, environ)
         if token is None:
-            raise self._refuse("no token")
+            raise self._refuse("no_token")
         try:
             grant = await self._nonces.consume(token)
         except PyMongoError:
             log.warning("socket handshake refused: database unavailable")
+            self._metrics.handshakes.labels("refused", "database_unavailable").inc()
             raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
         if grant is None:
-            raise self._refuse("unknown, expired, used or malformed token")
+            raise self._refuse("invalid_token", " (unknown, expired, used or malformed)")
         user = grant["user"]
         user_id = str(user["_id"])
         open_sockets = sum(
             1 for _ in self._sio.manager.get_participants(NAMESPACE, user_room(user_id))
         )
         if open_sockets >= self._settings.max_sockets_per_user:
-            raise self._refuse(f"user {user_id} already has {open_sockets} sockets")
+            raise self._refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
         for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
             await self._sio.enter_room(sid, room)
+        self._metrics.handshakes.labels("accepted", "").inc()
+        self._metrics.connected_sockets.inc()
+
+    async def disconnect(self, sid: str, reason: str | None = None) -> None:
+        self._metrics.connected_sockets.dec()

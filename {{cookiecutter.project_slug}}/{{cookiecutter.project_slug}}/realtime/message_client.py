@@ -20,6 +20,7 @@ from typing import Any
 import socketio
 from bson import ObjectId
 
+from ..metrics import Metrics
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
 
 
@@ -58,8 +59,9 @@ def _check_channel(channel: object) -> str:
 
 
 class MessageClient:
-    def __init__(self, io: socketio.AsyncServer) -> None:
+    def __init__(self, io: socketio.AsyncServer, metrics: Metrics) -> None:
         self._io = io
+        self._metrics = metrics
 
     @property
     def io(self) -> socketio.AsyncServer:
@@ -79,6 +81,8 @@ class MessageClient:
         """
         channel = _check_channel(channelName)
         ids = user_ids_of(users)
+        self._metrics.emits.labels("users").inc()
+        self._metrics.emit_recipients.labels("users").inc(len(ids))
         if ids:
             await self._io.emit(
                 channel, data, to=[user_room(uid) for uid in ids], namespace=NAMESPACE
@@ -87,7 +91,11 @@ class MessageClient:
 
     async def emitToEveryone(self, channelName: str, data: Any = None) -> None:
         """Send event ``channelName`` with ``data`` to every authenticated socket."""
-        await self._io.emit(_check_channel(channelName), data, to=EVERYONE, namespace=NAMESPACE)
+        channel = _check_channel(channelName)
+        local_sockets = sum(1 for _ in self._manager.get_participants(NAMESPACE, EVERYONE))
+        self._metrics.emits.labels("everyone").inc()
+        self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
+        await self._io.emit(channel, data, to=EVERYONE, namespace=NAMESPACE)
 
     async def disconnectUsers(self, users: Any) -> int:
         """Disconnect every socket of each user; returns the number of distinct users."""

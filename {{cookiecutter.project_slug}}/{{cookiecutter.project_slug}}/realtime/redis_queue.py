@@ -1,0 +1,57 @@
+"""Socket.IO rooms shared between processes and hosts through Redis.
+
+python-socketio's ``AsyncRedisManager`` publishes every emit, disconnect and room
+change on a Redis channel that every process subscribes to, so
+``emitToUsers``/``emitToEveryone`` called in one process reach the sockets held
+by all of them. This subclass adds ``disconnect_room`` (logout, disconnectUsers),
+which python-socketio only offers per socket id: it travels as an emit of a
+reserved event that each process turns into a disconnect of its own sockets in
+that room, and which is never sent to a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from .. import jsonutil
+from ..config import Settings
+from ..metrics import Metrics
+from .message_client import MessageClient
+from .rooms import NAMESPACE, disconnect_local_sockets
+
+DISCONNECT_ROOM_EVENT = "\x00disconnect-room"
+
+
+class RedisRoomManager(socketio.AsyncRedisManager):
+    def __init__(self, url: str, *, channel: str, write_only: bool = False) -> None:
+        # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
+        super().__init__(url, channel=channel, write_only=write_only, json=jsonutil)
+
+    async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
+        await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("event") == DISCONNECT_ROOM_EVENT:
+            namespace = message.get("namespace") or NAMESPACE
+            await disconnect_local_sockets(self, message["room"], namespace)
+            return
+        await super()._handle_emit(message)
+
+
+def write_only_message_client(settings: Settings) -> MessageClient:
+    """The message client of a process that holds no sockets (a worker, a cron job).
+
+    Its Socket.IO server never serves a request: it only publishes to Redis, and
+    the web processes deliver to their sockets.
+    """
+    manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel, write_only=True)
+    sio = socketio.AsyncServer(async_mode="tornado", client_manager=manager, json=jsonutil)
+    return MessageClient(sio, Metrics())
+
+
+async def close_write_only(client: MessageClient) -> None:
+    redis = client.io.manager.redis
+    if redis is not None:
+        await redis.aclose()

@@ -23,9 +23,16 @@ def jwt_room(jti: str) -> str:
     return f"jwt:{jti}"
 
 
+async def disconnect_local_sockets(
+    manager: socketio.AsyncManager, room: str, namespace: str
+) -> None:
+    """Disconnect the sockets of ``room`` that this process holds."""
+    for sid, _eio_sid in list(manager.get_participants(namespace, room)):
+        await manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+
 class RoomManager(socketio.AsyncManager):
     """python-socketio's in-process manager, plus ``disconnect_room``."""
 
     async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
-        for sid, _eio_sid in list(self.get_participants(namespace, room)):
-            await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        await disconnect_local_sockets(self, room, namespace)

@@ -9,12 +9,13 @@ import socketio
 from .. import jsonutil
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
+from ..metrics import Metrics
+from .handshake import Handshake
 {%- if cookiecutter.message_queue == "redis" %}
 from .redis_queue import RedisRoomManager
 {%- else %}
 from .rooms import RoomManager
 {%- endif %}
-from .handshake import Handshake
 
 SOCKETIO_PATH = r"/socket.io/"
 
@@ -40,7 +41,9 @@ def allowed_origins(settings: Settings) -> Any:
     return check
 
 
-def create_socket_server(settings: Settings, nonces: SocketTokenStore) -> socketio.AsyncServer:
+def create_socket_server(
+    settings: Settings, nonces: SocketTokenStore, metrics: Metrics
+) -> socketio.AsyncServer:
 {%- if cookiecutter.message_queue == "redis" %}
     manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel)
 {%- else %}
@@ -55,11 +58,13 @@ def create_socket_server(settings: Settings, nonces: SocketTokenStore) -> socket
         ping_interval=settings.socketio_ping_interval,
         ping_timeout=settings.socketio_ping_timeout,
         max_http_buffer_size=settings.socketio_max_message_bytes,
+        transports=list(settings.socketio_transports),
         logger=False,
         engineio_logger=False,
     )
-    handshake = Handshake(sio, nonces, settings)
+    handshake = Handshake(sio, nonces, settings, metrics)
     sio.on("connect", handshake.connect)
+    sio.on("disconnect", handshake.disconnect)
     return sio
 
 

@@ -108,7 +108,16 @@
       $("connect").disabled = true;
       $("disconnect").disabled = false;
     });
-    socket.on("connect_error", (error) => setStatus(`error: ${error.message}`, "error"));
+    socket.on("connect_error", (error) => {
+      setStatus(`error: ${error.message}`, "error");
+      // The server refused the handshake (INVALID_TOKEN...): the client does not
+      // retry by itself, so let Connect start over with a fresh token. A network
+      // failure leaves the socket active: it keeps retrying on its own.
+      if (!socket.active) {
+        socket.disconnect();
+        if (state.socket === socket) forgetSocket();
+      }
+    });
     socket.on("disconnect", (reason) => {
       setStatus(`disconnected (${reason})`, "disconnected");
       if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry

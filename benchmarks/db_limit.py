@@ -1,0 +1,167 @@
+"""The database's own round-trip limit for the queries behind a token and a handshake.
+
+Runs the same queries as the app, straight from the driver, against the same
+database set-up as the benchmarked app: the embedded database (SecantusDB, in
+memory, in this process, like ``APP_ENV=test``) started by the generated
+package's own ``start_embedded_database``, the client from its ``db.connect`` and
+the indexes from its ``app.all_indexes``. With ``--uri`` it uses that database
+instead.
+
+- token: ``revoked_tokens.find_one({_id: jti}, {_id: 1})`` (the JWT revocation
+  check) then ``socket_tokens.insert_one({...})`` (the nonce), as
+  ``POST /api/v1/user/sockettoken`` does;
+- handshake: ``socket_tokens.find_one_and_delete({_id: hash, expires_at: {$gt: now}})``
+  on tokens inserted beforehand (not timed), as the Socket.IO handshake does.
+
+``--concurrency`` tasks run the operations for ``--duration`` seconds (tokens)
+or until ``--handshakes`` tokens are consumed. Prints one JSON object.
+
+Usage: python benchmarks/db_limit.py [--concurrency 16] [--duration 5] [--handshakes 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import importlib
+import json
+import os
+import secrets
+import time
+from typing import Any
+
+PACKAGE = os.environ.get("BENCH_APP_PACKAGE", "transom_app")
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    ordered = sorted(values)
+
+    def pick(p: float) -> float | None:
+        if not ordered:
+            return None
+        rank = min(len(ordered) - 1, max(0, -(-len(ordered) * p // 100) - 1))
+        return round(ordered[int(rank)], 3)
+
+    return {"n": len(ordered), "p50": pick(50), "p99": pick(99)}
+
+
+def nonce_doc(user_id: str, jti: str, ttl: int) -> tuple[str, dict[str, Any]]:
+    token = secrets.token_urlsafe(32)
+    doc = {
+        "_id": hashlib.sha256(token.encode("ascii")).hexdigest(),
+        "user": {"_id": user_id, "username": "bench", "groups": []},
+        "jti": jti,
+        "expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl),
+    }
+    return token, doc
+
+
+async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
+    db = importlib.import_module(f"{PACKAGE}.db")
+    app = importlib.import_module(f"{PACKAGE}.app")
+    client = db.connect(uri, 5000)
+    database = client[f"bench_db_limit_{secrets.token_hex(4)}"]
+    await db.ensure_indexes(database, app.all_indexes())
+    revoked = database["revoked_tokens"]
+    nonces = database["socket_tokens"]
+    user_id = "0" * 24
+    jtis = [secrets.token_urlsafe(16) for _ in range(args.concurrency)]
+
+    async def token_op(worker: int) -> None:
+        await revoked.find_one({"_id": jtis[worker]}, projection={"_id": 1})
+        await nonces.insert_one(nonce_doc(user_id, jtis[worker], 600)[1])
+
+    async def timed_loop(worker: int, until: float, latencies: list[float]) -> None:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            await token_op(worker)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    # Warm-up, then the timed token loop.
+    await asyncio.gather(*(token_op(w) for w in range(args.concurrency) for _ in range(20)))
+    token_latencies: list[float] = []
+    started = time.perf_counter()
+    until = started + args.duration
+    await asyncio.gather(
+        *(timed_loop(w, until, token_latencies) for w in range(args.concurrency))
+    )
+    token_seconds = time.perf_counter() - started
+
+    # Handshakes: insert the tokens first (not timed), then consume them.
+    hashes = []
+    docs = []
+    for i in range(args.handshakes):
+        _token, doc = nonce_doc(user_id, jtis[i % args.concurrency], 600)
+        hashes.append(doc["_id"])
+        docs.append(doc)
+    for start in range(0, len(docs), 1000):
+        await nonces.insert_many(docs[start : start + 1000])
+    handshake_latencies: list[float] = []
+    consumed = 0
+    queue = list(reversed(hashes))
+
+    async def consume_loop() -> None:
+        nonlocal consumed
+        while queue:
+            token_hash = queue.pop()
+            t0 = time.perf_counter()
+            doc = await nonces.find_one_and_delete(
+                {"_id": token_hash, "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
+                projection={"_id": 0, "user": 1, "jti": 1},
+            )
+            handshake_latencies.append((time.perf_counter() - t0) * 1000)
+            if doc is not None:
+                consumed += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(consume_loop() for _ in range(args.concurrency)))
+    handshake_seconds = time.perf_counter() - started
+
+    await client.drop_database(database.name)
+    await db.close(client)
+    return {
+        "concurrency": args.concurrency,
+        "token": {
+            "queries": "revoked_tokens.find_one + socket_tokens.insert_one",
+            "ops": len(token_latencies),
+            "seconds": round(token_seconds, 3),
+            "per_s": round(len(token_latencies) / token_seconds, 3),
+            "latency_ms": summary(token_latencies),
+        },
+        "handshake": {
+            "queries": "socket_tokens.find_one_and_delete",
+            "ops": len(handshake_latencies),
+            "consumed": consumed,
+            "seconds": round(handshake_seconds, 3),
+            "per_s": round(len(handshake_latencies) / handshake_seconds, 3),
+            "latency_ms": summary(handshake_latencies),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--handshakes", type=int, default=3000)
+    parser.add_argument("--uri", help="a MongoDB URI instead of the embedded database")
+    args = parser.parse_args()
+    embedded = None
+    uri = args.uri
+    if uri is None:
+        embedded_db = importlib.import_module(f"{PACKAGE}.embedded_db")
+        embedded = embedded_db.start_embedded_database(embedded_db.IN_MEMORY)
+        uri = embedded.uri
+    try:
+        result = asyncio.run(measure(args, uri))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    result["database"] = "external (--uri)" if args.uri else "embedded SecantusDB, in memory, in-process"
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

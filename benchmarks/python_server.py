@@ -1,0 +1,160 @@
+"""The generated app, served exactly as ``python -m <slug>`` serves it, plus /bench routes.
+
+The benchmark must measure the app's own code path, so this module changes nothing
+in it: it wraps ``<slug>.app.make_app`` to add three benchmark-only routes to the
+Application that ``make_app`` returns, then runs the package's own entry point
+(``<slug>.__main__.main``: settings from the environment, logging, embedded
+database, ``server.serve``). Whatever the app does at start-up (GC tuning, event
+loop policy, the realtime fast path...) is therefore what is measured.
+
+Routes (the same as benchmarks/node_server.js):
+
+- ``POST /bench/broadcast {count, size, run}``: ``count`` times
+  ``await registry['transomMsgClient'].emitToEveryone("bench", payload)``;
+- ``POST /bench/users {count, size, run, users}``: ``count`` times
+  ``await registry['transomMsgClient'].emitToUsers(users, "bench", payload)``;
+- ``GET /bench/stats[?gc=1]``: ``{rss_kb, cpu_s, sockets, ...}`` (RSS from
+  /proc/self/status; ``gc=1`` runs a full collection first).
+
+``payload`` is ``{run, seq, t, pad}``: ``t`` is the send time in ms since the epoch,
+taken just before each emit, ``seq`` counts from 0 and ``pad`` brings the packet
+(``42["bench",{...}]``) to about ``size`` bytes.
+
+Usage: ``APP_ENV=test PORT=0 python benchmarks/python_server.py`` in a venv where
+the generated project is installed (BENCH_APP_PACKAGE names its package, default
+``transom_app``). It logs ``listening on http://127.0.0.1:PORT`` like the app.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import tornado.web
+
+PACKAGE = os.environ.get("BENCH_APP_PACKAGE", "transom_app")
+CHANNEL = "bench"
+EVERYONE = "everyone"  # the room emitToEveryone targets (<slug>/realtime/rooms.py)
+NAMESPACE = "/"
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+def rss_kb() -> int | None:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def pad_for(size: int, run: str) -> str:
+    """Padding that brings ``42["bench",{run, seq, t, pad}]`` to about ``size`` bytes."""
+    probe = json.dumps({"run": run, "seq": 0, "t": now_ms(), "pad": ""}, separators=(",", ":"))
+    return "x" * max(0, size - len(f'42["{CHANNEL}",{probe}]'))
+
+
+class _BenchHandler(tornado.web.RequestHandler):
+    def initialize(self) -> None:
+        self.registry = self.application.settings["registry"]
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def body(self) -> dict[str, Any]:
+        value = json.loads(self.request.body or b"{}")
+        if not isinstance(value, dict):
+            raise tornado.web.HTTPError(400)
+        return value
+
+    def reply(self, payload: dict[str, Any]) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(payload))
+
+
+class BroadcastHandler(_BenchHandler):
+    """``count`` x ``emitToEveryone`` (or ``emitToUsers`` with ``users``) through the app's client."""
+
+    async def post(self) -> None:
+        body = self.body()
+        count = int(body.get("count", 0))
+        run = str(body.get("run", ""))
+        pad = pad_for(int(body.get("size", 120)), run)
+        users = body.get("users") if self.request.path.endswith("/users") else None
+        if self.request.path.endswith("/users") and not isinstance(users, list):
+            raise tornado.web.HTTPError(400)
+        client = self.registry["transomMsgClient"]
+        started, cpu0 = now_ms(), cpu_seconds()
+        if users is None:
+            for seq in range(count):
+                await client.emitToEveryone(CHANNEL, {"run": run, "seq": seq, "t": now_ms(), "pad": pad})
+        else:
+            targets = [str(user) for user in users]
+            for seq in range(count):
+                await client.emitToUsers(
+                    targets, CHANNEL, {"run": run, "seq": seq, "t": now_ms(), "pad": pad}
+                )
+        self.reply(
+            {"sent": count, "emit_ms": now_ms() - started, "emit_cpu_s": cpu_seconds() - cpu0}
+        )
+
+
+class StatsHandler(_BenchHandler):
+    def get(self) -> None:
+        if self.get_query_argument("gc", "0") == "1":
+            gc.collect()
+        sio = self.registry["socketServer"]
+        sockets = sum(1 for _ in sio.manager.get_participants(NAMESPACE, EVERYONE))
+        self.reply(
+            {
+                "server": "python",
+                "pid": os.getpid(),
+                "rss_kb": rss_kb(),
+                "cpu_s": cpu_seconds(),
+                "sockets": sockets,
+                "time_ms": now_ms(),
+                "gc_counts": gc.get_count(),
+                "gc_frozen": gc.get_freeze_count(),
+            }
+        )
+
+
+ROUTES = [
+    (r"/bench/broadcast", BroadcastHandler),
+    (r"/bench/users", BroadcastHandler),
+    (r"/bench/stats", StatsHandler),
+]
+
+
+def main() -> int:
+    application = importlib.import_module(f"{PACKAGE}.app")
+    entry = importlib.import_module(f"{PACKAGE}.__main__")
+    original = application.make_app
+
+    def make_app(settings: Any, registry: Any = None) -> tornado.web.Application:
+        app = original(settings, registry)
+        # Before the app's own rules, so its catch-all 404 handler does not shadow them.
+        app.add_handlers(r".*", ROUTES)
+        return app
+
+    application.make_app = make_app
+    # The "listening on" line is what the benchmark waits for, whatever LOG_LEVEL is.
+    logging.getLogger(f"{PACKAGE}.server").setLevel(logging.INFO)
+    return entry.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Dockerfile and compose.yaml: there is no Docker engine here, so check what can be checked.
+
+The files parse; every variable compose passes to the app is one the app reads; the
+image runs the README's command as a non-root user without the dev extra; the health
+check probes /health; .env.example lists every variable of SPEC §5.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import zipfile
+
+import pytest
+import yaml
+
+from .conftest import DEFAULT_SLUG, run
+
+SPEC_VARIABLES = {
+    "APP_ENV", "HOST", "PORT", "MONGODB_URI", "MONGODB_DB", "JWT_SECRET", "JWT_TTL_SECONDS",
+    "SOCKET_TOKEN_TTL_SECONDS", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL",
+}
+
+
+@pytest.fixture(scope="module", params=["none", "redis"])
+def project(request, cookies_session):
+    result = cookies_session.bake(extra_context={"use_docker": "y", "message_queue": request.param})
+    assert result.exit_code == 0, result.exception
+    return request.param, result.project_path
+
+
+def variables_the_app_reads(project) -> set[str]:
+    config = (project / DEFAULT_SLUG / "config.py").read_text()
+    return set(re.findall(r'read\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', config))
+
+
+def test_compose_parses_and_passes_only_variables_the_app_reads(project):
+    queue, path = project
+    compose = yaml.safe_load((path / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == ({"app", "mongo", "redis"} if queue == "redis" else {"app", "mongo"})
+    assert services["mongo"]["image"] == "mongo:8"
+    assert any(volume.startswith("mongo-data:") for volume in services["mongo"]["volumes"])
+    if queue == "redis":
+        assert services["redis"]["image"] == "redis:7"
+    environment = services["app"]["environment"]
+    unknown = set(environment) - variables_the_app_reads(path)
+    assert not unknown, f"compose passes variables the app ignores: {unknown}"
+    assert environment["APP_ENV"] == "production"
+    assert environment["MONGODB_URI"].startswith("mongodb://mongo:")
+    assert environment["JWT_SECRET"].startswith("${JWT_SECRET"), "the secret comes from .env"
+    assert ("REDIS_URL" in environment) == (queue == "redis")
+
+
+def test_dockerfile_is_multi_stage_non_root_with_health_check_and_the_readme_command(project):
+    _queue, path = project
+    dockerfile = (path / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM \S+-slim", dockerfile, re.MULTILINE)) == 2
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert "[dev]" not in dockerfile
+    assert re.search(r"HEALTHCHECK .*\n?.*/health", dockerfile)
+    [cmd] = re.findall(r"^CMD (.+)$", dockerfile, re.MULTILINE)
+    command = " ".join(yaml.safe_load(cmd))
+    assert command == f"python -m {DEFAULT_SLUG}"
+    assert command in (path / "README.md").read_text()
+    assert ".env" in (path / ".dockerignore").read_text().split()
+
+
+def test_env_example_lists_every_spec_variable_and_every_variable_the_app_reads(project):
+    queue, path = project
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (path / ".env.example").read_text(), re.M))
+    assert SPEC_VARIABLES <= listed
+    assert variables_the_app_reads(path) <= listed
+    assert ("REDIS_URL" in listed) == (queue == "redis")
+
+
+def test_the_wheel_the_image_installs_carries_the_page_and_its_scripts(project, tmp_path):
+    _queue, path = project
+    built = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), "."],
+        cwd=path,
+    )
+    if built.returncode != 0:  # no setuptools in this interpreter: build in isolation
+        built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."], cwd=path)
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("templates/index.html", "static/app.js", "static/vendor/socket.io.min.js"):
+        assert f"{DEFAULT_SLUG}/{needed}" in names
+    assert not any(name.startswith("tests/") for name in names)

@@ -1,0 +1,81 @@
+"""Install baked projects as their README says, start them, and run their own test suites.
+
+This is what a new user does after ``cookiecutter``: ``pip install -e '.[dev]'``,
+``python -m <slug>``, ``make test``. Each driver x queue combination is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import DEFAULT_SLUG, DRIVERS, QUEUES, make_venv, run
+
+SUITE_COMBINATIONS = [
+    {"mongo_driver": driver, "message_queue": queue} for driver in DRIVERS for queue in QUEUES
+]
+
+
+@pytest.fixture(scope="module", params=SUITE_COMBINATIONS, ids=lambda c: "-".join(c.values()))
+def installed(request, cookies_session):
+    result = cookies_session.bake(extra_context={**request.param, "use_docker": "n"})
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    return request.param, project, make_venv(project)
+
+
+def test_generated_test_suite_passes(installed):
+    context, project, python = installed
+    result = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+    tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+    print(f"generated suite {context}:\n{tail}")
+    assert result.returncode == 0, tail
+    summary = re.search(r"(\d+) passed", result.stdout)
+    assert summary and int(summary.group(1)) > 0
+    assert " failed" not in result.stdout and " error" not in result.stdout
+
+
+def _get_json(url: str, timeout: float = 2.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL
+        return response.status, json.loads(response.read())
+
+
+def test_python_m_serves_on_the_embedded_database_and_stops_on_ctrl_c(installed, tmp_path):
+    _context, project, python = installed
+    env = {**os.environ, "PORT": "0", "APP_ENV": "development", "DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [str(python), "-m", DEFAULT_SLUG],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            found = re.search(r"listening on (http://\S+)", line)
+            url = found.group(1) if found else None
+        assert url, "".join(lines)
+        assert any("embedded database" in line for line in lines)
+        status, body = _get_json(url + "/health")
+        assert (status, body) == (200, {"status": "ok", "mongo": "ok"})
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+        lines.extend(process.stdout.readlines())
+        assert any("stopped" in line for line in lines), "".join(lines)
+        assert (tmp_path / "data" / "db").is_dir(), "development data lives under DATA_DIR"
+    finally:
+        if process.poll() is None:
+            process.kill()

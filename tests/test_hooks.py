@@ -1,0 +1,74 @@
+"""pre_gen rejects bad answers with one line naming the variable; post_gen writes secrets."""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+import tomllib
+
+import pytest
+
+from .conftest import TEMPLATE, run
+
+COOKIECUTTER = [sys.executable, "-m", "cookiecutter", "--no-input"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "variable"),
+    [
+        ("project_slug=9-Bad slug", "project_slug"),
+        ("project_slug=Upper", "project_slug"),
+        ("project_slug=class", "project_slug"),
+        ("project_slug=tornado", "project_slug"),
+        ("project_slug=my-app", "project_slug"),
+        ("author_email=not-an-email", "author_email"),
+        ("author_email=a@b", "author_email"),
+    ],
+)
+def test_pre_gen_rejects_a_bad_answer_with_one_line_and_writes_nothing(tmp_path, answer, variable):
+    result = run([*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE), answer], cwd=tmp_path)
+    assert result.returncode != 0
+    hook_lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(hook_lines) == 1, result.stderr
+    assert variable in hook_lines[0]
+    assert "must" in hook_lines[0]  # the line states the rule
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_answers_are_data_not_code(cookies):
+    # Quotes, backslashes and triple quotes in free-text answers must neither break the
+    # hooks nor the generated files: they arrive intact where they are used.
+    tricky = 'It\'s "quoted" \\ and """tripled""" <b>'
+    result = cookies.bake(
+        extra_context={
+            "project_name": "Tricky <App>",
+            "project_slug": "tricky",
+            "description": tricky,
+            "author_name": tricky,
+        }
+    )
+    assert result.exit_code == 0, result.exception
+    project = tomllib.loads((result.project_path / "pyproject.toml").read_text())["project"]
+    assert project["description"] == tricky
+    assert project["authors"][0]["name"] == tricky
+    html = (result.project_path / "tricky" / "templates" / "index.html").read_text()
+    assert "Tricky &lt;App&gt;" in html and "Tricky <App>" not in html
+
+
+def test_post_gen_writes_a_fresh_private_env_with_a_strong_secret(cookies):
+    first = cookies.bake()
+    second = cookies.bake(extra_context={"project_name": "Other App"})
+    secrets = []
+    for result in (first, second):
+        assert result.exit_code == 0, result.exception
+        env_file = result.project_path / ".env"
+        mode = stat.S_IMODE(env_file.stat().st_mode)
+        assert mode == 0o600
+        [secret] = re.findall(r"^JWT_SECRET=(.+)$", env_file.read_text(), re.MULTILINE)
+        assert len(secret.encode()) >= 32
+        secrets.append(secret)
+        assert ".env" in (result.project_path / ".gitignore").read_text().splitlines()
+        example = (result.project_path / ".env.example").read_text()
+        assert re.search(r"^JWT_SECRET=$", example, re.MULTILINE), "the example holds no secret"
+    assert secrets[0] != secrets[1]

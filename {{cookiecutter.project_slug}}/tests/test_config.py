@@ -1,0 +1,178 @@
+"""Settings from the environment and ``.env`` (SPEC §5): defaults, validation, secrecy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.project_slug }}.config import ConfigError, Settings, load_settings
+
+SECRET = "s3cret-" + "k" * 40
+OTHER_SECRET = "0ther-" + "q" * 40
+URI_PASSWORD = "hunter2-uri-pass"
+PRODUCTION = {
+    "APP_ENV": "production",
+    "MONGODB_URI": f"mongodb://app:{URI_PASSWORD}@db.internal:27017/",
+    "JWT_SECRET": SECRET,
+}
+
+
+def load(tmp_path: Path, **environ: str) -> Settings:
+    """Settings from exactly ``environ``, with a ``.env`` that does not exist."""
+    return load_settings(environ=environ, env_file=tmp_path / "missing.env")
+
+
+def test_defaults(tmp_path):
+    settings = load(tmp_path)
+    assert settings.app_env == "development"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.mongodb_uri is None
+    assert settings.uses_embedded_db
+    assert settings.mongodb_db == "{{ cookiecutter.project_slug }}"
+    assert settings.jwt_ttl_seconds == 3600
+    assert settings.socket_token_ttl_seconds == 30
+    assert settings.cors_allowed_origins == ()
+    assert settings.log_level == "INFO"
+    assert settings.login_max_failures == 5
+    assert settings.max_body_bytes == 64 * 1024
+    assert settings.trust_proxy_headers is False
+{%- if cookiecutter.message_queue == "redis" %}
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+{%- endif %}
+
+
+def test_development_without_jwt_secret_gets_a_random_one_per_process(tmp_path):
+    first, second = load(tmp_path), load(tmp_path)
+    assert len(first.jwt_secret.encode()) >= 32
+    assert first.jwt_secret != second.jwt_secret
+
+
+def test_values_are_parsed(tmp_path):
+    settings = load(
+        tmp_path,
+        APP_ENV="Test",
+        PORT="0",
+        LOG_LEVEL="debug",
+        JWT_TTL_SECONDS="60",
+        SOCKET_TOKEN_TTL_SECONDS="5",
+        CORS_ALLOWED_ORIGINS="https://a.example/, http://b.example:8080",
+        TRUST_PROXY_HEADERS="yes",
+        MONGODB_URI="mongodb://127.0.0.1:27017/",
+        MONGODB_DB="other_db",
+    )
+    assert settings.app_env == "test"
+    assert settings.port == 0
+    assert settings.log_level == "DEBUG"
+    assert (settings.jwt_ttl_seconds, settings.socket_token_ttl_seconds) == (60, 5)
+    assert settings.cors_allowed_origins == ("https://a.example", "http://b.example:8080")
+    assert settings.trust_proxy_headers is True
+    assert settings.mongodb_uri == "mongodb://127.0.0.1:27017/"
+    assert not settings.uses_embedded_db
+    assert settings.mongodb_db == "other_db"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "-1"),
+        ("PORT", "65536"),
+        ("JWT_TTL_SECONDS", "-5"),
+        ("JWT_TTL_SECONDS", "0"),
+        ("JWT_TTL_SECONDS", "1h"),
+        ("SOCKET_TOKEN_TTL_SECONDS", "-30"),
+        ("LOGIN_MAX_FAILURES", "0"),
+        ("LOGIN_LOCKOUT_SECONDS", "-1"),
+        ("MAX_BODY_BYTES", "10"),
+        ("MONGODB_TIMEOUT_MS", "fast"),
+        ("APP_ENV", "staging"),
+        ("LOG_LEVEL", "verbose"),
+        ("LOG_FORMAT", "xml"),
+        ("TRUST_PROXY_HEADERS", "maybe"),
+        ("JWT_SECRET", "too-short"),
+        ("JWT_PREVIOUS_SECRET", "too-short"),
+        ("MONGODB_URI", "localhost:27017"),
+        ("MONGODB_URI", "http://db.example:27017/"),
+        ("MONGODB_DB", "bad.name"),
+        ("CORS_ALLOWED_ORIGINS", "example.com"),
+{%- if cookiecutter.message_queue == "redis" %}
+        ("REDIS_URL", "localhost:6379"),
+{%- endif %}
+    ],
+)
+def test_a_bad_value_raises_a_one_line_error_naming_the_variable(tmp_path, name, value):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, **{name: value})
+    message = str(raised.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_production_requires_mongodb_uri(tmp_path):
+    with pytest.raises(ConfigError, match="MONGODB_URI"):
+        load(tmp_path, APP_ENV="production", JWT_SECRET=SECRET)
+
+
+def test_production_requires_jwt_secret(tmp_path):
+    environ = {k: v for k, v in PRODUCTION.items() if k != "JWT_SECRET"}
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load(tmp_path, **environ)
+
+
+def test_production_refuses_a_jwt_secret_shorter_than_32_bytes(tmp_path):
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load(tmp_path, **{**PRODUCTION, "JWT_SECRET": "x" * 31})
+    assert load(tmp_path, **{**PRODUCTION, "JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
+
+
+def test_production_with_every_required_value_starts(tmp_path):
+    settings = load(tmp_path, **PRODUCTION)
+    assert settings.is_production
+    assert settings.jwt_secret == SECRET
+
+
+def test_dotenv_is_read_and_the_real_environment_overrides_it(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"# comment\nPORT=9001\nLOG_LEVEL=WARNING\nJWT_SECRET={SECRET}\nMONGODB_DB=from_file\n"
+    )
+    settings = load_settings(environ={"PORT": "9002", "MONGODB_DB": ""}, env_file=env_file)
+    assert settings.port == 9002
+    assert settings.log_level == "WARNING"
+    assert settings.jwt_secret == SECRET
+    # An empty variable in the environment counts as unset: the default, not the file.
+    assert settings.mongodb_db == "{{ cookiecutter.project_slug }}"
+
+
+def test_a_bad_value_in_dotenv_is_reported_like_one_in_the_environment(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SOCKET_TOKEN_TTL_SECONDS=-1\n")
+    with pytest.raises(ConfigError, match="SOCKET_TOKEN_TTL_SECONDS"):
+        load_settings(environ={}, env_file=env_file)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"JWT_SECRET": "short-" + URI_PASSWORD},
+        {"JWT_SECRET": SECRET, "JWT_PREVIOUS_SECRET": "short-" + URI_PASSWORD},
+        {"MONGODB_URI": f"http://app:{URI_PASSWORD}@db.internal/"},
+        {"APP_ENV": "production", "MONGODB_URI": PRODUCTION["MONGODB_URI"], "JWT_SECRET": "s"},
+        {**PRODUCTION, "PORT": "http"},
+    ],
+)
+def test_secret_values_never_appear_in_error_messages(tmp_path, environ):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, **environ)
+    message = str(raised.value)
+    assert URI_PASSWORD not in message
+    assert SECRET not in message
+
+
+def test_secret_values_never_appear_in_the_repr(tmp_path):
+    settings = load(tmp_path, **PRODUCTION, JWT_PREVIOUS_SECRET=OTHER_SECRET)
+    shown = repr(settings) + str(settings)
+    for secret in (SECRET, OTHER_SECRET, URI_PASSWORD, PRODUCTION["MONGODB_URI"]):
+        assert secret not in shown
+    assert "production" in shown

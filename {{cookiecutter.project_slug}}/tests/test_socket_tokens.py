@@ -1,0 +1,215 @@
+"""One-time socket tokens (issue 3, SPEC §7): issue, hashed storage, TTL, single use."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+import socket
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from pymongo.errors import PyMongoError
+
+from {{ cookiecutter.project_slug }} import db as database
+from {{ cookiecutter.project_slug }} import registry as keys
+from {{ cookiecutter.project_slug }}.auth.nonces import SocketTokenStore
+from {{ cookiecutter.project_slug }}.auth.tokens import TokenService
+
+SOCKET_TOKEN = "/api/v1/user/sockettoken"
+URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+TTL_COLLECTIONS = ("socket_tokens", "revoked_tokens", "login_failures")
+
+
+def sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def all_documents(db: Any) -> list[dict[str, Any]]:
+    documents: list[dict[str, Any]] = []
+    for name in await db.list_collection_names():
+        documents.extend(await db[name].find({}).to_list(None))
+    return documents
+
+
+async def principal_of(registry: Any, jwt_token: str) -> Any:
+    tokens: TokenService = registry[keys.TOKENS]
+    return await tokens.authenticate(jwt_token)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.gen_test
+async def test_get_or_post_issues_a_fresh_url_safe_token(api, method):
+    user = await api.new_user()
+    first = await api.request(method, SOCKET_TOKEN, token=user.token)
+    second = await api.request(method, SOCKET_TOKEN, token=user.token)
+    for response in (first, second):
+        assert response.status == 200
+        assert set(response.body) == {"token", "expires_in"}
+        assert response.body["expires_in"] == 30
+        assert len(response.body["token"]) >= 43  # 32 random bytes, base64url
+        assert URL_SAFE.match(response.body["token"])
+    assert first.body["token"] != second.body["token"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"socket_token_ttl_seconds": 7}])
+@pytest.mark.gen_test
+async def test_expires_in_follows_socket_token_ttl_seconds(api, db, settings_overrides):
+    user = await api.new_user()
+    response = await api.request("GET", SOCKET_TOKEN, token=user.token)
+    assert response.body["expires_in"] == 7
+    stored = await db["socket_tokens"].find_one({"_id": sha256(response.body["token"])})
+    remaining = stored["expires_at"] - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(seconds=5) < remaining <= dt.timedelta(seconds=7)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.gen_test
+async def test_issuing_requires_a_valid_jwt(api, db, method):
+    missing = await api.request(method, SOCKET_TOKEN)
+    assert missing.status == 401
+    assert missing.error_code == "authentication_required"
+    forged = await api.request(method, SOCKET_TOKEN, token="not.a.jwt")
+    assert forged.status == 401
+    assert forged.error_code == "invalid_token"
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test
+async def test_the_ttl_indexes_exist_with_expire_after_seconds(app, db):
+    for name in TTL_COLLECTIONS:
+        indexes = await db[name].index_information()
+        ttl = [spec for spec in indexes.values() if "expireAfterSeconds" in spec]
+        assert len(ttl) == 1, (name, indexes)
+        assert ttl[0]["key"] == [("expires_at", 1)]
+        assert ttl[0]["expireAfterSeconds"] == 0
+
+
+@pytest.mark.gen_test
+async def test_only_the_sha256_of_the_token_is_stored_with_a_user_snapshot(api, db, settings):
+    user = await api.new_user()
+    token = await api.socket_token(user)
+
+    documents = await all_documents(db)
+    assert documents, "the scan found nothing: it would prove nothing"
+    for document in documents:
+        assert token not in repr(document)
+
+    stored = await db["socket_tokens"].find_one({"_id": sha256(token)})
+    assert stored is not None
+    jti = jwt.decode(user.token, settings.jwt_secret, algorithms=["HS256"])["jti"]
+    assert stored["user"] == {"_id": user.id, "username": user.username, "groups": []}
+    assert stored["jti"] == jti
+    assert set(stored) == {"_id", "user", "jti", "expires_at"}
+
+
+@pytest.mark.gen_test
+async def test_a_token_is_consumed_once(api, registry):
+    user = await api.new_user()
+    token = await api.socket_token(user)
+    store: SocketTokenStore = registry["transomNonce"]
+    claimed = await store.consume(token)
+    assert claimed is not None
+    assert claimed["user"]["_id"] == user.id
+    assert await store.consume(token) is None
+
+
+@pytest.mark.gen_test
+async def test_an_unknown_well_formed_token_is_refused(app, registry):
+    store: SocketTokenStore = registry["transomNonce"]
+    assert await store.consume("A" * 43) is None
+
+
+@pytest.mark.gen_test
+async def test_of_50_concurrent_consumers_of_one_token_exactly_one_wins(api, registry, db):
+    user = await api.new_user()
+    token = await api.socket_token(user)
+    store: SocketTokenStore = registry["transomNonce"]
+    results = await asyncio.gather(*(store.consume(token) for _ in range(50)))
+    winners = [result for result in results if result is not None]
+    assert len(winners) == 1
+    assert winners[0]["user"]["_id"] == user.id
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_an_expired_token_is_refused_before_any_ttl_sweep(api, registry):
+    # A database of its own without the TTL index: nothing can sweep the token away,
+    # so only the expiry check in the consuming query can refuse it.
+    client = registry[keys.MONGO_CLIENT]
+    name = f"nottl_{uuid.uuid4().hex[:12]}"
+    store = SocketTokenStore(client[name], ttl_seconds=1)
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    try:
+        expired = (await store.issue(principal)).token
+        live = (await store.issue(principal)).token
+        await asyncio.sleep(1.2)
+        assert await store.consume(expired) is None
+        assert await client[name]["socket_tokens"].find_one({"_id": sha256(expired)})
+        # The same store does hand out a live token (the refusal is about time).
+        fresh = SocketTokenStore(client[name], ttl_seconds=30)
+        assert await fresh.consume((await fresh.issue(principal)).token) is not None
+        assert await store.consume(live) is None
+    finally:
+        await client.drop_database(name)
+
+
+NOT_TOKENS: list[Any] = [
+    {"$ne": None},
+    {"$gt": ""},
+    {"$where": "1"},
+    ["token"],
+    123,
+    None,
+    b"A" * 43,
+    "",
+    "A" * 42,
+    "A" * 44,
+    "A" * 42 + "=",
+]
+
+
+@pytest.mark.gen_test
+async def test_a_token_that_is_not_a_well_formed_string_is_refused_without_a_query(app):
+    # A real client to a port where nothing listens: any query would raise.
+    dead = database.connect(f"mongodb://127.0.0.1:{closed_port()}/", timeout_ms=200)
+    try:
+        store = SocketTokenStore(dead["nowhere"], ttl_seconds=30)
+        for bad in NOT_TOKENS:
+            assert await store.consume(bad) is None, bad
+        with pytest.raises(PyMongoError):
+            await store.consume("A" * 43)  # a well-formed token does reach the database
+    finally:
+        await database.close(dead)
+
+
+@pytest.mark.gen_test
+async def test_operator_objects_do_not_consume_a_real_token(api, registry):
+    user = await api.new_user()
+    token = await api.socket_token(user)
+    store: SocketTokenStore = registry["transomNonce"]
+    for bad in ({"$ne": None}, {"$exists": True}, {"$regex": ".*"}, [token]):
+        assert await store.consume(bad) is None
+    assert await store.consume(token) is not None
+
+
+@pytest.mark.gen_test
+async def test_logout_voids_the_unused_socket_tokens_of_that_jwt(api, registry, db):
+    user = await api.new_user()
+    other_session = (await api.login(user.username)).body["token"]
+    token = await api.socket_token(user)
+    kept = (await api.request("GET", SOCKET_TOKEN, token=other_session)).body["token"]
+    assert (await api.request("POST", "/api/v1/user/logout", token=user.token)).status == 200
+    store: SocketTokenStore = registry["transomNonce"]
+    assert await store.consume(token) is None
+    assert await store.consume(kept) is not None

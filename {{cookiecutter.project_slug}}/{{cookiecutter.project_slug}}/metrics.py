@@ -1,0 +1,67 @@
+"""Prometheus metrics, served at ``/metrics`` in the text exposition format.
+
+Each app gets its own ``CollectorRegistry`` (tests build many apps in one process).
+Labels are bounded: routes are handler names, never raw paths or user ids.
+"""
+
+from __future__ import annotations
+
+import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.connected_sockets = Gauge(
+            "socketio_connected_sockets",
+            "Authenticated Socket.IO connections held by this process.",
+            registry=self.registry,
+        )
+        self.handshakes = Counter(
+            "socketio_handshakes",
+            "Socket.IO handshakes by result and reason.",
+            ["result", "reason"],
+            registry=self.registry,
+        )
+        self.emits = Counter(
+            "socketio_emits",
+            "Calls of the message client by kind (users, everyone).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.emit_recipients = Counter(
+            "socketio_emit_recipients",
+            "Users targeted by emitToUsers, sockets of this process by emitToEveryone.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.socket_tokens_issued = Counter(
+            "socket_tokens_issued", "One-time socket tokens issued.", registry=self.registry
+        )
+        self.request_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by handler, method and status.",
+            ["handler", "method", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+
+    def observe_request(self, handler: tornado.web.RequestHandler) -> None:
+        self.request_duration.labels(
+            type(handler).__name__, handler.request.method, str(handler.get_status())
+        ).observe(handler.request.request_time())
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.metrics.exposition())
