@@ -6,8 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := build/demo
+JS_TESTS := tests/js
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean js-deps
 
 $(STAMP): requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +24,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hooks tests
 
-test: lint
+# The real JS clients of the template tests (socket.io-client, playwright-core): npm ci
+# when node_modules is missing or package-lock.json is newer. No browser is downloaded.
+js-deps: $(JS_TESTS)/node_modules/.package-lock.json
+$(JS_TESTS)/node_modules/.package-lock.json: $(JS_TESTS)/package-lock.json
+	npm ci --prefix $(JS_TESTS) --no-audit --no-fund
+
+test: lint js-deps
 	$(BIN)/python -m pytest tests
 
 clean:

@@ -11,10 +11,11 @@ instead.
   check) then ``socket_tokens.insert_one({...})`` (the nonce), as
   ``POST /api/v1/user/sockettoken`` does;
 - handshake: ``socket_tokens.find_one_and_delete({_id: hash, expires_at: {$gt: now}})``
-  on tokens inserted beforehand (not timed), as the Socket.IO handshake does.
+  on tokens inserted just before (not timed), as the Socket.IO handshake does;
+- connect: the three, one after the other, per connection (token + handshake).
 
-``--concurrency`` tasks run the operations for ``--duration`` seconds (tokens)
-or until ``--handshakes`` tokens are consumed. Prints one JSON object.
+``--concurrency`` tasks run the operations for ``--duration`` seconds (token,
+connect) or until ``--handshakes`` tokens are consumed. Prints one JSON object.
 
 Usage: python benchmarks/db_limit.py [--concurrency 16] [--duration 5] [--handshakes 3000]
 """
@@ -84,40 +85,60 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     token_latencies: list[float] = []
     started = time.perf_counter()
     until = started + args.duration
-    await asyncio.gather(
-        *(timed_loop(w, until, token_latencies) for w in range(args.concurrency))
-    )
+    await asyncio.gather(*(timed_loop(w, until, token_latencies) for w in range(args.concurrency)))
     token_seconds = time.perf_counter() - started
 
-    # Handshakes: insert the tokens first (not timed), then consume them.
-    hashes = []
-    docs = []
-    for i in range(args.handshakes):
-        _token, doc = nonce_doc(user_id, jtis[i % args.concurrency], 600)
-        hashes.append(doc["_id"])
-        docs.append(doc)
-    for start in range(0, len(docs), 1000):
-        await nonces.insert_many(docs[start : start + 1000])
+    # Handshakes: consume tokens inserted just before (not timed), in batches, so the
+    # collection stays as small as in the app, where a token lives a few milliseconds.
+    # (SecantusDB's findAndModify slows down as the collection grows.)
     handshake_latencies: list[float] = []
     consumed = 0
-    queue = list(reversed(hashes))
+    batch = args.concurrency * 4
+    handshake_seconds = 0.0
 
-    async def consume_loop() -> None:
+    async def consume(token_hash: str) -> None:
         nonlocal consumed
-        while queue:
-            token_hash = queue.pop()
+        t0 = time.perf_counter()
+        doc = await nonces.find_one_and_delete(
+            {"_id": token_hash, "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
+            projection={"_id": 0, "user": 1, "jti": 1},
+        )
+        handshake_latencies.append((time.perf_counter() - t0) * 1000)
+        if doc is not None:
+            consumed += 1
+
+    async def consume_loop(hashes: list[str]) -> None:
+        while hashes:
+            await consume(hashes.pop())
+
+    await nonces.delete_many({})  # the token phase's leftovers
+    for _ in range(max(1, args.handshakes // batch)):
+        docs = [nonce_doc(user_id, jtis[i % args.concurrency], 600)[1] for i in range(batch)]
+        await nonces.insert_many(docs)
+        hashes = [doc["_id"] for doc in docs]
+        started = time.perf_counter()
+        await asyncio.gather(*(consume_loop(hashes) for _ in range(args.concurrency)))
+        handshake_seconds += time.perf_counter() - started
+
+    # Connect: both, per connection, as the app does them (token, then handshake).
+    connect_latencies: list[float] = []
+
+    async def connect_loop(worker: int, until: float) -> None:
+        while time.perf_counter() < until:
             t0 = time.perf_counter()
-            doc = await nonces.find_one_and_delete(
-                {"_id": token_hash, "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
+            await revoked.find_one({"_id": jtis[worker]}, projection={"_id": 1})
+            _token, doc = nonce_doc(user_id, jtis[worker], 600)
+            await nonces.insert_one(doc)
+            await nonces.find_one_and_delete(
+                {"_id": doc["_id"], "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
                 projection={"_id": 0, "user": 1, "jti": 1},
             )
-            handshake_latencies.append((time.perf_counter() - t0) * 1000)
-            if doc is not None:
-                consumed += 1
+            connect_latencies.append((time.perf_counter() - t0) * 1000)
 
     started = time.perf_counter()
-    await asyncio.gather(*(consume_loop() for _ in range(args.concurrency)))
-    handshake_seconds = time.perf_counter() - started
+    until = started + args.duration
+    await asyncio.gather(*(connect_loop(w, until) for w in range(args.concurrency)))
+    connect_seconds = time.perf_counter() - started
 
     await client.drop_database(database.name)
     await db.close(client)
@@ -138,6 +159,14 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "per_s": round(len(handshake_latencies) / handshake_seconds, 3),
             "latency_ms": summary(handshake_latencies),
         },
+        "connect": {
+            "queries": "revoked_tokens.find_one + socket_tokens.insert_one"
+            " + socket_tokens.find_one_and_delete",
+            "ops": len(connect_latencies),
+            "seconds": round(connect_seconds, 3),
+            "per_s": round(len(connect_latencies) / connect_seconds, 3),
+            "latency_ms": summary(connect_latencies),
+        },
     }
 
 
@@ -145,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--handshakes", type=int, default=3000)
+    parser.add_argument("--handshakes", type=int, default=1024)
     parser.add_argument("--uri", help="a MongoDB URI instead of the embedded database")
     args = parser.parse_args()
     embedded = None
@@ -159,7 +188,9 @@ def main() -> None:
     finally:
         if embedded is not None:
             embedded.stop()
-    result["database"] = "external (--uri)" if args.uri else "embedded SecantusDB, in memory, in-process"
+    result["database"] = (
+        "external (--uri)" if args.uri else "embedded SecantusDB, in memory, in-process"
+    )
     print(json.dumps(result))
 
 

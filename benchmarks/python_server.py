@@ -86,7 +86,7 @@ class _BenchHandler(tornado.web.RequestHandler):
 
 
 class BroadcastHandler(_BenchHandler):
-    """``count`` x ``emitToEveryone`` (or ``emitToUsers`` with ``users``) through the app's client."""
+    """``count`` x ``emitToEveryone`` (or ``emitToUsers``) through the app's message client."""
 
     async def post(self) -> None:
         body = self.body()
@@ -100,7 +100,9 @@ class BroadcastHandler(_BenchHandler):
         started, cpu0 = now_ms(), cpu_seconds()
         if users is None:
             for seq in range(count):
-                await client.emitToEveryone(CHANNEL, {"run": run, "seq": seq, "t": now_ms(), "pad": pad})
+                await client.emitToEveryone(
+                    CHANNEL, {"run": run, "seq": seq, "t": now_ms(), "pad": pad}
+                )
         else:
             targets = [str(user) for user in users]
             for seq in range(count):

@@ -18,7 +18,12 @@ PACKAGE = PROJECT / ANSWERS["project_slug"]
 
 # Files that exist only for one option. Paths are relative to the project root;
 # "{pkg}" is the package directory.
-ONLY_WITH_REDIS = ["{pkg}/realtime/redis_queue.py", "{pkg}/worker.py", "tests/test_scale_out.py"]
+ONLY_WITH_REDIS = [
+    "{pkg}/realtime/redis_queue.py",
+    "{pkg}/worker.py",
+    "{pkg}/workers.py",
+    "tests/test_scale_out.py",
+]
 ONLY_WITH_DOCKER = ["Dockerfile", "compose.yaml", ".dockerignore"]
 
 

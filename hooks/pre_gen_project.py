@@ -19,8 +19,22 @@ SLUG_RULE = re.compile(r"^[a-z_][a-z0-9_]*$")
 EMAIL_RULE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # Names that would shadow a dependency or the standard library when imported.
 RESERVED_SLUGS = {
-    "tornado", "socketio", "engineio", "jwt", "pymongo", "motor", "bson", "redis",
-    "argon2", "secantus", "test", "tests", "site", "json", "asyncio", "logging",
+    "tornado",
+    "socketio",
+    "engineio",
+    "jwt",
+    "pymongo",
+    "motor",
+    "bson",
+    "redis",
+    "argon2",
+    "secantus",
+    "test",
+    "tests",
+    "site",
+    "json",
+    "asyncio",
+    "logging",
 }
 CHOICES = {
     "mongo_driver": ("pymongo", "motor"),
@@ -46,18 +60,21 @@ def problems(answers: dict[str, object]) -> list[str]:
         )
     email = answers.get("author_email")
     if not isinstance(email, str) or not EMAIL_RULE.match(email):
-        found.append(
-            f"author_email {email!r} is invalid: it must look like name@example.com"
-        )
+        found.append(f"author_email {email!r} is invalid: it must look like name@example.com")
     for name in ("project_name", "description", "author_name"):
         value = answers.get(name)
-        if not isinstance(value, str) or not value.strip() or len(value) > 200 or any(
-            ord(ch) < 32 for ch in value
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > 200
+            or any(ord(ch) < 32 for ch in value)
         ):
             found.append(f"{name} is invalid: it must be one line of 1 to 200 characters")
     for name, allowed in CHOICES.items():
         if answers.get(name) not in allowed:
-            found.append(f"{name} {answers.get(name)!r} is invalid: choose one of {', '.join(allowed)}")
+            found.append(
+                f"{name} {answers.get(name)!r} is invalid: choose one of {', '.join(allowed)}"
+            )
     return found
 
 

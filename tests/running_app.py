@@ -42,9 +42,7 @@ class RunningApp:
     max_sockets_per_user: int = MAX_SOCKETS_PER_USER
 
     def log_tail(self, lines: int = 40) -> str:
-        text = (
-            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        )
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
 
@@ -85,16 +83,12 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:
-            found = re.search(
-                r"listening on (http://\S+)", log_path.read_text(errors="replace")
-            )
+            found = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
             if found:
                 app.url = found.group(1).rstrip("/")
                 break
             time.sleep(0.1)
-        assert app.url, (
-            f"the app did not start (exit {process.poll()}):\n{app.log_tail()}"
-        )
+        assert app.url, f"the app did not start (exit {process.poll()}):\n{app.log_tail()}"
         yield app
     finally:
         if process.poll() is None:
@@ -119,9 +113,29 @@ def js_clients() -> Path:
     return JS_DIR
 
 
-def run_node(
-    script: str, *args: str, env: dict[str, str] | None = None
-) -> dict[str, Any]:
+@pytest.fixture(scope="session")
+def run_js(js_clients):
+    """``run_js(script, *args, env=None)``: run a tests/js script, return its JSON."""
+    return run_node
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Debian Chromium the demo-page test drives (no browser is downloaded)."""
+    assert os.access(CHROMIUM, os.X_OK), (
+        f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)"
+    )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """test-artifacts/ at the template's root (git-ignored): what a person can look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def run_node(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a tests/js script; return the JSON object it printed (its last stdout line)."""
     result = run(["node", script, *args], cwd=JS_DIR, timeout=NODE_TIMEOUT, env=env)
     lines = [line for line in result.stdout.splitlines() if line.strip()]

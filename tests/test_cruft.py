@@ -10,13 +10,13 @@ from pathlib import Path
 from .conftest import DEFAULT_SLUG, TEMPLATE, run
 
 CRUFT = [sys.executable, "-m", "cruft"]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "build", "node_modules", "test-artifacts", ".*cache")
+IGNORED = shutil.ignore_patterns(
+    ".git", ".venv", "build", "node_modules", "test-artifacts", ".*cache"
+)
 
 
 def git(*args: str, cwd: Path) -> None:
-    result = run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd
-    )
+    result = run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -33,7 +33,9 @@ def template_repository(tmp_path: Path) -> Path:
 def test_cruft_create_then_update_applies_template_changes_and_keeps_secrets(tmp_path):
     repo = template_repository(tmp_path)
     out = tmp_path / "out"
-    created = run([*CRUFT, "create", "--no-input", "--output-dir", str(out), str(repo)], cwd=tmp_path)
+    created = run(
+        [*CRUFT, "create", "--no-input", "--output-dir", str(out), str(repo)], cwd=tmp_path
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     project = out / DEFAULT_SLUG
     state = json.loads((project / ".cruft.json").read_text())

@@ -75,9 +75,7 @@ def test_sign_up_and_log_in_through_the_forms_show_the_session(demo):
 def test_connect_through_the_ui_opens_a_websocket(demo):
     for label, page in demo["pages"].items():
         assert page["status_text"] == "connected", (label, page["status_text"])
-        assert (
-            page["connect_disabled"] is True and page["disconnect_enabled"] is True
-        ), label
+        assert page["connect_disabled"] is True and page["disconnect_enabled"] is True, label
         # The page's default transports: long-polling first, then the upgrade.
         assert any("transport=websocket" in url for url in page["websockets"]), (
             label,

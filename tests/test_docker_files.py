@@ -17,8 +17,16 @@ import yaml
 from .conftest import DEFAULT_SLUG, run
 
 SPEC_VARIABLES = {
-    "APP_ENV", "HOST", "PORT", "MONGODB_URI", "MONGODB_DB", "JWT_SECRET", "JWT_TTL_SECONDS",
-    "SOCKET_TOKEN_TTL_SECONDS", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL",
+    "APP_ENV",
+    "HOST",
+    "PORT",
+    "MONGODB_URI",
+    "MONGODB_DB",
+    "JWT_SECRET",
+    "JWT_TTL_SECONDS",
+    "SOCKET_TOKEN_TTL_SECONDS",
+    "CORS_ALLOWED_ORIGINS",
+    "LOG_LEVEL",
 }
 
 
@@ -69,7 +77,7 @@ def test_dockerfile_is_multi_stage_non_root_with_health_check_and_the_readme_com
 def test_env_example_lists_every_spec_variable_and_every_variable_the_app_reads(project):
     queue, path = project
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (path / ".env.example").read_text(), re.M))
-    assert SPEC_VARIABLES <= listed
+    assert listed >= SPEC_VARIABLES
     assert variables_the_app_reads(path) <= listed
     assert ("REDIS_URL" in listed) == (queue == "redis")
 
@@ -77,12 +85,9 @@ def test_env_example_lists_every_spec_variable_and_every_variable_the_app_reads(
 def test_the_wheel_the_image_installs_carries_the_page_and_its_scripts(project, tmp_path):
     _queue, path = project
     built = run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), "."],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
         cwd=path,
     )
-    if built.returncode != 0:  # no setuptools in this interpreter: build in isolation
-        built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."], cwd=path)
     assert built.returncode == 0, built.stdout + built.stderr
     [wheel] = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

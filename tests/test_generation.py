@@ -12,7 +12,12 @@ from .conftest import ALL_COMBINATIONS, DEFAULT_SLUG, combination_id, run
 
 UNRENDERED = re.compile(r"{{\s*cookiecutter|{%-?\s*(if|for|endif)\b|cookiecutter\.")
 OPTION_FILES = {
-    "redis": ["{pkg}/realtime/redis_queue.py", "{pkg}/worker.py", "tests/test_scale_out.py"],
+    "redis": [
+        "{pkg}/realtime/redis_queue.py",
+        "{pkg}/worker.py",
+        "{pkg}/workers.py",
+        "tests/test_scale_out.py",
+    ],
     "docker": ["Dockerfile", "compose.yaml", ".dockerignore"],
 }
 RUFF = [sys.executable, "-m", "ruff"]
@@ -38,14 +43,27 @@ def test_layout_matches_the_spec(baked):
     _context, project = baked
     pkg = project / DEFAULT_SLUG
     for relative in (
-        "pyproject.toml", "README.md", "Makefile", ".env.example", ".env", ".gitignore",
+        "pyproject.toml",
+        "README.md",
+        "Makefile",
+        ".env.example",
+        ".env",
+        ".gitignore",
         "tests/conftest.py",
     ):
         assert (project / relative).is_file(), relative
     for module in (
-        "__main__.py", "config.py", "app.py", "registry.py", "db.py",
-        "auth/__init__.py", "realtime/__init__.py", "models/__init__.py",
-        "models/actions/message.py", "static/vendor/socket.io.min.js", "templates/index.html",
+        "__main__.py",
+        "config.py",
+        "app.py",
+        "registry.py",
+        "db.py",
+        "auth/__init__.py",
+        "realtime/__init__.py",
+        "models/__init__.py",
+        "models/actions/message.py",
+        "static/vendor/socket.io.min.js",
+        "templates/index.html",
     ):
         assert (pkg / module).is_file(), module
 

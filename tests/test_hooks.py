@@ -27,7 +27,9 @@ COOKIECUTTER = [sys.executable, "-m", "cookiecutter", "--no-input"]
     ],
 )
 def test_pre_gen_rejects_a_bad_answer_with_one_line_and_writes_nothing(tmp_path, answer, variable):
-    result = run([*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE), answer], cwd=tmp_path)
+    result = run(
+        [*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE), answer], cwd=tmp_path
+    )
     assert result.returncode != 0
     hook_lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(hook_lines) == 1, result.stderr

@@ -80,9 +80,7 @@ def test_a_direct_message_reaches_every_tab_of_the_addressee_and_the_author_only
     assert payload["author"]["_id"] == flow["users"]["alice"]
     assert payload["author"]["username"].startswith("js_alice_")
     assert payload["text"] == "hello bob, from the JS client"
-    assert (
-        isinstance(payload["created_at"], str) and payload["created_at"][:4].isdigit()
-    )
+    assert isinstance(payload["created_at"], str) and payload["created_at"][:4].isdigit()
 
 
 def test_a_broadcast_reaches_everyone(flow):
@@ -111,9 +109,7 @@ def test_reconnecting_with_a_fresh_token_works_and_receives(flow):
     assert fresh["first"]["connected"] is True, fresh
     assert fresh["reconnected"] is True, fresh
     assert fresh["connected"] is True and fresh["new_sid"] is True, fresh
-    assert fresh["tokens_fetched"] == 2, (
-        fresh
-    )  # one per handshake, as the demo page does
+    assert fresh["tokens_fetched"] == 2, fresh  # one per handshake, as the demo page does
     assert fresh["delivered"] == 1, fresh
 
 

@@ -215,7 +215,7 @@ async function refusedThenRetry(tab) {
   } finally {
     for (const socket of others) socket.disconnect();
   }
-  await new Promise((resolve) => setTimeout(resolve, 200)); // the server drops them
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // the server drops them
   out.connect_enabled_after_refusal = await page.isEnabled("#connect");
   await page.click("#connect");
   await page.waitForSelector('#status[data-state="connected"]');

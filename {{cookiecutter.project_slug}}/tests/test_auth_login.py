@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import statistics
+import time
+
 import jwt
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from bson import ObjectId
 
 from {{ cookiecutter.project_slug }} import registry as keys
@@ -93,6 +97,54 @@ async def test_login_rehashes_a_password_hashed_with_other_parameters(api, db, r
     # Now current: a further login leaves the hash alone.
     assert (await api.login("ada")).status == 200
     assert (await users.find_one({"_id": ObjectId(user.id)}))["password_hash"] == new_hash
+
+
+def production_hash_seconds() -> float:
+    started = time.perf_counter()
+    PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY).hash(PASSWORD)
+    return time.perf_counter() - started
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_hashing_at_production_cost_never_blocks_the_event_loop(api, registry):
+    registry.set(keys.PASSWORDS, Passwords.for_environment("production"), replace=True)
+    one_hash = production_hash_seconds()
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    created = await api.signup(email="slow@example.com", password=PASSWORD, username="slow")
+    logged_in = await api.login("slow")
+    done.set()
+    await ticker
+    assert (created.status, logged_in.status) == (201, 200)
+    assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_unknown_account_costs_a_password_verification_too(app):
+    passwords = Passwords.for_environment("production")
+    stored = await passwords.hash(PASSWORD)
+
+    async def seconds(password_hash: str | None) -> float:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            await passwords.verify(password_hash, "wrong password")
+            runs.append(time.perf_counter() - started)
+        return statistics.median(runs)
+
+    await passwords.verify(None, "warm up the dummy hash")
+    known, unknown = await seconds(stored), await seconds(None)
+    assert unknown > known / 2, (unknown, known)
 
 
 @pytest.mark.gen_test

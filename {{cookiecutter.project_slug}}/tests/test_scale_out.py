@@ -10,6 +10,8 @@ import asyncio
 import dataclasses
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -150,3 +152,79 @@ def test_the_worker_example_reaches_a_socket_on_another_process(cluster, io_loop
             await sockets.close_all()
 
     io_loop.run_sync(scenario, timeout=60)
+
+
+def connected_by_process(metrics_pages: list[str]) -> dict[str, int]:
+    """Process id -> sockets it holds, from scrapes that landed on various workers."""
+    counts = {}
+    for page in metrics_pages:
+        pid = re.search(r'^app_process_info\{pid="(\d+)"\}', page, re.MULTILINE).group(1)
+        found = re.search(r"^socketio_connected_sockets (\S+)$", page, re.MULTILINE)
+        counts[pid] = int(float(found.group(1)))
+    return counts
+
+
+def test_workers_share_one_port_and_the_rooms(mongodb_uri, io_loop, http_client):
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "PORT": "0",
+        "MONGODB_URI": mongodb_uri,
+        "MONGODB_DB": f"test_{uuid.uuid4().hex[:16]}",
+        "JWT_SECRET": "workers-" + "w" * 40,
+        "REDIS_CHANNEL": f"test-{uuid.uuid4().hex}",
+    }
+    # PORT=0 would give each worker its own port; the parent binds one for all.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        env["PORT"] = str(probe.getsockname()[1])
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.project_slug }}", "--workers", "2"],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        listening = []
+        for line in parent.stdout:
+            if "listening on" in line:
+                listening.append(line)
+            if len(listening) == 2:
+                break
+        url = f"http://127.0.0.1:{env['PORT']}"
+
+        async def scenario() -> dict[str, int]:
+            api = Api(http_client, url)
+            sockets = Sockets(url)
+            try:
+                users = [await api.new_user(f"worker{number}") for number in range(5)]
+                clients = [
+                    await sockets.connect(await api.socket_token(user))
+                    for user in users
+                    for _tab in range(2)
+                ]
+                pages = []
+                for _ in range(20):
+                    response = await http_client.fetch(url + "/metrics")
+                    pages.append(response.body.decode())
+                sent = await api.request(
+                    "POST", "/api/v1/db/message", {"text": "to all workers"}, token=users[0].token
+                )
+                assert sent.status == 201
+                for client in clients:
+                    assert await client.wait_for("message") == [sent.body["message"]]
+                return connected_by_process(pages)
+            finally:
+                await sockets.close_all()
+
+        counts = io_loop.run_sync(scenario, timeout=60)
+        # Two workers answered, each holding some of the ten sockets.
+        assert len(counts) == 2 and sum(counts.values()) == 10, counts
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == 0
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.stdout.close()

@@ -134,6 +134,9 @@ async def test_of_50_concurrent_consumers_of_one_token_exactly_one_wins(api, reg
     user = await api.new_user()
     token = await api.socket_token(user)
     store: SocketTokenStore = registry["transomNonce"]
+    # Open enough pooled connections first, so the 50 queries really run side by side
+    # (on a cold pool a check-then-delete would pass by luck).
+    await asyncio.gather(*(db.command("ping") for _ in range(50)))
     results = await asyncio.gather(*(store.consume(token) for _ in range(50)))
     winners = [result for result in results if result is not None]
     assert len(winners) == 1

@@ -1,0 +1,154 @@
+"""Login throttling (issue 3): 429 with Retry-After, bounded, per account and address."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import tornado.httpserver
+import tornado.testing
+
+from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle
+
+from .support import Api, Response
+
+SHORT_WINDOW = {"login_max_failures": 3, "login_lockout_seconds": 2}
+LONG_WINDOW = {"login_max_failures": 3, "login_lockout_seconds": 60}
+BEHIND_PROXY = {**LONG_WINDOW, "trust_proxy_headers": True}
+
+
+async def window_with_room(window_seconds: int, needed: float) -> None:
+    """Failures are counted in fixed windows; start where ``needed`` seconds remain in one."""
+    left = window_seconds - time.time() % window_seconds
+    if left < needed:
+        await asyncio.sleep(left + 0.05)
+
+
+async def fail(api: Api, login: str, times: int, **extra: dict[str, str]) -> None:
+    for _ in range(times):
+        response = await api.login(login, "wrong password", **extra)
+        assert response.status == 401, response.body
+        assert response.error_code == "invalid_credentials"
+
+
+def assert_throttled(response: Response, window_seconds: int) -> int:
+    assert response.status == 429, response.body
+    assert response.error_code == "too_many_requests"
+    assert "token" not in response.body
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= window_seconds
+    assert response.body["error"]["retry_after"] == retry_after
+    return retry_after
+
+
+@pytest.mark.parametrize("settings_overrides", [SHORT_WINDOW])
+@pytest.mark.gen_test(timeout=20)
+async def test_after_max_failures_even_the_right_password_gets_429_until_the_window_ends(
+    api, settings_overrides
+):
+    await api.new_user("ada")
+    await window_with_room(2, needed=1.5)
+    await fail(api, "ada", 3)
+
+    retry_after = assert_throttled(await api.login("ada"), 2)
+    # Failures while locked answer 429 too, and do not extend the lock-out.
+    assert_throttled(await api.login("ada", "wrong again"), 2)
+    assert_throttled(await api.login("ADA"), 2)
+
+    await asyncio.sleep(retry_after + 0.1)
+    response = await api.login("ada")
+    assert response.status == 200
+    assert response.body["token"]
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
+@pytest.mark.gen_test
+async def test_unknown_accounts_are_throttled_exactly_like_real_ones(api, settings_overrides):
+    await api.new_user("ada")
+    await window_with_room(60, needed=5)
+    await fail(api, "ada", 3)
+    await fail(api, "ghost", 3)
+    real, ghost = await api.login("ada"), await api.login("ghost")
+    assert_throttled(real, 60)
+    assert_throttled(ghost, 60)
+    assert real.body["error"]["message"] == ghost.body["error"]["message"]
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
+@pytest.mark.gen_test
+async def test_a_successful_login_clears_the_failures_of_that_account_and_address(
+    api, settings_overrides
+):
+    await api.new_user("ada")
+    await window_with_room(60, needed=5)
+    for _ in range(3):
+        await fail(api, "ada", 2)
+        assert (await api.login("ada")).status == 200
+
+
+@pytest.fixture
+def proxied_api(app, http_client, settings, io_loop) -> Iterator[Api]:
+    """The app behind a server that honours X-Real-IP, as server.py builds it when
+    TRUST_PROXY_HEADERS is set."""
+    sock, port = tornado.testing.bind_unused_port()
+    server = tornado.httpserver.HTTPServer(app, xheaders=settings.trust_proxy_headers)
+    server.add_socket(sock)
+    yield Api(http_client, f"http://127.0.0.1:{port}")
+    server.stop()
+    io_loop.run_sync(server.close_all_connections)
+
+
+@pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
+@pytest.mark.gen_test
+async def test_a_lock_out_from_one_address_does_not_lock_the_user_out_elsewhere(
+    proxied_api, settings_overrides
+):
+    attacker = {"headers": {"X-Real-IP": "203.0.113.7"}}
+    user = {"headers": {"X-Real-IP": "198.51.100.20"}}
+    await proxied_api.new_user("ada")
+    await window_with_room(60, needed=5)
+    await fail(proxied_api, "ada", 3, **attacker)
+    assert_throttled(await proxied_api.login("ada", **attacker), 60)
+    assert (await proxied_api.login("ada", **user)).status == 200
+
+
+@pytest.mark.gen_test
+async def test_the_store_limits_per_account_and_address_per_address_and_per_account(app, db):
+    throttle = LoginThrottle(db, max_failures=2, window_seconds=60)
+    await window_with_room(60, needed=5)
+
+    await throttle.record_failure("Ada", "10.0.0.1")
+    assert await throttle.retry_after("ada", "10.0.0.1") is None
+    await throttle.record_failure("ada", "10.0.0.1")
+    assert 0 < await throttle.retry_after("ADA", "10.0.0.1") <= 60
+    assert await throttle.retry_after("ada", "10.0.0.2") is None
+    assert await throttle.retry_after("grace", "10.0.0.1") is None
+
+    # Per address: 4 x max failures across accounts lock that address for every account.
+    for name in ("b1", "b2", "b3"):
+        await throttle.record_failure(name, "10.0.0.9")
+        await throttle.record_failure(name, "10.0.0.9")
+    await throttle.record_failure("b4", "10.0.0.9")
+    assert await throttle.retry_after("b4", "10.0.0.9") is None
+    await throttle.record_failure("b4", "10.0.0.9")
+    assert await throttle.retry_after("anyone", "10.0.0.9") is not None
+
+    # Per account: 20 x max failures from many addresses lock that account everywhere.
+    for i in range(40):
+        await throttle.record_failure("target", f"192.0.2.{i}")
+    assert await throttle.retry_after("target", "192.0.2.250") is not None
+    assert await throttle.retry_after("bystander", "192.0.2.250") is None
+
+
+@pytest.mark.gen_test
+async def test_the_failure_counters_hold_no_login_or_address(app, db):
+    throttle = LoginThrottle(db, max_failures=2, window_seconds=60)
+    await throttle.record_failure("ada@example.com", "10.9.8.7")
+    stored = await db["login_failures"].find({}).to_list(None)
+    assert len(stored) == 3
+    for document in stored:
+        assert "ada" not in repr(document)
+        assert "10.9.8.7" not in repr(document)
+        assert document["expires_at"] is not None

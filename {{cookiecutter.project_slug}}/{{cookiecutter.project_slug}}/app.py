@@ -33,6 +33,7 @@ from .config import ConfigError, Settings
 from .metrics import Metrics, MetricsHandler
 from .models import ENTITIES
 from .models.handlers import entity_routes
+from .ratelimit import RateLimiter, SocketTokenLimits
 from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server, socketio_route
 from .registry import Registry
@@ -69,6 +70,13 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
     registry.set(
         keys.LOGIN_THROTTLE,
         LoginThrottle(database, settings.login_max_failures, settings.login_lockout_seconds),
+    )
+    registry.set(
+        keys.SOCKET_TOKEN_LIMITS,
+        SocketTokenLimits(
+            per_user=RateLimiter(settings.socket_tokens_per_minute_per_user),
+            per_address=RateLimiter(settings.socket_tokens_per_minute_per_address),
+        ),
     )
     nonce_store = registry.set(
         keys.NONCE_STORE, SocketTokenStore(database, settings.socket_token_ttl_seconds)

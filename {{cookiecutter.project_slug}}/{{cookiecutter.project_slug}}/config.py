@@ -59,6 +59,9 @@ class Settings:
     socketio_max_message_bytes: int = 64 * 1024
     socketio_transports: tuple[str, ...] = ("polling", "websocket")
     max_sockets_per_user: int = 20
+    socket_tokens_per_minute_per_user: int = 60
+    socket_tokens_per_minute_per_address: int = 600
+    handshakes_per_minute_per_address: int = 600
     fast_fanout: bool = True
 
     @property
@@ -174,6 +177,15 @@ def _parse(read: _Reader) -> Settings:
             "SOCKETIO_TRANSPORTS", ("polling", "websocket"), _transports
         ),
         max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 20, minimum=1),
+        socket_tokens_per_minute_per_user=read.integer(
+            "SOCKET_TOKENS_PER_MINUTE_PER_USER", 60, minimum=0
+        ),
+        socket_tokens_per_minute_per_address=read.integer(
+            "SOCKET_TOKENS_PER_MINUTE_PER_ADDRESS", 600, minimum=0
+        ),
+        handshakes_per_minute_per_address=read.integer(
+            "HANDSHAKES_PER_MINUTE_PER_ADDRESS", 600, minimum=0
+        ),
         fast_fanout=read.boolean("FAST_FANOUT", True),
     )
 

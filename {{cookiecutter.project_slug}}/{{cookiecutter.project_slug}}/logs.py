@@ -82,6 +82,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The driver's DEBUG lines hold whole commands and replies (password hashes
+    # included), so it never logs below INFO, whatever LOG_LEVEL says.
+    logging.getLogger("pymongo").setLevel(max(root.level, logging.INFO))
 
 
 access_log = logging.getLogger("tornado.access")

@@ -6,14 +6,29 @@ Labels are bounded: routes are handler names, never raw paths or user ids.
 
 from __future__ import annotations
 
+import os
+
 import tornado.web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 from prometheus_client.exposition import generate_latest
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_* (memory, CPU, open files) and which process answered the scrape.
+        ProcessCollector(registry=self.registry)
+        Info("app_process", "The process that served this scrape.", registry=self.registry).info(
+            {"pid": str(os.getpid())}
+        )
         self.connected_sockets = Gauge(
             "socketio_connected_sockets",
             "Authenticated Socket.IO connections held by this process.",

@@ -19,6 +19,7 @@ PASSWORDS = "passwords"
 TOKENS = "tokens"
 LOGIN_THROTTLE = "loginThrottle"
 NONCE_STORE = "transomNonce"
+SOCKET_TOKEN_LIMITS = "socketTokenLimits"  # noqa: S105 - a registry key, not a secret
 MESSAGE_CLIENT = "transomMsgClient"
 MESSAGE_CLIENT_ALIAS = "transomMessageClient"
 SOCKET_SERVER = "socketServer"

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import socket
 
 import tornado.httpserver
 import tornado.netutil
@@ -23,8 +24,12 @@ HARD_BODY_LIMIT = 16 * 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then stop in order and return."""
+async def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop in order and return.
+
+    ``sockets``: listening sockets bound beforehand (several worker processes share
+    them); by default HOST:PORT is bound here.
+    """
     embedded = None
     if settings.uses_embedded_db:
         storage = IN_MEMORY if settings.app_env == "test" else settings.data_dir / "db"
@@ -36,7 +41,8 @@ async def serve(settings: Settings) -> None:
         server = tornado.httpserver.HTTPServer(
             app, xheaders=settings.trust_proxy_headers, max_body_size=HARD_BODY_LIMIT
         )
-        sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+        if sockets is None:
+            sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         log.info("listening on http://%s:%d (APP_ENV=%s)", settings.host, port, settings.app_env)

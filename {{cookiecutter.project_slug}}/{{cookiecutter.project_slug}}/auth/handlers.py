@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import registry as keys
+from ..ratelimit import SocketTokenLimits
 from ..web import validation
 from ..web.base import AuthenticatedHandler, BaseHandler
 from ..web.errors import ApiError, too_many_requests, unauthorized
@@ -69,6 +70,7 @@ class SignupHandler(BaseHandler):
 class LoginHandler(BaseHandler):
     async def post(self) -> None:
         body = self.json_body()
+        validation.only_fields(body, {"username", "email", "password"})
         field = "username" if body.get("username") is not None else "email"
         login = validation.required_text(body, field, max_length=254)
         password = validation.required_text(
@@ -121,8 +123,15 @@ class MeHandler(AuthenticatedHandler):
 
 class SocketTokenHandler(AuthenticatedHandler):
     async def get(self) -> None:
+        limits: SocketTokenLimits = self.registry[keys.SOCKET_TOKEN_LIMITS]
+        retry_after = limits.per_user.hit(self.current_user.user_id) or limits.per_address.hit(
+            self.client_ip
+        )
+        if retry_after is not None:
+            raise too_many_requests(retry_after, "too many socket tokens requested, retry later")
         nonces: SocketTokenStore = self.registry[keys.NONCE_STORE]
         issued = await nonces.issue(self.current_user)
+        self.registry[keys.METRICS].socket_tokens_issued.inc()
         self.write_json({"token": issued.token, "expires_in": issued.expires_in})
 
     post = get

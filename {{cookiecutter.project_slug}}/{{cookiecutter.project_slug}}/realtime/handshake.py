@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
+from ..ratelimit import RateLimiter
 from .rooms import EVERYONE, NAMESPACE, jwt_room, user_room
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,11 @@ def token_from(auth: Any, environ: dict[str, Any]) -> object:
         return auth["token"]
     values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
     return values[0] if values and len(values) == 1 else None
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The client's address as Tornado sees it (X-Forwarded-For with TRUST_PROXY_HEADERS)."""
+    return environ["tornado.handler"].request.remote_ip or "unknown"
 
 
 class Handshake:
@@ -48,6 +54,7 @@ class Handshake:
         self._nonces = nonces
         self._settings = settings
         self._metrics = metrics
+        self._per_address = RateLimiter(settings.handshakes_per_minute_per_address)
 
     def _refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
@@ -55,6 +62,9 @@ class Handshake:
         return socketio.exceptions.ConnectionRefusedError(INVALID_TOKEN)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        address = client_address(environ)
+        if self._per_address.hit(address) is not None:
+            raise self._refuse("rate_limited", f" (address {address})")
         token = token_from(auth, environ)
         if token is None:
             raise self._refuse("no_token")

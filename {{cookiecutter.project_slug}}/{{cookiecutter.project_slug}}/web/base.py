@@ -79,9 +79,18 @@ class BaseHandler(tornado.web.RequestHandler):
             raise self._too_large()
 
     def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return  # already answered 413; the rest of the body is dropped
         self._body_size += len(chunk)
         if self._body_size > self.settings_.max_body_bytes:
-            raise self._too_large()
+            # Raising here would only drop the connection (Tornado does not route
+            # data_received errors to write_error), so answer now, and end the wait
+            # for the body so the HTTP method never runs.
+            self._body_chunks.clear()
+            error = self._too_large()
+            self.send_error(error.status, exc_info=(type(error), error, None))
+            self.on_connection_close()
+            return
         self._body_chunks.append(chunk)
 
     def _too_large(self) -> ApiError:
@@ -105,7 +114,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")
         try:
             value = jsonutil.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
             raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
         if not isinstance(value, dict):
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")

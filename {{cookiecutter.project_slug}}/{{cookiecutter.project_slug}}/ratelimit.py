@@ -1,0 +1,56 @@
+"""In-process rate limits (token buckets) for cheap, hot paths: socket-token issue and
+handshakes.
+
+These limits cost no database round trip, so they can sit in front of the fastest
+paths of the app. They are per process: with N processes a client gets up to N
+times the budget, which still bounds abuse. (Login throttling, which must hold
+across processes and restarts, lives in the database: auth/throttle.py.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """``per_minute`` events per key, in bursts of up to half that; 0 disables the limit."""
+
+    def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = max(1.0, per_minute / 2)
+        self._enabled = per_minute > 0
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._max_keys = max_keys
+
+    def hit(self, key: str) -> int | None:
+        """Count one event for ``key``: None if allowed, else seconds to wait."""
+        if not self._enabled:
+            return None
+        now = time.monotonic()
+        bucket = self._buckets.pop(key, None) or _Bucket(self._burst, now)
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        self._buckets[key] = bucket  # most recently used last
+        if len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        return max(1, math.ceil((1 - bucket.tokens) / self._rate))
+
+
+@dataclass(frozen=True)
+class SocketTokenLimits:
+    """Limits on issuing socket tokens: per user and per client address."""
+
+    per_user: RateLimiter
+    per_address: RateLimiter

@@ -1,0 +1,67 @@
+"""``python -m {{ cookiecutter.project_slug }} --workers N``: N processes on one port.
+
+The parent binds the listening socket, forks N workers that each run the whole
+app (their own event loop, database client and sockets) and share Socket.IO rooms
+through Redis, then forwards SIGINT/SIGTERM to them and waits.
+
+Limits: the embedded database lives in one process, so MONGODB_URI is required;
+the kernel spreads connections over the workers, so Socket.IO's long-polling
+(several requests per session) cannot work and transports are set to websocket;
+each worker has its own /metrics; a crashed worker is not restarted (run under a
+supervisor - systemd, Kubernetes, compose ``restart:`` - for that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from types import FrameType
+
+import tornado.netutil
+
+from .config import ConfigError, Settings
+from .server import serve
+
+log = logging.getLogger(__name__)
+
+
+def run_workers(settings: Settings, count: int) -> int:
+    """Fork ``count`` workers and wait for them; returns the exit status for the shell."""
+    if settings.uses_embedded_db:
+        raise ConfigError("--workers needs MONGODB_URI: the embedded database lives in one process")
+    if "polling" in settings.socketio_transports:
+        log.info("--workers: Socket.IO transports set to websocket (polling needs sticky sessions)")
+        settings = dataclasses.replace(settings, socketio_transports=("websocket",))
+    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    children: set[int] = set()
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve, then leave without running the parent's code
+            status = 0
+            try:
+                asyncio.run(serve(settings, sockets))
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                status = 1
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        children.add(pid)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    worst = 0
+    while children:
+        pid, status = os.wait()
+        children.discard(pid)
+        worst = max(worst, os.waitstatus_to_exitcode(status) != 0)
+    return int(worst)
