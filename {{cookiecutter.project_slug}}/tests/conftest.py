@@ -100,12 +100,14 @@ def db(registry):
 
 
 @pytest.fixture
-def api(http_client, base_url: str) -> Api:
+def api(app, http_client, base_url: str) -> Api:
+    # `app` is requested here (and not only through pytest-tornado's dynamic lookup) so
+    # that parametrized settings reach every test that talks to the app.
     return Api(http_client, base_url)
 
 
 @pytest.fixture
-def sockets(http_server, base_url: str, io_loop) -> Iterator[Sockets]:
+def sockets(app, http_server, base_url: str, io_loop) -> Iterator[Sockets]:
     opened = Sockets(base_url)
     yield opened
     io_loop.run_sync(opened.close_all)

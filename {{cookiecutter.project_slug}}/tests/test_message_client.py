@@ -17,6 +17,12 @@ class UserObject:
     _id: ObjectId
 
 
+@pytest.fixture(params=["fast fan-out", "python-socketio fan-out"])
+def settings_overrides(request):
+    """Every delivery check runs on both paths of realtime/fanout.py."""
+    return {"fast_fanout": request.param == "fast fan-out"}
+
+
 @pytest.fixture
 def messages(registry):
     return registry[keys.MESSAGE_CLIENT]

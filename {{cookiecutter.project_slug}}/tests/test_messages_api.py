@@ -10,6 +10,12 @@ from bson import ObjectId
 MESSAGES = "/api/v1/db/message"
 
 
+@pytest.fixture(params=["fast fan-out", "python-socketio fan-out"])
+def settings_overrides(request):
+    """Every delivery check runs on both paths of realtime/fanout.py."""
+    return {"fast_fanout": request.param == "fast fan-out"}
+
+
 async def post(api, user, body):
     return await api.request("POST", MESSAGES, body, token=user.token)
 

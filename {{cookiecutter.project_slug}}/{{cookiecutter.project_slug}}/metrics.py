@@ -7,6 +7,7 @@ Labels are bounded: routes are handler names, never raw paths or user ids.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import tornado.web
 from prometheus_client import (
@@ -18,7 +19,11 @@ from prometheus_client import (
     Info,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from .realtime.fanout import FanoutManager
 
 
 class Metrics:
@@ -63,6 +68,10 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
 
+    def watch_deliveries(self, manager: FanoutManager) -> None:
+        """Export the manager's delivery counts (read at scrape time)."""
+        self.registry.register(_DeliveriesCollector(manager))
+
     def observe_request(self, handler: tornado.web.RequestHandler) -> None:
         self.request_duration.labels(
             type(handler).__name__, handler.request.method, str(handler.get_status())
@@ -70,6 +79,21 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DeliveriesCollector(Collector):
+    def __init__(self, manager: FanoutManager) -> None:
+        self._manager = manager
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "socketio_deliveries",
+            "Events written to this process's sockets, by path (realtime/fanout.py).",
+            labels=["path"],
+        )
+        family.add_metric(["fast"], self._manager.delivered_fast)
+        family.add_metric(["normal"], self._manager.delivered_normal)
+        yield family
 
 
 class MetricsHandler(tornado.web.RequestHandler):

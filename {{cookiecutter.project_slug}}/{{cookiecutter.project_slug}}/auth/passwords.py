@@ -7,7 +7,6 @@ stall every other request and socket, so it runs in the default thread pool.
 from __future__ import annotations
 
 import asyncio
-from functools import cached_property
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,6 +20,7 @@ class Passwords:
 
     def __init__(self, hasher: PasswordHasher) -> None:
         self._hasher = hasher
+        self._dummy_hash: str | None = None
 
     @classmethod
     def for_environment(cls, app_env: str) -> Passwords:
@@ -39,7 +39,7 @@ class Passwords:
         With no hash (unknown user) a dummy hash is verified anyway, so the answer
         takes about as long as for a real account and does not reveal which it was.
         """
-        target = password_hash or self._dummy_hash
+        target = password_hash or await self._dummy()
         loop = asyncio.get_running_loop()
         matches = await loop.run_in_executor(None, self._verify_sync, target, password)
         if not matches or password_hash is None:
@@ -52,6 +52,8 @@ class Passwords:
         except (VerificationError, InvalidHashError):
             return False
 
-    @cached_property
-    def _dummy_hash(self) -> str:
-        return self._hasher.hash("not a real password, only spends the same time")
+    async def _dummy(self) -> str:
+        """A hash to verify for unknown accounts, made once (off the loop, like the rest)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash("not a real password, only spends the same time")
+        return self._dummy_hash

@@ -18,13 +18,17 @@ import socketio
 from .. import jsonutil
 from ..config import Settings
 from ..metrics import Metrics
+from .fanout import FanoutManager
 from .message_client import MessageClient
 from .rooms import NAMESPACE, disconnect_local_sockets
 
 DISCONNECT_ROOM_EVENT = "\x00disconnect-room"
 
 
-class RedisRoomManager(socketio.AsyncRedisManager):
+class RedisRoomManager(socketio.AsyncRedisManager, FanoutManager):
+    """python-socketio's Redis manager; deliveries to this process's sockets take the
+    fast fan-out path (FanoutManager comes after the pub/sub layer in the MRO)."""
+
     def __init__(self, url: str, *, channel: str, write_only: bool = False) -> None:
         # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
         super().__init__(url, channel=channel, write_only=write_only, json=jsonutil)

@@ -49,6 +49,8 @@ def create_socket_server(
 {%- else %}
     manager = RoomManager()
 {%- endif %}
+    manager.fast_fanout = settings.fast_fanout
+    metrics.watch_deliveries(manager)
     sio = socketio.AsyncServer(
         # Name the mode: with aiohttp installed python-socketio would pick aiohttp.
         async_mode="tornado",
@@ -71,8 +73,25 @@ def create_socket_server(
 def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
     """The Tornado route for ``/socket.io/``."""
     engineio_handler = socketio.get_tornado_handler(sio)
+    manager = sio.manager
 
     class SocketIOHandler(engineio_handler):  # type: ignore[misc, valid-type]
+        def initialize(self) -> None:
+            self.upgrading_sid: str | None = None
+
+        async def open(self, *args: Any, **kwargs: Any) -> None:
+            # A socket upgrading from long-polling: remember its WebSocket handler, which
+            # the fast fan-out path writes to (a new socket's is in its environ).
+            self.upgrading_sid = self.get_query_argument("sid", None)
+            if self.upgrading_sid:
+                manager.websocket_handlers[self.upgrading_sid] = self
+            await super().open(*args, **kwargs)
+
+        def on_close(self) -> None:
+            if self.upgrading_sid:
+                manager.websocket_handlers.pop(self.upgrading_sid, None)
+            super().on_close()
+
         def get_compression_options(self) -> None:
             # engine.io's handler negotiates permessage-deflate for every socket; it
             # costs CPU on every frame and ~150 KB of zlib state per connection, for

@@ -1,0 +1,153 @@
+"""The fast fan-out path (realtime/fanout.py) delivers exactly what the normal path does.
+
+Every message must arrive exactly once and in order on every socket, whichever path
+wrote it, including when both paths interleave on one socket, for sockets on
+long-polling or upgraded from it, for every frame-length encoding, and for rooms
+written in several chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from {{ cookiecutter.project_slug }} import registry as keys
+from {{ cookiecutter.project_slug }}.realtime.fanout import websocket_text_frame
+
+
+@pytest.fixture
+def settings_overrides():
+    # Short pings: long-polling clients in these tests then close quickly.
+    return {"socketio_ping_interval": 1, "socketio_ping_timeout": 2}
+
+
+@pytest.fixture
+def messages(registry):
+    return registry[keys.MESSAGE_CLIENT]
+
+
+@pytest.fixture
+def manager(registry):
+    return registry[keys.SOCKET_SERVER].manager
+
+
+async def user_sockets(api, sockets, count, name="fan"):
+    user = await api.new_user(name)
+    return user, [
+        await sockets.connect(await api.socket_token(user), events=("seq",)) for _ in range(count)
+    ]
+
+
+def test_frames_use_each_length_encoding():
+    for size, header in ((0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)):
+        frame = websocket_text_frame(b"x" * size)
+        assert len(frame) == size + header
+        assert frame[0] == 0x81  # FIN + text, no RSV bits: uncompressed
+        assert frame[1] & 0x80 == 0  # server frames are not masked
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_interleaved_fast_and_normal_emits_keep_order(api, sockets, messages, manager):
+    _user, clients = await user_sockets(api, sockets, 4)
+    for number in range(300):
+        manager.fast_fanout = number % 3 != 0  # every third emit takes the normal path
+        await messages.emitToEveryone("seq", number)
+        if number % 10 == 9:
+            await asyncio.sleep(0.005)  # let queued packets drain, so both paths are taken
+    for client in clients:
+        assert await client.wait_for("seq", 300, within=10) == list(range(300))
+    assert manager.delivered_fast > 0 and manager.delivered_normal >= 100 * 4
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_bursts_without_awaiting_deliver_each_message_once_in_order(api, sockets, messages):
+    _user, clients = await user_sockets(api, sockets, 3)
+    await asyncio.gather(*(messages.emitToEveryone("seq", number) for number in range(200)))
+    for client in clients:
+        received = await client.wait_for("seq", 200, within=10)
+        assert sorted(received) == list(range(200))  # concurrent emits: each exactly once
+    # Sequential emits keep their order.
+    for number in range(200, 400):
+        await messages.emitToEveryone("seq", number)
+    for client in clients:
+        assert (await client.wait_for("seq", 400, within=10))[200:] == list(range(200, 400))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_payloads_of_every_frame_length_arrive_intact(api, sockets, messages):
+    _user, [client] = await user_sockets(api, sockets, 1)
+    sizes = [0, 100, 126, 1000, 65_000, 70_000, 300_000]
+    for size in sizes:
+        await messages.emitToEveryone("seq", {"size": size, "text": "é" * size})
+    received = await client.wait_for("seq", len(sizes), within=10)
+    assert [(p["size"], len(p["text"])) for p in received] == [(s, s) for s in sizes]
+    assert all(set(p["text"]) <= {"é"} for p in received)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_large_rooms_are_written_in_chunks(api, sockets, messages, manager):
+    manager.chunk_size = 2
+    users = [await user_sockets(api, sockets, 2, name=f"chunk{n}") for n in range(4)]
+    for number in range(20):
+        await messages.emitToEveryone("seq", number)
+    await messages.emitToUsers([user for user, _ in users], "seq", 20)
+    for _user, clients in users:
+        for client in clients:
+            assert await client.wait_for("seq", 21) == list(range(21))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_polling_and_upgraded_sockets_get_every_message_in_order(
+    api, sockets, messages, manager, base_url
+):
+    user = await api.new_user("poller")
+    polling = sockets.new("seq")
+    await polling.client.connect(
+        base_url, auth={"token": await api.socket_token(user)}, transports=["polling"]
+    )
+    upgraded = sockets.new("seq")
+    await upgraded.client.connect(base_url, auth={"token": await api.socket_token(user)})
+    websocket = await sockets.connect(await api.socket_token(user), events=("seq",))
+    for _ in range(100):  # let the upgrade finish
+        if upgraded.client.transport() == "websocket" and manager.websocket_handlers:
+            break
+        await asyncio.sleep(0.05)
+    assert upgraded.client.transport() == "websocket"
+    assert len(manager.websocket_handlers) == 1, "the upgraded socket's handler is known"
+    assert polling.client.transport() == "polling"
+    for number in range(100):
+        await messages.emitToUsers(user.id, "seq", number)
+    for client in (polling, upgraded, websocket):
+        assert await client.wait_for("seq", 100, within=15) == list(range(100))
+    # The WebSocket sockets were written directly; the polling one went through its queue.
+    assert manager.delivered_fast >= 2 * 90
+    assert manager.delivered_normal >= 100
+    for client in (polling, upgraded):
+        await client.client.disconnect()
+    for _ in range(100):
+        if not manager.websocket_handlers:
+            break
+        await asyncio.sleep(0.05)
+    assert manager.websocket_handlers == {}, "closed handlers are forgotten"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_broken_connection_does_not_stop_the_others(api, sockets, messages, registry):
+    victim, [victim_socket] = await user_sockets(api, sockets, 1, name="victim")
+    _user, clients = await user_sockets(api, sockets, 3)
+    sio = registry[keys.SOCKET_SERVER]
+    [(_sid, eio_sid)] = sio.manager.get_participants("/", f"user:{victim.id}")
+    # The victim's TCP connection dies under the server, without a close handshake.
+    sio.environ[eio_sid]["tornado.handler"].ws_connection.stream.socket.shutdown(socket.SHUT_RDWR)
+    for number in range(50):
+        await messages.emitToEveryone("seq", number)
+    for client in clients:
+        assert await client.wait_for("seq", 50) == list(range(50))
+    for _ in range(100):
+        if not list(sio.manager.get_participants("/", f"user:{victim.id}")):
+            break
+        await asyncio.sleep(0.05)
+    assert not list(sio.manager.get_participants("/", f"user:{victim.id}")), "it is let go"
+    assert victim_socket.received("seq") == []
