@@ -12,9 +12,11 @@ import json
 import logging
 import re
 import sys
+import uuid
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
+import tornado.httputil
 import tornado.web
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -25,10 +27,16 @@ _SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|access_token|jwt|auth|password|s
 REDACTED = "[redacted]"
 
 
-def bind_request(request_id: str) -> None:
-    """Tag the log lines of the current request."""
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def start_request(request: tornado.httputil.HTTPServerRequest) -> str:
+    """Give a request its id (the proxy's ``X-Request-ID`` if sane) and tag its log lines."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     _request_id.set(request_id)
     _user_id.set(None)
+    return request_id
 
 
 def bind_user(user_id: str | None) -> None:
@@ -42,8 +50,11 @@ def redact_url(uri: str) -> str:
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
-        record.user_id = _user_id.get()
+        # Ids given explicitly (the access log passes its handler's) win over the context.
+        if getattr(record, "request_id", None) is None:
+            record.request_id = _request_id.get()
+        if getattr(record, "user_id", None) is None:
+            record.user_id = _user_id.get()
         return True
 
 
@@ -74,9 +85,9 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Send every log line to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send every log line to ``stream`` (default stderr) in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
@@ -111,5 +122,12 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         redact_url(request.uri or ""),
         request.remote_ip,
         duration_ms,
-        extra={"status": status, "method": request.method, "duration_ms": duration_ms},
+        extra={
+            "status": status,
+            "method": request.method,
+            "duration_ms": duration_ms,
+            # Handlers without an id (static files) log none rather than a stale one.
+            "request_id": getattr(handler, "request_id", ""),
+            "user_id": getattr(getattr(handler, "current_user", None), "user_id", ""),
+        },
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import socketio
 
-from .. import jsonutil
+from .. import jsonutil, logs
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
@@ -77,6 +77,7 @@ def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
 
     class SocketIOHandler(engineio_handler):  # type: ignore[misc, valid-type]
         def initialize(self) -> None:
+            self.request_id = logs.start_request(self.request)
             self.upgrading_sid: str | None = None
 
         async def open(self, *args: Any, **kwargs: Any) -> None:

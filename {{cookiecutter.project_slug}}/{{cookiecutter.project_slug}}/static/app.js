@@ -93,6 +93,7 @@
     if (state.socket) return;
     setStatus("connecting…", "connecting");
     const socket = io({
+      transports: document.body.dataset.transports.split(","),
       // Called on the first connection and on every reconnection.
       auth: (callback) => {
         fetchSocketToken()

@@ -14,8 +14,6 @@ logged-in user) and you get, for free:
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from typing import Any
 
 import tornado.web
@@ -42,7 +40,6 @@ STANDARD_CODES = {
     413: ("payload_too_large", "the request body is too large"),
     503: ("database_unavailable", "the database is not reachable, try again soon"),
 }
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 JSON_SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -63,14 +60,16 @@ class BaseHandler(tornado.web.RequestHandler):
         self.settings_: Settings = self.registry[keys.SETTINGS]
         self._body_chunks: list[bytes] = []
         self._body_size = 0
-        incoming = self.request.headers.get("X-Request-ID", "")
-        self.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        logs.bind_request(self.request_id)
+        self.request_id = logs.start_request(self.request)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         for name, value in JSON_SECURITY_HEADERS.items():
             self.set_header(name, value)
+        # send_error() resets the headers to these defaults: keep the request id on errors.
+        request_id = getattr(self, "request_id", None)
+        if request_id is not None:
+            self.set_header("X-Request-ID", request_id)
 
     async def prepare(self) -> None:
         self.set_header("X-Request-ID", self.request_id)

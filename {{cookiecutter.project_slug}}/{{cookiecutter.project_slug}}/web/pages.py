@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import tornado.web
 
+from .. import logs
+from .. import registry as keys
+
 # The page loads only its own scripts and styles, and talks only to this origin.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -12,6 +15,9 @@ CONTENT_SECURITY_POLICY = (
 
 
 class DemoPageHandler(tornado.web.RequestHandler):
+    def initialize(self) -> None:
+        self.request_id = logs.start_request(self.request)
+
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -19,4 +25,6 @@ class DemoPageHandler(tornado.web.RequestHandler):
         self.set_header("X-Frame-Options", "DENY")
 
     def get(self) -> None:
-        self.render("index.html")
+        settings = self.application.settings["registry"][keys.SETTINGS]
+        # The page's socket uses the transports the server accepts (SOCKETIO_TRANSPORTS).
+        self.render("index.html", transports=",".join(settings.socketio_transports))
