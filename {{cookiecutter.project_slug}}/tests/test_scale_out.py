@@ -7,6 +7,7 @@ and one Redis channel; this test process plays a third one, a worker with no soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import re
@@ -185,6 +186,7 @@ def test_workers_share_one_port_and_the_rooms(mongodb_uri, io_loop, http_client)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, so a failed test can end it all
     )
     try:
         listening = []
@@ -225,6 +227,7 @@ def test_workers_share_one_port_and_the_rooms(mongodb_uri, io_loop, http_client)
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=30) == 0
     finally:
-        if parent.poll() is None:
-            parent.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
         parent.stdout.close()

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
 import signal
+import sys
 from types import FrameType
 
 import tornado.netutil
@@ -29,6 +31,16 @@ from .server import serve
 log = logging.getLogger(__name__)
 
 
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the parent dies, even by SIGKILL,
+    so no worker is left serving on its own (Linux; elsewhere use a supervisor)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def run_workers(settings: Settings, count: int) -> int:
     """Fork ``count`` workers and wait for them; returns the exit status for the shell."""
     if settings.uses_embedded_db:
@@ -37,10 +49,12 @@ def run_workers(settings: Settings, count: int) -> int:
         log.info("--workers: Socket.IO transports set to websocket (polling needs sticky sessions)")
         settings = dataclasses.replace(settings, socketio_transports=("websocket",))
     sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    parent = os.getpid()
     children: set[int] = set()
     for _ in range(count):
         pid = os.fork()
         if pid == 0:  # a worker: serve, then leave without running the parent's code
+            _stop_with_parent(parent)
             status = 0
             try:
                 asyncio.run(serve(settings, sockets))
