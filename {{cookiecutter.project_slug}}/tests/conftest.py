@@ -20,7 +20,7 @@ import tornado.web
 from {{ cookiecutter.project_slug }} import app as application
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.config import Settings
-from {{ cookiecutter.project_slug }}.embedded_db import IN_MEMORY, start_embedded_database
+from {{ cookiecutter.project_slug }}.embedded_db import IN_MEMORY, client_uri, start_embedded_database
 
 from .support import Api, Sockets
 
@@ -34,7 +34,7 @@ def mongodb_uri() -> Iterator[str]:
         yield uri
         return
     server = start_embedded_database(IN_MEMORY, ttl_sweep_seconds=1)
-    yield server.uri
+    yield client_uri(server)
     server.stop()
 
 

@@ -25,8 +25,14 @@ class EmbeddedServer(Protocol):
     def stop(self) -> None: ...
 
 
-def start_embedded_database(storage: Path | str, ttl_sweep_seconds: float = 60.0) -> EmbeddedServer:
-    """Start SecantusDB on a free loopback port; ``storage`` is a folder or ``":memory:"``."""
+def start_embedded_database(
+    storage: Path | str, ttl_sweep_seconds: float = 60.0, port: int = 0
+) -> EmbeddedServer:
+    """Start SecantusDB on a loopback port; ``storage`` is a folder or ``":memory:"``.
+
+    ``port=0`` picks a free port. Starting again on the port of a stopped server, with
+    the same ``storage`` folder, is a database restart (the outage tests do that).
+    """
     try:
         from secantus import SecantusDBServer
     except ImportError:
@@ -39,7 +45,7 @@ def start_embedded_database(storage: Path | str, ttl_sweep_seconds: float = 60.0
     logging.getLogger("secantus").setLevel(logging.WARNING)
     server = SecantusDBServer(
         host="127.0.0.1",
-        port=0,
+        port=port,
         storage_path=str(storage),
         ttl_sweep_seconds=ttl_sweep_seconds,
     )
@@ -47,3 +53,13 @@ def start_embedded_database(storage: Path | str, ttl_sweep_seconds: float = 60.0
     where = "in memory" if storage == IN_MEMORY else f"in {storage}"
     log.info("embedded database (SecantusDB) listening on %s, data %s", server.uri, where)
     return server
+
+
+def client_uri(server: EmbeddedServer) -> str:
+    """The URI the app connects to the embedded server with.
+
+    Retryable writes are off: one in-process node has no failover to retry across,
+    and SecantusDB keeps a record of every retryable write that it scans on each new
+    one, so with them every write would cost a little more memory and CPU than the last.
+    """
+    return f"{server.uri}?retryWrites=false"

@@ -14,7 +14,7 @@ import tornado.netutil
 
 from . import app as application
 from .config import Settings
-from .embedded_db import IN_MEMORY, start_embedded_database
+from .embedded_db import IN_MEMORY, client_uri, start_embedded_database
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None) 
     if settings.uses_embedded_db:
         storage = IN_MEMORY if settings.app_env == "test" else settings.data_dir / "db"
         embedded = start_embedded_database(storage)
-        settings = dataclasses.replace(settings, mongodb_uri=embedded.uri)
+        settings = dataclasses.replace(settings, mongodb_uri=client_uri(embedded))
     try:
         app = application.make_app(settings)
         await application.start(app)

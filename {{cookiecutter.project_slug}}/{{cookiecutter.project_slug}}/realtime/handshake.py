@@ -86,6 +86,9 @@ class Handshake:
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
         for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
             await self._sio.enter_room(sid, room)
+        # The handshake request's body reader (a class engine.io defines per request) is
+        # spent; the environ lives as long as the socket, so let it go.
+        environ.pop("wsgi.input", None)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import engineio
 import socketio
 
 from .. import jsonutil, logs
@@ -11,6 +12,7 @@ from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from .handshake import Handshake
+from .queues import Inbox, PacketQueue
 {%- if cookiecutter.message_queue == "redis" %}
 from .redis_queue import RedisRoomManager
 {%- else %}
@@ -41,6 +43,18 @@ def allowed_origins(settings: Settings) -> Any:
     return check
 
 
+class _EngineIOServer(engineio.AsyncServer):
+    def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue:
+        return PacketQueue()  # a socket's outgoing queue, lighter than asyncio.Queue
+
+
+class SocketServer(socketio.AsyncServer):
+    """python-socketio's server on an engine.io server with lighter per-socket queues."""
+
+    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+        return _EngineIOServer
+
+
 def create_socket_server(
     settings: Settings, nonces: SocketTokenStore, metrics: Metrics
 ) -> socketio.AsyncServer:
@@ -51,7 +65,7 @@ def create_socket_server(
 {%- endif %}
     manager.fast_fanout = settings.fast_fanout
     metrics.watch_deliveries(manager)
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         # Name the mode: with aiohttp installed python-socketio would pick aiohttp.
         async_mode="tornado",
         client_manager=manager,
@@ -76,6 +90,10 @@ def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
     manager = sio.manager
 
     class SocketIOHandler(engineio_handler):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.receive_queue = Inbox()  # lighter than the asyncio.Queue engine.io made
+
         def initialize(self) -> None:
             self.request_id = logs.start_request(self.request)
             self.upgrading_sid: str | None = None
@@ -103,5 +121,19 @@ def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
             # Socket.IO authenticates with its one-time token, and long-polling POSTs
             # carry no XSRF token: keep xsrf_cookies=True elsewhere from breaking it.
             return None
+
+        def check_origin(self, origin: str) -> bool:
+            # Tornado asks this before a WebSocket upgrade from another origin (the same
+            # origin is accepted before it asks), and answers 403 on False. engine.io's
+            # version fails on the callable of allowed_origins() (a 500) and, when
+            # CORS_ALLOWED_ORIGINS is unset, accepts any origin only to leave the upgraded
+            # connection hanging: apply the rule long-polling follows instead.
+            allowed = sio.eio.cors_allowed_origins
+            if allowed == "*":
+                return True
+            if callable(allowed):
+                environ = {"wsgi.url_scheme": self.request.protocol, "HTTP_HOST": self.request.host}
+                return bool(allowed(origin, environ))
+            return False
 
     return (SOCKETIO_PATH, SocketIOHandler)
