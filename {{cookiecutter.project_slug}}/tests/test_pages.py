@@ -15,6 +15,7 @@ async def test_the_page_and_its_scripts_are_served(api):
         assert f"/static/{asset}" in html
         response = await api.http.fetch(f"{api.base_url}/static/{asset}", raise_error=False)
         assert response.code == 200, asset
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
     script = await api.http.fetch(f"{api.base_url}/static/vendor/socket.io.min.js")
     assert b"Socket.IO v4." in script.body
 

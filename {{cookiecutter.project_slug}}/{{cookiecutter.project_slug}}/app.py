@@ -39,7 +39,8 @@ from .realtime.server import create_socket_server, socketio_route
 from .registry import Registry
 from .web.base import NotFoundHandler
 from .web.health import HealthHandler
-from .web.pages import DemoPageHandler
+from .web.openapi import OPENAPI_PATH, OpenApiHandler
+from .web.pages import DemoPageHandler, StaticFiles
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         (r"/", DemoPageHandler),
         (r"/health", HealthHandler),
         (r"/metrics", MetricsHandler, {"metrics": metrics}),
+        (OPENAPI_PATH, OpenApiHandler),
         (r"/api/v1/user/signup", SignupHandler),
         (r"/api/v1/user/login", LoginHandler),
         (r"/api/v1/user/logout", LogoutHandler),
@@ -108,6 +110,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         default_handler_class=NotFoundHandler,
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
+        static_handler_class=StaticFiles,
         log_function=request_finished,
         # The API authenticates with Bearer tokens, not cookies, so it needs no XSRF
         # cookie; Socket.IO's handler opts out of XSRF checks in any case.
@@ -131,10 +134,21 @@ async def start(app: tornado.web.Application) -> None:
 
 
 async def stop(app: tornado.web.Application) -> None:
-    """Disconnect every socket, stop Socket.IO's background tasks, close the client."""
+    """Close every socket, stop Socket.IO's background tasks, close the client.
+
+    Sockets are closed at the transport, as when a process exits, not with
+    Socket.IO's disconnect packet: that packet tells a client the server sent it
+    away, and neither socket.io-client nor python-socketio reconnects after it.
+    After a closed transport they reconnect by themselves (with a fresh socket
+    token) to the restarted process, or to another one.
+    """
     registry: Registry = app.settings["registry"]
     sio = registry[keys.SOCKET_SERVER]
-    for sid, _eio_sid in list(sio.manager.get_participants("/", None)):
-        await sio.disconnect(sid, ignore_queue=True)
+    for socket in list(sio.eio.sockets.values()):
+        # engine.io internals (versions pinned in pyproject.toml): run the disconnect
+        # handlers without sending a CLOSE packet, then end the socket's writer, which
+        # closes its WebSocket (long-polling requests end with the HTTP connections).
+        await socket.close(wait=False, abort=True)
+        await socket.queue.put(None)
     await sio.shutdown()
     await db.close(registry[keys.MONGO_CLIENT])

@@ -48,6 +48,24 @@ def redact_url(uri: str) -> str:
     return _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, uri)
 
 
+# The same parameters inside any log message: the value ends at a space or quote too.
+_SECRET_PARAMS_IN_TEXT = re.compile(
+    r"(?i)([?&](?:token|access_token|jwt|auth|password|secret)=)[^&#\s'\"]*"
+)
+
+
+class _RedactFilter(logging.Filter):
+    """Redacts credentials in URLs that other code logs: Tornado's ``Uncaught exception
+    GET /socket.io/?token=...`` line, for one, prints the request's URI as it came."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_PARAMS_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # Ids given explicitly (the access log passes its handler's) win over the context.
@@ -89,6 +107,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     """Send every log line to ``stream`` (default stderr) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
+    handler.addFilter(_RedactFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -61,7 +61,7 @@ class SocketTokenStore:
         Anything that is not a string of the right shape is refused before the
         query, so no operator object can reach the database.
         """
-        if not isinstance(token, str) or not TOKEN_SHAPE.match(token):
+        if not isinstance(token, str) or not TOKEN_SHAPE.fullmatch(token):
             return None
         return await self._collection.find_one_and_delete(
             {"_id": token_hash(token), "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},

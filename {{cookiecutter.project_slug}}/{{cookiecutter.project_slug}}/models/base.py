@@ -19,6 +19,16 @@ from ..auth.users import parse_object_id
 from ..db import IndexSpec
 from ..web.errors import bad_request
 
+# JSON Schemas of the values ``to_public`` returns (the OpenAPI document, web/openapi.py).
+OBJECT_ID: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
+DATE_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` that also allows null."""
+    return {**schema, "type": [schema["type"], "null"]}
+
 
 @dataclass(frozen=True)
 class Field:
@@ -47,17 +57,24 @@ class Field:
         if self.kind is str:
             if not isinstance(value, str):
                 raise bad_request(f"{self.name} must be a string", field=self.name)
-            value = value.strip()
-            if not self.min_length <= len(value) <= self.max_length:
+            # The maximum applies to the value as sent (the OpenAPI document's maxLength),
+            # the minimum to what is left once surrounding whitespace is trimmed.
+            trimmed = value.strip()
+            if len(value) > self.max_length or len(trimmed) < self.min_length:
                 raise bad_request(
                     f"{self.name} must be {self.min_length} to {self.max_length} characters",
                     field=self.name,
                 )
-            return value
+            return trimmed
         # bool is a subclass of int: refuse True where a number is expected, and back.
         if type(value) is not self.kind and not (self.kind is float and type(value) is int):
             raise bad_request(f"{self.name} must be of type {self.kind.__name__}", field=self.name)
         return value
+
+    def public_schema(self) -> dict[str, Any]:
+        """The JSON Schema of this field's value in responses (null when optional)."""
+        schema = dict(OBJECT_ID) if self.reference else {"type": _JSON_TYPES[self.kind]}
+        return schema if self.required else nullable(schema)
 
 
 class Entity:
@@ -140,3 +157,30 @@ class Entity:
             "created_at": doc.get("created_at"),
             "updated_at": doc.get("updated_at"),
         }
+
+    def public_schema(self) -> dict[str, Any]:
+        """The JSON Schema of ``to_public(doc)``: override it when you override ``to_public``
+        (tests/test_fuzz_api.py checks every response against it)."""
+        fields = {field.name: field.public_schema() for field in self.fields}
+        return {
+            "type": "object",
+            "required": ["_id", *fields, self.owner_field, "created_at", "updated_at"],
+            "additionalProperties": False,
+            "properties": {
+                "_id": OBJECT_ID,
+                **fields,
+                self.owner_field: owner_schema(),
+                "created_at": DATE_TIME,
+                "updated_at": DATE_TIME,
+            },
+        }
+
+
+def owner_schema() -> dict[str, Any]:
+    """The JSON Schema of ``{"_id", "username"}``, the owner as ``to_public`` shows it."""
+    return {
+        "type": "object",
+        "required": ["_id", "username"],
+        "additionalProperties": False,
+        "properties": {"_id": OBJECT_ID, "username": nullable({"type": "string"})},
+    }

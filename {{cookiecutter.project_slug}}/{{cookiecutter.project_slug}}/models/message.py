@@ -12,7 +12,7 @@ from bson import ObjectId
 
 from ..auth.tokens import Principal
 from ..db import IndexSpec
-from .base import Entity, Field
+from .base import DATE_TIME, OBJECT_ID, Entity, Field, nullable, owner_schema
 
 
 class Message(Entity):
@@ -39,6 +39,20 @@ class Message(Entity):
             "author": {"_id": author.get("_id"), "username": author.get("username")},
             "to": doc.get("to"),
             "created_at": doc["created_at"],
+        }
+
+    def public_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["_id", "text", "author", "to", "created_at"],
+            "additionalProperties": False,
+            "properties": {
+                "_id": OBJECT_ID,
+                "text": {"type": "string"},
+                "author": owner_schema(),
+                "to": nullable(OBJECT_ID),
+                "created_at": DATE_TIME,
+            },
         }
 
 

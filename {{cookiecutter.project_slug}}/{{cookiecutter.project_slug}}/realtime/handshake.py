@@ -56,7 +56,7 @@ class Handshake:
         self._metrics = metrics
         self._per_address = RateLimiter(settings.handshakes_per_minute_per_address)
 
-    def _refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
+    def refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
         self._metrics.handshakes.labels("refused", reason).inc()
         return socketio.exceptions.ConnectionRefusedError(INVALID_TOKEN)
@@ -64,10 +64,10 @@ class Handshake:
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         address = client_address(environ)
         if self._per_address.hit(address) is not None:
-            raise self._refuse("rate_limited", f" (address {address})")
+            raise self.refuse("rate_limited", f" (address {address})")
         token = token_from(auth, environ)
         if token is None:
-            raise self._refuse("no_token")
+            raise self.refuse("no_token")
         try:
             grant = await self._nonces.consume(token)
         except PyMongoError:
@@ -75,14 +75,14 @@ class Handshake:
             self._metrics.handshakes.labels("refused", "database_unavailable").inc()
             raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
         if grant is None:
-            raise self._refuse("invalid_token", " (unknown, expired, used or malformed)")
+            raise self.refuse("invalid_token", " (unknown, expired, used or malformed)")
         user = grant["user"]
         user_id = str(user["_id"])
         open_sockets = sum(
             1 for _ in self._sio.manager.get_participants(NAMESPACE, user_room(user_id))
         )
         if open_sockets >= self._settings.max_sockets_per_user:
-            raise self._refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
+            raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
         for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
             await self._sio.enter_room(sid, room)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import engineio
 import socketio
+from socketio import packet
 
 from .. import jsonutil, logs
 from ..auth.nonces import SocketTokenStore
@@ -18,6 +20,8 @@ from .redis_queue import RedisRoomManager
 {%- else %}
 from .rooms import RoomManager
 {%- endif %}
+
+log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = r"/socket.io/"
 
@@ -48,11 +52,56 @@ class _EngineIOServer(engineio.AsyncServer):
         return PacketQueue()  # a socket's outgoing queue, lighter than asyncio.Queue
 
 
+class MalformedPacket(ValueError):
+    """A packet no well-behaved client sends: JSON that does not parse (or is nested too
+    deep to), or a packet type a client may not send."""
+
+    def __init__(self, encoded: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.is_connect = isinstance(encoded, str) and encoded[:1] == str(packet.CONNECT)
+
+
+CLIENT_PACKET_TYPES = frozenset(
+    {packet.CONNECT, packet.DISCONNECT, packet.EVENT, packet.ACK}
+    | {packet.BINARY_EVENT, packet.BINARY_ACK}
+)
+
+
+class _ClientPacket(packet.Packet):
+    def decode(self, encoded_packet: Any) -> Any:
+        try:
+            attachments = super().decode(encoded_packet)
+        except (ValueError, RecursionError) as error:
+            raise MalformedPacket(encoded_packet, type(error).__name__) from None
+        if self.packet_type not in CLIENT_PACKET_TYPES:
+            raise MalformedPacket(encoded_packet, "unexpected packet type")
+        return attachments
+
+
 class SocketServer(socketio.AsyncServer):
     """python-socketio's server on an engine.io server with lighter per-socket queues."""
 
+    handshake: Handshake | None = None
+
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return _EngineIOServer
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # python-socketio logs an ERROR with a traceback for every packet it cannot
+        # decode, and leaves the client waiting: refuse or drop such a client instead.
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except MalformedPacket as error:
+            if error.is_connect and self.handshake is not None:
+                refusal = self.handshake.refuse("malformed_packet", f" ({error.reason})")
+                await self._send_packet(
+                    eio_sid,
+                    self.packet_class(packet.CONNECT_ERROR, data=refusal.error_args, namespace="/"),
+                )
+            else:
+                log.info("socket dropped: malformed packet (%s)", error.reason)
+                await self.eio.disconnect(eio_sid)
 
 
 def create_socket_server(
@@ -75,10 +124,11 @@ def create_socket_server(
         ping_timeout=settings.socketio_ping_timeout,
         max_http_buffer_size=settings.socketio_max_message_bytes,
         transports=list(settings.socketio_transports),
+        serializer=_ClientPacket,
         logger=False,
         engineio_logger=False,
     )
-    handshake = Handshake(sio, nonces, settings, metrics)
+    handshake = sio.handshake = Handshake(sio, nonces, settings, metrics)
     sio.on("connect", handshake.connect)
     sio.on("disconnect", handshake.disconnect)
     return sio

@@ -14,17 +14,31 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
 class DemoPageHandler(tornado.web.RequestHandler):
     def initialize(self) -> None:
         self.request_id = logs.start_request(self.request)
 
     def set_default_headers(self) -> None:
-        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("X-Frame-Options", "DENY")
+        for name, value in PAGE_HEADERS.items():
+            self.set_header(name, value)
 
     def get(self) -> None:
         settings = self.application.settings["registry"][keys.SETTINGS]
         # The page's socket uses the transports the server accepts (SOCKETIO_TRANSPORTS).
         self.render("index.html", transports=",".join(settings.socketio_transports))
+
+
+class StaticFiles(tornado.web.StaticFileHandler):
+    """The page's scripts and styles, with the page's security headers."""
+
+    def set_default_headers(self) -> None:
+        for name, value in PAGE_HEADERS.items():
+            self.set_header(name, value)

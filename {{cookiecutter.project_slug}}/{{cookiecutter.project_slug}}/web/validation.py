@@ -27,14 +27,16 @@ def text(
         return None
     if not isinstance(value, str):
         raise bad_request(f"{name} must be a string", field=name)
+    # The maximum applies to the value as sent (the OpenAPI document's maxLength), the
+    # minimum to what is left once surrounding whitespace is trimmed.
+    if len(value) > max_length:
+        raise bad_request(f"{name} must be at most {max_length} characters", field=name)
     if strip:
         value = value.strip()
     if len(value) < min_length:
         if min_length == 1:
             raise bad_request(f"{name} must not be empty", field=name)
         raise bad_request(f"{name} must be at least {min_length} characters", field=name)
-    if len(value) > max_length:
-        raise bad_request(f"{name} must be at most {max_length} characters", field=name)
     if pattern is not None and not pattern.match(value):
         raise bad_request(f"{name} {rule or 'has an invalid format'}", field=name)
     return value
