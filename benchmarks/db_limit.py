@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import hashlib
 import importlib
 import json
@@ -34,6 +35,14 @@ import time
 from typing import Any
 
 PACKAGE = os.environ.get("BENCH_APP_PACKAGE", "transom_app")
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -135,10 +144,14 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             )
             connect_latencies.append((time.perf_counter() - t0) * 1000)
 
+    gc.collect()
+    rss_before = rss_kb()
     started = time.perf_counter()
     until = started + args.duration
     await asyncio.gather(*(connect_loop(w, until) for w in range(args.concurrency)))
     connect_seconds = time.perf_counter() - started
+    gc.collect()
+    rss_growth = rss_kb() - rss_before
 
     await client.drop_database(database.name)
     await db.close(client)
@@ -166,6 +179,9 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "seconds": round(connect_seconds, 3),
             "per_s": round(len(connect_latencies) / connect_seconds, 3),
             "latency_ms": summary(connect_latencies),
+            # How much this process (driver + embedded database) grew per connect's
+            # queries: a share of the app's RSS per connection that is the database's.
+            "rss_kb_per_op": round(rss_growth / max(1, len(connect_latencies)), 3),
         },
     }
 
@@ -182,7 +198,8 @@ def main() -> None:
     if uri is None:
         embedded_db = importlib.import_module(f"{PACKAGE}.embedded_db")
         embedded = embedded_db.start_embedded_database(embedded_db.IN_MEMORY)
-        uri = embedded.uri
+        # The URI the app itself uses for the embedded database (same client options).
+        uri = embedded_db.client_uri(embedded)
     try:
         result = asyncio.run(measure(args, uri))
     finally:

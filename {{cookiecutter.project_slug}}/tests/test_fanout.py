@@ -151,3 +151,29 @@ async def test_a_broken_connection_does_not_stop_the_others(api, sockets, messag
         await asyncio.sleep(0.05)
     assert not list(sio.manager.get_participants("/", f"user:{victim.id}")), "it is let go"
     assert victim_socket.received("seq") == []
+
+
+def rooms_by_scan(manager, sid):
+    """python-socketio's own way to find a socket's rooms: scan every room."""
+    return {room for room, members in manager.rooms.get("/", {}).items() if sid in members}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_room_index_follows_connects_leaves_and_disconnects(api, sockets, manager):
+    ada, ada_tabs = await user_sockets(api, sockets, 3, name="indexed")
+    sids = [sid for sid, _ in manager.get_participants("/", f"user:{ada.id}")]
+    assert len(sids) == 3
+    await manager.enter_room(sids[0], "/", "extra")
+    await manager.leave_room(sids[1], "/", "everyone")
+    for sid in sids:
+        assert set(manager.get_rooms(sid, "/")) | {None} == rooms_by_scan(manager, sid)
+    await ada_tabs[0].client.disconnect()
+    for _ in range(100):
+        if rooms_by_scan(manager, sids[0]) == set():
+            break
+        await asyncio.sleep(0.02)
+    assert rooms_by_scan(manager, sids[0]) == set(), "a disconnected socket is in no room"
+    assert "extra" not in manager.rooms["/"], "a room left empty is removed"
+    assert manager.get_rooms(sids[0], "/") == []
+    for sid in sids[1:]:
+        assert set(manager.get_rooms(sid, "/")) | {None} == rooms_by_scan(manager, sid)

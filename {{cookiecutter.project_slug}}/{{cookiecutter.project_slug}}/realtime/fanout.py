@@ -38,11 +38,12 @@ import struct
 import time
 from typing import Any
 
-import socketio
 import tornado.iostream
 import tornado.websocket
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
+
+from .indexed_rooms import IndexedRooms
 
 _TEXT_FIN = 0x81  # FIN bit + text opcode
 
@@ -59,7 +60,7 @@ def websocket_text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-class FanoutManager(socketio.AsyncManager):
+class FanoutManager(IndexedRooms):
     """An ``AsyncManager`` whose local emit writes pre-built frames directly.
 
     ``fast_fanout`` (from FAST_FANOUT) selects the path; ``websocket_handlers``
