@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := build/demo
+BENCH_DIR := build/bench
+BENCH_VENV := $(BENCH_DIR)/venv
+# e.g. make bench BENCH_ARGS=--quick (see benchmarks/README.md)
+BENCH_ARGS ?=
 JS_TESTS := tests/js
 
 .PHONY: demo test lint bench clean js-deps
@@ -20,6 +24,16 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
 	$(MAKE) -C $(DEMO_DIR)/transom_app run PYTHON=$(PYTHON)
+
+bench: $(STAMP)
+	rm -rf $(BENCH_DIR)/transom_app
+	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) .
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	cd $(BENCH_DIR)/transom_app && ../venv/bin/python -m pip install --quiet -e '.[dev]' 'matplotlib>=3.8'
+	npm ci --prefix benchmarks --no-audit --no-fund
+	$(BENCH_VENV)/bin/python benchmarks/run.py --project $(BENCH_DIR)/transom_app \
+		--log-dir $(BENCH_DIR)/logs $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hooks tests

@@ -9,7 +9,11 @@
 //           through POST /bench/broadcast (emitToEveryone) or /bench/users (emitToUsers to
 //           --fraction of the clients' users) and count what every socket receives:
 //           deliveries/s, end-to-end latency (receive time minus the send time `t` in the
-//           payload), loss, duplicates, reordering (per-socket sequence check).
+//           payload), loss, duplicates, reordering (per-socket sequence check). A checked
+//           warm-up burst goes first (--warmup messages, default --count); then --bursts
+//           bursts, each checked, each started when the rest of the machine is quiet
+//           (--quiet-cores, waiting at most --quiet-wait s); the run reports the median
+//           burst figures and every burst.
 //   idle    connect --clients sockets and hold them: server RSS per idle connection
 //           (the server reads its own /proc/self/status before and after).
 //
@@ -17,7 +21,9 @@
 //          --clients 1000 --count 50 [--target users --fraction 0.1] ...
 // Prints one JSON object on stdout; progress goes to stderr. Every wait is bounded.
 
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import crypto from "node:crypto";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
@@ -37,10 +43,13 @@ const { values: opt } = parseArgs({
     users: { type: "string" },
     concurrency: { type: "string", default: "16" },
     duration: { type: "string", default: "5" },
-    "pre-issue": { type: "boolean", default: false },
     settle: { type: "string", default: "1000" },
     timeout: { type: "string", default: "120" },
     "idle-timeout": { type: "string", default: "15" },
+    warmup: { type: "string" },
+    bursts: { type: "string", default: "3" },
+    "quiet-cores": { type: "string", default: "0.3" },
+    "quiet-wait": { type: "string", default: "3" },
     run: { type: "string" },
   },
 });
@@ -213,28 +222,84 @@ function openSocket(client, auth, onMessage) {
   });
 }
 
-// Connect every client, W at a time. With tokens given (pre-issued), only handshakes.
-async function connectAll(clients, onMessage, tokens = null) {
+// Machine-wide busy CPU (in cores) from /proc/stat, to tell a disturbed run.
+function cpuTimes() {
+  try {
+    const line = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/);
+    const v = line.slice(1).map(Number);
+    const idle = v[3] + (v[4] || 0);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { idle, total };
+  } catch {
+    return null;
+  }
+}
+
+function machineBusyCores(a, b, seconds) {
+  if (!a || !b || b.total === a.total || !(seconds > 0)) return null;
+  const busy = (b.total - a.total - (b.idle - a.idle)) / (b.total - a.total);
+  return busy * (os.availableParallelism ? os.availableParallelism() : os.cpus().length);
+}
+
+// CPU over a window: the server's (its /bench/stats), this process's and the machine's.
+// "other" is what the rest of the machine used: a high share means a disturbed window.
+async function openWindow() {
+  const server = await stats(false);
+  return { server, machine: cpuTimes(), own: cpuSeconds() };
+}
+
+async function closeWindow(w, after = null) {
+  const server = after || (await stats(false));
+  const machine = cpuTimes();
+  const own = cpuSeconds();
+  const seconds = (server.time_ms - w.server.time_ms) / 1000;
+  const serverCpu = server.cpu_s - w.server.cpu_s;
+  const serverShare = serverCpu / seconds;
+  const ownShare = (own - w.own) / seconds;
+  const busy = machineBusyCores(w.machine, machine, seconds);
+  return {
+    server_cpu_s: round3(serverCpu),
+    loadgen_cpu_s: round3(own - w.own),
+    server_cpu_share: round3(serverShare),
+    loadgen_cpu_share: round3(ownShare),
+    other_cpu_share: busy === null ? null : round3(Math.max(0, busy - serverShare - ownShare)),
+  };
+}
+
+// Before a short measurement: wait (at most --quiet-wait s) until the rest of the machine
+// uses less than --quiet-cores, so another program's burst of work does not land in it.
+async function waitQuiet() {
+  const started = nowMs();
+  const limit = Number(opt["quiet-wait"]) * 1000;
+  let busy = null;
+  for (;;) {
+    const a = cpuTimes();
+    await sleep(250);
+    busy = machineBusyCores(a, cpuTimes(), 0.25);
+    if (busy === null || busy < Number(opt["quiet-cores"]) || nowMs() - started >= limit) break;
+  }
+  return { quiet_wait_s: round3((nowMs() - started) / 1000), busy_cores_before: round3(busy) };
+}
+
+// Connect every client, W at a time (python: a socket token, then the handshake).
+async function connectAll(clients, onMessage) {
   const total = [];
   const tokenMs = [];
   const handshakeMs = [];
   let failures = 0;
   let firstError = null;
+  const window = await openWindow();
   const started = nowMs();
   await pool(clients.length, CONCURRENCY, async (i) => {
     const client = clients[i];
     const t0 = nowMs();
     try {
-      let auth;
-      if (SERVER === "node") {
-        auth = { user: client.user.id };
-      } else {
-        auth = { token: tokens ? tokens[i] : await socketToken(client.user) };
-      }
+      const auth =
+        SERVER === "node" ? { user: client.user.id } : { token: await socketToken(client.user) };
       const t1 = nowMs();
       await openSocket(client, auth, onMessage);
       const t2 = nowMs();
-      if (!tokens && SERVER !== "node") tokenMs.push(t1 - t0);
+      if (SERVER !== "node") tokenMs.push(t1 - t0);
       handshakeMs.push(t2 - t1);
       total.push(t2 - t0);
     } catch (error) {
@@ -248,22 +313,14 @@ async function connectAll(clients, onMessage, tokens = null) {
     failures,
     first_error: firstError,
     concurrency: CONCURRENCY,
-    includes_token: SERVER !== "node" && !tokens,
+    includes_token: SERVER !== "node",
     seconds: round3(seconds),
     per_s: round3(total.length / seconds),
     latency_ms: summary(total),
     token_ms: tokenMs.length ? summary(tokenMs) : null,
     handshake_ms: summary(handshakeMs),
+    ...(await closeWindow(window)),
   };
-}
-
-async function preIssue(clients) {
-  const tokens = new Array(clients.length);
-  const started = nowMs();
-  await pool(clients.length, CONCURRENCY, async (i) => {
-    tokens[i] = await socketToken(clients[i].user);
-  });
-  return { tokens, seconds: (nowMs() - started) / 1000 };
 }
 
 async function closeAll(clients) {
@@ -299,6 +356,8 @@ async function modeTokens() {
   const latencies = [];
   let errors = 0;
   const duration = Number(opt.duration) * 1000;
+  const quiet = await waitQuiet();
+  const window = await openWindow();
   const started = nowMs();
   const deadline = started + duration;
   await Promise.all(
@@ -321,6 +380,8 @@ async function modeTokens() {
     seconds: round3(seconds),
     per_s: round3(latencies.length / seconds),
     latency_ms: summary(latencies),
+    ...quiet,
+    ...(await closeWindow(window)),
   };
 }
 
@@ -328,11 +389,9 @@ async function modeIdle() {
   const userCount = Number(opt.users || CLIENTS);
   const { users, seconds: usersSeconds } = await makeUsers(userCount);
   const clients = usersFor(users, CLIENTS).map((user, i) => makeClient(i, user));
-  let issued = null;
-  if (opt["pre-issue"] && SERVER === "python") issued = await preIssue(clients);
   await sleep(SETTLE_MS);
   const before = await stats(true);
-  const connect = await connectAll(clients, () => {}, issued ? issued.tokens : null);
+  const connect = await connectAll(clients, () => {});
   log(`connected ${connect.connections}/${CLIENTS} in ${connect.seconds}s`);
   await sleep(Math.max(SETTLE_MS, 2000));
   const after = await stats(true);
@@ -343,16 +402,23 @@ async function modeIdle() {
     clients: CLIENTS,
     users: userCount,
     users_setup_s: round3(usersSeconds),
-    pre_issue_s: issued ? round3(issued.seconds) : null,
     connect,
     memory: memoryOf(before, after, connect.connections),
   };
+}
+
+function median(values) {
+  const v = values.filter((x) => typeof x === "number" && !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
 async function modeFanout() {
   const target = opt.target;
   if (target !== "everyone" && target !== "users") throw new Error("--target is everyone or users");
   const userCount = Number(opt.users || CLIENTS);
+  const bursts = Math.max(1, Number(opt.bursts));
   const { users, seconds: usersSeconds } = await makeUsers(userCount);
   const clients = usersFor(users, CLIENTS).map((user, i) => makeClient(i, user));
 
@@ -365,25 +431,54 @@ async function modeFanout() {
     for (const c of clients) c.targeted = wanted.has(c.user.id);
   }
   const targeted = clients.filter((c) => c.targeted);
-  for (const c of targeted) c.seen = new Uint8Array(COUNT);
   const expected = targeted.length * COUNT;
-
   const latencies = new Float64Array(expected);
-  let delivered = 0;
-  let firstSend = Infinity;
-  let lastSend = -Infinity;
-  let lastRecv = -Infinity;
+
+  // The burst being received. Messages of a warm-up or of an earlier burst are counted
+  // apart (`late`); anything else unknown is a stray.
+  let burst = null;
+  const known = new Set();
   let stray = 0;
-  let malformed = 0;
-  let finish = null;
-  const finished = new Promise((resolve) => {
-    finish = resolve;
-  });
+
+  const newBurst = (runId, count, warm) => {
+    for (const c of clients) {
+      c.seen = c.targeted ? new Uint8Array(count) : null;
+      c.unique = 0;
+      c.duplicates = 0;
+      c.reordered = 0;
+      c.maxSeq = -1;
+      c.unexpected = 0;
+    }
+    known.add(runId);
+    let finish = null;
+    const finished = new Promise((resolve) => {
+      finish = resolve;
+    });
+    return {
+      runId,
+      count,
+      warm,
+      expected: targeted.length * count,
+      delivered: 0,
+      late: 0,
+      malformed: 0,
+      firstSend: Infinity,
+      lastSend: -Infinity,
+      lastRecv: -Infinity,
+      finish,
+      finished,
+    };
+  };
 
   const onMessage = (client, msg) => {
     const now = nowMs();
-    if (!msg || msg.run !== RUN) {
-      stray += 1;
+    const b = burst;
+    if (!msg || !b || msg.run !== b.runId) {
+      if (msg && known.has(msg.run)) {
+        if (b) b.late += 1;
+      } else {
+        stray += 1;
+      }
       return;
     }
     if (!client.targeted) {
@@ -391,8 +486,8 @@ async function modeFanout() {
       return;
     }
     const seq = msg.seq;
-    if (!Number.isInteger(seq) || seq < 0 || seq >= COUNT || typeof msg.t !== "number") {
-      malformed += 1;
+    if (!Number.isInteger(seq) || seq < 0 || seq >= b.count || typeof msg.t !== "number") {
+      b.malformed += 1;
       return;
     }
     if (client.seen[seq]) {
@@ -403,12 +498,12 @@ async function modeFanout() {
     client.unique += 1;
     if (seq < client.maxSeq) client.reordered += 1;
     else client.maxSeq = seq;
-    latencies[delivered] = now - msg.t;
-    delivered += 1;
-    if (msg.t < firstSend) firstSend = msg.t;
-    if (msg.t > lastSend) lastSend = msg.t;
-    lastRecv = now;
-    if (delivered === expected) finish();
+    if (!b.warm) latencies[b.delivered] = now - msg.t;
+    b.delivered += 1;
+    if (msg.t < b.firstSend) b.firstSend = msg.t;
+    if (msg.t > b.lastSend) b.lastSend = msg.t;
+    b.lastRecv = now;
+    if (b.delivered === b.expected) b.finish();
   };
 
   const connect = await connectAll(clients, onMessage);
@@ -416,49 +511,109 @@ async function modeFanout() {
   if (connect.failures) throw new Error(`${connect.failures} connections failed: ${connect.first_error}`);
   await sleep(SETTLE_MS);
 
-  const before = await stats(false);
-  const cpu0 = cpuSeconds();
   const path = target === "everyone" ? "/bench/broadcast" : "/bench/users";
-  const body = { count: COUNT, size: SIZE, run: RUN };
-  if (targetIds) body.users = targetIds;
-  const reply = (await expectOk("POST", path, body)).json;
+  const send = (runId, count) => {
+    const body = { count, size: SIZE, run: runId };
+    if (targetIds) body.users = targetIds;
+    return expectOk("POST", path, body);
+  };
 
   // Wait for every delivery; give up after --idle-timeout s without progress or --timeout s.
-  const hardDeadline = nowMs() + Number(opt.timeout) * 1000;
-  let lastCount = -1;
-  let lastProgress = nowMs();
-  let timedOut = false;
-  while (delivered < expected) {
-    const tick = await Promise.race([finished.then(() => "done"), sleep(250).then(() => "tick")]);
-    if (tick === "done") break;
-    if (delivered !== lastCount) {
-      lastCount = delivered;
-      lastProgress = nowMs();
+  const awaitBurst = async (b) => {
+    const hardDeadline = nowMs() + Number(opt.timeout) * 1000;
+    let lastCount = -1;
+    let lastProgress = nowMs();
+    while (b.delivered < b.expected) {
+      const tick = await Promise.race([b.finished.then(() => "done"), sleep(250).then(() => "tick")]);
+      if (tick === "done") break;
+      if (b.delivered !== lastCount) {
+        lastCount = b.delivered;
+        lastProgress = nowMs();
+      }
+      if (nowMs() - lastProgress > Number(opt["idle-timeout"]) * 1000 || nowMs() > hardDeadline) {
+        return true;
+      }
     }
-    if (nowMs() - lastProgress > Number(opt["idle-timeout"]) * 1000 || nowMs() > hardDeadline) {
-      timedOut = true;
-      break;
-    }
-  }
-  const loadgenCpu = cpuSeconds() - cpu0;
-  const after = await stats(false);
-  // A short grace period to catch late duplicates or strays, then a final count.
-  await sleep(300);
+    return false;
+  };
 
-  let duplicates = 0;
-  let reordered = 0;
-  let unexpected = 0;
-  let socketsComplete = 0;
-  for (const c of clients) {
-    duplicates += c.duplicates;
-    reordered += c.reordered;
-    unexpected += c.unexpected;
-    if (c.targeted && c.unique === COUNT) socketsComplete += 1;
+  const tally = (b) => {
+    let duplicates = 0;
+    let reordered = 0;
+    let unexpected = 0;
+    let socketsComplete = 0;
+    for (const c of clients) {
+      duplicates += c.duplicates;
+      reordered += c.reordered;
+      unexpected += c.unexpected;
+      if (c.targeted && c.unique === b.count) socketsComplete += 1;
+    }
+    return { duplicates, reordered, unexpected, socketsComplete };
+  };
+
+  // Warm-up (wakes both servers' code paths; checked, not measured).
+  const warmCount = Math.min(COUNT, opt.warmup === undefined ? COUNT : Number(opt.warmup));
+  let warmup = null;
+  if (warmCount > 0) {
+    await waitQuiet();
+    burst = newBurst(`${RUN}-w`, warmCount, true);
+    await send(burst.runId, warmCount);
+    const timedOut = await awaitBurst(burst);
+    await sleep(200);
+    const t = tally(burst);
+    warmup = {
+      messages: warmCount,
+      expected: burst.expected,
+      delivered: burst.delivered,
+      exactly_once_in_order:
+        !timedOut && burst.delivered === burst.expected && !t.duplicates && !t.reordered && !t.unexpected,
+    };
   }
-  const lost = expected - delivered;
-  const seconds = (lastRecv - firstSend) / 1000;
-  const serverCpu = after.cpu_s - before.cpu_s;
+
+  const results = [];
+  for (let i = 0; i < bursts; i += 1) {
+    const quiet = await waitQuiet();
+    burst = newBurst(`${RUN}-${i}`, COUNT, false);
+    const b = burst;
+    const window = await openWindow();
+    const reply = (await send(b.runId, COUNT)).json;
+    const timedOut = await awaitBurst(b);
+    const cpu = await closeWindow(window);
+    await sleep(300); // late duplicates or strays still count against this burst
+    const t = tally(b);
+    const lost = b.expected - b.delivered;
+    const seconds = (b.lastRecv - b.firstSend) / 1000;
+    results.push({
+      expected: b.expected,
+      delivered: b.delivered,
+      lost,
+      duplicates: t.duplicates,
+      reordered: t.reordered,
+      unexpected: t.unexpected,
+      late: b.late,
+      malformed: b.malformed,
+      sockets_complete: t.socketsComplete,
+      timed_out: timedOut,
+      exactly_once_in_order:
+        lost === 0 && t.duplicates === 0 && t.reordered === 0 && t.unexpected === 0 && b.malformed === 0,
+      seconds: round3(seconds),
+      send_spread_ms: round3(b.lastSend - b.firstSend),
+      deliveries_per_s: round3(b.delivered / seconds),
+      latency_ms: summary(latencies.subarray(0, b.delivered)),
+      emit_ms: round3(reply.emit_ms),
+      server_cpu_us_per_delivery: b.delivered ? round3((cpu.server_cpu_s * 1e6) / b.delivered) : null,
+      loadgen_cpu_us_per_delivery: b.delivered ? round3((cpu.loadgen_cpu_s * 1e6) / b.delivered) : null,
+      // From the emit request to the last delivery: CPU seconds and shares of a core of
+      // the server, the load generator and everything else on the machine.
+      ...cpu,
+      ...quiet,
+    });
+  }
   await closeAll(clients);
+
+  // The run's figures: medians over its bursts; the delivery check over all of them.
+  const med = (f) => round3(median(results.map(f)));
+  const sum = (f) => results.reduce((a, r) => a + f(r), 0);
   return {
     mode: "fanout",
     server: SERVER,
@@ -468,30 +623,36 @@ async function modeFanout() {
     targeted_clients: targeted.length,
     count: COUNT,
     size: SIZE,
+    bursts,
     users_setup_s: round3(usersSeconds),
     connect,
+    warmup,
     fanout: {
-      expected,
-      delivered,
-      lost,
-      duplicates,
-      reordered,
-      unexpected,
+      expected: sum((r) => r.expected),
+      delivered: sum((r) => r.delivered),
+      lost: sum((r) => r.lost),
+      duplicates: sum((r) => r.duplicates),
+      reordered: sum((r) => r.reordered),
+      unexpected: sum((r) => r.unexpected),
+      late: sum((r) => r.late),
+      malformed: sum((r) => r.malformed),
       stray,
-      malformed,
-      sockets_complete: socketsComplete,
-      timed_out: timedOut,
-      exactly_once_in_order:
-        lost === 0 && duplicates === 0 && reordered === 0 && unexpected === 0 && malformed === 0,
-      seconds: round3(seconds),
-      send_spread_ms: round3(lastSend - firstSend),
-      deliveries_per_s: round3(delivered / seconds),
-      latency_ms: summary(latencies.subarray(0, delivered)),
-      emit_ms: round3(reply.emit_ms),
-      server_cpu_s: round3(serverCpu),
-      server_cpu_us_per_delivery: delivered ? round3((serverCpu * 1e6) / delivered) : null,
-      loadgen_cpu_s: round3(loadgenCpu),
-      loadgen_cpu_us_per_delivery: delivered ? round3((loadgenCpu * 1e6) / delivered) : null,
+      timed_out: results.some((r) => r.timed_out),
+      exactly_once_in_order: stray === 0 && results.every((r) => r.exactly_once_in_order),
+      deliveries_per_s: med((r) => r.deliveries_per_s),
+      seconds: med((r) => r.seconds),
+      latency_ms: {
+        p50: med((r) => r.latency_ms.p50),
+        p99: med((r) => r.latency_ms.p99),
+        max: med((r) => r.latency_ms.max),
+      },
+      emit_ms: med((r) => r.emit_ms),
+      server_cpu_us_per_delivery: med((r) => r.server_cpu_us_per_delivery),
+      loadgen_cpu_us_per_delivery: med((r) => r.loadgen_cpu_us_per_delivery),
+      server_cpu_share: med((r) => r.server_cpu_share),
+      loadgen_cpu_share: med((r) => r.loadgen_cpu_share),
+      other_cpu_share: med((r) => r.other_cpu_share),
+      bursts: results,
     },
   };
 }

@@ -1,0 +1,1046 @@
+"""Run the whole benchmark: the generated app against a plain Node.js socket.io 4 server.
+
+``make bench`` bakes the default project into build/bench/, installs it in a venv
+and runs this script with that venv's Python. By hand::
+
+    python benchmarks/run.py --project build/bench/transom_app            # full: ~10 min
+    python benchmarks/run.py --project build/bench/transom_app --quick    # ~2 min, 1 run
+    python benchmarks/run.py --project ... --only fanout_1000 --runs 3    # one scenario
+
+Every scenario starts a fresh server per run (python: ``benchmarks/python_server.py``,
+the app as ``python -m <slug>`` serves it, plus /bench routes; node:
+``benchmarks/node_server.js``) and drives it with the one load generator,
+``benchmarks/loadgen.mjs``, run the same way for both. Python and node runs are
+interleaved (and their order alternates) so drift on the machine hits both. With
+two or more cores the server is pinned to core 0 and the load generator to core 1
+(``--no-pin`` to turn that off).
+
+Writes ``benchmarks/results/<output>.json``, ``.png`` and ``.md`` (output: ``latest``
+in full mode, ``quick`` with ``--quick``), and in full mode refreshes the results
+section of benchmarks/README.md. A benchmark, not a test: no figure ever fails it;
+it exits non-zero only when a run could not be carried out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+README = BENCH_DIR / "README.md"
+LISTENING = re.compile(r"listening on http://([0-9.]+):(\d+)")
+# The python server's settings, over the project's .env. Every load-generator client
+# comes from 127.0.0.1, so the per-address (and per-user) rate limits are set out of
+# reach: the limiters still run on every request, they just never refuse.
+NO_LIMIT = "1000000000"
+PYTHON_SERVER_ENV = {
+    "APP_ENV": "test",  # the embedded database, in memory; cheapest password hashing
+    "HOST": "127.0.0.1",
+    "PORT": "0",
+    "SOCKET_TOKENS_PER_MINUTE_PER_USER": NO_LIMIT,
+    "SOCKET_TOKENS_PER_MINUTE_PER_ADDRESS": NO_LIMIT,
+    "HANDSHAKES_PER_MINUTE_PER_ADDRESS": NO_LIMIT,
+}
+
+# Scenario parameters. `runs` (when set) overrides the global number of runs.
+FULL: dict[str, dict[str, Any]] = {
+    "tokens": {"duration": 5},
+    "db_limit": {"duration": 5, "handshakes": 1024},
+    "fanout_100": {"clients": 100, "count": 200},
+    "fanout_1000": {"clients": 1000, "count": 50},
+    "users_1000": {"clients": 1000, "count": 200, "fraction": 0.1},
+    "idle_1000": {"clients": 1000},
+    "idle_5000": {"clients": 5000, "users": 1000, "runs": 1},
+}
+QUICK: dict[str, dict[str, Any]] = {
+    "tokens": {"duration": 2},
+    "db_limit": {"duration": 2, "handshakes": 256},
+    "fanout_100": {"clients": 100, "count": 100},
+    "fanout_1000": {"clients": 500, "count": 20},
+    "users_1000": {"clients": 500, "count": 50, "fraction": 0.1},
+    "idle_1000": {"clients": 500},
+    "idle_5000": {"clients": 1000, "users": 250, "runs": 1},
+}
+SERVERS = {
+    "tokens": ("python",),
+    "db_limit": ("python",),
+    "fanout_100": ("python", "node"),
+    "fanout_1000": ("python", "node"),
+    "users_1000": ("python", "node"),
+    "idle_1000": ("python", "node"),
+    "idle_5000": ("python", "node"),
+}
+ORDER = list(FULL)
+
+
+def log(message: str) -> None:
+    stamp = dt.datetime.now().strftime("%H:%M:%S")
+    print(f"[bench {stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def median(values: list[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, int | float)]
+    return round(statistics.median(numbers), 3) if numbers else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class Harness:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.project = args.project.resolve()
+        self.node = shutil.which("node") or "node"
+        self.log_dir = args.log_dir.resolve()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        cores = sorted(os.sched_getaffinity(0))
+        self.pin = (cores[0], cores[1]) if (not args.no_pin and len(cores) >= 2) else None
+        self.serial = 0
+
+    def _affinity(self, core: int | None) -> Callable[[], None] | None:
+        if core is None:
+            return None
+        return lambda: os.sched_setaffinity(0, {core})
+
+    def server_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+        env.update(PYTHON_SERVER_ENV)
+        env.update(BENCH_APP_PACKAGE=self.args.package, PYTHONUNBUFFERED="1")
+        for item in self.args.server_env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return env
+
+    def start_server(self, kind: str, label: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+        self.serial += 1
+        log_path = self.log_dir / f"{self.serial:03d}-{label}-{kind}-server.log"
+        if kind == "python":
+            cmd = [sys.executable, str(BENCH_DIR / "python_server.py")]
+            cwd, env = self.project, self.server_env()
+        else:
+            cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
+            cwd, env = BENCH_DIR, dict(os.environ)
+        out = log_path.open("wb")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self._affinity(self.pin[0] if self.pin else None),
+        )
+        out.close()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            text = log_path.read_text(errors="replace")
+            match = LISTENING.search(text)
+            if match:
+                return proc, f"http://{match.group(1)}:{match.group(2)}", log_path
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop_server(proc)
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{kind} server did not start (log {log_path}):\n{tail}")
+
+    def stop_server(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+    def loadgen(self, label: str, args: list[str], timeout: float) -> dict[str, Any]:
+        log_path = self.log_dir / f"{self.serial:03d}-{label}-loadgen.log"
+        with log_path.open("wb") as err:
+            done = subprocess.run(
+                [self.node, str(BENCH_DIR / "loadgen.mjs"), *args],
+                cwd=BENCH_DIR,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                preexec_fn=self._affinity(self.pin[1] if self.pin else None),
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"load generator exited {done.returncode} (log {log_path}):\n{tail}")
+        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+    # ------------------------------------------------------------------------ scenarios
+
+    def run(self, scenario: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        if scenario == "db_limit":
+            return self.db_limit(params)
+        label = f"{scenario}"
+        proc, url, server_log = self.start_server(kind, label)
+        try:
+            common = [
+                "--url",
+                url,
+                "--server",
+                kind,
+                "--concurrency",
+                str(self.args.concurrency),
+            ]
+            if scenario == "tokens":
+                extra = ["--mode", "tokens", "--duration", str(params["duration"])]
+            elif scenario.startswith("idle_"):
+                extra = ["--mode", "idle", "--clients", str(params["clients"])]
+                if "users" in params:
+                    extra += ["--users", str(params["users"])]
+            else:
+                extra = [
+                    "--mode",
+                    "fanout",
+                    "--clients",
+                    str(params["clients"]),
+                    "--count",
+                    str(params["count"]),
+                    "--size",
+                    str(self.args.size),
+                    "--bursts",
+                    str(self.args.bursts),
+                ]
+                if scenario.startswith("users_"):
+                    extra += ["--target", "users", "--fraction", str(params["fraction"])]
+            result = self.loadgen(f"{label}-{kind}", common + extra, timeout=1200)
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind} server exited during the run (log {server_log})")
+            return result
+        finally:
+            self.stop_server(proc)
+
+    def db_limit(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.serial += 1
+        log_path = self.log_dir / f"{self.serial:03d}-db_limit.log"
+        cmd = [
+            sys.executable,
+            str(BENCH_DIR / "db_limit.py"),
+            "--concurrency",
+            str(self.args.concurrency),
+            "--duration",
+            str(params["duration"]),
+            "--handshakes",
+            str(params["handshakes"]),
+        ]
+        with log_path.open("wb") as err:
+            done = subprocess.run(
+                cmd,
+                cwd=self.project,
+                env=self.server_env(),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                timeout=600,
+                preexec_fn=self._affinity(self.pin[0] if self.pin else None),
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"db_limit.py exited {done.returncode}:\n{tail}")
+        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------- summaries
+
+
+# A burst during which the rest of the machine used more than this share of a core is
+# "disturbed"; the summaries also give the figures of the undisturbed bursts alone.
+CALM_OTHER_CPU = 0.1
+
+
+def summarise_fanout(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    fan = [r["fanout"] for r in runs]
+    bursts = [b for f in fan for b in f.get("bursts", [])]
+    calm = [
+        b
+        for b in bursts
+        if b.get("other_cpu_share") is not None and b["other_cpu_share"] <= CALM_OTHER_CPU
+    ]
+    return {
+        "runs": len(runs),
+        "clients": runs[0]["clients"],
+        "targeted_clients": runs[0]["targeted_clients"],
+        "count": runs[0]["count"],
+        "size": runs[0]["size"],
+        "deliveries_per_s": median([f["deliveries_per_s"] for f in fan]),
+        "latency_p50_ms": median([f["latency_ms"]["p50"] for f in fan]),
+        "latency_p99_ms": median([f["latency_ms"]["p99"] for f in fan]),
+        "latency_max_ms": median([f["latency_ms"]["max"] for f in fan]),
+        "seconds": median([f["seconds"] for f in fan]),
+        "emit_ms": median([f["emit_ms"] for f in fan]),
+        "server_cpu_us_per_delivery": median([f["server_cpu_us_per_delivery"] for f in fan]),
+        "loadgen_cpu_us_per_delivery": median([f["loadgen_cpu_us_per_delivery"] for f in fan]),
+        "server_cpu_share": median([f.get("server_cpu_share") for f in fan]),
+        "loadgen_cpu_share": median([f.get("loadgen_cpu_share") for f in fan]),
+        "other_cpu_share": median([f.get("other_cpu_share") for f in fan]),
+        "exactly_once_in_order": all(f["exactly_once_in_order"] for f in fan),
+        "expected": sum(f["expected"] for f in fan),
+        "delivered": sum(f["delivered"] for f in fan),
+        "lost": sum(f["lost"] for f in fan),
+        "duplicates": sum(f["duplicates"] for f in fan),
+        "reordered": sum(f["reordered"] for f in fan),
+        "unexpected": sum(f["unexpected"] for f in fan),
+        "deliveries_per_s_runs": [f["deliveries_per_s"] for f in fan],
+        "undisturbed": {
+            "bursts": len(calm),
+            "of": len(bursts),
+            "deliveries_per_s": median([b["deliveries_per_s"] for b in calm]),
+            "latency_p99_ms": median([b["latency_ms"]["p99"] for b in calm]),
+            "server_cpu_us_per_delivery": median([b["server_cpu_us_per_delivery"] for b in calm]),
+        },
+    }
+
+
+def summarise_connect(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    con = [r["connect"] for r in runs]
+    return {
+        "runs": len(runs),
+        "connections": con[0]["connections"],
+        "concurrency": con[0]["concurrency"],
+        "includes_token": con[0]["includes_token"],
+        "per_s": median([c["per_s"] for c in con]),
+        "latency_p50_ms": median([c["latency_ms"]["p50"] for c in con]),
+        "latency_p99_ms": median([c["latency_ms"]["p99"] for c in con]),
+        "handshake_p50_ms": median([c["handshake_ms"]["p50"] for c in con]),
+        "handshake_p99_ms": median([c["handshake_ms"]["p99"] for c in con]),
+        "per_s_runs": [c["per_s"] for c in con],
+        "server_cpu_share": median([c.get("server_cpu_share") for c in con]),
+        "other_cpu_share": median([c.get("other_cpu_share") for c in con]),
+    }
+
+
+def summarise_memory(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    mem = [r["memory"] for r in runs]
+    return {
+        "runs": len(runs),
+        "sockets": runs[0]["clients"],
+        "kb_per_connection": median([m["kb_per_connection"] for m in mem]),
+        "rss_before_kb": median([m["rss_before_kb"] for m in mem]),
+        "rss_after_kb": median([m["rss_after_kb"] for m in mem]),
+        "kb_per_connection_runs": [m["kb_per_connection"] for m in mem],
+    }
+
+
+def summarise_tokens(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "runs": len(runs),
+        "concurrency": runs[0]["concurrency"],
+        "per_s": median([r["per_s"] for r in runs]),
+        "latency_p50_ms": median([r["latency_ms"]["p50"] for r in runs]),
+        "latency_p99_ms": median([r["latency_ms"]["p99"] for r in runs]),
+        "errors": sum(r["errors"] for r in runs),
+        "per_s_runs": [r["per_s"] for r in runs],
+        "server_cpu_share": median([r.get("server_cpu_share") for r in runs]),
+        "other_cpu_share": median([r.get("other_cpu_share") for r in runs]),
+    }
+
+
+def summarise_db(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "runs": len(runs),
+        "database": runs[0]["database"],
+        "concurrency": runs[0]["concurrency"],
+    }
+    for op in ("token", "handshake", "connect"):
+        out[op] = {
+            "queries": runs[0][op]["queries"],
+            "per_s": median([r[op]["per_s"] for r in runs]),
+            "latency_p50_ms": median([r[op]["latency_ms"]["p50"] for r in runs]),
+            "latency_p99_ms": median([r[op]["latency_ms"]["p99"] for r in runs]),
+            "per_s_runs": [r[op]["per_s"] for r in runs],
+        }
+    out["connect"]["rss_kb_per_op"] = median([r["connect"].get("rss_kb_per_op") for r in runs])
+    return out
+
+
+def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}}
+    for kind in servers:
+        figures = servers[kind]
+        for scenario in ("fanout_100", "fanout_1000", "users_1000"):
+            runs = raw.get(scenario, {}).get(kind)
+            if runs:
+                figures[scenario] = summarise_fanout(runs)
+        for scenario in ("idle_1000", "idle_5000"):
+            runs = raw.get(scenario, {}).get(kind)
+            if runs:
+                figures[f"memory_{scenario[5:]}"] = summarise_memory(runs)
+        if raw.get("idle_1000", {}).get(kind):
+            # The connect rate: the idle runs at 1,000 sockets do nothing else.
+            figures["connect"] = summarise_connect(raw["idle_1000"][kind])
+        if kind == "python" and raw.get("tokens", {}).get("python"):
+            figures["token_issue"] = summarise_tokens(raw["tokens"]["python"])
+    db = summarise_db(raw["db_limit"]["python"]) if raw.get("db_limit", {}).get("python") else None
+    return {"servers": servers, "db_limit": db}
+
+
+def get(d: dict[str, Any] | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+RATIO_DIRECTIONS = {
+    "fanout_deliveries_per_s_100": "python / node deliveries per second (emitToEveryone, 100)",
+    "fanout_deliveries_per_s_1000": "python / node deliveries per second (emitToEveryone, 1000)",
+    "users_deliveries_per_s_1000": "python / node deliveries per second (emitToUsers, 10%)",
+    "fanout_deliveries_per_s_100_undisturbed": "the same, bursts undisturbed by others only",
+    "fanout_deliveries_per_s_1000_undisturbed": "the same, bursts undisturbed by others only",
+    "users_deliveries_per_s_1000_undisturbed": "the same, bursts undisturbed by others only",
+    "fanout_latency_p99_100": "node p99 / python p99 (lower latency is better)",
+    "fanout_latency_p99_1000": "node p99 / python p99 (lower latency is better)",
+    "fanout_cpu_per_delivery_100": "node / python server CPU µs per delivery (everyone, 100)",
+    "fanout_cpu_per_delivery_1000": "node / python server CPU µs per delivery (everyone, 1000)",
+    "users_cpu_per_delivery_1000": "node / python server CPU µs per delivery (emitToUsers)",
+    "memory_per_idle_connection_1000": "node KB / python KB per idle connection",
+    "memory_per_idle_connection_5000": "node KB / python KB per idle connection",
+    "token_issue_fraction_of_db_limit": "app token requests/s / the database's token queries/s",
+    "connect_fraction_of_db_limit": "app connections/s / the database's connect queries/s",
+}
+
+
+def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
+    py, nd = summary["servers"]["python"], summary["servers"]["node"]
+    db = summary["db_limit"]
+    return {
+        "fanout_deliveries_per_s_100": ratio(
+            get(py, "fanout_100", "deliveries_per_s"), get(nd, "fanout_100", "deliveries_per_s")
+        ),
+        "fanout_deliveries_per_s_1000": ratio(
+            get(py, "fanout_1000", "deliveries_per_s"), get(nd, "fanout_1000", "deliveries_per_s")
+        ),
+        "users_deliveries_per_s_1000": ratio(
+            get(py, "users_1000", "deliveries_per_s"), get(nd, "users_1000", "deliveries_per_s")
+        ),
+        "fanout_deliveries_per_s_100_undisturbed": ratio(
+            get(py, "fanout_100", "undisturbed", "deliveries_per_s"),
+            get(nd, "fanout_100", "undisturbed", "deliveries_per_s"),
+        ),
+        "fanout_deliveries_per_s_1000_undisturbed": ratio(
+            get(py, "fanout_1000", "undisturbed", "deliveries_per_s"),
+            get(nd, "fanout_1000", "undisturbed", "deliveries_per_s"),
+        ),
+        "users_deliveries_per_s_1000_undisturbed": ratio(
+            get(py, "users_1000", "undisturbed", "deliveries_per_s"),
+            get(nd, "users_1000", "undisturbed", "deliveries_per_s"),
+        ),
+        "fanout_latency_p99_100": ratio(
+            get(nd, "fanout_100", "latency_p99_ms"), get(py, "fanout_100", "latency_p99_ms")
+        ),
+        "fanout_latency_p99_1000": ratio(
+            get(nd, "fanout_1000", "latency_p99_ms"), get(py, "fanout_1000", "latency_p99_ms")
+        ),
+        "fanout_cpu_per_delivery_100": ratio(
+            get(nd, "fanout_100", "server_cpu_us_per_delivery"),
+            get(py, "fanout_100", "server_cpu_us_per_delivery"),
+        ),
+        "fanout_cpu_per_delivery_1000": ratio(
+            get(nd, "fanout_1000", "server_cpu_us_per_delivery"),
+            get(py, "fanout_1000", "server_cpu_us_per_delivery"),
+        ),
+        "users_cpu_per_delivery_1000": ratio(
+            get(nd, "users_1000", "server_cpu_us_per_delivery"),
+            get(py, "users_1000", "server_cpu_us_per_delivery"),
+        ),
+        "memory_per_idle_connection_1000": ratio(
+            get(nd, "memory_1000", "kb_per_connection"), get(py, "memory_1000", "kb_per_connection")
+        ),
+        "memory_per_idle_connection_5000": ratio(
+            get(nd, "memory_5000", "kb_per_connection"), get(py, "memory_5000", "kb_per_connection")
+        ),
+        "token_issue_fraction_of_db_limit": ratio(
+            get(py, "token_issue", "per_s"), get(db, "token", "per_s")
+        ),
+        "connect_fraction_of_db_limit": ratio(
+            get(py, "connect", "per_s"), get(db, "connect", "per_s")
+        ),
+    }
+
+
+def targets(r: dict[str, float | None]) -> list[dict[str, Any]]:
+    """Issue 7's targets, reported (never enforced)."""
+
+    def check(name: str, value: float | None, goal: str, met: bool | None) -> dict[str, Any]:
+        return {"target": name, "value": value, "goal": goal, "met": met}
+
+    fan = r["fanout_deliveries_per_s_1000"]
+    mem = r["memory_per_idle_connection_1000"]
+    mem_py_over_node = round(1 / mem, 3) if mem else None
+    tok = r["token_issue_fraction_of_db_limit"]
+    con = r["connect_fraction_of_db_limit"]
+    return [
+        check("fan-out deliveries/s at 1000, python/node", fan, ">= 0.5", _ge(fan, 0.5)),
+        check("fan-out deliveries/s at 1000, python/node", fan, ">= 1.0", _ge(fan, 1.0)),
+        check(
+            "memory per idle connection at 1000, python/node",
+            mem_py_over_node,
+            "<= 1.5",
+            None if mem_py_over_node is None else mem_py_over_node <= 1.5,
+        ),
+        check("token issue rate / database limit", tok, ">= 0.7", _ge(tok, 0.7)),
+        check("connect rate / database limit", con, ">= 0.7", _ge(con, 0.7)),
+    ]
+
+
+def _ge(value: float | None, goal: float) -> bool | None:
+    return None if value is None else value >= goal
+
+
+# ---------------------------------------------------------------------------- machine
+
+
+def machine_info(harness: Harness) -> dict[str, Any]:
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def node_package(name: str) -> str | None:
+        path = BENCH_DIR / "node_modules" / name / "package.json"
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(path.read_text())["version"]
+        return None
+
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+    node_version = subprocess.run(
+        [harness.node, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "memory_gb": round(mem_kb / 1024 / 1024, 1) if mem_kb else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "node": node_version,
+        "pinning": (
+            {"server_core": harness.pin[0], "loadgen_core": harness.pin[1]} if harness.pin else None
+        ),
+        "template_commit": (commit + ("+uncommitted changes" if dirty else "")) or None,
+        "packages": {
+            "python": {
+                name: version(name)
+                for name in (
+                    harness.args.package,
+                    "tornado",
+                    "python-socketio",
+                    "python-engineio",
+                    "pymongo",
+                    "motor",
+                    "SecantusDB",
+                    "PyJWT",
+                    "argon2-cffi",
+                    "uvloop",
+                    "orjson",
+                )
+                if version(name)
+            },
+            "node": {
+                name: node_package(name)
+                for name in ("socket.io", "socket.io-client", "engine.io", "engine.io-client", "ws")
+            },
+        },
+    }
+
+
+def loadavg() -> list[float] | None:
+    with contextlib.suppress(OSError, ValueError):
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return None
+
+
+# ---------------------------------------------------------------------------- reports
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "**NO**"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    py = result["servers"]["python"]
+    nd = result["servers"]["node"]
+    db = result["db_limit"]
+    r = result["ratios"]
+    m = result["machine"]
+    lines = [
+        f"Run {result['generated_at']} ({result['mode']} mode, {result['duration_s']:.0f} s), "
+        f"{m['cores']} cores ({m['cpu_model']}), Python {m['python']}, Node {m['node']}, "
+        f"python-socketio {m['packages']['python'].get('python-socketio')}, "
+        f"python-engineio {m['packages']['python'].get('python-engineio')}, "
+        f"tornado {m['packages']['python'].get('tornado')}, "
+        f"socket.io {m['packages']['node'].get('socket.io')}; "
+        f"template {m['template_commit']}; "
+        f"load average before/after {result['loadavg_before']} / {result['loadavg_after']}. "
+        f"Medians of {result['config']['runs']} run(s), fresh server per run.",
+        "",
+        "| figure | python (generated app) | node (socket.io) | ratio |",
+        "|---|---|---|---|",
+    ]
+
+    def fan_rows(key: str, title: str, ratio_key: str | None) -> None:
+        p, n = py.get(key), nd.get(key)
+        if not p and not n:
+            return
+        ref = p or n
+        head = f"{title}, C={ref['clients']}"
+        if ref["targeted_clients"] != ref["clients"]:
+            head += f" ({ref['targeted_clients']} targeted)"
+        head += f", K={ref['count']}"
+        lines.append(
+            f"| {head}: deliveries/s | {fmt(get(p, 'deliveries_per_s'))} | "
+            f"{fmt(get(n, 'deliveries_per_s'))} | "
+            f"{fmt(r.get(ratio_key), 3) if ratio_key else '—'} |"
+        )
+        pu, nu = get(p, "undisturbed") or {}, get(n, "undisturbed") or {}
+        lines.append(
+            f"| {head}: deliveries/s, bursts undisturbed by other processes only "
+            f"(bursts counted) | {fmt(pu.get('deliveries_per_s'))} ({pu.get('bursts', 0)} of "
+            f"{pu.get('of', 0)}) | {fmt(nu.get('deliveries_per_s'))} ({nu.get('bursts', 0)} of "
+            f"{nu.get('of', 0)}) | "
+            f"{fmt(r.get(ratio_key + '_undisturbed'), 3) if ratio_key else '—'} |"
+        )
+        lines.append(
+            f"| {head}: latency p50 / p99 ms | {fmt(get(p, 'latency_p50_ms'))} / "
+            f"{fmt(get(p, 'latency_p99_ms'))} | {fmt(get(n, 'latency_p50_ms'))} / "
+            f"{fmt(get(n, 'latency_p99_ms'))} | |"
+        )
+
+        def shares(x: dict[str, Any] | None) -> str:
+            return (
+                f"{fmt(get(x, 'server_cpu_us_per_delivery'), 1)} "
+                f"({fmt(get(x, 'server_cpu_share'), 2)} / {fmt(get(x, 'loadgen_cpu_share'), 2)}"
+                f" / {fmt(get(x, 'other_cpu_share'), 2)})"
+            )
+
+        cpu_key = ratio_key.replace("deliveries_per_s", "cpu_per_delivery") if ratio_key else ""
+        lines.append(
+            f"| {head}: server CPU µs per delivery (cores used by server / load generator / "
+            f"other processes) | {shares(p)} | {shares(n)} | "
+            f"{fmt(r.get(cpu_key), 3) if cpu_key else ''} (node/python) |"
+        )
+
+    fan_rows("fanout_100", "emitToEveryone", "fanout_deliveries_per_s_100")
+    fan_rows("fanout_1000", "emitToEveryone", "fanout_deliveries_per_s_1000")
+    fan_rows("users_1000", "emitToUsers 10% of users", "users_deliveries_per_s_1000")
+    for size in ("1000", "5000"):
+        key = f"memory_{size}"
+        if py.get(key) or nd.get(key):
+            ref = py.get(key) or nd.get(key)
+            lines.append(
+                f"| memory per idle connection, {ref['sockets']:,} sockets: KB (RSS delta / "
+                f"sockets) | {fmt(get(py, key, 'kb_per_connection'), 1)} | "
+                f"{fmt(get(nd, key, 'kb_per_connection'), 1)} | "
+                f"{fmt(r.get(f'memory_per_idle_connection_{size}'), 3)} (node/python) |"
+            )
+    if py.get("token_issue"):
+        t = py["token_issue"]
+        lines.append(
+            f"| token issue, {t['concurrency']} concurrent clients: requests/s (p50 / p99 ms) | "
+            f"{fmt(t['per_s'])} ({fmt(t['latency_p50_ms'], 1)} / {fmt(t['latency_p99_ms'], 1)})"
+            f" | — | {fmt(r.get('token_issue_fraction_of_db_limit'), 3)} of the DB limit |"
+        )
+    if py.get("connect") or nd.get("connect"):
+        pc, nc = py.get("connect"), nd.get("connect")
+        lines.append(
+            f"| connect, {get(pc or nc, 'connections')} sockets, "
+            f"{get(pc or nc, 'concurrency')} at a time: connections/s "
+            f"(python: token + handshake; node: handshake only) | {fmt(get(pc, 'per_s'))} | "
+            f"{fmt(get(nc, 'per_s'))} | "
+            f"{fmt(r.get('connect_fraction_of_db_limit'), 3)} of the DB limit |"
+        )
+    if db:
+        lines.append(
+            f"| database limit (driver only, same queries, {db['concurrency']} concurrent, "
+            f"{db['database']}): token / handshake / connect ops/s | "
+            f"{fmt(get(db, 'token', 'per_s'))} / {fmt(get(db, 'handshake', 'per_s'))} / "
+            f"{fmt(get(db, 'connect', 'per_s'))} | | |"
+        )
+        lines.append(
+            f"| of which the embedded database's own growth per connection's queries, KB "
+            f"(part of python's memory per connection) | "
+            f"{fmt(get(db, 'connect', 'rss_kb_per_op'), 1)} | | |"
+        )
+    checks = []
+    for kind, figures in (("python", py), ("node", nd)):
+        for key in ("fanout_100", "fanout_1000", "users_1000"):
+            if figures.get(key):
+                checks.append((kind, key, figures[key]))
+    if checks:
+        py_ok = all(f["exactly_once_in_order"] for k, _, f in checks if k == "python")
+        nd_ok = all(f["exactly_once_in_order"] for k, _, f in checks if k == "node")
+        lines.append(
+            f"| every message delivered exactly once, in order, per socket | {fmt(py_ok)} | "
+            f"{fmt(nd_ok)} | |"
+        )
+    lines += ["", "Issue 7 targets (reported, never enforced):", ""]
+    for t in result["targets"]:
+        met = {True: "met", False: "not met", None: "not measured"}[t["met"]]
+        lines.append(f"- {t['target']} {t['goal']}: {fmt(t['value'], 3)} — {met}")
+    if result["errors"]:
+        lines += ["", "Runs that failed:", ""]
+        lines += [
+            f"- {e['scenario']} / {e['server']} run {e['run']}: {e['error']}"
+            for e in result["errors"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    py = result["servers"]["python"]
+    nd = result["servers"]["node"]
+    db = result["db_limit"]
+    colours = {"python": "#3572A5", "node": "#6cc24a", "db": "#999999"}
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+
+    def grouped(ax: Any, keys: list[tuple[str, str]], field: str, title: str, unit: str) -> None:
+        labels = [label for _, label in keys]
+        xs = range(len(keys))
+        width = 0.38
+        for offset, kind, figures in ((-width / 2, "python", py), (width / 2, "node", nd)):
+            values = [get(figures, key, field) or 0 for key, _ in keys]
+            bars = ax.bar([x + offset for x in xs], values, width, label=kind, color=colours[kind])
+            ax.bar_label(
+                bars,
+                labels=[f"{v:,.0f}" if v >= 10 else f"{v:,.1f}" for v in values],
+                fontsize=8,
+                padding=2,
+            )
+        ax.set_xticks(list(xs), labels, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit, fontsize=9)
+        ax.legend(fontsize=8)
+        ax.margins(y=0.15)
+
+    def label(key: str, name: str) -> str:
+        ref = py.get(key) or nd.get(key)
+        if not ref:
+            return name
+        extra = (
+            f"\n{ref['targeted_clients']} targeted"
+            if ref["targeted_clients"] != ref["clients"]
+            else ""
+        )
+        return f"{name}\nC={ref['clients']}, K={ref['count']}{extra}"
+
+    fan = [
+        ("fanout_100", label("fanout_100", "emitToEveryone")),
+        ("fanout_1000", label("fanout_1000", "emitToEveryone")),
+        ("users_1000", label("users_1000", "emitToUsers 10%")),
+    ]
+    grouped(
+        axes[0][0],
+        fan,
+        "deliveries_per_s",
+        "Fan-out: deliveries per second (higher is better)",
+        "deliveries/s",
+    )
+    grouped(
+        axes[0][1], fan, "latency_p99_ms", "Fan-out: end-to-end latency p99 (lower is better)", "ms"
+    )
+    grouped(
+        axes[0][2], fan, "latency_p50_ms", "Fan-out: end-to-end latency p50 (lower is better)", "ms"
+    )
+    grouped(
+        axes[1][0],
+        fan,
+        "server_cpu_us_per_delivery",
+        "Server CPU per delivery (lower is better)",
+        "µs",
+    )
+    mem = [
+        (key, f"{(py.get(key) or nd.get(key) or {}).get('sockets', '?')} idle sockets")
+        for key in ("memory_1000", "memory_5000")
+    ]
+    grouped(
+        axes[1][1],
+        mem,
+        "kb_per_connection",
+        "Memory per idle connection (lower is better)",
+        "KB (RSS delta / sockets)",
+    )
+
+    ax = axes[1][2]
+    bars = [
+        ("token issue\n(app)", get(py, "token_issue", "per_s"), colours["python"]),
+        ("token queries\n(DB limit)", get(db, "token", "per_s"), colours["db"]),
+        ("connect\n(app: token +\nhandshake)", get(py, "connect", "per_s"), colours["python"]),
+        ("connect queries\n(DB limit)", get(db, "connect", "per_s"), colours["db"]),
+        ("connect\n(node: handshake\nonly)", get(nd, "connect", "per_s"), colours["node"]),
+    ]
+    drawn = ax.bar(range(len(bars)), [b[1] or 0 for b in bars], color=[b[2] for b in bars])
+    ax.bar_label(drawn, labels=[f"{(b[1] or 0):,.0f}" for b in bars], fontsize=8, padding=2)
+    ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
+    ax.set_title("Tokens and connections per second vs the database's limit", fontsize=10)
+    ax.set_ylabel("per second", fontsize=9)
+    ax.margins(y=0.15)
+
+    r = result["ratios"]
+    m = result["machine"]
+    fig.suptitle(
+        "Generated app (python-socketio on Tornado) vs Node.js socket.io 4 — "
+        f"python/node deliveries/s at 1000: {fmt(r.get('fanout_deliveries_per_s_1000'), 3)}, "
+        f"at 100: {fmt(r.get('fanout_deliveries_per_s_100'), 3)}; "
+        f"memory/idle conn node/python: {fmt(r.get('memory_per_idle_connection_1000'), 3)}\n"
+        f"{result['generated_at']}, {result['mode']} mode, medians of {result['config']['runs']} "
+        f"run(s); {m['cores']} cores, Python {m['python']}, Node {m['node']}",
+        fontsize=11,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def update_readme(table: str, output: str) -> None:
+    if not README.exists():
+        return
+    text = README.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start not in text or end not in text:
+        return
+    block = f"{start}\n![benchmark chart](results/{output}.png)\n\n{table}{end}"
+    text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+    README.write_text(text)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 12000:
+        log(f"warning: open-file limit {soft}; 5,000 sockets need ~10,000 (two ends)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=REPO_DIR / "build" / "bench" / "transom_app",
+        help="the generated project, installed in this Python (default build/bench/transom_app)",
+    )
+    parser.add_argument("--package", default="transom_app", help="its package (the slug)")
+    parser.add_argument("--quick", action="store_true", help="1 run, smaller numbers (~2 min)")
+    parser.add_argument("--runs", type=int, help="runs per scenario (default 3; quick 1)")
+    parser.add_argument("--only", help=f"comma list of scenarios to run, out of {', '.join(ORDER)}")
+    parser.add_argument("--servers", default="python,node", help="python,node (default both)")
+    parser.add_argument("--output", help="results name (default latest; quick: quick)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the python server, e.g. FAST_FANOUT=false",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="HTTP/connect concurrency")
+    parser.add_argument("--size", type=int, default=120, help="bytes per packet on the wire")
+    parser.add_argument(
+        "--bursts", type=int, default=3, help="fan-out bursts per run (the run's median counts)"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server/loadgen to cores")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--log-dir", type=Path, default=REPO_DIR / "build" / "bench" / "logs")
+    args = parser.parse_args()
+    if args.only:
+        unknown = set(args.only.split(",")) - set(ORDER)
+        if unknown:
+            parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    if not (BENCH_DIR / "node_modules" / "socket.io").is_dir():
+        log("installing the node packages (npm ci)")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH_DIR, check=True)
+    raise_fd_limit()
+    harness = Harness(args)
+    mode = "quick" if args.quick else "full"
+    config = QUICK if args.quick else FULL
+    default_runs = args.runs or (1 if args.quick else 3)
+    partial = bool(args.only) or set(args.servers.split(",")) != {"python", "node"}
+    output = args.output or ("quick" if args.quick else "partial" if partial else "latest")
+    wanted = args.only.split(",") if args.only else ORDER
+    wanted_servers = set(args.servers.split(","))
+    started = time.monotonic()
+    before = loadavg()
+    machine = machine_info(harness)
+    log(f"{mode} mode, project {harness.project}, pinning {harness.pin}, results {output}")
+
+    plan: list[tuple[int, str, str]] = []
+    max_runs = max(
+        (config[s].get("runs", default_runs) if not args.runs else args.runs) for s in wanted
+    )
+    for rep in range(max_runs):
+        for scenario in [s for s in ORDER if s in wanted]:
+            runs = args.runs or config[scenario].get("runs", default_runs)
+            if rep >= runs:
+                continue
+            kinds = [k for k in SERVERS[scenario] if k in wanted_servers]
+            if rep % 2 == 1:
+                kinds.reverse()
+            plan += [(rep, scenario, kind) for kind in kinds]
+
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    errors: list[dict[str, Any]] = []
+    for i, (rep, scenario, kind) in enumerate(plan, 1):
+        params = config[scenario]
+        log(f"({i}/{len(plan)}) run {rep + 1}: {scenario} on {kind} {params}")
+        t0 = time.monotonic()
+        try:
+            result = harness.run(scenario, kind, params)
+        except Exception as error:  # record it and go on with the next run
+            log(f"  FAILED: {error}")
+            errors.append(
+                {"scenario": scenario, "server": kind, "run": rep + 1, "error": str(error)[:2000]}
+            )
+            continue
+        result["wall_s"] = round(time.monotonic() - t0, 1)
+        raw.setdefault(scenario, {}).setdefault(kind, []).append(result)
+        log(f"  {one_line(scenario, result)} ({result['wall_s']} s)")
+
+    summary = summarise(raw)
+    result: dict[str, Any] = {
+        "schema": 1,
+        "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "mode": mode,
+        "duration_s": round(time.monotonic() - started, 1),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+        "machine": machine,
+        "config": {
+            "runs": default_runs,
+            "scenarios": {s: config[s] for s in wanted},
+            "concurrency": args.concurrency,
+            "packet_bytes": args.size,
+            "bursts_per_fanout_run": args.bursts,
+            "warmup": "one unmeasured burst of K messages before the measured bursts",
+            "quiet_gate": "each burst waits (<= 3 s) for other processes < 0.3 core",
+            "undisturbed_other_cpu_max": CALM_OTHER_CPU,
+            "python_server_env": {
+                **PYTHON_SERVER_ENV,
+                **dict(e.split("=", 1) for e in args.server_env),
+            },
+        },
+        **summary,
+    }
+    result["ratios"] = ratios(summary)
+    result["ratio_directions"] = {
+        "note": "every ratio is oriented so that higher is better for python",
+        **RATIO_DIRECTIONS,
+    }
+    result["targets"] = targets(result["ratios"])
+    result["errors"] = errors
+    result["raw"] = raw
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS_DIR / f"{output}.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (RESULTS_DIR / f"{output}.md").write_text(table)
+    if not args.no_chart:
+        try:
+            chart(result, RESULTS_DIR / f"{output}.png")
+        except ImportError:
+            log("matplotlib is not installed: no chart (pip install matplotlib)")
+    if output == "latest" and mode == "full" and not partial:
+        update_readme(table, output)
+    print(table)
+    log(f"wrote {json_path} in {result['duration_s']:.0f} s")
+    return 1 if errors else 0
+
+
+def one_line(scenario: str, result: dict[str, Any]) -> str:
+    if scenario == "db_limit":
+        return (
+            f"DB limit: token {result['token']['per_s']:.0f}/s, handshake "
+            f"{result['handshake']['per_s']:.0f}/s, connect {result['connect']['per_s']:.0f}/s"
+        )
+    if scenario == "tokens":
+        return f"{result['per_s']:.0f} tokens/s, p50 {result['latency_ms']['p50']:.1f} ms"
+    if result["mode"] == "idle":
+        return (
+            f"{result['connect']['connections']} sockets at {result['connect']['per_s']:.0f}/s, "
+            f"{result['memory']['kb_per_connection']:.1f} KB each"
+        )
+    f = result["fanout"]
+    return (
+        f"{f['deliveries_per_s']:,.0f} deliveries/s, p50 {f['latency_ms']['p50']:.0f} ms, "
+        f"p99 {f['latency_ms']['p99']:.0f} ms, {f['server_cpu_us_per_delivery']:.1f} µs CPU each, "
+        f"exactly once in order: {f['exactly_once_in_order']} "
+        f"(connect {result['connect']['per_s']:.0f}/s)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
