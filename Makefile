@@ -36,7 +36,7 @@ bench: $(STAMP)
 		--log-dir $(BENCH_DIR)/logs $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff check hooks tests benchmarks
 
 # The real JS clients of the template tests (socket.io-client, playwright-core): npm ci
 # when node_modules is missing or package-lock.json is newer. No browser is downloaded.

@@ -1,8 +1,10 @@
 """``python -m {{ cookiecutter.project_slug }} --workers N``: N processes on one port.
 
-The parent binds the listening socket, forks N workers that each run the whole
-app (their own event loop, database client and sockets) and share Socket.IO rooms
-through Redis, then forwards SIGINT/SIGTERM to them and waits.
+The parent reserves the port, forks N workers that each run the whole app (their
+own event loop, database client and sockets) and share Socket.IO rooms through
+Redis, then forwards SIGINT/SIGTERM to them and waits. Each worker listens on the
+port with SO_REUSEPORT, so the kernel spreads new connections evenly over them
+(with one shared listening socket, whichever worker wakes first takes them all).
 
 Limits: the embedded database lives in one process, so MONGODB_URI is required;
 the kernel spreads connections over the workers, so Socket.IO's long-polling
@@ -20,6 +22,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 from types import FrameType
 
@@ -41,6 +44,19 @@ def _stop_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, non-listening socket that holds the port (a free one for port 0) while
+    the workers bind theirs; not listening, it never takes a connection."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    holder = socket.socket(family, kind, proto)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(address)
+    return holder
+
+
 def run_workers(settings: Settings, count: int) -> int:
     """Fork ``count`` workers and wait for them; returns the exit status for the shell."""
     if settings.uses_embedded_db:
@@ -48,15 +64,20 @@ def run_workers(settings: Settings, count: int) -> int:
     if "polling" in settings.socketio_transports:
         log.info("--workers: Socket.IO transports set to websocket (polling needs sticky sessions)")
         settings = dataclasses.replace(settings, socketio_transports=("websocket",))
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    holder = _reserve_port(settings.host, settings.port)
+    settings = dataclasses.replace(settings, port=holder.getsockname()[1])
     parent = os.getpid()
     children: set[int] = set()
     for _ in range(count):
         pid = os.fork()
         if pid == 0:  # a worker: serve, then leave without running the parent's code
             _stop_with_parent(parent)
+            holder.close()
             status = 0
             try:
+                sockets = tornado.netutil.bind_sockets(
+                    settings.port, settings.host, reuse_port=True
+                )
                 asyncio.run(serve(settings, sockets))
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
@@ -73,6 +94,7 @@ def run_workers(settings: Settings, count: int) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    holder.close()  # the workers hold the port now
     worst = 0
     while children:
         pid, status = os.wait()

@@ -31,7 +31,15 @@ class RedisRoomManager(socketio.AsyncRedisManager, FanoutManager):
 
     def __init__(self, url: str, *, channel: str, write_only: bool = False) -> None:
         # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
-        super().__init__(url, channel=channel, write_only=write_only, json=jsonutil)
+        super().__init__(
+            url,
+            channel=channel,
+            write_only=write_only,
+            json=jsonutil,
+            # A Redis that does not answer fails an emit after seconds, not minutes. (No
+            # read timeout: the subscriber's read blocks for as long as the channel is quiet.)
+            redis_options={"socket_connect_timeout": 5},
+        )
 
     async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
         await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
