@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 import tornado.web
 
 from {{ cookiecutter.project_slug }} import app as application
+from {{ cookiecutter.project_slug }} import logs
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.config import Settings
 from {{ cookiecutter.project_slug }}.embedded_db import IN_MEMORY, client_uri, start_embedded_database
@@ -87,6 +89,18 @@ def app(io_loop, settings: Settings) -> Iterator[tornado.web.Application]:
         await application.stop(web_app)
 
     io_loop.run_sync(tear_down)
+
+
+@pytest.fixture
+def debug_logging() -> Iterator[None]:
+    """The app's own logging set-up at LOG_LEVEL=DEBUG (pytest's caplog still sees it)."""
+    root, driver = logging.getLogger(), logging.getLogger("pymongo")
+    saved = (root.handlers[:], root.level, driver.level)
+    logs.configure_logging("DEBUG")
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    driver.setLevel(saved[2])
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import tornado.escape
 
-from {{ cookiecutter.project_slug }} import logs
 from {{ cookiecutter.project_slug }}.logs import REDACTED, redact_url
 
 from .support import PASSWORD, Response
@@ -228,18 +226,6 @@ def secrets_in(records: list[logging.LogRecord], secrets: list[str]) -> list[str
         line = record.getMessage() + repr(getattr(record, "args", ""))
         leaks.extend(f"{record.name}: {line}" for secret in secrets if secret in line)
     return leaks
-
-
-@pytest.fixture
-def debug_logging() -> Iterator[None]:
-    """The app's own logging set-up at LOG_LEVEL=DEBUG (pytest's caplog still sees it)."""
-    root, driver = logging.getLogger(), logging.getLogger("pymongo")
-    saved = (root.handlers[:], root.level, driver.level)
-    logs.configure_logging("DEBUG")
-    yield
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    driver.setLevel(saved[2])
 
 
 @pytest.mark.gen_test

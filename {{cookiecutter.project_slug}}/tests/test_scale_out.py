@@ -56,9 +56,9 @@ def start_app(env: dict[str, str]) -> AppProcess:
     raise AssertionError("the app did not start:\n" + "".join(lines))
 
 
-@pytest.fixture
-def cluster(mongodb_uri: str) -> Iterator[tuple[AppProcess, AppProcess, dict[str, str]]]:
-    env = {
+def shared_environment(mongodb_uri: str) -> dict[str, str]:
+    """What processes of one deployment share: database, secret, Redis channel."""
+    return {
         "APP_ENV": "test",
         "PORT": "0",
         "MONGODB_URI": mongodb_uri,
@@ -66,6 +66,11 @@ def cluster(mongodb_uri: str) -> Iterator[tuple[AppProcess, AppProcess, dict[str
         "JWT_SECRET": "scale-out-" + "s" * 40,
         "REDIS_CHANNEL": f"test-{uuid.uuid4().hex}",
     }
+
+
+@pytest.fixture
+def cluster(mongodb_uri: str) -> Iterator[tuple[AppProcess, AppProcess, dict[str, str]]]:
+    env = shared_environment(mongodb_uri)
     first, second = start_app(env), start_app(env)
     yield first, second, env
     for app in (first, second):
@@ -165,15 +170,7 @@ def connected_by_process(metrics_pages: list[str]) -> dict[str, int]:
 
 
 def test_workers_share_one_port_and_the_rooms(mongodb_uri, io_loop, http_client):
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "PORT": "0",
-        "MONGODB_URI": mongodb_uri,
-        "MONGODB_DB": f"test_{uuid.uuid4().hex[:16]}",
-        "JWT_SECRET": "workers-" + "w" * 40,
-        "REDIS_CHANNEL": f"test-{uuid.uuid4().hex}",
-    }
+    env = {**os.environ, **shared_environment(mongodb_uri)}
     parent = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.project_slug }}", "--workers", "2"],
         cwd=PROJECT,

@@ -9,7 +9,7 @@ import dataclasses
 import io
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from typing import Any
 
@@ -148,18 +148,6 @@ async def test_a_sane_request_id_is_echoed_on_errors_too(api):
 
 
 # --- logs ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def debug_logging() -> Iterator[None]:
-    """The app's own logging set-up at LOG_LEVEL=DEBUG (pytest's caplog still sees it)."""
-    root, driver = logging.getLogger(), logging.getLogger("pymongo")
-    saved = (root.handlers[:], root.level, driver.level)
-    logs.configure_logging("DEBUG")
-    yield
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    driver.setLevel(saved[2])
 
 
 def lines(records: list[logging.LogRecord]) -> list[str]:

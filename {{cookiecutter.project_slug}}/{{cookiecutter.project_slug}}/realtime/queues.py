@@ -14,65 +14,6 @@ from collections import deque
 from typing import Any
 
 
-class PacketQueue:
-    """engine.io's per-socket outgoing queue (``AsyncServer.create_queue``).
-
-    ``_unfinished_tasks`` keeps asyncio.Queue's name and meaning: items put and not
-    yet marked done. The fast fan-out path reads it to keep packets in order.
-    """
-
-    __slots__ = ("_getter", "_items", "_joiner", "_unfinished_tasks")
-
-    def __init__(self) -> None:
-        self._items: deque[Any] = deque()
-        self._getter: asyncio.Future[None] | None = None
-        self._joiner: asyncio.Future[None] | None = None
-        self._unfinished_tasks = 0
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        self._unfinished_tasks += 1
-        _wake(self._getter)
-
-    async def put(self, item: Any) -> None:
-        self.put_nowait(item)
-
-    def get_nowait(self) -> Any:
-        if not self._items:
-            raise asyncio.QueueEmpty
-        return self._items.popleft()
-
-    async def get(self) -> Any:
-        while not self._items:
-            self._getter = asyncio.get_running_loop().create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        return self._items.popleft()
-
-    def task_done(self) -> None:
-        if self._unfinished_tasks <= 0:
-            raise ValueError("task_done() called too many times")
-        self._unfinished_tasks -= 1
-        if self._unfinished_tasks == 0:
-            _wake(self._joiner)
-
-    async def join(self) -> None:
-        while self._unfinished_tasks:
-            self._joiner = asyncio.get_running_loop().create_future()
-            try:
-                await self._joiner
-            finally:
-                self._joiner = None
-
-
 class Inbox:
     """Incoming WebSocket messages of engine.io's Tornado handler (``receive_queue``)."""
 
@@ -97,6 +38,51 @@ class Inbox:
             finally:
                 self._getter = None
         return self._items.popleft()
+
+
+class PacketQueue(Inbox):
+    """engine.io's per-socket outgoing queue (``AsyncServer.create_queue``).
+
+    ``_unfinished_tasks`` keeps asyncio.Queue's name and meaning: items put and not
+    yet marked done. The fast fan-out path reads it to keep packets in order.
+    """
+
+    __slots__ = ("_joiner", "_unfinished_tasks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._joiner: asyncio.Future[None] | None = None
+        self._unfinished_tasks = 0
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._unfinished_tasks += 1
+        super().put_nowait(item)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    def task_done(self) -> None:
+        if self._unfinished_tasks <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished_tasks -= 1
+        if self._unfinished_tasks == 0:
+            _wake(self._joiner)
+
+    async def join(self) -> None:
+        while self._unfinished_tasks:
+            self._joiner = asyncio.get_running_loop().create_future()
+            try:
+                await self._joiner
+            finally:
+                self._joiner = None
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
