@@ -431,62 +431,48 @@ RATIO_DIRECTIONS = {
 }
 
 
+# python/node ratios: name -> (where the figure is in a server's summary, whether a
+# higher figure is better). Each ratio is oriented so that higher is better for python.
+SERVER_RATIOS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "fanout_deliveries_per_s_100": (("fanout_100", "deliveries_per_s"), True),
+    "fanout_deliveries_per_s_1000": (("fanout_1000", "deliveries_per_s"), True),
+    "users_deliveries_per_s_1000": (("users_1000", "deliveries_per_s"), True),
+    "fanout_deliveries_per_s_100_undisturbed": (
+        ("fanout_100", "undisturbed", "deliveries_per_s"),
+        True,
+    ),
+    "fanout_deliveries_per_s_1000_undisturbed": (
+        ("fanout_1000", "undisturbed", "deliveries_per_s"),
+        True,
+    ),
+    "users_deliveries_per_s_1000_undisturbed": (
+        ("users_1000", "undisturbed", "deliveries_per_s"),
+        True,
+    ),
+    "fanout_latency_p99_100": (("fanout_100", "latency_p99_ms"), False),
+    "fanout_latency_p99_1000": (("fanout_1000", "latency_p99_ms"), False),
+    "fanout_cpu_per_delivery_100": (("fanout_100", "server_cpu_us_per_delivery"), False),
+    "fanout_cpu_per_delivery_1000": (("fanout_1000", "server_cpu_us_per_delivery"), False),
+    "users_cpu_per_delivery_1000": (("users_1000", "server_cpu_us_per_delivery"), False),
+    "memory_per_idle_connection_1000": (("memory_1000", "kb_per_connection"), False),
+    "memory_per_idle_connection_5000": (("memory_5000", "kb_per_connection"), False),
+}
+
+
 def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     py, nd = summary["servers"]["python"], summary["servers"]["node"]
     db = summary["db_limit"]
-    return {
-        "fanout_deliveries_per_s_100": ratio(
-            get(py, "fanout_100", "deliveries_per_s"), get(nd, "fanout_100", "deliveries_per_s")
-        ),
-        "fanout_deliveries_per_s_1000": ratio(
-            get(py, "fanout_1000", "deliveries_per_s"), get(nd, "fanout_1000", "deliveries_per_s")
-        ),
-        "users_deliveries_per_s_1000": ratio(
-            get(py, "users_1000", "deliveries_per_s"), get(nd, "users_1000", "deliveries_per_s")
-        ),
-        "fanout_deliveries_per_s_100_undisturbed": ratio(
-            get(py, "fanout_100", "undisturbed", "deliveries_per_s"),
-            get(nd, "fanout_100", "undisturbed", "deliveries_per_s"),
-        ),
-        "fanout_deliveries_per_s_1000_undisturbed": ratio(
-            get(py, "fanout_1000", "undisturbed", "deliveries_per_s"),
-            get(nd, "fanout_1000", "undisturbed", "deliveries_per_s"),
-        ),
-        "users_deliveries_per_s_1000_undisturbed": ratio(
-            get(py, "users_1000", "undisturbed", "deliveries_per_s"),
-            get(nd, "users_1000", "undisturbed", "deliveries_per_s"),
-        ),
-        "fanout_latency_p99_100": ratio(
-            get(nd, "fanout_100", "latency_p99_ms"), get(py, "fanout_100", "latency_p99_ms")
-        ),
-        "fanout_latency_p99_1000": ratio(
-            get(nd, "fanout_1000", "latency_p99_ms"), get(py, "fanout_1000", "latency_p99_ms")
-        ),
-        "fanout_cpu_per_delivery_100": ratio(
-            get(nd, "fanout_100", "server_cpu_us_per_delivery"),
-            get(py, "fanout_100", "server_cpu_us_per_delivery"),
-        ),
-        "fanout_cpu_per_delivery_1000": ratio(
-            get(nd, "fanout_1000", "server_cpu_us_per_delivery"),
-            get(py, "fanout_1000", "server_cpu_us_per_delivery"),
-        ),
-        "users_cpu_per_delivery_1000": ratio(
-            get(nd, "users_1000", "server_cpu_us_per_delivery"),
-            get(py, "users_1000", "server_cpu_us_per_delivery"),
-        ),
-        "memory_per_idle_connection_1000": ratio(
-            get(nd, "memory_1000", "kb_per_connection"), get(py, "memory_1000", "kb_per_connection")
-        ),
-        "memory_per_idle_connection_5000": ratio(
-            get(nd, "memory_5000", "kb_per_connection"), get(py, "memory_5000", "kb_per_connection")
-        ),
-        "token_issue_fraction_of_db_limit": ratio(
-            get(py, "token_issue", "per_s"), get(db, "token", "per_s")
-        ),
-        "connect_fraction_of_db_limit": ratio(
-            get(py, "connect", "per_s"), get(db, "connect", "per_s")
-        ),
-    }
+    result: dict[str, float | None] = {}
+    for name, (path, higher_is_better) in SERVER_RATIOS.items():
+        python, node = get(py, *path), get(nd, *path)
+        result[name] = ratio(python, node) if higher_is_better else ratio(node, python)
+    result["token_issue_fraction_of_db_limit"] = ratio(
+        get(py, "token_issue", "per_s"), get(db, "token", "per_s")
+    )
+    result["connect_fraction_of_db_limit"] = ratio(
+        get(py, "connect", "per_s"), get(db, "connect", "per_s")
+    )
+    return result
 
 
 def targets(r: dict[str, float | None]) -> list[dict[str, Any]]:

@@ -22,6 +22,8 @@ class EmbeddedServer(Protocol):
     @property
     def uri(self) -> str: ...
 
+    client_idle_timeout_s: float
+
     def stop(self) -> None: ...
 
 
@@ -61,5 +63,8 @@ def client_uri(server: EmbeddedServer) -> str:
     Retryable writes are off: one in-process node has no failover to retry across,
     and SecantusDB keeps a record of every retryable write that it scans on each new
     one, so with them every write would cost a little more memory and CPU than the last.
+    Without them a write is not retried on a pooled connection the server has closed
+    for being idle, so the pool lets idle connections go at half the server's limit.
     """
-    return f"{server.uri}?retryWrites=false"
+    max_idle_ms = int(server.client_idle_timeout_s * 1000 / 2)
+    return f"{server.uri}?retryWrites=false&maxIdleTimeMS={max_idle_ms}"
