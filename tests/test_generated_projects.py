@@ -31,11 +31,20 @@ def installed(request, cookies_session):
     return request.param, project, make_venv(project)
 
 
-def test_generated_test_suite_passes(installed):
+FIGURE_LINE = re.compile(r"^\[[a-z_]+\] ")
+
+
+def test_generated_test_suite_passes(installed, capsys):
     context, project, python = installed
     result = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
-    print(f"generated suite {context}:\n{tail}")
+    # The fault, load and fuzz tests print their figures (requests tried, 5xx seen,
+    # messages sent and received): show them in this run's output too.
+    figures = [line for line in result.stdout.splitlines() if FIGURE_LINE.match(line)]
+    with capsys.disabled():
+        print(f"\ngenerated suite {context}: {len(figures)} lines of figures")
+        for line in figures:
+            print(f"  {line}")
     assert result.returncode == 0, tail
     summary = re.search(r"(\d+) passed", result.stdout)
     assert summary and int(summary.group(1)) > 0

@@ -24,7 +24,7 @@ from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.config import Settings
 from {{ cookiecutter.project_slug }}.embedded_db import IN_MEMORY, client_uri, start_embedded_database
 
-from .support import Api, Sockets
+from .support import Api, Report, Sockets
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -101,6 +101,20 @@ def debug_logging() -> Iterator[None]:
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     driver.setLevel(saved[2])
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Report:
+    """Print a line of figures on the terminal even while pytest captures output: the
+    evidence of the fault, load and fuzz tests (requests tried, 5xx seen, messages sent
+    and received), prefixed with the test file's name, e.g. ``[load]``."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+
+    def emit(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n[{prefix}] {line}", flush=True)
+
+    return emit
 
 
 @pytest.fixture

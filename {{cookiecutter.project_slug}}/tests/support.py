@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,9 @@ import socketio
 import tornado.httpclient
 
 PASSWORD = "correct horse battery"
+
+# Prints one line of figures on the terminal (the `report` fixture).
+Report = Callable[[str], None]
 _counter = itertools.count(1)
 
 

@@ -151,7 +151,7 @@ async def seed(api: Api) -> tuple[dict[str, Any], list[str]]:
 
 
 @pytest.mark.gen_test(timeout=60 + 6 * MAX_EXAMPLES)
-async def test_every_operation_answers_as_documented_under_fuzzing(api, registry, base_url):
+async def test_every_operation_answers_as_documented_under_fuzzing(api, registry, base_url, report):
     caller, ids = await seed(api)
     document = (await api.request("GET", OPENAPI_PATH)).body
     schema = schemathesis.openapi.from_dict(document)
@@ -164,8 +164,8 @@ async def test_every_operation_answers_as_documented_under_fuzzing(api, registry
             fuzz, schema, base_url, lambda: tokens.issue(caller).token, ids, tally
         )
     finally:
-        print(
-            f"\nschemathesis: {tally.operations} operations, {tally.requests} requests tried, "
+        report(
+            f"schemathesis: {tally.operations} operations, {tally.requests} requests tried, "
             f"{len(tally.server_errors)} 5xx seen, in {time.perf_counter() - started:.1f}s; "
             f"statuses {dict(sorted(tally.statuses.items()))}"
         )

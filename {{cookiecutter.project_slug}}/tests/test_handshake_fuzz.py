@@ -162,7 +162,7 @@ async def assert_unaffected(api: Api, sockets: Sockets, token: str) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_hostile_tokens_from_the_socketio_client_are_refused(api, sockets, caplog):
+async def test_hostile_tokens_from_the_socketio_client_are_refused(api, sockets, caplog, report):
     ada = await api.new_user("ada")
     live = await api.socket_token(ada)
     tokens = hostile_tokens(live)
@@ -175,13 +175,15 @@ async def test_hostile_tokens_from_the_socketio_client_are_refused(api, sockets,
             continue  # the HTTP request line has its own limit; the auth payload covers these
         refused = await sockets.refused(query_token=quote(value, safe=""))
         assert refused.connect_errors == REFUSED, value[:80]
-    print(f"\nhandshake: {len(tokens)} auth tokens and {len(queries)} query tokens refused")
+    report(f"{len(tokens)} auth tokens and {len(queries)} query tokens refused")
     assert no_errors_logged(caplog.records) == []
     await assert_unaffected(api, sockets, live)
 
 
 @pytest.mark.gen_test(timeout=30 + EXAMPLES)
-async def test_generated_auth_payloads_and_query_tokens_are_refused(api, sockets, base_url, caplog):
+async def test_generated_auth_payloads_and_query_tokens_are_refused(
+    api, sockets, base_url, caplog, report
+):
     ada = await api.new_user("ada")
     live = await api.socket_token(ada)
     loop = asyncio.get_running_loop()
@@ -208,7 +210,7 @@ async def test_generated_auth_payloads_and_query_tokens_are_refused(api, sockets
         tried["query token"] += 1
 
     await asyncio.to_thread(refused)
-    print(f"\nhandshake fuzz: refused {tried}")
+    report(f"generated payloads refused: {tried}")
     assert min(tried.values()) >= EXAMPLES
     assert no_errors_logged(caplog.records) == []
     # A raw client with the live token does connect: the refusals were about the tokens.

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +30,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from {{ cookiecutter.project_slug }} import registry as keys
 
-from .support import Api, SocketClient, Sockets, User
+from .support import Api, Report, SocketClient, Sockets, User
 
 T = TypeVar("T")
 
@@ -66,20 +66,6 @@ print(client_uri(server), flush=True)
 sys.stdin.read()  # until the test closes our stdin
 server.stop()
 """
-
-
-Report = Callable[[str], None]
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Report:
-    """Print a line of figures on the terminal, even while pytest captures output."""
-
-    def emit(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[load] {line}", flush=True)
-
-    return emit
 
 
 @pytest.fixture(scope="module")

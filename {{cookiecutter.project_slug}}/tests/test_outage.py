@@ -21,7 +21,11 @@ import math
 import os
 {% endif -%}
 import time
+{% if cookiecutter.message_queue == "redis" -%}
 from collections.abc import Awaitable, Callable, Iterator
+{% else -%}
+from collections.abc import Awaitable, Iterator
+{% endif -%}
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -53,7 +57,7 @@ from {{ cookiecutter.project_slug }}.realtime.redis_queue import (
     write_only_message_client,
 )
 {% endif %}
-from .support import Api, Response, Sockets, User
+from .support import Api, Report, Response, Sockets, User
 
 T = TypeVar("T")
 
@@ -105,20 +109,6 @@ class RestartableDatabase:
         if self.server is not None:
             self.server.stop()
             self.server = None
-
-
-Report = Callable[[str], None]
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Report:
-    """Print a line of figures on the terminal, even while pytest captures output."""
-
-    def emit(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[outage] {line}", flush=True)
-
-    return emit
 
 
 @pytest.fixture
