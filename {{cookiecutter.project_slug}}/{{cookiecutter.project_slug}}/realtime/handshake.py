@@ -78,9 +78,7 @@ class Handshake:
             raise self.refuse("invalid_token", " (unknown, expired, used or malformed)")
         user = grant["user"]
         user_id = str(user["_id"])
-        open_sockets = sum(
-            1 for _ in self._sio.manager.get_participants(NAMESPACE, user_room(user_id))
-        )
+        open_sockets = self._sio.manager.room_size(NAMESPACE, user_room(user_id))
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})

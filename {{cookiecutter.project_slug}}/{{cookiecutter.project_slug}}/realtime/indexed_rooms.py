@@ -56,5 +56,10 @@ class IndexedRooms(socketio.AsyncManager):
                 if not sids:
                     del pending[namespace]
 
+    def room_size(self, namespace: str, room: Hashable) -> int:
+        """How many sockets of this process are in ``room``, without copying the room
+        (``get_participants`` copies it first)."""
+        return len(self.rooms.get(namespace, {}).get(room, ()))
+
     def get_rooms(self, sid: str, namespace: str) -> list[Hashable]:
         return [room for room in self._rooms_of.get(namespace, {}).get(sid, ()) if room is not None]

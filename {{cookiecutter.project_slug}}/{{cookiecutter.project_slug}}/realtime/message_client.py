@@ -92,7 +92,7 @@ class MessageClient:
     async def emitToEveryone(self, channelName: str, data: Any = None) -> None:
         """Send event ``channelName`` with ``data`` to every authenticated socket."""
         channel = _check_channel(channelName)
-        local_sockets = sum(1 for _ in self._manager.get_participants(NAMESPACE, EVERYONE))
+        local_sockets = self._manager.room_size(NAMESPACE, EVERYONE)
         self._metrics.emits.labels("everyone").inc()
         self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
         await self._io.emit(channel, data, to=EVERYONE, namespace=NAMESPACE)
