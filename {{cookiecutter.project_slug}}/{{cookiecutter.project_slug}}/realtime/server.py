@@ -82,7 +82,7 @@ class _ClientPacket(packet.Packet):
 class SocketServer(socketio.AsyncServer):
     """python-socketio's server on an engine.io server with lighter per-socket queues."""
 
-    handshake: Handshake | None = None
+    handshake: Handshake  # set by create_socket_server
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return _EngineIOServer
@@ -93,7 +93,7 @@ class SocketServer(socketio.AsyncServer):
         try:
             await super()._handle_eio_message(eio_sid, data)
         except MalformedPacket as error:
-            if error.is_connect and self.handshake is not None:
+            if error.is_connect:
                 refusal = self.handshake.refuse("malformed_packet", f" ({error.reason})")
                 await self._send_packet(
                     eio_sid,
