@@ -4,8 +4,9 @@ Runs the same queries as the app, straight from the driver, against the same
 database set-up as the benchmarked app: the embedded database (SecantusDB, in
 memory, in this process, like ``APP_ENV=test``) started by the generated
 package's own ``start_embedded_database``, the client from its ``db.connect`` and
-the indexes from its ``app.all_indexes``. With ``--uri`` it uses that database
-instead.
+the indexes from its ``app.all_indexes``, and the garbage collector tuned by its
+``server.tune_garbage_collector`` as the app's server does. With ``--uri`` it uses
+that database instead.
 
 - token: ``revoked_tokens.find_one({_id: jti}, {_id: 1})`` (the JWT revocation
   check) then ``socket_tokens.insert_one({...})`` (the nonce), as
@@ -74,6 +75,8 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     client = db.connect(uri, 5000)
     database = client[f"bench_db_limit_{secrets.token_hex(4)}"]
     await db.ensure_indexes(database, app.all_indexes())
+    # The garbage collector set up as the app's server sets it up once started.
+    importlib.import_module(f"{PACKAGE}.server").tune_garbage_collector()
     revoked = database["revoked_tokens"]
     nonces = database["socket_tokens"]
     user_id = "0" * 24

@@ -23,6 +23,25 @@ log = logging.getLogger(__name__)
 # lower and answered with a JSON 413 by the handlers.
 HARD_BODY_LIMIT = 16 * 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
+# The cyclic garbage collector's thresholds for a server (CPython's are 700, 10, 10).
+# Each open socket keeps ~90 tracked objects alive, so with the defaults a storm of
+# connections triggers a collection every few handshakes that rescans every socket
+# opened before. With these, the youngest generation is collected every 50,000 net
+# allocations (cycles freed late cost a few MB at most) and the oldest ~140 times less
+# often. Reference counting still frees everything that is not in a cycle at once.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what start-up left alive and collect what comes after less often.
+
+    Call once the app is started: the modules and the embedded database's state
+    live as long as the process, so ``gc.freeze()`` keeps them out of every later
+    collection, which then scans only what requests and sockets create.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
@@ -39,10 +58,7 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None) 
     try:
         app = application.make_app(settings)
         await application.start(app)
-        # What is alive now (modules, the embedded database's state) lives as long as the
-        # process: keep it out of every later garbage collection, which then costs less.
-        gc.collect()
-        gc.freeze()
+        tune_garbage_collector()
         server = tornado.httpserver.HTTPServer(
             app, xheaders=settings.trust_proxy_headers, max_body_size=HARD_BODY_LIMIT
         )
