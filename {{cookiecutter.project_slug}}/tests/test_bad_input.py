@@ -201,6 +201,9 @@ async def test_unknown_routes_answer_404_json(api, method, path):
         ("PUT", "/api/v1/user/sockettoken"),
         ("DELETE", "/api/v1/user/sockettoken"),
         ("POST", "/health"),
+        ("POST", "/"),
+        ("DELETE", "/metrics"),
+        ("POST", "/static/app.js"),
     ],
 )
 @pytest.mark.gen_test
@@ -208,6 +211,13 @@ async def test_a_wrong_method_answers_405_json(api, method, path):
     user = await api.new_user()
     response = await api.request(method, path, token=user.token)
     assert_json_error(response, 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("path", ["/static/missing.js", "/static/vendor/nope.css"])
+@pytest.mark.gen_test
+async def test_a_missing_static_file_answers_404_json(api, path):
+    response = await api.request("GET", path)
+    assert_json_error(response, 404, "not_found")
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])

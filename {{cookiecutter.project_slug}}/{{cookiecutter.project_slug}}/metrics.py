@@ -24,6 +24,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from .realtime.fanout import FanoutManager
+from .web.errors import JsonErrorHandler
 
 
 class Metrics:
@@ -96,7 +97,7 @@ class _DeliveriesCollector(Collector):
         yield family
 
 
-class MetricsHandler(tornado.web.RequestHandler):
+class MetricsHandler(JsonErrorHandler):
     def initialize(self, metrics: Metrics) -> None:
         self.metrics = metrics
 

@@ -24,22 +24,12 @@ from .. import registry as keys
 from ..auth.tokens import InvalidToken, Principal, TokenService
 from ..config import Settings
 from ..registry import Registry
-from .errors import ApiError, unauthorized
+from .errors import ApiError, standard_error, unauthorized
 
 log = logging.getLogger(__name__)
 
 # Errors that mean "the database is not reachable right now": answered with 503.
 DATABASE_DOWN = (ConnectionFailure, AutoReconnect, NetworkTimeout, ExecutionTimeout)
-
-STANDARD_CODES = {
-    400: ("bad_request", "the request is malformed"),
-    401: ("authentication_required", "a valid Bearer token is required"),
-    403: ("forbidden", "not allowed"),
-    404: ("not_found", "no such resource"),
-    405: ("method_not_allowed", "this method is not allowed here"),
-    413: ("payload_too_large", "the request body is too large"),
-    503: ("database_unavailable", "the database is not reachable, try again soon"),
-}
 
 JSON_SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -129,18 +119,9 @@ class BaseHandler(tornado.web.RequestHandler):
             for name, value in error.headers.items():
                 self.set_header(name, value)
             body = error.body()
-        elif isinstance(error, DATABASE_DOWN):
-            self.set_status(503)
-            code, message = STANDARD_CODES[503]
-            body = {"error": {"code": code, "message": message}}
         else:
-            if status_code not in STANDARD_CODES:
-                status_code = 500 if status_code >= 500 else status_code
-                self.set_status(status_code)
-            code, message = STANDARD_CODES.get(
-                status_code, ("internal_error", "something went wrong on our side")
-            )
-            body = {"error": {"code": code, "message": message}}
+            status, body = standard_error(503 if isinstance(error, DATABASE_DOWN) else status_code)
+            self.set_status(status)
         # A handler may have set headers for a success response; errors are JSON.
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(jsonutil.dumps(body))

@@ -2,13 +2,56 @@
 
 Raise ``ApiError`` anywhere below a handler (including model actions) and the
 client receives ``{"error": {"code": ..., "message": ...}}`` with its status.
+Every other error (a wrong method, a missing static file, a crash) gets the same
+shape from ``standard_error``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import tornado.web
 from tornado.web import HTTPError
+
+from .. import jsonutil
+
+STANDARD_CODES = {
+    400: ("bad_request", "the request is malformed"),
+    401: ("authentication_required", "a valid Bearer token is required"),
+    403: ("forbidden", "not allowed"),
+    404: ("not_found", "no such resource"),
+    405: ("method_not_allowed", "this method is not allowed here"),
+    413: ("payload_too_large", "the request body is too large"),
+    503: ("database_unavailable", "the database is not reachable, try again soon"),
+}
+INTERNAL_ERROR = ("internal_error", "something went wrong on our side")
+
+
+def standard_error(status_code: int) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body for an error that is not an ``ApiError``.
+
+    A server error is answered as a plain 500 whatever its cause; a client error
+    keeps its status (``client_error`` when it has no code of its own here).
+    """
+    if status_code in STANDARD_CODES:
+        code, message = STANDARD_CODES[status_code]
+    elif 400 <= status_code < 500:
+        code, message = "client_error", f"the request failed with status {status_code}"
+    else:
+        status_code = 500
+        code, message = INTERNAL_ERROR
+    return status_code, {"error": {"code": code, "message": message}}
+
+
+class JsonErrorHandler(tornado.web.RequestHandler):
+    """Errors in the API's JSON shape for the handlers that are not API handlers (the
+    demo page, its static files, ``/metrics``): mix it in before their base class."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        status, body = standard_error(status_code)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(jsonutil.dumps(body))
 
 
 class ApiError(HTTPError):

@@ -6,6 +6,7 @@ import tornado.web
 
 from .. import logs
 from .. import registry as keys
+from .errors import JsonErrorHandler
 
 # The page loads only its own scripts and styles, and talks only to this origin.
 CONTENT_SECURITY_POLICY = (
@@ -22,7 +23,7 @@ PAGE_HEADERS = {
 }
 
 
-class DemoPageHandler(tornado.web.RequestHandler):
+class DemoPageHandler(JsonErrorHandler):
     def initialize(self) -> None:
         self.request_id = logs.start_request(self.request)
 
@@ -36,7 +37,7 @@ class DemoPageHandler(tornado.web.RequestHandler):
         self.render("index.html", transports=",".join(settings.socketio_transports))
 
 
-class StaticFiles(tornado.web.StaticFileHandler):
+class StaticFiles(JsonErrorHandler, tornado.web.StaticFileHandler):
     """The page's scripts and styles, with the page's security headers."""
 
     def set_default_headers(self) -> None:
