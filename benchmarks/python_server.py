@@ -20,6 +20,12 @@ Routes (the same as benchmarks/node_server.js):
 taken just before each emit, ``seq`` counts from 0 and ``pad`` brings the packet
 (``42["bench",{...}]``) to about ``size`` bytes.
 
+One exception, for an ablation only: with ``BENCH_NO_DATABASE=1`` the socket-token
+store and the JWT revocation check keep their data in a dict instead of the
+database (everything else, signup and login included, still uses it). A token and
+a handshake then cost only the app's own work, which tells how much of their cost is
+the app's and how much the database's (``run.py --server-env BENCH_NO_DATABASE=1``).
+
 Usage: ``APP_ENV=test PORT=0 python benchmarks/python_server.py`` in a venv where
 the generated project is installed (BENCH_APP_PACKAGE names its package, default
 ``transom_app``). It logs ``listening on http://127.0.0.1:PORT`` like the app.
@@ -32,6 +38,7 @@ import importlib
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from typing import Any
@@ -141,7 +148,33 @@ ROUTES = [
 ]
 
 
+def without_database() -> None:
+    """Socket tokens and revocations in a dict: the app's own cost of a token, a handshake."""
+    nonces = importlib.import_module(f"{PACKAGE}.auth.nonces")
+    revocations = importlib.import_module(f"{PACKAGE}.auth.revocations")
+    live: dict[str, dict[str, Any]] = {}
+
+    async def issue(self: Any, principal: Any) -> Any:
+        token = secrets.token_urlsafe(nonces.TOKEN_BYTES)
+        live[nonces.token_hash(token)] = {"user": principal.snapshot(), "jti": principal.jti}
+        return nonces.IssuedSocketToken(token, self._ttl)
+
+    async def consume(self: Any, token: object) -> dict[str, Any] | None:
+        if not isinstance(token, str) or not nonces.TOKEN_SHAPE.fullmatch(token):
+            return None
+        return live.pop(nonces.token_hash(token), None)
+
+    async def is_revoked(self: Any, jti: str) -> bool:
+        return False
+
+    nonces.SocketTokenStore.issue = issue
+    nonces.SocketTokenStore.consume = consume
+    revocations.RevocationStore.is_revoked = is_revoked
+
+
 def main() -> int:
+    if os.environ.get("BENCH_NO_DATABASE") == "1":
+        without_database()
     application = importlib.import_module(f"{PACKAGE}.app")
     entry = importlib.import_module(f"{PACKAGE}.__main__")
     original = application.make_app
