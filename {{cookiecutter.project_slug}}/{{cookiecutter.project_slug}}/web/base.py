@@ -24,7 +24,7 @@ from .. import registry as keys
 from ..auth.tokens import InvalidToken, Principal, TokenService
 from ..config import Settings
 from ..registry import Registry
-from .errors import ApiError, standard_error, unauthorized
+from .errors import ApiError, JsonErrorHandler, standard_error, unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ JSON_SECURITY_HEADERS = {
 
 
 @tornado.web.stream_request_body
-class BaseHandler(tornado.web.RequestHandler):
+class BaseHandler(JsonErrorHandler):
     """JSON API handler. The body is streamed so oversized bodies get a JSON 413."""
 
     current_user: Principal | None
@@ -113,18 +113,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(jsonutil.dumps(payload))
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
+    def error_response(
+        self, status_code: int, error: BaseException | None
+    ) -> tuple[int, dict[str, Any]]:
         if isinstance(error, ApiError):
             for name, value in error.headers.items():
                 self.set_header(name, value)
-            body = error.body()
-        else:
-            status, body = standard_error(503 if isinstance(error, DATABASE_DOWN) else status_code)
-            self.set_status(status)
-        # A handler may have set headers for a success response; errors are JSON.
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(jsonutil.dumps(body))
+            return error.status, error.body()
+        return standard_error(503 if isinstance(error, DATABASE_DOWN) else status_code)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, tornado.web.HTTPError):

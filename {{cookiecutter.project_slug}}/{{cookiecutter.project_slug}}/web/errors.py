@@ -44,14 +44,25 @@ def standard_error(status_code: int) -> tuple[int, dict[str, Any]]:
 
 
 class JsonErrorHandler(tornado.web.RequestHandler):
-    """Errors in the API's JSON shape for the handlers that are not API handlers (the
-    demo page, its static files, ``/metrics``): mix it in before their base class."""
+    """A handler whose errors answer in the API's JSON shape, whatever raised them.
+
+    The API's handlers build on it, and so do the others (the demo page, its static
+    files, ``/metrics``: mix it in before their base class).
+    """
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        status, body = standard_error(status_code)
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        status, body = self.error_response(status_code, error)
         self.set_status(status)
+        # A handler may have set headers for a success response; errors are JSON.
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(jsonutil.dumps(body))
+
+    def error_response(
+        self, status_code: int, error: BaseException | None
+    ) -> tuple[int, dict[str, Any]]:
+        """The status and body to answer ``error`` with (``status_code``: Tornado's)."""
+        return standard_error(status_code)
 
 
 class ApiError(HTTPError):
