@@ -216,3 +216,28 @@ async def test_logout_voids_the_unused_socket_tokens_of_that_jwt(api, registry, 
     store: SocketTokenStore = registry["transomNonce"]
     assert await store.consume(token) is None
     assert await store.consume(kept) is not None
+
+
+@pytest.mark.gen_test
+async def test_concurrent_requests_of_live_and_revoked_jwts_each_get_their_own_answer(api, db):
+    # Issued together, these share revocation checks and inserts (batching.Batcher):
+    # each request must still get the answer for its own JWT.
+    live = [await api.new_user() for _ in range(3)]
+    revoked = [await api.new_user() for _ in range(3)]
+    for user in revoked:
+        assert (await api.request("POST", "/api/v1/user/logout", token=user.token)).status == 200
+    users = [user for pair in zip(live, revoked, strict=True) for user in pair] * 4
+    answers = await asyncio.gather(
+        *(api.request("GET", SOCKET_TOKEN, token=user.token) for user in users)
+    )
+    for user, answer in zip(users, answers, strict=True):
+        if user in live:
+            assert answer.status == 200, answer.body
+        else:
+            assert answer.status == 401 and answer.error_code == "invalid_token", answer.body
+    issued = [answer.body["token"] for answer in answers if answer.status == 200]
+    assert len(issued) == len(set(issued)) == 12
+    stored = await db["socket_tokens"].count_documents(
+        {"_id": {"$in": [hashlib.sha256(token.encode()).hexdigest() for token in issued]}}
+    )
+    assert stored == 12
