@@ -13,7 +13,10 @@ that database instead.
   ``POST /api/v1/user/sockettoken`` does;
 - handshake: ``socket_tokens.find_one_and_delete({_id: hash, expires_at: {$gt: now}})``
   on tokens inserted just before (not timed), as the Socket.IO handshake does;
-- connect: the three, one after the other, per connection (token + handshake).
+- connect: the three, one after the other, per connection (token + handshake);
+- token_batched: what the app sends when ``--concurrency`` token requests arrive
+  together (its ``batching.Batcher``): one ``revoked_tokens.find({_id: {$in: jtis}})``
+  and one ``socket_tokens.insert_many`` for the whole batch, batch after batch.
 
 ``--concurrency`` tasks run the operations for ``--duration`` seconds (token,
 connect) or until ``--handshakes`` tokens are consumed. Prints one JSON object.
@@ -156,6 +159,22 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     gc.collect()
     rss_growth = rss_kb() - rss_before
 
+    # Batched tokens: one find and one insert_many per --concurrency tokens, as the app
+    # sends them when that many requests arrive in one event-loop pass. Last, because
+    # the many tokens it leaves would slow the handshakes' collection scans down.
+    batched_latencies: list[float] = []
+    batched_tokens = 0
+    started = time.perf_counter()
+    until = started + args.duration
+    while time.perf_counter() < until:
+        t0 = time.perf_counter()
+        found = revoked.find({"_id": {"$in": jtis}}, projection={"_id": 1})
+        _ = [doc async for doc in found]
+        await nonces.insert_many([nonce_doc(user_id, jti, 600)[1] for jti in jtis], ordered=False)
+        batched_latencies.append((time.perf_counter() - t0) * 1000)
+        batched_tokens += len(jtis)
+    batched_seconds = time.perf_counter() - started
+
     await client.drop_database(database.name)
     await db.close(client)
     return {
@@ -166,6 +185,14 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "seconds": round(token_seconds, 3),
             "per_s": round(len(token_latencies) / token_seconds, 3),
             "latency_ms": summary(token_latencies),
+        },
+        "token_batched": {
+            "queries": f"revoked_tokens.find $in + socket_tokens.insert_many, "
+            f"{args.concurrency} tokens per batch",
+            "ops": batched_tokens,
+            "seconds": round(batched_seconds, 3),
+            "per_s": round(batched_tokens / batched_seconds, 3),
+            "latency_ms": summary(batched_latencies),
         },
         "handshake": {
             "queries": "socket_tokens.find_one_and_delete",
