@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 
 from {{ cookiecutter.project_slug }} import db as database
 from {{ cookiecutter.project_slug }} import registry as keys
+from {{ cookiecutter.project_slug }}.auth import nonces as nonces_module
 from {{ cookiecutter.project_slug }}.auth.nonces import SocketTokenStore
 from {{ cookiecutter.project_slug }}.auth.tokens import TokenService
 
@@ -241,3 +242,23 @@ async def test_concurrent_requests_of_live_and_revoked_jwts_each_get_their_own_a
         {"_id": {"$in": [hashlib.sha256(token.encode()).hexdigest() for token in issued]}}
     )
     assert stored == 12
+
+
+@pytest.mark.gen_test
+async def test_a_token_the_database_refuses_fails_only_its_own_request(
+    api, registry, db, monkeypatch
+):
+    # Random tokens never collide; force a collision inside one batch to check that the
+    # database's refusal of one document reaches that caller only.
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    store: SocketTokenStore = registry["transomNonce"]
+    drawn = iter(["A" * 43, "A" * 43, "B" * 43])
+    monkeypatch.setattr(nonces_module.secrets, "token_urlsafe", lambda _size: next(drawn))
+    answers = await asyncio.gather(
+        *(store.issue(principal) for _ in range(3)), return_exceptions=True
+    )
+    assert [a.token for a in answers if not isinstance(a, BaseException)] == ["A" * 43, "B" * 43]
+    assert isinstance(answers[1], PyMongoError)
+    assert await store.consume("A" * 43) is not None
+    assert await store.consume("B" * 43) is not None
