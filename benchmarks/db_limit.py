@@ -61,15 +61,15 @@ def summary(values: list[float]) -> dict[str, Any]:
     return {"n": len(ordered), "p50": pick(50), "p99": pick(99)}
 
 
-def nonce_doc(user_id: str, jti: str, ttl: int) -> tuple[str, dict[str, Any]]:
+def nonce_doc(user_id: str, jti: str, ttl: int) -> dict[str, Any]:
+    """A socket-token document as the app stores it (the hash of a fresh token as _id)."""
     token = secrets.token_urlsafe(32)
-    doc = {
+    return {
         "_id": hashlib.sha256(token.encode("ascii")).hexdigest(),
         "user": {"_id": user_id, "username": "bench", "groups": []},
         "jti": jti,
         "expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl),
     }
-    return token, doc
 
 
 async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
@@ -85,9 +85,19 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     user_id = "0" * 24
     jtis = [secrets.token_urlsafe(16) for _ in range(args.concurrency)]
 
-    async def token_op(worker: int) -> None:
+    async def token_op(worker: int) -> str:
+        """The revocation check and the insert of one token; returns the token's hash."""
         await revoked.find_one({"_id": jtis[worker]}, projection={"_id": 1})
-        await nonces.insert_one(nonce_doc(user_id, jtis[worker], 600)[1])
+        doc = nonce_doc(user_id, jtis[worker], 600)
+        await nonces.insert_one(doc)
+        return doc["_id"]
+
+    async def consume_op(token_hash: str) -> dict[str, Any] | None:
+        """The handshake's query: the live token's document, deleted as it is read."""
+        return await nonces.find_one_and_delete(
+            {"_id": token_hash, "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
+            projection={"_id": 0, "user": 1, "jti": 1},
+        )
 
     async def timed_loop(worker: int, until: float, latencies: list[float]) -> None:
         while time.perf_counter() < until:
@@ -114,10 +124,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     async def consume(token_hash: str) -> None:
         nonlocal consumed
         t0 = time.perf_counter()
-        doc = await nonces.find_one_and_delete(
-            {"_id": token_hash, "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
-            projection={"_id": 0, "user": 1, "jti": 1},
-        )
+        doc = await consume_op(token_hash)
         handshake_latencies.append((time.perf_counter() - t0) * 1000)
         if doc is not None:
             consumed += 1
@@ -128,7 +135,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
 
     await nonces.delete_many({})  # the token phase's leftovers
     for _ in range(max(1, args.handshakes // batch)):
-        docs = [nonce_doc(user_id, jtis[i % args.concurrency], 600)[1] for i in range(batch)]
+        docs = [nonce_doc(user_id, jtis[i % args.concurrency], 600) for i in range(batch)]
         await nonces.insert_many(docs)
         hashes = [doc["_id"] for doc in docs]
         started = time.perf_counter()
@@ -141,13 +148,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     async def connect_loop(worker: int, until: float) -> None:
         while time.perf_counter() < until:
             t0 = time.perf_counter()
-            await revoked.find_one({"_id": jtis[worker]}, projection={"_id": 1})
-            _token, doc = nonce_doc(user_id, jtis[worker], 600)
-            await nonces.insert_one(doc)
-            await nonces.find_one_and_delete(
-                {"_id": doc["_id"], "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
-                projection={"_id": 0, "user": 1, "jti": 1},
-            )
+            await consume_op(await token_op(worker))
             connect_latencies.append((time.perf_counter() - t0) * 1000)
 
     gc.collect()
@@ -170,7 +171,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         found = revoked.find({"_id": {"$in": jtis}}, projection={"_id": 1})
         _ = [doc async for doc in found]
-        await nonces.insert_many([nonce_doc(user_id, jti, 600)[1] for jti in jtis], ordered=False)
+        await nonces.insert_many([nonce_doc(user_id, jti, 600) for jti in jtis], ordered=False)
         batched_latencies.append((time.perf_counter() - t0) * 1000)
         batched_tokens += len(jtis)
     batched_seconds = time.perf_counter() - started
