@@ -11,12 +11,18 @@ that database instead.
 - token: ``revoked_tokens.find_one({_id: jti}, {_id: 1})`` (the JWT revocation
   check) then ``socket_tokens.insert_one({...})`` (the nonce), as
   ``POST /api/v1/user/sockettoken`` does;
-- handshake: ``socket_tokens.find_one_and_delete({_id: hash, expires_at: {$gt: now}})``
-  on tokens inserted just before (not timed), as the Socket.IO handshake does;
+- handshake: ``socket_tokens.find_one_and_delete({_id: hash, expires_at: {$gt: now},
+  claimed_by: {$exists: false}})`` on tokens inserted just before (not timed), as a
+  lone Socket.IO handshake does;
 - connect: the three, one after the other, per connection (token + handshake);
 - token_batched: what the app sends when ``--concurrency`` token requests arrive
   together (its ``batching.Batcher``): one ``revoked_tokens.find({_id: {$in: jtis}})``
-  and one ``socket_tokens.insert_many`` for the whole batch, batch after batch.
+  and one ``socket_tokens.insert_many`` for the whole batch, batch after batch;
+- connect_batched: the same for ``--concurrency`` connections at once, token half
+  then handshake half: the two above, then one ``socket_tokens.update_many`` that
+  claims the live, unclaimed ones, one ``find`` of those claimed and one
+  ``delete_many`` of them (what the app's handshakes send together,
+  ``SocketTokenStore._consume_all``).
 
 ``--concurrency`` tasks run the operations for ``--duration`` seconds (token,
 connect) or until ``--handshakes`` tokens are consumed. Prints one JSON object.
@@ -37,6 +43,8 @@ import os
 import secrets
 import time
 from typing import Any
+
+from bson import ObjectId
 
 PACKAGE = os.environ.get("BENCH_APP_PACKAGE", "transom_app")
 
@@ -94,9 +102,9 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
 
     async def consume_op(token_hash: str) -> dict[str, Any] | None:
         """The handshake's query: the live token's document, deleted as it is read."""
+        live = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}, "claimed_by": {"$exists": False}}
         return await nonces.find_one_and_delete(
-            {"_id": token_hash, "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
-            projection={"_id": 0, "user": 1, "jti": 1},
+            {"_id": token_hash, **live}, projection={"_id": 0, "user": 1, "jti": 1}
         )
 
     async def timed_loop(worker: int, until: float, latencies: list[float]) -> None:
@@ -160,21 +168,49 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     gc.collect()
     rss_growth = rss_kb() - rss_before
 
-    # Batched tokens: one find and one insert_many per --concurrency tokens, as the app
-    # sends them when that many requests arrive in one event-loop pass. Last, because
-    # the many tokens it leaves would slow the handshakes' collection scans down.
-    batched_latencies: list[float] = []
-    batched_tokens = 0
-    started = time.perf_counter()
-    until = started + args.duration
-    while time.perf_counter() < until:
-        t0 = time.perf_counter()
+    async def token_batch_op() -> list[str]:
+        """One batch of --concurrency tokens as the app sends it; returns their hashes."""
         found = revoked.find({"_id": {"$in": jtis}}, projection={"_id": 1})
         _ = [doc async for doc in found]
-        await nonces.insert_many([nonce_doc(user_id, jti, 600) for jti in jtis], ordered=False)
-        batched_latencies.append((time.perf_counter() - t0) * 1000)
-        batched_tokens += len(jtis)
-    batched_seconds = time.perf_counter() - started
+        docs = [nonce_doc(user_id, jti, 600) for jti in jtis]
+        await nonces.insert_many(docs, ordered=False)
+        return [doc["_id"] for doc in docs]
+
+    async def consume_batch_op(hashes: list[str]) -> int:
+        """The app's batched handshake queries; returns how many tokens were consumed."""
+        unclaimed = {
+            "expires_at": {"$gt": dt.datetime.now(dt.UTC)},
+            "claimed_by": {"$exists": False},
+        }
+        batch = ObjectId()
+        await nonces.update_many(
+            {"_id": {"$in": hashes}, **unclaimed}, {"$set": {"claimed_by": batch}}
+        )
+        mine = nonces.find({"_id": {"$in": hashes}, "claimed_by": batch}, {"user": 1, "jti": 1})
+        found = [doc["_id"] async for doc in mine]
+        return (await nonces.delete_many({"_id": {"$in": found}})).deleted_count
+
+    async def batched_loop(op: Any) -> tuple[int, float, list[float]]:
+        """Runs ``op`` (one batch of --concurrency) back to back for --duration seconds."""
+        latencies: list[float] = []
+        started = time.perf_counter()
+        until = started + args.duration
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            await op()
+            latencies.append((time.perf_counter() - t0) * 1000)
+        return len(latencies) * len(jtis), time.perf_counter() - started, latencies
+
+    # Batched connections, --concurrency at a time: every token inserted is consumed.
+    async def connect_batch_op() -> None:
+        if await consume_batch_op(await token_batch_op()) != len(jtis):
+            raise RuntimeError("a batched handshake did not consume its tokens")
+
+    connects, connects_seconds, connects_latencies = await batched_loop(connect_batch_op)
+
+    # Batched tokens. Last, because the many tokens it leaves would slow the handshakes'
+    # collection scans down.
+    batched_tokens, batched_seconds, batched_latencies = await batched_loop(token_batch_op)
 
     await client.drop_database(database.name)
     await db.close(client)
@@ -194,6 +230,14 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "seconds": round(batched_seconds, 3),
             "per_s": round(batched_tokens / batched_seconds, 3),
             "latency_ms": summary(batched_latencies),
+        },
+        "connect_batched": {
+            "queries": f"token_batched, then socket_tokens.find $in + delete_many, "
+            f"{args.concurrency} connections per batch",
+            "ops": connects,
+            "seconds": round(connects_seconds, 3),
+            "per_s": round(connects / connects_seconds, 3),
+            "latency_ms": summary(connects_latencies),
         },
         "handshake": {
             "queries": "socket_tokens.find_one_and_delete",

@@ -371,7 +371,7 @@ def summarise_db(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "database": runs[0]["database"],
         "concurrency": runs[0]["concurrency"],
     }
-    for op in ("token", "token_batched", "handshake", "connect"):
+    for op in ("token", "token_batched", "handshake", "connect", "connect_batched"):
         out[op] = {
             "queries": runs[0][op]["queries"],
             "per_s": median([r[op]["per_s"] for r in runs]),
@@ -430,6 +430,8 @@ RATIO_DIRECTIONS = {
     "token_issue_fraction_of_batched_db_limit": "app token requests/s / the database's "
     "token queries/s when batched as the app batches them",
     "connect_fraction_of_db_limit": "app connections/s / the database's connect queries/s",
+    "connect_fraction_of_batched_db_limit": "app connections/s / the database's connect "
+    "queries/s when batched as the app batches them",
 }
 
 
@@ -478,6 +480,9 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     )
     result["connect_fraction_of_db_limit"] = ratio(
         get(py, "connect", "per_s"), get(db, "connect", "per_s")
+    )
+    result["connect_fraction_of_batched_db_limit"] = ratio(
+        get(py, "connect", "per_s"), get(db, "connect_batched", "per_s")
     )
     return result
 
@@ -713,6 +718,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"({db['concurrency']} tokens per find + insert_many): tokens/s | "
             f"{fmt(get(db, 'token_batched', 'per_s'))} | | app token issue: "
             f"{fmt(r.get('token_issue_fraction_of_batched_db_limit'), 3)} of it |"
+        )
+        lines.append(
+            f"| database limit for the same connect queries batched as the app sends them "
+            f"({db['concurrency']} connections per find + insert_many, update_many + find + "
+            f"delete_many): "
+            f"connections/s | {fmt(get(db, 'connect_batched', 'per_s'))} | | app connect: "
+            f"{fmt(r.get('connect_fraction_of_batched_db_limit'), 3)} of it |"
         )
         lines.append(
             f"| of which the embedded database's own growth per connection's queries, KB "
@@ -1024,7 +1036,8 @@ def one_line(scenario: str, result: dict[str, Any]) -> str:
         return (
             f"DB limit: token {result['token']['per_s']:.0f}/s (batched "
             f"{result['token_batched']['per_s']:.0f}/s), handshake "
-            f"{result['handshake']['per_s']:.0f}/s, connect {result['connect']['per_s']:.0f}/s"
+            f"{result['handshake']['per_s']:.0f}/s, connect {result['connect']['per_s']:.0f}/s "
+            f"(batched {result['connect_batched']['per_s']:.0f}/s)"
         )
     if scenario == "tokens":
         return f"{result['per_s']:.0f} tokens/s, p50 {result['latency_ms']['p50']:.1f} ms"

@@ -94,3 +94,70 @@ async def test_an_answer_count_that_does_not_match_fails_the_batch():
     batcher = Batcher(short)
     answers = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
     assert all(isinstance(answer, RuntimeError) for answer in answers)
+
+
+class Gate:
+    """A batch function whose round trips end only when the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+
+    async def __call__(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        await self.gate.wait()
+        return items
+
+
+async def passes(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.gen_test
+async def test_calls_made_while_a_batch_is_in_flight_go_out_together_after_it():
+    gate = Gate()
+    batcher = Batcher(gate)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await passes(3)
+    later = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+    await passes(3)
+    later.append(asyncio.ensure_future(batcher.submit(3)))
+    await passes(3)
+    assert gate.batches == [[0]]  # the others wait for the round trip in flight
+    gate.gate.set()
+    assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
+    assert gate.batches == [[0], [1, 2, 3]]
+
+
+@pytest.mark.gen_test
+async def test_max_in_flight_batches_go_out_side_by_side():
+    gate = Gate()
+    batcher = Batcher(gate, max_in_flight=2)
+    calls = [asyncio.ensure_future(batcher.submit(0))]
+    await passes(3)
+    calls.append(asyncio.ensure_future(batcher.submit(1)))
+    await passes(3)
+    calls.append(asyncio.ensure_future(batcher.submit(2)))
+    await passes(3)
+    assert gate.batches == [[0], [1]]
+    gate.gate.set()
+    assert await asyncio.gather(*calls) == [0, 1, 2]
+    assert gate.batches == [[0], [1], [2]]
+
+
+@pytest.mark.gen_test
+async def test_no_call_waits_longer_than_max_wait_behind_a_batch_that_does_not_return():
+    # A database that stopped answering: the call queued behind the stuck batch goes
+    # out on its own after max_wait, so it sees its own timeout, not two in a row.
+    gate = Gate()
+    batcher = Batcher(gate, max_wait=0.02)
+    calls = [asyncio.ensure_future(batcher.submit(0))]
+    await passes(3)
+    calls.append(asyncio.ensure_future(batcher.submit(1)))
+    await passes(3)
+    assert gate.batches == [[0]]
+    await asyncio.sleep(0.1)
+    assert gate.batches == [[0], [1]]
+    gate.gate.set()
+    assert await asyncio.gather(*calls) == [0, 1]

@@ -145,6 +145,107 @@ async def test_of_50_concurrent_consumers_of_one_token_exactly_one_wins(api, reg
     assert await db["socket_tokens"].count_documents({}) == 0
 
 
+@pytest.mark.gen_test
+async def test_handshakes_arriving_together_each_get_their_own_grant_once(api, registry, db):
+    # Consumed in one event-loop pass, these share one find and one delete_many: each
+    # caller must still get its own user's grant, a repeated token must win once, and
+    # an unknown token must get nothing.
+    users = [await api.new_user() for _ in range(3)]
+    owners = {await api.socket_token(user): user for user in users for _ in range(4)}
+    tokens = [*owners, next(iter(owners)), "A" * 43]
+    store: SocketTokenStore = registry["transomNonce"]
+    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
+    for token, grant in zip(tokens[: len(owners)], grants, strict=False):
+        assert grant is not None and grant["user"]["_id"] == owners[token].id
+        assert set(grant) == {"user", "jti"}
+    assert grants[len(owners)] is None  # the repeat of the first token
+    assert grants[-1] is None
+    assert await db["socket_tokens"].count_documents({}) == 0
+    assert await asyncio.gather(*(store.consume(token) for token in owners)) == [None] * 12
+
+
+@pytest.mark.gen_test
+async def test_two_processes_consuming_the_same_tokens_grant_each_at_most_once(api, registry, db):
+    # Two stores on one database stand for two workers: their batches race for the
+    # same tokens, and no token may be granted by both.
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    workers = [SocketTokenStore(db, ttl_seconds=30) for _ in range(2)]
+    tokens = [(await workers[0].issue(principal)).token for _ in range(20)]
+    await asyncio.gather(*(db.command("ping") for _ in range(8)))  # a warm pool
+    results = await asyncio.gather(
+        *(worker.consume(token) for token in tokens for worker in workers)
+    )
+    for index in range(len(tokens)):
+        pair = results[2 * index : 2 * index + 2]
+        assert sum(grant is not None for grant in pair) <= 1, tokens[index]
+    assert all(grant["user"]["_id"] == user.id for grant in results if grant is not None)
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+async def batch_racing_another_process(
+    api: Any, registry: Any, db: Any, monkeypatch: Any, before: str, race: Any
+) -> list[Any]:
+    """The grants for three tokens consumed in one batch; ``race(tokens)`` runs just
+    before the batch's ``before`` query and stands for another process (a store of its
+    own on the same database)."""
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    store = SocketTokenStore(db, ttl_seconds=30)
+    tokens = [(await store.issue(principal)).token for _ in range(3)]
+    collection = db["socket_tokens"]
+    monkeypatch.setattr(store, "_collection", collection)
+    query = getattr(collection, before)
+
+    async def raced(*args: Any, **kwargs: Any) -> Any:
+        await race(tokens)
+        return await query(*args, **kwargs)
+
+    monkeypatch.setattr(collection, before, raced)
+    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
+    monkeypatch.undo()
+    return grants
+
+
+@pytest.mark.gen_test
+async def test_a_token_another_process_consumes_first_is_left_out_of_a_batch(
+    api, registry, db, monkeypatch
+):
+    other = SocketTokenStore(db, ttl_seconds=30)
+    taken: list[Any] = []
+
+    async def consume_the_second(tokens: list[str]) -> None:
+        taken.append(await other.consume(tokens[1]))
+
+    grants = await batch_racing_another_process(
+        api, registry, db, monkeypatch, "update_many", consume_the_second
+    )
+    assert taken[0] is not None
+    assert [grant is not None for grant in grants] == [True, False, True]
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test
+async def test_tokens_a_batch_has_claimed_are_granted_to_no_one_else(
+    api, registry, db, monkeypatch
+):
+    # After the batch's claim, before its delete, another process tries the same tokens:
+    # one alone (find_one_and_delete), then all three together (its own batch).
+    other = SocketTokenStore(db, ttl_seconds=30)
+    attempts: list[Any] = []
+
+    async def try_them_all(tokens: list[str]) -> None:
+        attempts.append(await other.consume(tokens[0]))
+        attempts.extend(await asyncio.gather(*(other.consume(token) for token in tokens)))
+
+    grants = await batch_racing_another_process(
+        api, registry, db, monkeypatch, "delete_many", try_them_all
+    )
+    assert attempts == [None] * 4
+    assert all(grant is not None for grant in grants)
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
 @pytest.mark.gen_test(timeout=15)
 async def test_an_expired_token_is_refused_before_any_ttl_sweep(api, registry):
     # A database of its own without the TTL index: nothing can sweep the token away,

@@ -5,7 +5,9 @@ pass of the event loop: is this JWT revoked? store this socket token. A ``Batche
 collects the calls made during one pass and answers them all with one query
 (``find`` with ``$in``, ``insert_many``), so 16 concurrent requests cost one round
 trip instead of 16. A lone call goes out on the next pass: nothing waits for a batch
-to fill, so a quiet server answers as fast as without it.
+to fill, so a quiet server answers as fast as without it. Calls made while a batch is
+waiting for the database queue up and go out together when it returns, so the busier
+the server, the bigger the batches.
 """
 
 from __future__ import annotations
@@ -23,31 +25,69 @@ BatchFunction = Callable[[list[Item]], Awaitable[list[Result | BaseException]]]
 
 
 class Batcher(Generic[Item, Result]):
-    """Runs ``function`` once per event-loop pass for the items submitted during it."""
+    """Runs ``function`` once per event-loop pass for the items submitted during it.
 
-    def __init__(self, function: BatchFunction[Item, Result], max_size: int = 256) -> None:
+    At most ``max_in_flight`` batches wait for the database at once; items submitted
+    meanwhile wait for one to finish and then go out together. Under load, batches
+    therefore grow with the round-trip time instead of the round trips multiplying
+    (what databases call group commit); an idle batcher sends at once. No item waits
+    longer than ``max_wait`` seconds for a free slot: when the database stops
+    answering, queued calls go out on their own and each sees its own timeout, not
+    the sum of the timeouts of the batches ahead of it.
+    """
+
+    def __init__(
+        self,
+        function: BatchFunction[Item, Result],
+        max_size: int = 256,
+        max_in_flight: int = 1,
+        max_wait: float = 0.05,
+    ) -> None:
         self._function = function
         self._max_size = max_size
+        self._max_in_flight = max_in_flight
+        self._max_wait = max_wait
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
+        self._flush_scheduled = False
+        self._overdue: asyncio.TimerHandle | None = None
 
     async def submit(self, item: Item) -> Result:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        self._schedule_flush()
         return await future
 
-    def _flush(self) -> None:
-        while self._pending:
+    def _schedule_flush(self) -> None:
+        if not self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        if len(self._running) < self._max_in_flight:
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
+        elif self._overdue is None:
+            self._overdue = loop.call_later(self._max_wait, self._flush, True)
+
+    def _flush(self, overdue: bool = False) -> None:
+        """Send pending items, in batches of ``max_size``, while a slot is free."""
+        self._flush_scheduled = False
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
+        while self._pending and (overdue or len(self._running) < self._max_in_flight):
             batch, self._pending = (
                 self._pending[: self._max_size],
                 self._pending[self._max_size :],
             )
             task = asyncio.ensure_future(self._run(batch))
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
+        self._schedule_flush()  # items left behind full slots: their max_wait starts
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._schedule_flush()
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

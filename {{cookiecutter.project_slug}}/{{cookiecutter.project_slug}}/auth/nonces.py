@@ -1,15 +1,17 @@
 """One-time socket tokens (the nonce store, ``registry['transomNonce']``).
 
 A socket token is 32 random bytes, URL-safe. Only its SHA-256 hash is stored, as
-the document ``_id``, with a TTL index on ``expires_at``. Consuming it is a single
-``find_one_and_delete`` whose filter also requires ``expires_at > now``, so:
+the document ``_id``, with a TTL index on ``expires_at``. Consuming it is atomic,
+with a filter that also requires ``expires_at > now``, so:
 
 - of any number of simultaneous handshakes with one token, exactly one gets it;
 - an expired token is refused even before the TTL monitor has removed it;
 - a database dump reveals no usable token.
 
-Tokens issued during one event-loop pass are stored with one ``insert_many``
-(``batching.Batcher``); consuming stays one atomic query per token.
+Calls made during one event-loop pass share a round trip (``batching.Batcher``):
+tokens issued together are stored with one ``insert_many``; handshakes arriving
+together are claimed, read and deleted with three queries whatever their number
+(``_consume_all``), a lone handshake with one ``find_one_and_delete``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
 
 from ..batching import Batcher
@@ -32,6 +35,8 @@ INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})
 TOKEN_BYTES = 32
 # token_urlsafe(32) is 43 characters; anything else cannot be one of ours.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+GRANT = {"_id": 0, "user": 1, "jti": 1}  # what a handshake needs of the document
+CLAIM = "claimed_by"  # the id of the batch of handshakes consuming the token
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,11 @@ class SocketTokenStore:
         self._collection = database[COLLECTION]
         self._ttl = ttl_seconds
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all)
+        self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(self._consume_all)
+        # Hashes whose handshake this process is answering: a second handshake with
+        # the same token meanwhile is refused here, so one batch never holds a token
+        # twice and two batches of this process never race for one.
+        self._consuming: set[str] = set()
 
     async def issue(self, principal: Principal) -> IssuedSocketToken:
         token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -86,10 +96,40 @@ class SocketTokenStore:
         """
         if not isinstance(token, str) or not TOKEN_SHAPE.fullmatch(token):
             return None
-        return await self._collection.find_one_and_delete(
-            {"_id": token_hash(token), "expires_at": {"$gt": dt.datetime.now(dt.UTC)}},
-            projection={"_id": 0, "user": 1, "jti": 1},
+        key = token_hash(token)
+        if key in self._consuming:
+            return None
+        self._consuming.add(key)
+        try:
+            return await self._consumes.submit(key)
+        finally:
+            self._consuming.discard(key)
+
+    async def _consume_all(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """Consume distinct token hashes; each answer is the grant or None.
+
+        One token goes out as one atomic ``find_one_and_delete``. Several are claimed
+        with one ``update_many`` that stamps this batch's id on those still live and
+        unclaimed (each document's update is atomic, so a token is claimed by one
+        batch or handshake only, in any process), read back by that stamp, and
+        deleted. A claimed token is never granted again, even if this process stops
+        before the delete: the TTL index removes it.
+        """
+        unclaimed = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}, CLAIM: {"$exists": False}}
+        if len(keys) == 1:
+            live = {"_id": keys[0], **unclaimed}
+            return [await self._collection.find_one_and_delete(live, projection=GRANT)]
+        batch = ObjectId()
+        await self._collection.update_many(
+            {"_id": {"$in": keys}, **unclaimed}, {"$set": {CLAIM: batch}}
         )
+        claimed = self._collection.find(
+            {"_id": {"$in": keys}, CLAIM: batch}, projection={"user": 1, "jti": 1}
+        )
+        found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
+        if found:
+            await self._collection.delete_many({"_id": {"$in": list(found)}})
+        return [found.get(key) for key in keys]
 
     async def discard_for_jwt(self, jti: str) -> None:
         """Void the unused socket tokens minted with a JWT (on logout)."""
