@@ -232,8 +232,8 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "latency_ms": summary(batched_latencies),
         },
         "connect_batched": {
-            "queries": f"token_batched, then socket_tokens.find $in + delete_many, "
-            f"{args.concurrency} connections per batch",
+            "queries": f"token_batched, then socket_tokens.update_many (claim) + find $in "
+            f"+ delete_many, {args.concurrency} connections per batch",
             "ops": connects,
             "seconds": round(connects_seconds, 3),
             "per_s": round(connects / connects_seconds, 3),

@@ -72,8 +72,7 @@ class Batcher(Generic[Item, Result]):
     def _flush(self, overdue: bool = False) -> None:
         """Send pending items, in batches of ``max_size``, while a slot is free."""
         self._flush_scheduled = False
-        if self._overdue is not None:
-            self._overdue.cancel()
+        if overdue:
             self._overdue = None
         while self._pending and (overdue or len(self._running) < self._max_in_flight):
             batch, self._pending = (
@@ -83,7 +82,10 @@ class Batcher(Generic[Item, Result]):
             task = asyncio.ensure_future(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._finished)
-        self._schedule_flush()  # items left behind full slots: their max_wait starts
+        if not self._pending and self._overdue is not None:
+            self._overdue.cancel()  # everyone it was set for has gone out
+            self._overdue = None
+        self._schedule_flush()  # items left behind full slots: their max_wait runs
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
