@@ -45,7 +45,7 @@ $(JS_TESTS)/node_modules/.package-lock.json: $(JS_TESTS)/package-lock.json
 	npm ci --prefix $(JS_TESTS) --no-audit --no-fund
 
 test: lint js-deps
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

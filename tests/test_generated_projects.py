@@ -18,12 +18,21 @@ import pytest
 
 from .conftest import DEFAULT_SLUG, DRIVERS, QUEUES, make_venv, run
 
+# make test runs on two workers (pytest-xdist, --dist loadgroup); each one takes the
+# combinations of one queue, so the two suites that use the shared Redis never run at
+# the same time, and each generated suite still has a core to itself.
 SUITE_COMBINATIONS = [
-    {"mongo_driver": driver, "message_queue": queue} for driver in DRIVERS for queue in QUEUES
+    pytest.param(
+        {"mongo_driver": driver, "message_queue": queue},
+        id=f"{driver}-{queue}",
+        marks=pytest.mark.xdist_group(f"queue-{queue}"),
+    )
+    for driver in DRIVERS
+    for queue in QUEUES
 ]
 
 
-@pytest.fixture(scope="module", params=SUITE_COMBINATIONS, ids=lambda c: "-".join(c.values()))
+@pytest.fixture(scope="module", params=SUITE_COMBINATIONS)
 def installed(request, cookies_session):
     result = cookies_session.bake(extra_context={**request.param, "use_docker": "n"})
     assert result.exit_code == 0, result.exception
