@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,15 @@ async def passes(count: int) -> None:
         await asyncio.sleep(0)
 
 
+async def submitted_passes_apart(batcher: Batcher[int, int], items: list[int]) -> list[Any]:
+    """Submits each item a few event-loop passes after the one before."""
+    calls = []
+    for item in items:
+        calls.append(asyncio.ensure_future(batcher.submit(item)))
+        await passes(3)
+    return calls
+
+
 @pytest.mark.gen_test
 async def test_calls_made_while_a_batch_is_in_flight_go_out_together_after_it():
     gate = Gate()
@@ -133,13 +143,7 @@ async def test_calls_made_while_a_batch_is_in_flight_go_out_together_after_it():
 @pytest.mark.gen_test
 async def test_max_in_flight_batches_go_out_side_by_side():
     gate = Gate()
-    batcher = Batcher(gate, max_in_flight=2)
-    calls = [asyncio.ensure_future(batcher.submit(0))]
-    await passes(3)
-    calls.append(asyncio.ensure_future(batcher.submit(1)))
-    await passes(3)
-    calls.append(asyncio.ensure_future(batcher.submit(2)))
-    await passes(3)
+    calls = await submitted_passes_apart(Batcher(gate, max_in_flight=2), [0, 1, 2])
     assert gate.batches == [[0], [1]]
     gate.gate.set()
     assert await asyncio.gather(*calls) == [0, 1, 2]
@@ -151,11 +155,7 @@ async def test_no_call_waits_longer_than_max_wait_behind_a_batch_that_does_not_r
     # A database that stopped answering: the call queued behind the stuck batch goes
     # out on its own after max_wait, so it sees its own timeout, not two in a row.
     gate = Gate()
-    batcher = Batcher(gate, max_wait=0.02)
-    calls = [asyncio.ensure_future(batcher.submit(0))]
-    await passes(3)
-    calls.append(asyncio.ensure_future(batcher.submit(1)))
-    await passes(3)
+    calls = await submitted_passes_apart(Batcher(gate, max_wait=0.02), [0, 1])
     assert gate.batches == [[0]]
     await asyncio.sleep(0.1)
     assert gate.batches == [[0], [1]]
