@@ -246,6 +246,72 @@ async def test_tokens_a_batch_has_claimed_are_granted_to_no_one_else(
     assert await db["socket_tokens"].count_documents({}) == 0
 
 
+def count_finds(monkeypatch: Any, store: SocketTokenStore) -> list[Any]:
+    """Record every ``find`` the store sends to its collection from now on."""
+    collection = store._collection
+    finds: list[Any] = []
+    find = collection.find
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        finds.append(args)
+        return find(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_collection", collection)
+    monkeypatch.setattr(collection, "find", counted)
+    return finds
+
+
+@pytest.mark.gen_test
+async def test_a_batch_of_tokens_issued_here_is_granted_without_reading_them_back(
+    api, registry, db, monkeypatch
+):
+    # The process remembers what it issued: claim and delete, no read in between.
+    users = [await api.new_user() for _ in range(3)]
+    principals = [await principal_of(registry, user.token) for user in users]
+    store = SocketTokenStore(db, ttl_seconds=30)
+    tokens = [(await store.issue(principal)).token for principal in principals]
+    finds = count_finds(monkeypatch, store)
+    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
+    assert finds == []
+    for grant, principal in zip(grants, principals, strict=True):
+        assert grant == {"user": principal.snapshot(), "jti": principal.jti}
+    assert await db["socket_tokens"].count_documents({}) == 0
+    assert await asyncio.gather(*(store.consume(token) for token in tokens)) == [None] * 3
+
+
+@pytest.mark.gen_test
+async def test_a_batch_with_tokens_voided_or_issued_elsewhere_reads_the_grants_back(
+    api, registry, db, monkeypatch
+):
+    # A token voided (as by logout) since it was issued here, then another worker's
+    # token: either way the grants come from the database, and only live tokens get one.
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    grant = {"user": principal.snapshot(), "jti": principal.jti}
+    here, elsewhere = SocketTokenStore(db, ttl_seconds=30), SocketTokenStore(db, ttl_seconds=30)
+    finds = count_finds(monkeypatch, here)
+    voided, live = [(await here.issue(principal)).token for _ in range(2)]
+    await db["socket_tokens"].delete_one({"_id": sha256(voided)})
+    assert await asyncio.gather(here.consume(voided), here.consume(live)) == [None, grant]
+    assert len(finds) == 1
+    tokens = [(await here.issue(principal)).token, (await elsewhere.issue(principal)).token]
+    assert await asyncio.gather(*(here.consume(token) for token in tokens)) == [grant] * 2
+    assert len(finds) == 2
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test
+async def test_the_grants_a_process_remembers_are_bounded(api, registry, db):
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    store = SocketTokenStore(db, ttl_seconds=30, remember_at_most=2)
+    tokens = [(await store.issue(principal)).token for _ in range(5)]
+    assert list(store._issued) == [sha256(token) for token in tokens[-2:]]
+    # The forgotten ones are read back from the database.
+    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
+    assert all(grant is not None and grant["jti"] == principal.jti for grant in grants)
+
+
 @pytest.mark.gen_test(timeout=15)
 async def test_an_expired_token_is_refused_before_any_ttl_sweep(api, registry):
     # A database of its own without the TTL index: nothing can sweep the token away,

@@ -11,7 +11,9 @@ with a filter that also requires ``expires_at > now``, so:
 Calls made during one event-loop pass share a round trip (``batching.Batcher``):
 tokens issued together are stored with one ``insert_many``; handshakes arriving
 together are claimed, read and deleted with three queries whatever their number
-(``_consume_all``), a lone handshake with one ``find_one_and_delete``.
+(``_consume_all``), a lone handshake with one ``find_one_and_delete``. A process
+remembers the grants of the tokens it issued, so when every token of a batch was
+issued here and the claim took them all, the read is skipped: two queries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +41,9 @@ TOKEN_BYTES = 32
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 GRANT = {"_id": 0, "user": 1, "jti": 1}  # what a handshake needs of the document
 CLAIM = "claimed_by"  # the id of the batch of handshakes consuming the token
+# Grants remembered for the tokens this process issued (~400 bytes each); beyond
+# this, the oldest are forgotten and their handshakes read the grant back instead.
+REMEMBER_AT_MOST = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,15 @@ def token_hash(token: str) -> str:
 
 
 class SocketTokenStore:
-    def __init__(self, database: Database, ttl_seconds: int) -> None:
+    def __init__(
+        self, database: Database, ttl_seconds: int, remember_at_most: int = REMEMBER_AT_MOST
+    ) -> None:
         self._collection = database[COLLECTION]
         self._ttl = ttl_seconds
+        self._remember_at_most = remember_at_most
+        # hash -> (when to forget it, its grant), oldest first: what the document holds,
+        # so a handshake for a token issued here needs no read once its claim succeeds.
+        self._issued: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all)
         self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(self._consume_all)
         # Hashes whose handshake this process is answering: a second handshake with
@@ -62,15 +75,27 @@ class SocketTokenStore:
 
     async def issue(self, principal: Principal) -> IssuedSocketToken:
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        await self._inserts.submit(
-            {
-                "_id": token_hash(token),
-                "user": principal.snapshot(),
-                "jti": principal.jti,
-                "expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl),
-            }
-        )
+        key = token_hash(token)
+        grant = {"user": principal.snapshot(), "jti": principal.jti}
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl)
+        await self._inserts.submit({"_id": key, **grant, "expires_at": expires_at})
+        self._remember(key, grant)
         return IssuedSocketToken(token, self._ttl)
+
+    def _remember(self, key: str, grant: dict[str, Any]) -> None:
+        now = time.monotonic()
+        issued = self._issued
+        while issued and (
+            len(issued) >= self._remember_at_most or next(iter(issued.values()))[0] <= now
+        ):
+            issued.popitem(last=False)  # the oldest: past its token's expiry, or one too many
+        if self._remember_at_most > 0:
+            issued[key] = (now + self._ttl, grant)
+
+    def _recall(self, key: str) -> dict[str, Any] | None:
+        """The grant of a token issued here (forgotten as it is recalled), else None."""
+        remembered = self._issued.pop(key, None)
+        return None if remembered is None else remembered[1]
 
     async def _insert_all(self, documents: list[dict[str, Any]]) -> list[BaseException | None]:
         """Insert a batch; a document the database refused fails only its own caller."""
@@ -112,21 +137,26 @@ class SocketTokenStore:
         with one ``update_many`` that stamps this batch's id on those still live and
         unclaimed (each document's update is atomic, so a token is claimed by one
         batch or handshake only, in any process), read back by that stamp, and
-        deleted. A claimed token is never granted again, even if this process stops
-        before the delete: the TTL index removes it.
+        deleted. The read is skipped when the claim took every token and this process
+        issued each one: their grants are remembered. A claimed token is never granted
+        again, even if this process stops before the delete: the TTL index removes it.
         """
+        remembered = [self._recall(key) for key in keys]
         unclaimed = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}, CLAIM: {"$exists": False}}
         if len(keys) == 1:
             live = {"_id": keys[0], **unclaimed}
             return [await self._collection.find_one_and_delete(live, projection=GRANT)]
         batch = ObjectId()
-        await self._collection.update_many(
+        claim = await self._collection.update_many(
             {"_id": {"$in": keys}, **unclaimed}, {"$set": {CLAIM: batch}}
         )
-        claimed = self._collection.find(
-            {"_id": {"$in": keys}, CLAIM: batch}, projection={"user": 1, "jti": 1}
-        )
-        found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
+        if claim.modified_count == len(keys) and None not in remembered:
+            found = dict(zip(keys, remembered, strict=True))  # keys are distinct: all ours
+        else:
+            claimed = self._collection.find(
+                {"_id": {"$in": keys}, CLAIM: batch}, projection={"user": 1, "jti": 1}
+            )
+            found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
         if found:
             await self._collection.delete_many({"_id": {"$in": list(found)}})
         return [found.get(key) for key in keys]
