@@ -41,8 +41,8 @@ TOKEN_BYTES = 32
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 GRANT = {"_id": 0, "user": 1, "jti": 1}  # what a handshake needs of the document
 CLAIM = "claimed_by"  # the id of the batch of handshakes consuming the token
-# Grants remembered for the tokens this process issued (~400 bytes each); beyond
-# this, the oldest are forgotten and their handshakes read the grant back instead.
+# Grants remembered for the tokens this process issued (~0.9 KB each, ~9 MB at most);
+# beyond this, the oldest are forgotten and their handshakes read the grant back.
 REMEMBER_AT_MOST = 10_000
 
 
