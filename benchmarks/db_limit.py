@@ -4,8 +4,9 @@ Runs the same queries as the app, straight from the driver, against the same
 database set-up as the benchmarked app: the embedded database (SecantusDB, in
 memory, in this process, like ``APP_ENV=test``) started by the generated
 package's own ``start_embedded_database``, the client from its ``db.connect`` and
-the indexes from its ``app.all_indexes``, and the garbage collector tuned by its
-``server.tune_garbage_collector`` as the app's server does. With ``--uri`` it uses
+the indexes from its ``app.all_indexes``, the garbage collector tuned by its
+``server.tune_garbage_collector`` and the event loop its settings choose
+(``EVENT_LOOP``), as the app's server does. With ``--uri`` it uses
 that database instead.
 
 - token: ``revoked_tokens.find_one({_id: jti}, {_id: 1})`` (the JWT revocation
@@ -283,14 +284,20 @@ def main() -> None:
         embedded = embedded_db.start_embedded_database(embedded_db.IN_MEMORY)
         # The URI the app itself uses for the embedded database (same client options).
         uri = embedded_db.client_uri(embedded)
+    # The event loop the app's own settings choose (EVENT_LOOP, read like the app reads
+    # it), so the driver costs here what it costs in the app.
+    settings = importlib.import_module(f"{PACKAGE}.config").load_settings()
+    server = importlib.import_module(f"{PACKAGE}.server")
     try:
-        result = asyncio.run(measure(args, uri))
+        with asyncio.Runner(loop_factory=server.event_loop_factory(settings.event_loop)) as runner:
+            result = runner.run(measure(args, uri))
     finally:
         if embedded is not None:
             embedded.stop()
     result["database"] = (
         "external (--uri)" if args.uri else "embedded SecantusDB, in memory, in-process"
     )
+    result["event_loop"] = settings.event_loop
     print(json.dumps(result))
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.project_slug }} import config
 from {{ cookiecutter.project_slug }}.config import ConfigError, Settings, load_settings
 
 SECRET = "s3cret-" + "k" * 40
@@ -37,6 +38,7 @@ def test_defaults(tmp_path):
     assert settings.login_max_failures == 5
     assert settings.max_body_bytes == 64 * 1024
     assert settings.trust_proxy_headers is False
+    assert settings.event_loop == "uvloop"  # a dependency wherever it is built
 {%- if cookiecutter.message_queue == "redis" %}
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
 {%- endif %}
@@ -72,6 +74,19 @@ def test_values_are_parsed(tmp_path):
     assert settings.mongodb_db == "other_db"
 
 
+def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, monkeypatch):
+    assert load(tmp_path, EVENT_LOOP="asyncio").event_loop == "asyncio"
+    find_spec = config.importlib.util.find_spec
+    monkeypatch.setattr(
+        config.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "uvloop" else find_spec(name, *args),
+    )
+    assert load(tmp_path).event_loop == "asyncio"
+    with pytest.raises(ConfigError, match=r"^EVENT_LOOP=uvloop but uvloop is not installed"):
+        load(tmp_path, EVENT_LOOP="uvloop")
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -89,6 +104,7 @@ def test_values_are_parsed(tmp_path):
         ("APP_ENV", "staging"),
         ("LOG_LEVEL", "verbose"),
         ("LOG_FORMAT", "xml"),
+        ("EVENT_LOOP", "trio"),
         ("TRUST_PROXY_HEADERS", "maybe"),
         ("JWT_SECRET", "too-short"),
         ("JWT_PREVIOUS_SECRET", "too-short"),

@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LISTENING = re.compile(r"listening on (http://[^\s:]+:\d+)")
 START_TIMEOUT = 20.0
@@ -87,10 +89,15 @@ class Server:
             self.process.wait()
 
 
-def test_serves_health_and_exits_0_on_sigint():
-    server = Server(PORT="0", HOST="127.0.0.1", APP_ENV="test", LOG_LEVEL="INFO")
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_serves_health_and_exits_0_on_sigint(event_loop):
+    server = Server(
+        PORT="0", HOST="127.0.0.1", APP_ENV="test", LOG_LEVEL="INFO", EVENT_LOOP=event_loop
+    )
     try:
-        url = server.wait_for(LISTENING, START_TIMEOUT).group(1)
+        listening = server.wait_for(LISTENING, START_TIMEOUT)
+        assert listening.string.rstrip().endswith(f"event loop {event_loop})")
+        url = listening.group(1)
         with urllib.request.urlopen(url + "/health", timeout=5) as response:  # noqa: S310
             assert response.status == 200
             assert json.loads(response.read()) == {"status": "ok", "mongo": "ok"}

@@ -7,7 +7,6 @@ A bad setting stops start-up with one line naming the variable.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -15,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from .config import ConfigError, load_settings
 from .logs import configure_logging
-from .server import serve
+from .server import run
 {%- if cookiecutter.message_queue == "redis" %}
 from .workers import run_workers
 {%- endif %}
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers > 1:
             return run_workers(settings, args.workers)
 {%- endif %}
-        asyncio.run(serve(settings))
+        run(settings)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

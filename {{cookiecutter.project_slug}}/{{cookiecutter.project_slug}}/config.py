@@ -7,6 +7,7 @@ URLs that may carry credentials are never echoed back.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from dotenv import dotenv_values
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+EVENT_LOOPS = ("uvloop", "asyncio")
 MIN_SECRET_BYTES = 32
 
 T = TypeVar("T")
@@ -63,6 +65,7 @@ class Settings:
     socket_tokens_per_minute_per_address: int = 600
     handshakes_per_minute_per_address: int = 600
     fast_fanout: bool = True
+    event_loop: str = "asyncio"
 
     @property
     def is_production(self) -> bool:
@@ -187,7 +190,18 @@ def _parse(read: _Reader) -> Settings:
             "HANDSHAKES_PER_MINUTE_PER_ADDRESS", 600, minimum=0
         ),
         fast_fanout=read.boolean("FAST_FANOUT", True),
+        event_loop=_event_loop(read.choice("EVENT_LOOP", _default_event_loop(), EVENT_LOOPS)),
     )
+
+
+def _default_event_loop() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
+def _event_loop(name: str) -> str:
+    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError("EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop")
+    return name
 
 
 def _jwt_secret(value: str | None, app_env: str) -> str:

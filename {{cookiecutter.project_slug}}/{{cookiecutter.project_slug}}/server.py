@@ -9,6 +9,7 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
 import tornado.httpserver
 import tornado.netutil
@@ -44,6 +45,26 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def run(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    """``serve`` on the event loop EVENT_LOOP names (uvloop where it is installed)."""
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings, sockets))
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for ``"uvloop"``; None (asyncio's default loop) otherwise.
+
+    Tornado, the driver and Socket.IO all run on asyncio's interfaces, so either loop
+    serves the same app; uvloop's, written in C, spends less CPU per callback, timer
+    and socket event (``benchmarks/README.md``).
+    """
+    if name != "uvloop":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
 async def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then stop in order and return.
 
@@ -66,7 +87,13 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None) 
             sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
-        log.info("listening on http://%s:%d (APP_ENV=%s)", settings.host, port, settings.app_env)
+        log.info(
+            "listening on http://%s:%d (APP_ENV=%s, event loop %s)",
+            settings.host,
+            port,
+            settings.app_env,
+            settings.event_loop,
+        )
 
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

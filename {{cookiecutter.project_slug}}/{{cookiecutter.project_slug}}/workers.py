@@ -15,7 +15,6 @@ supervisor - systemd, Kubernetes, compose ``restart:`` - for that).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import dataclasses
@@ -29,7 +28,7 @@ from types import FrameType
 import tornado.netutil
 
 from .config import ConfigError, Settings
-from .server import serve
+from .server import run
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def run_workers(settings: Settings, count: int) -> int:
                 sockets = tornado.netutil.bind_sockets(
                     settings.port, settings.host, reuse_port=True
                 )
-                asyncio.run(serve(settings, sockets))
+                run(settings, sockets)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 status = 1
