@@ -65,7 +65,7 @@ class Settings:
     socket_tokens_per_minute_per_address: int = 600
     handshakes_per_minute_per_address: int = 600
     fast_fanout: bool = True
-    event_loop: str = "asyncio"
+    event_loop: str = "asyncio"  # load_settings picks uvloop where it is installed
 
     @property
     def is_production(self) -> bool:
@@ -190,16 +190,15 @@ def _parse(read: _Reader) -> Settings:
             "HANDSHAKES_PER_MINUTE_PER_ADDRESS", 600, minimum=0
         ),
         fast_fanout=read.boolean("FAST_FANOUT", True),
-        event_loop=_event_loop(read.choice("EVENT_LOOP", _default_event_loop(), EVENT_LOOPS)),
+        event_loop=_event_loop(read),
     )
 
 
-def _default_event_loop() -> str:
-    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
-
-
-def _event_loop(name: str) -> str:
-    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+def _event_loop(read: _Reader) -> str:
+    """EVENT_LOOP: uvloop by default where it is installed (everywhere but Windows)."""
+    installed = importlib.util.find_spec("uvloop") is not None
+    name = read.choice("EVENT_LOOP", "uvloop" if installed else "asyncio", EVENT_LOOPS)
+    if name == "uvloop" and not installed:
         raise ConfigError("EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop")
     return name
 
