@@ -68,6 +68,11 @@ def settings(mongodb_uri: str, settings_overrides: dict[str, Any]) -> Settings:
         mongodb_db=f"test_{uuid.uuid4().hex[:16]}",
         mongodb_timeout_ms=3000,
         jwt_secret=TEST_SECRET,
+        # Every test signs up and writes from 127.0.0.1: the per-address sign-up limit
+        # and the per-user write limits are off here, and on in the tests of each.
+        signups_per_address=0,
+        writes_per_minute_per_user=0,
+        broadcasts_per_minute_per_user=0,
 {%- if cookiecutter.message_queue == "redis" %}
         # A channel of its own: concurrent test runs must not share Socket.IO rooms.
         redis_channel=f"test-{uuid.uuid4().hex}",

@@ -41,6 +41,12 @@ async def principal_of(registry: Any, jwt_token: str) -> Any:
     return await tokens.authenticate(jwt_token)
 
 
+def grant_of(principal: Any) -> dict[str, Any]:
+    """What a handshake learns from a token: the user, the JWT's id and its expiry."""
+    exp = int(principal.expires_at.timestamp())
+    return {"user": principal.snapshot(), "jti": principal.jti, "exp": exp}
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -110,7 +116,9 @@ async def test_only_the_sha256_of_the_token_is_stored_with_a_user_snapshot(api, 
     jti = jwt.decode(user.token, settings.jwt_secret, algorithms=["HS256"])["jti"]
     assert stored["user"] == {"_id": user.id, "username": user.username, "groups": []}
     assert stored["jti"] == jti
-    assert set(stored) == {"_id", "user", "jti", "expires_at"}
+    assert set(stored) == {"_id", "user", "jti", "exp", "expires_at"}
+    # The JWT's expiry, which a socket opened with this token must not outlive.
+    assert stored["exp"] == jwt.decode(user.token, settings.jwt_secret, algorithms=["HS256"])["exp"]
 
 
 @pytest.mark.gen_test
@@ -157,7 +165,7 @@ async def test_handshakes_arriving_together_each_get_their_own_grant_once(api, r
     grants = await asyncio.gather(*(store.consume(token) for token in tokens))
     for token, grant in zip(tokens[: len(owners)], grants, strict=False):
         assert grant is not None and grant["user"]["_id"] == owners[token].id
-        assert set(grant) == {"user", "jti"}
+        assert set(grant) == {"user", "jti", "exp"}
     assert grants[len(owners)] is None  # the repeat of the first token
     assert grants[-1] is None
     assert await db["socket_tokens"].count_documents({}) == 0
@@ -274,7 +282,7 @@ async def test_a_batch_of_tokens_issued_here_is_granted_without_reading_them_bac
     grants = await asyncio.gather(*(store.consume(token) for token in tokens))
     assert finds == []
     for grant, principal in zip(grants, principals, strict=True):
-        assert grant == {"user": principal.snapshot(), "jti": principal.jti}
+        assert grant == grant_of(principal)
     assert await db["socket_tokens"].count_documents({}) == 0
     assert await asyncio.gather(*(store.consume(token) for token in tokens)) == [None] * 3
 
@@ -287,7 +295,7 @@ async def test_a_batch_with_tokens_voided_or_issued_elsewhere_reads_the_grants_b
     # token: either way the grants come from the database, and only live tokens get one.
     user = await api.new_user()
     principal = await principal_of(registry, user.token)
-    grant = {"user": principal.snapshot(), "jti": principal.jti}
+    grant = grant_of(principal)
     here, elsewhere = SocketTokenStore(db, ttl_seconds=30), SocketTokenStore(db, ttl_seconds=30)
     finds = count_finds(monkeypatch, here)
     voided, live = [(await here.issue(principal)).token for _ in range(2)]

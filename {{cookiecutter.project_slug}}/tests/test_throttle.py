@@ -10,7 +10,7 @@ import pytest
 import tornado.httpserver
 import tornado.testing
 
-from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle
+from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle, Throttled
 
 from .support import Api, Response
 
@@ -114,38 +114,41 @@ async def test_a_lock_out_from_one_address_does_not_lock_the_user_out_elsewhere(
     assert (await proxied_api.login("ada", **user)).status == 200
 
 
+async def reserve_times(throttle: LoginThrottle, account: str, address: str, times: int) -> None:
+    for _ in range(times):
+        await throttle.reserve(account, address)
+
+
 @pytest.mark.gen_test
 async def test_the_store_limits_per_account_and_address_per_address_and_per_account(app, db):
     throttle = LoginThrottle(db, max_failures=2, window_seconds=60)
     await window_with_room(60, needed=5)
 
-    await throttle.record_failure("Ada", "10.0.0.1")
-    assert await throttle.retry_after("ada", "10.0.0.1") is None
-    await throttle.record_failure("ada", "10.0.0.1")
-    assert 0 < await throttle.retry_after("ADA", "10.0.0.1") <= 60
-    assert await throttle.retry_after("ada", "10.0.0.2") is None
-    assert await throttle.retry_after("grace", "10.0.0.1") is None
+    await reserve_times(throttle, "ada", "10.0.0.1", 2)
+    with pytest.raises(Throttled) as throttled:
+        await throttle.reserve("ada", "10.0.0.1")
+    assert 0 < throttled.value.retry_after <= 60
+    await throttle.reserve("ada", "10.0.0.2")
+    await throttle.reserve("grace", "10.0.0.1")
 
-    # Per address: 4 x max failures across accounts lock that address for every account.
-    for name in ("b1", "b2", "b3"):
-        await throttle.record_failure(name, "10.0.0.9")
-        await throttle.record_failure(name, "10.0.0.9")
-    await throttle.record_failure("b4", "10.0.0.9")
-    assert await throttle.retry_after("b4", "10.0.0.9") is None
-    await throttle.record_failure("b4", "10.0.0.9")
-    assert await throttle.retry_after("anyone", "10.0.0.9") is not None
+    # Per address: 4 x max attempts across accounts lock that address for every account.
+    for name in ("b1", "b2", "b3", "b4"):
+        await reserve_times(throttle, name, "10.0.0.9", 2)
+    with pytest.raises(Throttled):
+        await throttle.reserve("anyone", "10.0.0.9")
 
-    # Per account: 20 x max failures from many addresses lock that account everywhere.
+    # Per account: 20 x max attempts from many addresses lock that account everywhere.
     for i in range(40):
-        await throttle.record_failure("target", f"192.0.2.{i}")
-    assert await throttle.retry_after("target", "192.0.2.250") is not None
-    assert await throttle.retry_after("bystander", "192.0.2.250") is None
+        await throttle.reserve("target", f"192.0.2.{i}")
+    with pytest.raises(Throttled):
+        await throttle.reserve("target", "192.0.2.250")
+    await throttle.reserve("bystander", "192.0.2.250")
 
 
 @pytest.mark.gen_test
-async def test_the_failure_counters_hold_no_login_or_address(app, db):
+async def test_the_attempt_counters_hold_no_login_or_address(app, db):
     throttle = LoginThrottle(db, max_failures=2, window_seconds=60)
-    await throttle.record_failure("ada@example.com", "10.9.8.7")
+    await throttle.reserve("login:ada@example.com", "10.9.8.7")
     stored = await db["login_failures"].find({}).to_list(None)
     assert len(stored) == 3
     for document in stored:

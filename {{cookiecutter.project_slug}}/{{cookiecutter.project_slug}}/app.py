@@ -26,14 +26,14 @@ from .auth.handlers import (
 from .auth.nonces import SocketTokenStore
 from .auth.passwords import Passwords
 from .auth.revocations import RevocationStore
-from .auth.throttle import LoginThrottle
+from .auth.throttle import LoginThrottle, SignupLimit
 from .auth.tokens import TokenService
 from .auth.users import UserStore
 from .config import ConfigError, Settings
 from .metrics import Metrics, MetricsHandler
 from .models import ENTITIES
 from .models.handlers import entity_routes
-from .ratelimit import RateLimiter, SocketTokenLimits
+from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
 from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server, socketio_route
 from .registry import Registry
@@ -57,7 +57,14 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         keys.MONGO_CLIENT, db.connect(settings.mongodb_uri, settings.mongodb_timeout_ms)
     )
     database = registry.set(keys.DATABASE, client[settings.mongodb_db])
-    registry.set(keys.PASSWORDS, Passwords.for_environment(settings.app_env))
+    registry.set(
+        keys.PASSWORDS,
+        Passwords.for_environment(
+            settings.app_env,
+            settings.password_hashing_concurrency,
+            settings.password_hashing_queue,
+        ),
+    )
     registry.set(keys.USERS, UserStore(database))
     registry.set(
         keys.TOKENS,
@@ -71,6 +78,17 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
     registry.set(
         keys.LOGIN_THROTTLE,
         LoginThrottle(database, settings.login_max_failures, settings.login_lockout_seconds),
+    )
+    registry.set(
+        keys.SIGNUP_LIMIT,
+        SignupLimit(database, settings.signups_per_address, settings.signup_window_seconds),
+    )
+    registry.set(
+        keys.WRITE_LIMITS,
+        WriteLimits(
+            per_user=RateLimiter(settings.writes_per_minute_per_user),
+            broadcasts_per_user=RateLimiter(settings.broadcasts_per_minute_per_user),
+        ),
     )
     registry.set(
         keys.SOCKET_TOKEN_LIMITS,
@@ -151,4 +169,5 @@ async def stop(app: tornado.web.Application) -> None:
         await socket.close(wait=False, abort=True)
         await socket.queue.put(None)
     await sio.shutdown()
+    registry[keys.PASSWORDS].close()
     await db.close(registry[keys.MONGO_CLIENT])

@@ -55,6 +55,12 @@ class Settings:
     trust_proxy_headers: bool = False
     login_max_failures: int = 5
     login_lockout_seconds: int = 300
+    signups_per_address: int = 10
+    signup_window_seconds: int = 3600
+    password_hashing_concurrency: int = 2
+    password_hashing_queue: int = 32
+    writes_per_minute_per_user: int = 120
+    broadcasts_per_minute_per_user: int = 12
     max_body_bytes: int = 64 * 1024
     socketio_ping_interval: int = 25
     socketio_ping_timeout: int = 20
@@ -170,6 +176,16 @@ def _parse(read: _Reader) -> Settings:
         trust_proxy_headers=read.boolean("TRUST_PROXY_HEADERS", False),
         login_max_failures=read.integer("LOGIN_MAX_FAILURES", 5, minimum=1),
         login_lockout_seconds=read.integer("LOGIN_LOCKOUT_SECONDS", 300, minimum=1),
+        signups_per_address=read.integer("SIGNUPS_PER_ADDRESS", 10, minimum=0),
+        signup_window_seconds=read.integer("SIGNUP_WINDOW_SECONDS", 3600, minimum=1),
+        password_hashing_concurrency=read.integer(
+            "PASSWORD_HASHING_CONCURRENCY", 2, minimum=1, maximum=64
+        ),
+        password_hashing_queue=read.integer("PASSWORD_HASHING_QUEUE", 32, minimum=0),
+        writes_per_minute_per_user=read.integer("WRITES_PER_MINUTE_PER_USER", 120, minimum=0),
+        broadcasts_per_minute_per_user=read.integer(
+            "BROADCASTS_PER_MINUTE_PER_USER", 12, minimum=0
+        ),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         socketio_ping_interval=read.integer("SOCKETIO_PING_INTERVAL", 25, minimum=1),
         socketio_ping_timeout=read.integer("SOCKETIO_PING_TIMEOUT", 20, minimum=1),

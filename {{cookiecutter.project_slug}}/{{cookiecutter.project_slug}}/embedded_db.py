@@ -8,14 +8,17 @@ dependency (GPL-2.0), installed by the ``dev`` extra and never used in productio
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
 IN_MEMORY = ":memory:"
+# Folders this process has locked (a restart in the same process keeps its lock).
+_LOCKED: dict[Path, IO[str]] = {}
 
 
 class EmbeddedServer(Protocol):
@@ -44,6 +47,7 @@ def start_embedded_database(
         ) from None
     if storage != IN_MEMORY:
         Path(storage).mkdir(parents=True, exist_ok=True)
+        lock_folder(Path(storage))
     logging.getLogger("secantus").setLevel(logging.WARNING)
     server = SecantusDBServer(
         host="127.0.0.1",
@@ -68,3 +72,30 @@ def client_uri(server: EmbeddedServer) -> str:
     """
     max_idle_ms = int(server.client_idle_timeout_s * 1000 / 2)
     return f"{server.uri}?retryWrites=false&maxIdleTimeMS={max_idle_ms}"
+
+
+def lock_folder(folder: Path) -> None:
+    """Hold an exclusive lock on ``folder`` for the life of this process, or raise
+    ConfigError: a second app on the same DATA_DIR stops with one line instead of
+    the storage engine's traceback. The operating system releases the lock when
+    the process ends, however it ends."""
+    folder = folder.resolve()
+    if folder in _LOCKED:
+        return
+    handle = (folder / ".lock").open("a")
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"DATA_DIR: the database folder {folder} is in use by another process "
+            "(is the app already running? stop it, or set another DATA_DIR)"
+        ) from None
+    _LOCKED[folder] = handle

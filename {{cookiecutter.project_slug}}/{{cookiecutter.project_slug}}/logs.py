@@ -1,8 +1,10 @@
 """Logging: plain text or one JSON object per line, with request and user ids.
 
-Secrets stay out of logs by construction: the access log redacts credentials in
-query strings (``?token=...`` from Socket.IO clients), and no module logs bodies,
-tokens or password hashes.
+Secrets stay out of logs by construction: every line (text or JSON, its message,
+traceback and extra fields) goes through ``redact_text``, which redacts the value of
+any query parameter whose *decoded* name means a credential (``?token=``,
+``?%74oken=``, ``?TOK%45N=``, ``?sid=`` for engine.io's session id, ``?password=``...),
+and no module logs bodies, tokens or password hashes.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import json
 import logging
 import re
 import sys
+import unicodedata
 import uuid
 from contextvars import ContextVar
 from typing import Any, TextIO
+from urllib.parse import unquote_plus
 
 import tornado.httputil
 import tornado.web
@@ -22,9 +26,49 @@ import tornado.web
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _user_id: ContextVar[str | None] = ContextVar("user_id", default=None)
 
-# Query parameters whose values must never reach a log line.
-_SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|access_token|jwt|auth|password|secret)=)[^&#]*")
+# Query parameters whose values must never reach a log line, compared with the name
+# decoded, case-folded and stripped of everything but letters and digits.
+SECRET_PARAMETERS = frozenset(
+    {
+        "token", "accesstoken", "refreshtoken", "idtoken", "sockettoken", "jwt", "auth",
+        "authorization", "bearer", "password", "passwd", "pwd", "secret", "clientsecret",
+        "apikey", "key", "sid", "session", "sessionid", "signature", "sig", "code",
+        "nonce",
+    }
+)  # fmt: skip
 REDACTED = "[redacted]"
+# A query string inside any text: from "?" to the first blank, quote or angle bracket
+# (a value is redacted to that point, so "[redacted]" itself is redacted to itself).
+_QUERY_IN_TEXT = re.compile(r"\?([^\s'\"<>`]*)")
+
+
+def secret_parameter(raw_name: str) -> bool:
+    """Whether a query parameter's name, as sent, means a credential once decoded."""
+    name = raw_name
+    for _round in range(3):  # %2574 is %74 once decoded: decode until it no longer changes
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in folded if ch.isalnum()) in SECRET_PARAMETERS
+
+
+def redact_query(query: str) -> str:
+    """``EIO=4&%74oken=abc`` → ``EIO=4&%74oken=[redacted]`` (names kept as sent)."""
+    pairs = re.split(r"([&;])", query)
+    for index in range(0, len(pairs), 2):
+        name, equals, _value = pairs[index].partition("=")
+        if equals and secret_parameter(name):
+            pairs[index] = f"{name}={REDACTED}"
+    return "".join(pairs)
+
+
+def redact_text(text: str) -> str:
+    """Redact the secret parameters of every query string in ``text``."""
+    if "?" not in text:
+        return text
+    return _QUERY_IN_TEXT.sub(lambda m: "?" + redact_query(m.group(1)), text)
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -45,25 +89,33 @@ def bind_user(user_id: str | None) -> None:
 
 def redact_url(uri: str) -> str:
     """``/socket.io/?EIO=4&token=abc`` → ``/socket.io/?EIO=4&token=[redacted]``."""
-    return _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, uri)
+    path, question, query = uri.partition("?")
+    if not question:
+        return uri
+    query, hash_, fragment = query.partition("#")
+    return f"{path}?{redact_query(query)}{hash_}{fragment}"
 
 
-# The same parameters inside any log message: the value ends at a space or quote too.
-_SECRET_PARAMS_IN_TEXT = re.compile(
-    r"(?i)([?&](?:token|access_token|jwt|auth|password|secret)=)[^&#\s'\"]*"
-)
+def _redact_value(name: str, value: Any) -> Any:
+    """An extra field of a JSON line: redacted whole when its name means a secret."""
+    if secret_parameter(name):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(str(key), item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value("", item) for item in value]
+    return value
 
 
-class _RedactFilter(logging.Filter):
-    """Redacts credentials in URLs that other code logs: Tornado's ``Uncaught exception
-    GET /socket.io/?token=...`` line, for one, prints the request's URI as it came."""
+class RedactingFormatter(logging.Formatter):
+    """Text lines with ``redact_text`` applied to the whole line, traceback included:
+    Tornado's ``Uncaught exception GET /socket.io/?token=...`` line, for one, prints
+    the request's URI as it came."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = _SECRET_PARAMS_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 class _ContextFilter(logging.Filter):
@@ -86,7 +138,7 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
         for name in ("request_id", "user_id"):
             value = getattr(record, name, None)
@@ -94,9 +146,9 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         for name, value in vars(record).items():
             if name not in self.RESERVED and not name.startswith("_"):
-                entry[name] = value
+                entry[name] = _redact_value(name, value)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
@@ -107,8 +159,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     """Send every log line to ``stream`` (default stderr) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
-    handler.addFilter(_RedactFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else RedactingFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,5 +1,5 @@
-"""In-process rate limits (token buckets) for cheap, hot paths: socket-token issue and
-handshakes.
+"""In-process rate limits (token buckets) for cheap, hot paths: socket-token issue,
+handshakes and writes per user.
 
 These limits cost no database round trip, so they can sit in front of the fastest
 paths of the app. They are per process: with N processes a client gets up to N
@@ -54,3 +54,12 @@ class SocketTokenLimits:
 
     per_user: RateLimiter
     per_address: RateLimiter
+
+
+@dataclass(frozen=True)
+class WriteLimits:
+    """Writes per user (every POST, PUT, PATCH and DELETE of an entity), and broadcasts
+    per user (messages pushed to every socket, so limited more tightly)."""
+
+    per_user: RateLimiter
+    broadcasts_per_user: RateLimiter

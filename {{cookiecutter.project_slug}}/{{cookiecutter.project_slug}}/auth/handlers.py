@@ -11,9 +11,17 @@ from ..web.base import AuthenticatedHandler, BaseHandler
 from ..web.errors import ApiError, too_many_requests, unauthorized
 from .nonces import SocketTokenStore
 from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, SignupLimit, Throttled
 from .tokens import TokenService
-from .users import EMAIL_RULE, USERNAME_RULE, EmailTaken, UsernameTaken, UserStore, public_user
+from .users import (
+    EMAIL_RULE,
+    USERNAME_RULE,
+    EmailTaken,
+    UsernameTaken,
+    UserStore,
+    normalise_identifier,
+    public_user,
+)
 
 
 def invalid_credentials() -> ApiError:
@@ -28,6 +36,7 @@ def _password(body: dict[str, Any]) -> str:
         min_length=MIN_PASSWORD_LENGTH,
         max_length=MAX_PASSWORD_LENGTH,
         strip=False,
+        printable=False,
     )
 
 
@@ -49,6 +58,13 @@ class SignupHandler(BaseHandler):
             "digit or '_'",
         )
         display_name = validation.text(body, "display_name", required=False, max_length=100)
+        limit: SignupLimit = self.registry[keys.SIGNUP_LIMIT]
+        try:
+            await limit.reserve(self.client_ip)
+        except Throttled as throttled:
+            raise too_many_requests(
+                throttled.retry_after, "too many sign-ups from this address, try again later"
+            ) from None
         passwords: Passwords = self.registry[keys.PASSWORDS]
         users: UserStore = self.registry[keys.USERS]
         try:
@@ -74,24 +90,31 @@ class LoginHandler(BaseHandler):
         field = "username" if body.get("username") is not None else "email"
         login = validation.required_text(body, field, max_length=254)
         password = validation.required_text(
-            body, "password", max_length=MAX_PASSWORD_LENGTH, strip=False
+            body, "password", max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False
         )
-
-        throttle: LoginThrottle = self.registry[keys.LOGIN_THROTTLE]
-        retry_after = await throttle.retry_after(login, self.client_ip)
-        if retry_after is not None:
-            raise too_many_requests(retry_after, "too many failed logins, try again later")
 
         users: UserStore = self.registry[keys.USERS]
         passwords: Passwords = self.registry[keys.PASSWORDS]
+        throttle: LoginThrottle = self.registry[keys.LOGIN_THROTTLE]
         user = await users.find_by_login(login)
-        matches, needs_rehash = await passwords.verify(
-            user.get("password_hash") if user else None, password
-        )
+        # One budget per account whichever identifier was typed (SECURITY.md).
+        account = f"user:{user['_id']}" if user else f"login:{normalise_identifier(login)}"
+        try:
+            reservation = await throttle.reserve(account, self.client_ip)
+        except Throttled as throttled:
+            raise too_many_requests(
+                throttled.retry_after, "too many failed logins, try again later"
+            ) from None
+        try:
+            matches, needs_rehash = await passwords.verify(
+                user.get("password_hash") if user else None, password
+            )
+        except BaseException:
+            await throttle.release(reservation)  # no password was evaluated
+            raise
         if user is None or not matches:
-            await throttle.record_failure(login, self.client_ip)
             raise invalid_credentials()
-        await throttle.record_success(login, self.client_ip)
+        await throttle.succeeded(reservation, account, self.client_ip)
         if needs_rehash:
             await users.set_password_hash(user["_id"], await passwords.hash(password))
 

@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, WriteError
 
 from ..batching import Batcher
 from ..db import Database, IndexSpec
+from .revocations import RevocationStore
 from .tokens import Principal
 
 COLLECTION = "socket_tokens"
@@ -39,7 +40,7 @@ INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})
 TOKEN_BYTES = 32
 # token_urlsafe(32) is 43 characters; anything else cannot be one of ours.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-GRANT = {"_id": 0, "user": 1, "jti": 1}  # what a handshake needs of the document
+GRANT = {"_id": 0, "user": 1, "jti": 1, "exp": 1}  # what a handshake needs of the document
 CLAIM = "claimed_by"  # the id of the batch of handshakes consuming the token
 # Grants remembered for the tokens this process issued (~0.9 KB each, ~9 MB at most);
 # beyond this, the oldest are forgotten and their handshakes read the grant back.
@@ -61,6 +62,7 @@ class SocketTokenStore:
         self, database: Database, ttl_seconds: int, remember_at_most: int = REMEMBER_AT_MOST
     ) -> None:
         self._collection = database[COLLECTION]
+        self._revocations = RevocationStore(database)
         self._ttl = ttl_seconds
         self._remember_at_most = remember_at_most
         # hash -> (when to forget it, its grant), oldest first: what the document holds,
@@ -76,7 +78,12 @@ class SocketTokenStore:
     async def issue(self, principal: Principal) -> IssuedSocketToken:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         key = token_hash(token)
-        grant = {"user": principal.snapshot(), "jti": principal.jti}
+        # ``exp``: the JWT's expiry, which the socket must not outlive.
+        grant = {
+            "user": principal.snapshot(),
+            "jti": principal.jti,
+            "exp": int(principal.expires_at.timestamp()),
+        }
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl)
         await self._inserts.submit({"_id": key, **grant, "expires_at": expires_at})
         self._remember(key, grant)
@@ -154,12 +161,21 @@ class SocketTokenStore:
             found = dict(zip(keys, remembered, strict=True))  # keys are distinct: all ours
         else:
             claimed = self._collection.find(
-                {"_id": {"$in": keys}, CLAIM: batch}, projection={"user": 1, "jti": 1}
+                {"_id": {"$in": keys}, CLAIM: batch}, projection={"user": 1, "jti": 1, "exp": 1}
             )
             found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
         if found:
             await self._collection.delete_many({"_id": {"$in": list(found)}})
         return [found.get(key) for key in keys]
+
+    async def session_is_live(self, grant: dict[str, Any]) -> bool:
+        """Whether the JWT that minted a consumed token still holds: not expired, and not
+        revoked. A token requested at the moment of logout can be stored after logout
+        voided the JWT's unused tokens; this check refuses it at the handshake."""
+        exp = grant.get("exp")
+        if not isinstance(exp, int) or exp <= time.time():
+            return False
+        return not await self._revocations.is_revoked(grant["jti"])
 
     async def discard_for_jwt(self, jti: str) -> None:
         """Void the unused socket tokens minted with a JWT (on logout)."""

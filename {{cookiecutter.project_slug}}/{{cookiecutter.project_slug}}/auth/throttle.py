@@ -1,14 +1,24 @@
-"""Login throttling: bounded, per account-and-address, per address and per account.
+"""Attempt counters kept in the database: login throttling and the sign-up limit.
 
-Failures are counted in fixed time windows (one document per key and window, with
-a TTL index). When a counter reaches its limit, logins matching that key answer
-429 until the window ends, so a lock-out always ends by itself, and failures
-during a lock-out do not extend it. Counting per *account and address* means an
-attacker elsewhere cannot lock a user out of their own address quickly; the
-per-address and per-account limits (higher) bound guessing across accounts and
-from many addresses. Unknown accounts are counted exactly like real ones, so the
-throttle does not reveal which accounts exist. Keys are hashed: the collection
-holds no emails or addresses.
+An attempt *reserves* its slot before any password is hashed or verified, with one
+atomic ``find_one_and_update`` whose filter holds the limit (``count < maximum``)
+and whose update is the increment: the database applies both to the document at
+once, so however many requests arrive together, no more than ``maximum`` of them
+get a slot in a window. A request that finds the counter full is answered 429 and
+counts nothing, so failures during a lock-out do not extend it.
+
+Counters live in fixed time windows (one document per key and window, with a TTL
+index), so a lock-out always ends by itself. Keys are hashed: the collection holds
+no emails, usernames or addresses.
+
+Login keys (see SECURITY.md): *account and address* at ``LOGIN_MAX_FAILURES``,
+*address* at 4x and *account* at 20x. An attacker at one address therefore gets
+``LOGIN_MAX_FAILURES`` guesses per window, and spends only that much of the
+account's looser ceiling: the owner, from another address, still logs in. The
+account is the user's id when the identifier typed (username or email, any case
+or Unicode form) names an account, else the normalised identifier, so an account
+has one budget whichever identifier is typed, and unknown accounts are counted
+exactly like real ones.
 """
 
 from __future__ import annotations
@@ -19,69 +29,137 @@ import math
 import time
 from dataclasses import dataclass
 
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..db import Database, IndexSpec
 
 COLLECTION = "login_failures"
 INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
+ADDRESS_FACTOR = 4
+ACCOUNT_FACTOR = 20
 
 
 @dataclass(frozen=True)
-class _Limit:
+class Limit:
     scope: str
     key: str
     maximum: int
 
 
-class LoginThrottle:
-    def __init__(self, database: Database, max_failures: int, window_seconds: int) -> None:
-        self._collection = database[COLLECTION]
-        self._max = max_failures
-        self._window = window_seconds
+@dataclass(frozen=True)
+class Reservation:
+    """Slots taken by one attempt (give them back with ``release``)."""
 
-    def _limits(self, login: str, address: str) -> list[_Limit]:
-        login = login.lower()
-        return [
-            _Limit("account+address", f"{login}\n{address}", self._max),
-            _Limit("address", address, self._max * 4),
-            _Limit("account", login, self._max * 20),
-        ]
+    doc_ids: tuple[str, ...]
+
+
+class Throttled(Exception):
+    """A counter is full; ``retry_after`` seconds until its window ends."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class AttemptCounter:
+    """Counts attempts per key in fixed windows of ``window_seconds``."""
+
+    def __init__(self, database: Database, window_seconds: int) -> None:
+        self._collection = database[COLLECTION]
+        self._window = window_seconds
 
     def _window_now(self) -> tuple[int, float]:
         now = time.time()
         return int(now // self._window), now
 
-    def _doc_id(self, limit: _Limit, window: int) -> str:
+    @staticmethod
+    def _doc_id(limit: Limit, window: int) -> str:
         digest = hashlib.sha256(f"{limit.scope}\n{limit.key}".encode()).hexdigest()
         return f"{digest}:{window}"
 
-    async def retry_after(self, login: str, address: str) -> int | None:
-        """Seconds until a login for ``login`` from ``address`` may be tried, or None."""
+    async def reserve(self, limits: list[Limit]) -> Reservation:
+        """Take one slot under every limit, in order, or raise Throttled taking none."""
         window, now = self._window_now()
-        limits = {self._doc_id(limit, window): limit for limit in self._limits(login, address)}
-        cursor = self._collection.find({"_id": {"$in": list(limits)}}, projection={"count": 1})
-        async for doc in cursor:
-            if doc.get("count", 0) >= limits[doc["_id"]].maximum:
-                return max(1, math.ceil((window + 1) * self._window - now))
-        return None
-
-    async def record_failure(self, login: str, address: str) -> None:
-        window, _now = self._window_now()
         expires_at = dt.datetime.fromtimestamp((window + 1) * self._window, dt.UTC)
-        for limit in self._limits(login, address):
+        taken: list[str] = []
+        for limit in limits:
             doc_id = self._doc_id(limit, window)
+            if not await self._take(doc_id, limit.maximum, expires_at):
+                await self.release(Reservation(tuple(taken)))
+                raise Throttled(max(1, math.ceil((window + 1) * self._window - now)))
+            taken.append(doc_id)
+        return Reservation(tuple(taken))
+
+    async def _take(self, doc_id: str, maximum: int, expires_at: dt.datetime) -> bool:
+        """One atomic check-and-increment. A full counter does not match the filter, so
+        the upsert tries to insert its ``_id`` again and fails: that is the refusal."""
+        for _attempt in range(2):  # a first insert can race another: the second try sees it
             try:
-                await self._collection.update_one(
-                    {"_id": doc_id},
+                await self._collection.find_one_and_update(
+                    {"_id": doc_id, "count": {"$lt": maximum}},
                     {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": expires_at}},
                     upsert=True,
+                    projection={"_id": 1},
+                    return_document=ReturnDocument.AFTER,
                 )
-            except DuplicateKeyError:  # two first failures raced to create the document
-                await self._collection.update_one({"_id": doc_id}, {"$inc": {"count": 1}})
+                return True
+            except DuplicateKeyError:
+                full = await self._collection.find_one(
+                    {"_id": doc_id, "count": {"$gte": maximum}}, projection={"_id": 1}
+                )
+                if full is not None:
+                    return False
+        return False
 
-    async def record_success(self, login: str, address: str) -> None:
-        """A successful login clears its account-and-address counter."""
+    async def release(self, reservation: Reservation) -> None:
+        """Give slots back (an attempt that turned out not to count)."""
+        for doc_id in reservation.doc_ids:
+            await self._collection.update_one(
+                {"_id": doc_id, "count": {"$gt": 0}}, {"$inc": {"count": -1}}
+            )
+
+    async def clear(self, limit: Limit) -> None:
         window, _now = self._window_now()
-        first = self._limits(login, address)[0]
-        await self._collection.delete_one({"_id": self._doc_id(first, window)})
+        await self._collection.delete_one({"_id": self._doc_id(limit, window)})
+
+
+class LoginThrottle:
+    """Login attempts per account-and-address, per address and per account."""
+
+    def __init__(self, database: Database, max_failures: int, window_seconds: int) -> None:
+        self._counter = AttemptCounter(database, window_seconds)
+        self._max = max_failures
+
+    def limits(self, account: str, address: str) -> list[Limit]:
+        return [
+            Limit("account+address", f"{account}\n{address}", self._max),
+            Limit("address", address, self._max * ADDRESS_FACTOR),
+            Limit("account", account, self._max * ACCOUNT_FACTOR),
+        ]
+
+    async def reserve(self, account: str, address: str) -> Reservation:
+        """Take this attempt's slots before the password is verified; raise Throttled."""
+        return await self._counter.reserve(self.limits(account, address))
+
+    async def release(self, reservation: Reservation) -> None:
+        """The attempt was not evaluated (the hashing queue was full, say)."""
+        await self._counter.release(reservation)
+
+    async def succeeded(self, reservation: Reservation, account: str, address: str) -> None:
+        """A right password does not count: its slots are given back, and the failures of
+        that account from that address are forgotten."""
+        await self._counter.release(Reservation(reservation.doc_ids[1:]))
+        await self._counter.clear(self.limits(account, address)[0])
+
+
+class SignupLimit:
+    """At most ``maximum`` sign-up attempts per address per window (0: no limit)."""
+
+    def __init__(self, database: Database, maximum: int, window_seconds: int) -> None:
+        self._counter = AttemptCounter(database, window_seconds)
+        self._max = maximum
+
+    async def reserve(self, address: str) -> None:
+        if self._max > 0:
+            await self._counter.reserve([Limit("signup+address", address, self._max)])

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from bson import ObjectId
 
 from .revocations import RevocationStore
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti"]
+# The last second of year 9999: a later ``exp`` is no date Python (or BSON) can hold.
+LATEST_EXPIRY = 253_402_300_799
+MAX_JTI_LENGTH = 64
+MAX_CLAIM_TEXT = 256
 
 
 class InvalidToken(Exception):
@@ -87,7 +92,9 @@ class TokenService:
                 continue
             except jwt.ExpiredSignatureError:
                 raise InvalidToken("the token has expired") from None
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+                # PyJWT lets some claim values through as Python errors: an ``iat`` of
+                # 1e999 (JSON allows it) overflows int(), for one.
                 raise InvalidToken("the token is invalid") from None
         if claims is None:
             raise InvalidToken("the token is invalid")
@@ -104,16 +111,30 @@ class TokenService:
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
+    """The caller a verified token describes; every claim is checked for type and range,
+    since a token signed with the right secret may still come from an older or buggy
+    issuer (or a leaked secret) and must not crash the request."""
     sub, jti, groups = claims.get("sub"), claims.get("jti"), claims.get("groups", [])
-    username = claims.get("username")
-    if not (isinstance(sub, str) and isinstance(jti, str) and isinstance(groups, list)):
-        raise InvalidToken("the token is invalid")
-    if username is not None and not isinstance(username, str):
+    username, exp = claims.get("username"), claims.get("exp")
+    valid = (
+        isinstance(sub, str)
+        and ObjectId.is_valid(sub)
+        and len(sub) == 24
+        and isinstance(jti, str)
+        and 0 < len(jti) <= MAX_JTI_LENGTH
+        and isinstance(groups, list)
+        and all(isinstance(g, str) and len(g) <= MAX_CLAIM_TEXT for g in groups)
+        and (username is None or (isinstance(username, str) and len(username) <= MAX_CLAIM_TEXT))
+        and isinstance(exp, int | float)
+        and not isinstance(exp, bool)
+        and 0 < exp <= LATEST_EXPIRY
+    )
+    if not valid:
         raise InvalidToken("the token is invalid")
     return Principal(
-        user_id=sub,
+        user_id=sub.lower(),
         username=username,
-        groups=tuple(str(g) for g in groups),
+        groups=tuple(groups),
         jti=jti,
-        expires_at=dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
+        expires_at=dt.datetime.fromtimestamp(int(exp), dt.UTC),
     )

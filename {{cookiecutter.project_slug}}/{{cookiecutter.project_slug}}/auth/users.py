@@ -1,7 +1,9 @@
 """The users collection: creation, look-up and the public view of a user.
 
-Emails and usernames are unique without regard to case (indexes on lowercased
-copies). A user that signs up without a username gets one derived from the email.
+Emails and usernames are unique without regard to case or Unicode form: the
+indexes are on ``normalise_identifier`` copies (NFC, case-folded), so a composed
+and a decomposed "é", or "Straße" and "STRASSE", name one account. A user that
+signs up without a username gets one derived from the email.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import unicodedata
 from typing import Any
 
 from bson import ObjectId
@@ -25,6 +28,13 @@ INDEXES = [
 PUBLIC_FIELDS = ("username", "email", "display_name", "groups", "created_at")
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,31}$")
 EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def normalise_identifier(value: str) -> str:
+    """The form in which emails and usernames are compared: NFC, case-folded, then NFC
+    again (case folding can leave a string unnormalised), surrounding blanks cut."""
+    folded = unicodedata.normalize("NFC", value.strip()).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 class EmailTaken(Exception):
@@ -66,13 +76,14 @@ class UserStore:
     ) -> dict[str, Any]:
         """Insert a user; raise EmailTaken or UsernameTaken on a conflict."""
         chosen = username
+        email = unicodedata.normalize("NFC", email)
         for _attempt in range(5):
             name = chosen or _username_from_email(email, suffix=_attempt > 0)
             user = {
                 "email": email,
-                "email_lower": email.lower(),
+                "email_lower": normalise_identifier(email),
                 "username": name,
-                "username_lower": name.lower(),
+                "username_lower": normalise_identifier(name),
                 "display_name": display_name or name,
                 "password_hash": password_hash,
                 "groups": [],
@@ -93,7 +104,7 @@ class UserStore:
     async def find_by_login(self, login: str) -> dict[str, Any] | None:
         """Find by email if ``login`` contains '@', else by username (case-insensitive)."""
         field = "email_lower" if "@" in login else "username_lower"
-        return await self._collection.find_one({field: login.lower()})
+        return await self._collection.find_one({field: normalise_identifier(login)})
 
     async def get(self, user_id: object) -> dict[str, Any] | None:
         oid = parse_object_id(user_id)

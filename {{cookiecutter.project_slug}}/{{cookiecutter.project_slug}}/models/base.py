@@ -18,6 +18,7 @@ from ..auth.tokens import Principal
 from ..auth.users import parse_object_id
 from ..db import IndexSpec
 from ..web.errors import bad_request
+from ..web.validation import refuse_unprintable
 
 # JSON Schemas of the values ``to_public`` returns (the OpenAPI document, web/openapi.py).
 OBJECT_ID: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
@@ -57,6 +58,7 @@ class Field:
         if self.kind is str:
             if not isinstance(value, str):
                 raise bad_request(f"{self.name} must be a string", field=self.name)
+            refuse_unprintable(self.name, value)
             # The maximum applies to the value as sent (the OpenAPI document's maxLength),
             # the minimum to what is left once surrounding whitespace is trimmed.
             trimmed = value.strip()

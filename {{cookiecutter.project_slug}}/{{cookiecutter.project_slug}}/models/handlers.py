@@ -6,16 +6,22 @@ change or delete a document. Writes run the entity's action hooks around them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .. import db
 from .. import registry as keys
 from ..auth.users import UserStore, parse_object_id
 from ..db import Database
+from ..ratelimit import WriteLimits
 from ..web.base import AuthenticatedHandler
-from ..web.errors import ApiError, bad_request, forbidden, not_found
+from ..web.errors import ApiError, bad_request, forbidden, not_found, too_many_requests
 from .actions import ActionContext, Actions, load_actions
 from .base import Entity
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+PAGE_LIMIT = re.compile(r"[0-9]{1,6}")
 
 
 class EntityHandler(AuthenticatedHandler):
@@ -23,6 +29,14 @@ class EntityHandler(AuthenticatedHandler):
         super().initialize()
         self.entity = entity
         self.actions = actions
+
+    async def check_request(self) -> None:
+        await super().check_request()
+        if self.request.method in WRITE_METHODS:
+            limits: WriteLimits = self.registry[keys.WRITE_LIMITS]
+            retry_after = limits.per_user.hit(self.current_user.user_id)
+            if retry_after is not None:
+                raise too_many_requests(retry_after, "too many writes, slow down")
 
     @property
     def collection(self) -> Any:
@@ -74,7 +88,7 @@ class EntityCollectionHandler(EntityHandler):
         raw = self.get_query_argument("limit", None)
         if raw is None:
             return self.entity.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.entity.max_page_size:
+        if not PAGE_LIMIT.fullmatch(raw) or not 1 <= int(raw) <= self.entity.max_page_size:
             raise bad_request(
                 f"limit must be an integer from 1 to {self.entity.max_page_size}", field="limit"
             )

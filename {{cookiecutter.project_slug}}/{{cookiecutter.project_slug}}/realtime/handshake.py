@@ -20,7 +20,8 @@ from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter
-from .rooms import EVERYONE, NAMESPACE, jwt_room, user_room
+from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
+from .session_expiry import SessionExpiry
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class Handshake:
         self._settings = settings
         self._metrics = metrics
         self._per_address = RateLimiter(settings.handshakes_per_minute_per_address)
+        self._expiry = SessionExpiry(
+            lambda jti: disconnect_local_sockets(sio.manager, jwt_room(jti), NAMESPACE)
+        )
 
     def refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
@@ -84,11 +88,24 @@ class Handshake:
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
         for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
             await self._sio.enter_room(sid, room)
+        # Checked once the socket is in its JWT's room: a logout whose revocation this
+        # read misses disconnects that room after it, and finds the socket there.
+        if not await self._session_is_live(grant):
+            raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
+        self._expiry.watch(grant["jti"], grant["exp"])
         # The handshake request's body reader (a class engine.io defines per request) is
         # spent; the environ lives as long as the socket, so let it go.
         environ.pop("wsgi.input", None)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
+
+    async def _session_is_live(self, grant: dict[str, Any]) -> bool:
+        try:
+            return await self._nonces.session_is_live(grant)
+        except PyMongoError:
+            log.warning("socket handshake refused: database unavailable")
+            self._metrics.handshakes.labels("refused", "database_unavailable").inc()
+            raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
         self._metrics.connected_sockets.dec()

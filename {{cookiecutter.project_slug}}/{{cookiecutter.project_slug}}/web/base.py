@@ -21,10 +21,11 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, N
 
 from .. import jsonutil, logs
 from .. import registry as keys
+from ..auth.passwords import HashingBusy
 from ..auth.tokens import InvalidToken, Principal, TokenService
 from ..config import Settings
 from ..registry import Registry
-from .errors import ApiError, JsonErrorHandler, standard_error, unauthorized
+from .errors import ApiError, JsonErrorHandler, busy, standard_error, unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class BaseHandler(JsonErrorHandler):
         self.settings_: Settings = self.registry[keys.SETTINGS]
         self._body_chunks: list[bytes] = []
         self._body_size = 0
+        # Set when the answer goes out before the request was read to its end: Tornado
+        # then closes the connection, so the answer says ``Connection: close``.
+        self._answered_early = False
         self.request_id = logs.start_request(self.request)
 
     def set_default_headers(self) -> None:
@@ -62,9 +66,20 @@ class BaseHandler(JsonErrorHandler):
             self.set_header("X-Request-ID", request_id)
 
     async def prepare(self) -> None:
+        """Run ``check_request``; an error it raises is answered before the body is read."""
         self.set_header("X-Request-ID", self.request_id)
-        declared = self.request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.settings_.max_body_bytes:
+        try:
+            await self.check_request()
+        except Exception:
+            self._answered_early = True
+            raise
+
+    async def check_request(self) -> None:
+        """Checks made before the body is read and the method runs (authentication,
+        limits). Override it, not ``prepare``, and call ``super().check_request()``."""
+        declared = self.request.headers.get("Content-Length", "")
+        too_long = declared.isascii() and declared.isdigit()  # "²".isdigit() is true
+        if too_long and int(declared) > self.settings_.max_body_bytes:
             raise self._too_large()
 
     def data_received(self, chunk: bytes) -> None:
@@ -76,6 +91,7 @@ class BaseHandler(JsonErrorHandler):
             # data_received errors to write_error), so answer now, and end the wait
             # for the body so the HTTP method never runs.
             self._body_chunks.clear()
+            self._answered_early = True
             error = self._too_large()
             self.send_error(error.status, exc_info=(type(error), error, None))
             self.on_connection_close()
@@ -116,6 +132,10 @@ class BaseHandler(JsonErrorHandler):
     def error_response(
         self, status_code: int, error: BaseException | None
     ) -> tuple[int, dict[str, Any]]:
+        if self._answered_early:
+            self.set_header("Connection", "close")
+        if isinstance(error, HashingBusy):
+            error = busy()
         if isinstance(error, ApiError):
             for name, value in error.headers.items():
                 self.set_header(name, value)
@@ -123,8 +143,8 @@ class BaseHandler(JsonErrorHandler):
         return standard_error(503 if isinstance(error, DATABASE_DOWN) else status_code)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, tornado.web.HTTPError):
-            return  # expected client errors: the access log has the status
+        if isinstance(value, tornado.web.HTTPError | HashingBusy):
+            return  # expected client errors and back-pressure: the access log has the status
         if isinstance(value, DATABASE_DOWN):
             log.warning("database unavailable: %s %s", self.request.method, self.request.path)
             return
@@ -136,8 +156,8 @@ class AuthenticatedHandler(BaseHandler):
 
     current_user: Principal
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def check_request(self) -> None:
+        await super().check_request()
         self.current_user = await self.authenticate()
         logs.bind_user(self.current_user.user_id)
 
@@ -158,6 +178,6 @@ class AuthenticatedHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     """Every unknown route: a JSON 404 whatever the method."""
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def check_request(self) -> None:
+        await super().check_request()
         raise ApiError(404, "not_found", f"no route for {self.request.path}")

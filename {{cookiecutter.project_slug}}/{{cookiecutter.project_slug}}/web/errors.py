@@ -128,3 +128,13 @@ def too_many_requests(
 
 def database_unavailable() -> ApiError:
     return ApiError(503, "database_unavailable", "the database is not reachable, try again soon")
+
+
+def busy(retry_after: int = 1) -> ApiError:
+    return ApiError(
+        503,
+        "busy",
+        "the server is busy, try again shortly",
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import tornado.web
 
 from .. import logs
@@ -37,9 +39,19 @@ class DemoPageHandler(JsonErrorHandler):
         self.render("index.html", transports=",".join(settings.socketio_transports))
 
 
+# A file name holds no control character (a NUL makes os.path raise ValueError) and
+# no backslash; anything else is looked up and, if absent, answered 404.
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 class StaticFiles(JsonErrorHandler, tornado.web.StaticFileHandler):
     """The page's scripts and styles, with the page's security headers."""
 
     def set_default_headers(self) -> None:
         for name, value in PAGE_HEADERS.items():
             self.set_header(name, value)
+
+    def parse_url_path(self, url_path: str) -> str:
+        if _UNSAFE_NAME.search(url_path):
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)

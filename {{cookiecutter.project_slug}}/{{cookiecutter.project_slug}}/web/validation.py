@@ -7,6 +7,17 @@ from typing import Any, cast
 
 from .errors import bad_request
 
+# Control characters other than tab and line breaks.
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Lone UTF-16 surrogates: JSON's "\ud800" decodes to one, and it cannot be encoded as
+# UTF-8, so neither the database nor the password hasher can take it.
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def refuse_unprintable(name: str, value: str) -> None:
+    if UNPRINTABLE.search(value) or SURROGATE.search(value):
+        raise bad_request(f"{name} must not contain control characters", field=name)
+
 
 def text(
     body: dict[str, Any],
@@ -18,8 +29,11 @@ def text(
     strip: bool = True,
     pattern: re.Pattern[str] | None = None,
     rule: str = "",
+    printable: bool = True,
 ) -> str | None:
-    """Return ``body[name]`` as a checked string (None if optional and absent or null)."""
+    """Return ``body[name]`` as a checked string (None if optional and absent or null).
+
+    ``printable``: refuse control characters (passwords may hold any character)."""
     value = body.get(name)
     if value is None:
         if required:
@@ -31,6 +45,10 @@ def text(
     # minimum to what is left once surrounding whitespace is trimmed.
     if len(value) > max_length:
         raise bad_request(f"{name} must be at most {max_length} characters", field=name)
+    if printable:
+        refuse_unprintable(name, value)
+    elif SURROGATE.search(value):
+        raise bad_request(f"{name} must be valid Unicode text", field=name)
     if strip:
         value = value.strip()
     if len(value) < min_length:

@@ -6,13 +6,21 @@ import re
 from typing import Any
 
 from ... import registry as keys
+from ...ratelimit import WriteLimits
+from ...web.errors import too_many_requests
 from . import ActionContext
 
 _LINE_ENDINGS = re.compile(r"\r\n?")
 
 
 async def before_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
-    """Store one kind of line ending, whatever the client's platform."""
+    """Store one kind of line ending, whatever the client's platform. A broadcast reaches
+    every socket, so each user may send only BROADCASTS_PER_MINUTE_PER_USER of them."""
+    if doc.get("to") is None:
+        limits: WriteLimits = ctx.registry[keys.WRITE_LIMITS]
+        retry_after = limits.broadcasts_per_user.hit(ctx.user.user_id)
+        if retry_after is not None:
+            raise too_many_requests(retry_after, "too many broadcasts, slow down")
     doc["text"] = _LINE_ENDINGS.sub("\n", doc["text"])
 
 
