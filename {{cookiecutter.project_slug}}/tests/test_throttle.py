@@ -1,4 +1,5 @@
-"""Login throttling (issue 3): 429 with Retry-After, bounded, per account and address."""
+"""Login throttling (issues 3 and 14): 429 with Retry-After, bounded, per account and
+address, and holding under concurrent requests."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
+from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle, Throttled
 
 from .support import Api, Response
@@ -155,3 +158,101 @@ async def test_the_attempt_counters_hold_no_login_or_address(app, db):
         assert "ada" not in repr(document)
         assert "10.9.8.7" not in repr(document)
         assert document["expires_at"] is not None
+
+
+# Issue 14: concurrency. A slot is reserved before the password is verified, so however
+# many logins arrive together, at most LOGIN_MAX_FAILURES passwords are evaluated.
+CONCURRENT = {"login_max_failures": 5, "login_lockout_seconds": 60, "trust_proxy_headers": True}
+ATTACKER = {"X-Real-IP": "203.0.113.66"}
+OWNER = {"X-Real-IP": "198.51.100.5"}
+
+
+@pytest.fixture
+def wide_api(app, settings, io_loop) -> Iterator[Api]:
+    """An HTTP client that really sends 100 requests at once (Tornado's default client
+    queues all but 10), to the app behind a server that honours X-Real-IP."""
+    sock, port = tornado.testing.bind_unused_port()
+    server = tornado.httpserver.HTTPServer(app, xheaders=settings.trust_proxy_headers)
+    server.add_socket(sock)
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=200)
+    yield Api(client, f"http://127.0.0.1:{port}")
+    client.close()
+    server.stop()
+    io_loop.run_sync(server.close_all_connections)
+
+
+async def concurrent_logins(api: Api, logins: list[tuple[str, str]]) -> list[Response]:
+    return await asyncio.gather(
+        *(api.login(login, password, headers=ATTACKER) for login, password in logins)
+    )
+
+
+@pytest.mark.parametrize("settings_overrides", [CONCURRENT])
+@pytest.mark.gen_test(timeout=60)
+async def test_thirty_concurrent_logins_evaluate_at_most_max_failures_passwords(
+    wide_api, registry, settings_overrides
+):
+    user = await wide_api.new_user("ada")
+    await window_with_room(60, needed=20)
+    passwords = registry[keys.PASSWORDS]
+    before = passwords.evaluations
+    attempts = [("ada", f"wrong {i}") for i in range(29)]
+    attempts.insert(17, ("ada", user.password))
+
+    responses = await concurrent_logins(wide_api, attempts)
+
+    statuses = [response.status for response in responses]
+    assert set(statuses) <= {200, 401, 429}, statuses
+    evaluated = statuses.count(401) + statuses.count(200)
+    assert evaluated <= 5, statuses
+    assert passwords.evaluations - before <= 5
+    for response in responses:
+        if response.status == 429:
+            assert_throttled(response, 60)
+
+
+@pytest.mark.parametrize("settings_overrides", [CONCURRENT])
+@pytest.mark.gen_test(timeout=90)
+async def test_a_hundred_concurrent_wrong_logins_neither_get_through_nor_lock_the_owner_out(
+    wide_api, registry, settings_overrides
+):
+    await wide_api.new_user("ada")
+    await window_with_room(60, needed=30)
+    passwords = registry[keys.PASSWORDS]
+    before = passwords.evaluations
+
+    responses = await concurrent_logins(wide_api, [("ada", f"guess {i}") for i in range(100)])
+
+    statuses = [response.status for response in responses]
+    assert statuses.count(401) <= 5, statuses
+    assert statuses.count(401) + statuses.count(429) == 100, statuses
+    assert passwords.evaluations - before <= 5
+    # Another 100 from the attacker's address are refused without any evaluation...
+    again = await concurrent_logins(wide_api, [("ada", f"more {i}") for i in range(100)])
+    assert {response.status for response in again} == {429}
+    assert passwords.evaluations - before <= 5
+    # ...and the owner, from elsewhere, still logs in.
+    owner = await wide_api.login("ada", headers=OWNER)
+    assert owner.status == 200, owner.body
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
+@pytest.mark.gen_test
+async def test_username_and_email_of_one_account_share_one_budget(api, settings_overrides):
+    await api.new_user("ada")
+    await window_with_room(60, needed=5)
+    await fail(api, "ada", 2)
+    await fail(api, "ADA@Example.COM", 1)
+    assert_throttled(await api.login("ada@example.com", "wrong"), 60)
+    assert_throttled(await api.login("Ada"), 60)
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
+@pytest.mark.gen_test
+async def test_an_unknown_identifier_has_one_budget_whatever_its_case_or_unicode_form(
+    api, settings_overrides
+):
+    await window_with_room(60, needed=5)
+    await fail(api, "jos\u00e9@example.com", 2)  # é composed
+    await fail(api, "JOSE\u0301@example.com", 1)  # E and a combining acute accent
+    assert_throttled(await api.login("Jos\u00c9@Example.com", "wrong"), 60)
