@@ -279,3 +279,80 @@ async def test_no_log_line_holds_a_password_hash_jwt_or_socket_token(
 )
 def test_redact_url_hides_credentials_in_query_strings(uri, expected):
     assert redact_url(uri) == expected.replace("=R", "=" + REDACTED)
+
+
+# Issue 14: every parser refuses bad input with a 4xx in the API's JSON shape.
+@pytest.mark.parametrize(
+    "query", ["limit=%C2%B2", "limit=%D9%A3", "limit=%EF%BC%95", "limit=%00", "before=%00" * 3]
+)
+@pytest.mark.gen_test
+async def test_unicode_digits_and_nul_in_query_parameters_answer_400(api, query):
+    user = await api.new_user()
+    response = await api.request("GET", f"/api/v1/db/message?{query}", token=user.token)
+    assert_json_error(response, 400, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/app.js%00.png",
+        "/static/%00",
+        "/static/app.js%01",
+        "/static/vendor%5C..%5Capp.js",
+        "/api/v1/db/message/%00%00",
+        "/%00",
+    ],
+)
+@pytest.mark.gen_test
+async def test_nul_and_control_characters_in_paths_answer_4xx_json(api, path):
+    user = await api.new_user()
+    response = await api.request("GET", path, token=user.token)
+    assert 400 <= response.status < 500, (path, response.status, response.body)
+    assert_json_error(response, response.status)
+
+
+@pytest.mark.parametrize("content_length", ["\u00b2", "1\u00b2", "\u0663"])
+@pytest.mark.gen_test
+async def test_a_content_length_of_unicode_digits_does_not_answer_500(api, content_length):
+    # Tornado refuses these itself (400, connection closed); the handler never sees them.
+    response = await api.request(
+        "POST", SIGNUP, raw=b"{}", headers={"Content-Length": content_length}
+    )
+    assert response.status < 500
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("email", "ada\u0000@example.com"),
+        ("username", "ada\u0007"),
+        ("display_name", "Ada\u0000Lovelace"),
+        ("display_name", "Ada\u009bLovelace"),
+        ("display_name", "Ada \ud800"),
+        ("password", "secret \ud800 password"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_control_characters_and_lone_surrogates_in_fields_answer_400(api, db, field, value):
+    body = {**VALID_SIGNUP, field: value}
+    response = await api.request("POST", SIGNUP, raw=json_with_escapes(body))
+    assert_json_error(response, 400, "validation_error")
+    assert response.body["error"]["field"] == field
+    assert await db["users"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test
+async def test_a_message_with_a_lone_surrogate_or_nul_answers_400(api, db):
+    user = await api.new_user()
+    for text in ("hello \ud800", "hello \u0000 there"):
+        raw = json_with_escapes({"text": text})
+        response = await api.request("POST", "/api/v1/db/message", raw=raw, token=user.token)
+        assert_json_error(response, 400, "validation_error")
+    assert await db["messages"].count_documents({}) == 0
+
+
+def json_with_escapes(body: dict[str, Any]) -> bytes:
+    """JSON as an attacker sends it: lone surrogates and NULs as \\u escapes."""
+    import json
+
+    return json.dumps(body).encode("ascii")

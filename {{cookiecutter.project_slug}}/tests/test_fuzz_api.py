@@ -17,15 +17,18 @@ import asyncio
 import collections
 import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis
+import jwt
 import pytest
 import requests
 import schemathesis
 from bson import ObjectId
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -178,3 +181,95 @@ async def test_every_operation_answers_as_documented_under_fuzzing(api, registry
     assert {200, 201, 204, 400, 401, 403, 404} <= set(tally.statuses)
     # The server is still healthy afterwards.
     assert (await api.request("GET", "/health")).status == 200
+
+
+# Issue 14: hostile values the OpenAPI-driven fuzzer rarely makes. Unicode digits
+# ("²".isdigit() is true, int("²") fails), NUL and other control characters, in query
+# parameters, path segments and static file names; and JWTs signed with the real
+# secret whose claims are of the wrong type or outside their types' ranges.
+HOSTILE_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(categories=["Nd", "No", "Nl"]),  # digits of every script
+        st.characters(categories=["Cc", "Cf", "Zs"]),  # NUL, controls, bidi marks, spaces
+        st.sampled_from("0123456789abcdef%/.\\"),
+    ),
+    min_size=1,
+    max_size=24,
+)
+CLAIM_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([253_402_300_800, 10**20, -1, 0, 2**63]),
+    HOSTILE_TEXT,
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def hostile_requests(base_url: str, jwt_token: str, examples: int) -> None:
+    """Send hostile query values, path segments and file names; raise on a 5xx."""
+    session = requests.Session()
+    auth = {"Authorization": f"Bearer {jwt_token}"}
+
+    @hypothesis.settings(max_examples=examples, deadline=None, database=None)
+    @hypothesis.given(value=HOSTILE_TEXT)
+    def run(value: str) -> None:
+        quoted = urllib.parse.quote(value, safe="")
+        for path in (
+            f"/api/v1/db/message?limit={quoted}",
+            f"/api/v1/db/message?before={quoted}",
+            f"/api/v1/db/message/{quoted}",
+            f"/api/v1/presence?users={quoted}",
+            f"/static/app.js{quoted}.png",
+            f"/static/{quoted}",
+            f"/{quoted}",
+        ):
+            response = session.get(base_url + path, headers=auth, timeout=30)
+            assert response.status_code < 500, f"{response.status_code} GET {path}"
+            if response.status_code >= 400:
+                assert set(response.json()["error"]) >= {"code", "message"}, path
+
+    run()
+
+
+def hostile_claims(base_url: str, secret: str, user_id: str, examples: int) -> None:
+    """Send JWTs signed with the real secret and hostile claims; raise on a 5xx."""
+    session = requests.Session()
+    now = int(time.time())
+
+    @hypothesis.settings(max_examples=examples, deadline=None, database=None)
+    @hypothesis.given(
+        claim=st.sampled_from(["sub", "exp", "iat", "nbf", "jti", "groups", "username"]),
+        value=CLAIM_VALUE,
+    )
+    def run(claim: str, value: Any) -> None:
+        claims = {"sub": user_id, "iat": now, "exp": now + 600, "jti": "fuzz", claim: value}
+        token = jwt.encode(claims, secret, algorithm="HS256")
+        response = session.get(
+            base_url + "/api/v1/user/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        assert response.status_code in (200, 401), (claim, value, response.status_code)
+        if response.status_code == 401:
+            assert response.json()["error"]["code"] == "invalid_token"
+
+    run()
+
+
+@pytest.mark.gen_test(timeout=60 + 6 * MAX_EXAMPLES)
+async def test_hostile_query_values_path_segments_and_file_names_never_answer_5xx(
+    api, base_url, report
+):
+    user = await api.new_user()
+    await asyncio.to_thread(hostile_requests, base_url, user.token, MAX_EXAMPLES * 3)
+    report(f"hostile text: {MAX_EXAMPLES * 3} values x 7 places, no 5xx")
+
+
+@pytest.mark.gen_test(timeout=60 + 6 * MAX_EXAMPLES)
+async def test_jwts_with_claims_out_of_type_or_range_answer_401_never_5xx(
+    api, base_url, settings, report
+):
+    user = await api.new_user()
+    await asyncio.to_thread(hostile_claims, base_url, settings.jwt_secret, user.id, MAX_EXAMPLES * 6)
+    report(f"hostile claims: {MAX_EXAMPLES * 6} JWTs, no 5xx")
