@@ -205,3 +205,39 @@ async def test_a_revoked_token_signed_with_the_previous_secret_is_refused(api, s
 async def test_without_rotation_a_token_signed_with_the_previous_secret_is_refused(api):
     user = await api.new_user()
     await assert_refused(api, forge(claims_for(user), PREVIOUS_SECRET))
+
+
+# Issue 14: a JWT signed with the real secret whose claims are outside their ranges or
+# of the wrong kind answers 401 invalid_token, never 500.
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": 253_402_300_800},  # one second into year 10000
+        {"exp": 10**15},
+        {"exp": 2**63},
+        {"exp": float("inf")},
+        {"exp": True},
+        {"iat": float("inf")},
+        {"iat": 10**400},
+        {"iat": float("nan")},
+        {"nbf": float("inf")},
+        {"sub": "not-an-object-id"},
+        {"sub": "z" * 24},
+        {"sub": "0" * 25},
+        {"sub": ""},
+        {"jti": ""},
+        {"jti": "j" * 1000},
+        {"groups": [{"$ne": 1}]},
+        {"groups": ["g" * 10_000]},
+        {"username": {"$gt": ""}},
+    ],
+    ids=lambda changes: "-".join(f"{k}={str(v)[:12]}" for k, v in changes.items()),
+)
+@pytest.mark.gen_test
+async def test_claims_out_of_range_or_of_the_wrong_kind_answer_401(api, settings, changes):
+    user = await api.new_user()
+    claims = claims_for(user, **changes)
+    token = jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    await assert_refused(api, token)
+    socket = await api.request("POST", "/api/v1/user/sockettoken", token=token)
+    assert socket.status == 401
