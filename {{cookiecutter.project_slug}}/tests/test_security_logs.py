@@ -1,0 +1,125 @@
+"""Issue 14 (and the ``sid`` rule of issue 13): log redaction by meaning, not spelling.
+
+A query parameter is redacted when its name, once percent-decoded and case-folded,
+means a credential, in the access log, in Tornado's "Uncaught exception" lines and
+in JSON lines (message, traceback and extra fields alike).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from {{ cookiecutter.project_slug }} import logs
+from {{ cookiecutter.project_slug }}.logs import REDACTED, redact_text, redact_url
+from {{ cookiecutter.project_slug }}.web.base import BaseHandler
+
+SECRET = "s3cr3tvalue"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "%74oken=S",
+        "tok%65n=S",
+        "TOK%45N=S",
+        "%54%4F%4B%45%4E=S",
+        "%2574oken=S",  # encoded twice
+        "token=other&token=S",  # repeated
+        "EIO=4&transport=polling&sid=S",  # engine.io's session id (issue 13)
+        "%73id=S",
+        "Access_Token=S",
+        "access-token=S",
+        "jwt=S",
+        "auth=S",
+        "password=S",
+        "pass%77ord=S",
+        "secret=S",
+        "api_key=S",
+        "a=1;token=S",
+        "token=S#fragment",
+    ],
+)
+def test_secret_parameters_are_redacted_whatever_their_spelling(query):
+    redacted = redact_url(f"/socket.io/?{query.replace('S', SECRET)}")
+    assert SECRET not in redacted
+    assert REDACTED in redacted
+
+
+def test_other_parameters_and_the_path_are_kept():
+    uri = "/api/v1/db/message?limit=5&before=abc&mytoken_hint=x"
+    assert redact_url(uri) == uri
+    assert redact_text("no query here: token=x") == "no query here: token=x"
+
+
+def test_redaction_is_idempotent():
+    once = redact_url(f"/x?token={SECRET}&page=2")
+    assert redact_text(once) == once == f"/x?token={REDACTED}&page=2"
+
+
+@pytest.fixture
+def captured(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
+    """The app's own logging set-up, text or JSON (``request.param``), into a buffer."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    logs.configure_logging("DEBUG", getattr(request, "param", "text"), stream=stream)
+    yield stream
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+class Failing(BaseHandler):
+    async def get(self) -> None:
+        raise RuntimeError("a bug")
+
+
+@pytest.mark.parametrize("captured", ["text", "json"], indirect=True)
+@pytest.mark.gen_test
+async def test_encoded_token_names_and_engineio_sids_never_reach_a_log_line(
+    app, api, http_client, base_url, captured
+):
+    app.wildcard_router.add_rules([(r"/api/v1/failing", Failing)])
+    user = await api.new_user()
+    token = await api.socket_token(user)
+    # The handshake reads the token by meaning too (the query string is decoded).
+    opened = await http_client.fetch(
+        f"{base_url}/socket.io/?EIO=4&transport=polling&%74oken={token}", raise_error=False
+    )
+    assert opened.code == 200
+    sid = json.loads(opened.body.decode()[1:])["sid"]
+    polled = f"{base_url}/socket.io/?EIO=4&transport=polling&s%69d={sid}"
+    await http_client.fetch(polled, method="POST", body=b"40", raise_error=False)
+    await http_client.fetch(
+        f"{base_url}/socket.io/?EIO=4&transport=polling&sid={sid}",
+        method="POST",
+        body=b"1",
+        raise_error=False,
+    )
+    await api.request("GET", f"/api/v1/failing?tok%65n={SECRET}&page=2")
+    await api.request("GET", f"/nope?%2574oken={SECRET}")
+    logging.getLogger("custom").warning(
+        "fetched %s", f"/x?TOKEN={SECRET}", extra={"url": f"/y?%74oken={SECRET}", "sid": sid}
+    )
+
+    output = captured.getvalue()
+    assert "Uncaught exception GET /api/v1/failing?tok%65n=" in output
+    assert "RuntimeError: a bug" in output
+    for secret in (token, sid, SECRET, user.token):
+        assert secret not in output, re.findall(rf".*{re.escape(secret)}.*", output)
+
+
+@pytest.mark.parametrize("captured", ["json"], indirect=True)
+def test_json_extras_named_like_secrets_are_redacted(captured):
+    logging.getLogger("custom").info(
+        "login", extra={"password": SECRET, "nested": {"jwt": SECRET, "ok": 1}, "n": 3}
+    )
+    line = json.loads(captured.getvalue().splitlines()[-1])
+    assert line["password"] == REDACTED
+    assert line["nested"] == {"jwt": REDACTED, "ok": 1}
+    assert line["n"] == 3
