@@ -14,6 +14,7 @@ import tornado.testing
 
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle, Throttled
+from {{ cookiecutter.project_slug }}.ratelimit import address_key
 
 from .support import Api, Response
 
@@ -256,3 +257,31 @@ async def test_an_unknown_identifier_has_one_budget_whatever_its_case_or_unicode
     await fail(api, "jos\u00e9@example.com", 2)  # é composed
     await fail(api, "JOSE\u0301@example.com", 1)  # E and a combining acute accent
     assert_throttled(await api.login("Jos\u00c9@Example.com", "wrong"), 60)
+
+
+@pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
+@pytest.mark.gen_test
+async def test_addresses_of_one_ipv6_subscriber_share_one_budget(proxied_api, settings_overrides):
+    # A /64 is one subscriber: rotating addresses inside it buys no more guesses.
+    await proxied_api.new_user("ada")
+    await window_with_room(60, needed=5)
+    for host in range(1, 4):
+        await fail(proxied_api, "ada", 1, headers={"X-Real-IP": f"2001:db8:1:2::{host}"})
+    rotated = await proxied_api.login("ada", "wrong", headers={"X-Real-IP": "2001:db8:1:2::99"})
+    assert_throttled(rotated, 60)
+    elsewhere = await proxied_api.login("ada", headers={"X-Real-IP": "2001:db8:1:3::1"})
+    assert elsewhere.status == 200
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2::5", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_per_address_limits_count_an_ipv4_address_or_an_ipv6_64(address, key):
+    assert address_key(address) == key

@@ -9,10 +9,28 @@ across processes and restarts, lives in the database: auth/throttle.py.)
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+# One IPv6 subscriber holds a whole /64 (2**64 addresses): per-address limits count
+# the network, or each guess could come from an address of its own.
+IPV6_PREFIX = 64
+
+
+def address_key(address: str) -> str:
+    """The key per-address limits count under: an IPv4 address, or an IPv6 /64."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # "unknown", or a name a test server reports
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import registry as keys
-from ..ratelimit import SocketTokenLimits
+from ..ratelimit import SocketTokenLimits, address_key
 from ..web import validation
 from ..web.base import AuthenticatedHandler, BaseHandler
 from ..web.errors import ApiError, too_many_requests, unauthorized
@@ -148,7 +148,7 @@ class SocketTokenHandler(AuthenticatedHandler):
     async def get(self) -> None:
         limits: SocketTokenLimits = self.registry[keys.SOCKET_TOKEN_LIMITS]
         retry_after = limits.per_user.hit(self.current_user.user_id) or limits.per_address.hit(
-            self.client_ip
+            address_key(self.client_ip)
         )
         if retry_after is not None:
             raise too_many_requests(retry_after, "too many socket tokens requested, retry later")

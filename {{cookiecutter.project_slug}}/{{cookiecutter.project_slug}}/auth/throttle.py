@@ -33,6 +33,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..db import Database, IndexSpec
+from ..ratelimit import address_key
 
 COLLECTION = "login_failures"
 INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
@@ -132,6 +133,7 @@ class LoginThrottle:
         self._max = max_failures
 
     def limits(self, account: str, address: str) -> list[Limit]:
+        address = address_key(address)
         return [
             Limit("account+address", f"{account}\n{address}", self._max),
             Limit("address", address, self._max * ADDRESS_FACTOR),
@@ -162,4 +164,5 @@ class SignupLimit:
 
     async def reserve(self, address: str) -> None:
         if self._max > 0:
-            await self._counter.reserve([Limit("signup+address", address, self._max)])
+            limit = Limit("signup+address", address_key(address), self._max)
+            await self._counter.reserve([limit])

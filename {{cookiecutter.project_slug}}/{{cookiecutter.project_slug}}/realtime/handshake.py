@@ -19,7 +19,7 @@ from pymongo.errors import PyMongoError
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
-from ..ratelimit import RateLimiter
+from ..ratelimit import RateLimiter, address_key
 from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
 from .session_expiry import SessionExpiry
 
@@ -67,7 +67,7 @@ class Handshake:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         address = client_address(environ)
-        if self._per_address.hit(address) is not None:
+        if self._per_address.hit(address_key(address)) is not None:
             raise self.refuse("rate_limited", f" (address {address})")
         token = token_from(auth, environ)
         if token is None:

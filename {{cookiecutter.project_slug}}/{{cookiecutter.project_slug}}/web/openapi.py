@@ -75,7 +75,9 @@ ERROR_CODES: dict[int, str] = {
     409: "`email_taken` or `username_taken`.",
     413: "`payload_too_large`: the body is larger than MAX_BODY_BYTES.",
     429: "`too_many_requests`: retry after `Retry-After` seconds (also `error.retry_after`).",
-    503: "`database_unavailable`: the database does not answer; retry soon.",
+    503: "`database_unavailable`: the database does not answer; retry soon. Or, where a "
+    "password is hashed (signup, login), `busy`: the hashing queue is full; retry after "
+    "`Retry-After` seconds.",
 }
 
 
@@ -93,6 +95,11 @@ def _error(status: int, description: str | None = None) -> dict[str, Any]:
         headers["Retry-After"] = {
             "description": "seconds to wait before trying again",
             "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    if status == 503:
+        headers["Retry-After"] = {
+            "description": "seconds to wait before trying again (with `busy`)",
             "schema": {"type": "integer", "minimum": 1},
         }
     return _json_response(description or ERROR_CODES[status], _ref("Error"), **headers)
@@ -189,7 +196,7 @@ def _user_paths() -> dict[str, Any]:
                 "requestBody": _body(signup),
                 "responses": {
                     "201": _json_response("the new account", _envelope("user", _ref("User"))),
-                    **_errors(400, 409, 413, 503),
+                    **_errors(400, 409, 413, 429, 503),
                 },
             }
         },
@@ -354,7 +361,7 @@ def _entity_paths(entity: Entity) -> dict[str, Any]:
                 "requestBody": _body(_ref(f"New{title}")),
                 "responses": {
                     "201": _json_response("created", _envelope(name, public)),
-                    **_errors(400, 401, 404, 413, 503),
+                    **_errors(400, 401, 404, 413, 429, 503),
                 },
             },
         },
@@ -378,7 +385,7 @@ def _entity_paths(entity: Entity) -> dict[str, Any]:
                 "requestBody": _body(_ref(f"{title}Changes")),
                 "responses": {
                     "200": _json_response(f"the changed {name}", _envelope(name, public)),
-                    **_errors(400, 401, 403, 404, 413, 503),
+                    **_errors(400, 401, 403, 404, 413, 429, 503),
                 },
             },
             "delete": {
@@ -388,7 +395,7 @@ def _entity_paths(entity: Entity) -> dict[str, Any]:
                 "security": BEARER,
                 "responses": {
                     "204": {"description": "deleted", "headers": REQUEST_ID_HEADER},
-                    **_errors(400, 401, 403, 404, 503),
+                    **_errors(400, 401, 403, 404, 429, 503),
                 },
             },
         },
