@@ -36,6 +36,10 @@ def test_defaults(tmp_path):
     assert settings.cors_allowed_origins == ()
     assert settings.log_level == "INFO"
     assert settings.login_max_failures == 5
+    assert (settings.signups_per_address, settings.signup_window_seconds) == (10, 3600)
+    assert (settings.password_hashing_concurrency, settings.password_hashing_queue) == (2, 32)
+    assert settings.writes_per_minute_per_user == 120
+    assert settings.broadcasts_per_minute_per_user == 12
     assert settings.max_body_bytes == 64 * 1024
     assert settings.trust_proxy_headers is False
     assert settings.event_loop == "uvloop"  # a dependency wherever it is built
@@ -99,6 +103,13 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("SOCKET_TOKEN_TTL_SECONDS", "-30"),
         ("LOGIN_MAX_FAILURES", "0"),
         ("LOGIN_LOCKOUT_SECONDS", "-1"),
+        ("SIGNUPS_PER_ADDRESS", "-1"),
+        ("SIGNUP_WINDOW_SECONDS", "0"),
+        ("PASSWORD_HASHING_CONCURRENCY", "0"),
+        ("PASSWORD_HASHING_CONCURRENCY", "1000"),
+        ("PASSWORD_HASHING_QUEUE", "-1"),
+        ("WRITES_PER_MINUTE_PER_USER", "many"),
+        ("BROADCASTS_PER_MINUTE_PER_USER", "-3"),
         ("MAX_BODY_BYTES", "10"),
         ("MONGODB_TIMEOUT_MS", "fast"),
         ("APP_ENV", "staging"),
