@@ -271,5 +271,7 @@ async def test_jwts_with_claims_out_of_type_or_range_answer_401_never_5xx(
     api, base_url, settings, report
 ):
     user = await api.new_user()
-    await asyncio.to_thread(hostile_claims, base_url, settings.jwt_secret, user.id, MAX_EXAMPLES * 6)
+    await asyncio.to_thread(
+        hostile_claims, base_url, settings.jwt_secret, user.id, MAX_EXAMPLES * 6
+    )
     report(f"hostile claims: {MAX_EXAMPLES * 6} JWTs, no 5xx")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+import socketio
 
 from {{ cookiecutter.project_slug }} import logs
 from {{ cookiecutter.project_slug }}.logs import REDACTED, redact_text, redact_url
@@ -123,3 +124,26 @@ def test_json_extras_named_like_secrets_are_redacted(captured):
     assert line["password"] == REDACTED
     assert line["nested"] == {"jwt": REDACTED, "ok": 1}
     assert line["n"] == 3
+
+
+@pytest.mark.gen_test
+async def test_a_query_token_is_read_by_meaning_and_a_repeated_one_is_refused(api, sockets):
+    # Decision (SECURITY.md): "?%74oken=" is "?token=" once decoded, as engine.io reads
+    # it; it is accepted, and redacted like "?token=" (test above).
+    user = await api.new_user()
+    encoded = sockets.new()
+    await encoded.client.connect(
+        f"{sockets.base_url}?%74oken={await api.socket_token(user)}",
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    assert encoded.client.connected
+    first, second = await api.socket_token(user), await api.socket_token(user)
+    repeated = sockets.new()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await repeated.client.connect(
+            f"{sockets.base_url}?token={first}&token={second}",
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+    assert repeated.connect_errors == [{"message": "INVALID_TOKEN"}]

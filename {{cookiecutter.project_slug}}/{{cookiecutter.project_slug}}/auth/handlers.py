@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .. import registry as keys
@@ -10,7 +11,7 @@ from ..web import validation
 from ..web.base import AuthenticatedHandler, BaseHandler
 from ..web.errors import ApiError, too_many_requests, unauthorized
 from .nonces import SocketTokenStore
-from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
+from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, HashingBusy, Passwords
 from .throttle import LoginThrottle, SignupLimit, Throttled
 from .tokens import TokenService
 from .users import (
@@ -109,14 +110,15 @@ class LoginHandler(BaseHandler):
             matches, needs_rehash = await passwords.verify(
                 user.get("password_hash") if user else None, password
             )
-        except BaseException:
-            await throttle.release(reservation)  # no password was evaluated
+        except HashingBusy:
+            await throttle.release(reservation)  # no password was evaluated: 503, retry
             raise
         if user is None or not matches:
             raise invalid_credentials()
         await throttle.succeeded(reservation, account, self.client_ip)
         if needs_rehash:
-            await users.set_password_hash(user["_id"], await passwords.hash(password))
+            with contextlib.suppress(HashingBusy):  # the upgrade can wait for the next login
+                await users.set_password_hash(user["_id"], await passwords.hash(password))
 
         tokens: TokenService = self.registry[keys.TOKENS]
         issued = tokens.issue(user)
