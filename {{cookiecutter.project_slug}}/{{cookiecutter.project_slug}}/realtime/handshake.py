@@ -20,7 +20,9 @@ from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter
+from .inbound import MalformedConnect
 from .rooms import EVERYONE, NAMESPACE, jwt_room, user_room
+from .sessions import PendingSessions
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class Handshake:
         self._settings = settings
         self._metrics = metrics
         self._per_address = RateLimiter(settings.handshakes_per_minute_per_address)
+        self.pending = PendingSessions(
+            settings.socketio_connect_timeout_seconds, settings.socketio_max_pending_per_address
+        )
 
     def refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
@@ -65,6 +70,8 @@ class Handshake:
         address = client_address(environ)
         if self._per_address.hit(address) is not None:
             raise self.refuse("rate_limited", f" (address {address})")
+        if isinstance(auth, MalformedConnect):
+            raise self.refuse("malformed_packet", f" ({auth.reason})")
         token = token_from(auth, environ)
         if token is None:
             raise self.refuse("no_token")
@@ -87,6 +94,7 @@ class Handshake:
         # The handshake request's body reader (a class engine.io defines per request) is
         # spent; the environ lives as long as the socket, so let it go.
         environ.pop("wsgi.input", None)
+        self.pending.settled(environ["tornado.handler"].pending_key)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
 
