@@ -20,7 +20,7 @@ from .redis_queue import RedisRoomManager
 {%- else %}
 from .rooms import RoomManager
 {%- endif %}
-from .transport import guarded
+from .transport import EngineIOLog, guarded
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def create_socket_server(
         transports=list(settings.socketio_transports),
         serializer=ClientPacket,
         logger=False,
-        engineio_logger=False,
+        engineio_logger=EngineIOLog(),
     )
     handshake = sio.handshake = Handshake(sio, nonces, settings, metrics)
     sio.on("connect", handshake.connect)

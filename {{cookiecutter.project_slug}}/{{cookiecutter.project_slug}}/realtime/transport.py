@@ -19,7 +19,8 @@ python-socketio/engine.io runs:
   closed if it has not connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS
   (realtime/sessions.py);
 - engine.io's error answers (``Invalid session <sid>``...) are replaced by the
-  API's JSON error shape, which never echoes the sid.
+  API's JSON error shape, which never echoes the sid, and its log lines about
+  them (ERROR the first time, with the sid) are dropped: ``EngineIOLog``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,27 @@ from . import inbound
 from .sessions import PendingSessions
 
 log = logging.getLogger(__name__)
+
+# How engine.io ends the ERROR line it writes the first time a client makes each kind
+# of mistake (a stale sid, a wrong transport, a bad origin).
+_CLIENT_MISTAKE = "further occurrences of this error will be logged"
+
+
+class EngineIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The ``engineio_logger`` of the Socket.IO server: engine.io's own errors only.
+
+    engine.io logs every packet at INFO (sid and data included), and a client's
+    mistake at ERROR the first time, with its sid. The access log already records
+    those requests with their status; what is left is what went wrong in engine.io.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("engineio.server"), {})
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.ERROR and _CLIENT_MISTAKE not in str(msg):
+            super().log(level, msg, *args, **kwargs)
+
 
 # Sessions being closed in the background (a reference keeps each task alive).
 _closing: set[asyncio.Task[None]] = set()
