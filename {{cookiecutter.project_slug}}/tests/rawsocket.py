@@ -45,15 +45,15 @@ class RawWebSocket:
         await self.connection.write_message(frame, binary=isinstance(frame, bytes))
 
     async def next(self, within: float = 10) -> Any:
-        """The next frame from the server (pings answered), or CLOSED."""
+        """The next frame from the server (pings answered, NOOPs skipped), or CLOSED."""
         while True:
             frame = await asyncio.wait_for(self.connection.read_message(), within)
             if frame is None:
                 return CLOSED
             if frame == "2":
                 await self.send("3")
-                continue
-            return frame
+            elif frame != "6":
+                return frame
 
     async def closed_by_server(self) -> bool:
         """Whether the server ends the connection (after at most its CLOSE packet)."""
@@ -91,6 +91,15 @@ class RawPolling:
         return await self.http.fetch(
             self.base_url + path, method=method, raise_error=False, request_timeout=15, **kwargs
         )
+
+    async def upgrade(self) -> RawWebSocket:
+        """Move this session to a WebSocket, as clients do after their first polls."""
+        url = self.base_url.replace("http", "ws", 1) + f"{SOCKET_PATH}websocket&sid={self.sid}"
+        socket = RawWebSocket(await tornado.websocket.websocket_connect(url))
+        await socket.send("2probe")
+        assert await socket.next() == "3probe"
+        await socket.send("5")
+        return socket
 
     async def connect(self, token: str) -> None:
         posted = await self.post("40" + json.dumps({"token": token}))
@@ -164,3 +173,38 @@ def dropped_lines(records: list[logging.LogRecord]) -> list[str]:
 def errors(records: list[logging.LogRecord]) -> list[str]:
     """Lines at ERROR or above, and any line carrying a traceback."""
     return [r.getMessage() for r in records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+TRANSPORTS = ("websocket", "long-polling", "upgraded")
+
+
+class Attacker:
+    """A signed-in socket on one of ``TRANSPORTS`` that sends what it should not."""
+
+    def __init__(self, websocket: RawWebSocket | None, polling: RawPolling | None) -> None:
+        self.websocket, self.polling = websocket, polling
+
+    @classmethod
+    async def join(cls, api: Api, transport: str) -> Attacker:
+        token = await api.socket_token(await api.new_user())
+        if transport == "websocket":
+            websocket = await RawWebSocket.open(api.base_url)
+            await websocket.connect(token)
+            return cls(websocket, None)
+        polling = await RawPolling.open(api)
+        await polling.connect(token)
+        if transport == "upgraded":
+            return cls(await polling.upgrade(), polling)
+        return cls(None, polling)
+
+    async def dropped_after(self, message: str | bytes) -> bool:
+        """Send one engine.io ``message``; whether the server then drops the socket."""
+        if self.websocket is not None:
+            await self.websocket.send(message)
+            return await self.websocket.closed_by_server()
+        assert self.polling is not None
+        answer = await self.polling.post(message)
+        assert answer.code == 400, answer.body
+        assert json.loads(answer.body)["error"]["code"] == "malformed_packet"
+        assert self.polling.sid.encode() not in answer.body
+        return await self.polling.gone()
