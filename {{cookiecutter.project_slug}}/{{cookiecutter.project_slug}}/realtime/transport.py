@@ -222,7 +222,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             text = chunk.decode() if isinstance(chunk, bytes) else str(chunk)
             opened = eio_payload.Payload(encoded_payload=text).packets[0]
             if opened.packet_type == eio_packet.OPEN:
-                sid = opened.data["sid"]
+                sid = self.pending_key = opened.data["sid"]
                 self.pending.opened(sid, self.address, lambda: self._close_session(sid))
 
         def _refuse_too_large(self) -> None:
