@@ -78,6 +78,11 @@ async def test_an_address_holds_a_bounded_number_of_sessions_not_connected_yet(
     pending = [await RawWebSocket.open(api.base_url) for _ in range(2)]
     pending.append(await RawPolling.open(api))
     assert await refused(api) == [429, 429]
+    # JSONP long-polling, whose answers would hide a session's sid, is not served at all.
+    jsonp = await api.http.fetch(
+        api.base_url + SOCKET_PATH + "polling&j=0", raise_error=False, request_timeout=10
+    )
+    assert (jsonp.code, json.loads(jsonp.body)["error"]["code"]) == (400, "bad_request")
     # A real client from that address is refused too, until a pending session settles.
     ada = await api.new_user()
     with pytest.raises(socketio.exceptions.ConnectionError):

@@ -122,7 +122,11 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         def prepare(self) -> None:
             self._body_chunks = []
-            if self.request.method == "POST":
+            if "j" in self.request.query_arguments:
+                # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
+                # answers would hide a new session's sid from the pending sessions.
+                self._answer(400, "bad_request", "JSONP long-polling is not supported")
+            elif self.request.method == "POST":
                 declared = self.request.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > self.max_message_size:
                     self._refuse_too_large()
