@@ -90,7 +90,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         pending_key: object | None = None
         _refused = False
         _opening_poll = False
-        _body_chunks: list[bytes]
+        _body_chunks: list[bytes] | None = None  # set by the first chunk of a body
         _body_size = 0
 
         @property
@@ -121,7 +121,6 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
         def prepare(self) -> None:
-            self._body_chunks = []
             if "j" in self.request.query_arguments:
                 # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
                 # answers would hide a new session's sid from the pending sessions.
@@ -157,6 +156,8 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             if self._body_size > self.max_message_size:
                 self._refuse_too_large()
                 return
+            if self._body_chunks is None:
+                self._body_chunks = []
             self._body_chunks.append(chunk)
 
         def on_connection_close(self) -> None:
@@ -170,13 +171,14 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         async def get(self, *args: Any, **kwargs: Any) -> None:
             if self._refused:
                 return
-            self._opening_poll = self.session_id is None and not self.is_websocket()
+            if self.session_id is None and not self.is_websocket():
+                self._opening_poll = True
             await super().get(*args, **kwargs)
 
         async def post(self, *args: Any, **kwargs: Any) -> None:
             if self._refused:
                 return
-            body, self._body_chunks = b"".join(self._body_chunks), []
+            body, self._body_chunks = b"".join(self._body_chunks or ()), None
             self.request.body = body  # what engine.io reads
             reason = inbound.refusal(body, polling=True)
             if reason is not None:
@@ -255,7 +257,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         def _answer(self, status: int, code: str, message: str, **extra: Any) -> None:
             self._refused = True
-            self._body_chunks = []
+            self._body_chunks = None
             self.set_status(status)
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.finish(jsonutil.dumps({"error": {"code": code, "message": message, **extra}}))
