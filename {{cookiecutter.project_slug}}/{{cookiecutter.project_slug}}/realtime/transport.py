@@ -85,13 +85,17 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
     @tornado.web.stream_request_body
     class GuardedTransport(base):  # type: ignore[misc, valid-type]
-        # Which pending session this handler opened: itself for a WebSocket, the
-        # sid for long-polling (whose session outlives this request).
-        pending_key: object | None = None
+        _opened_sid: str | None = None  # the session a long-polling GET opened
         _refused = False
         _opening_poll = False
         _body_chunks: list[bytes] | None = None  # set by the first chunk of a body
         _body_size = 0
+
+        @property
+        def pending_key(self) -> object:
+            """The key of the session this handler opened among the pending sessions:
+            its sid for long-polling (the session outlives the request), else itself."""
+            return self._opened_sid or self
 
         @property
         def app_settings(self) -> Settings:
@@ -192,7 +196,6 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         async def open(self, *args: Any, **kwargs: Any) -> None:
             if self.session_id is None:  # a new session, on a WebSocket from the start
-                self.pending_key = self
                 self.pending.opened(self, self.address, self.close)
             await super().open(*args, **kwargs)
 
@@ -228,7 +231,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             text = chunk.decode() if isinstance(chunk, bytes) else str(chunk)
             opened = eio_payload.Payload(encoded_payload=text).packets[0]
             if opened.packet_type == eio_packet.OPEN:
-                sid = self.pending_key = opened.data["sid"]
+                sid = self._opened_sid = opened.data["sid"]
                 self.pending.opened(sid, self.address, lambda: self._close_session(sid))
 
         def _refuse_too_large(self) -> None:
