@@ -120,7 +120,7 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("CORS_ALLOWED_ORIGINS", "example.com"),
         ("SOCKETIO_CONNECT_TIMEOUT_SECONDS", "0"),
         ("SOCKETIO_CONNECT_TIMEOUT_SECONDS", "20s"),
-        ("SOCKETIO_MAX_PENDING_PER_ADDRESS", "0"),
+        ("SOCKETIO_MAX_PENDING_PER_ADDRESS", "-1"),
 {%- if cookiecutter.message_queue == "redis" %}
         ("REDIS_URL", "localhost:6379"),
 {%- endif %}

@@ -185,7 +185,7 @@ def _parse(read: _Reader) -> Settings:
             "SOCKETIO_CONNECT_TIMEOUT_SECONDS", 20, minimum=1, maximum=3600
         ),
         socketio_max_pending_per_address=read.integer(
-            "SOCKETIO_MAX_PENDING_PER_ADDRESS", 20, minimum=1
+            "SOCKETIO_MAX_PENDING_PER_ADDRESS", 20, minimum=0
         ),
         max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 20, minimum=1),
         socket_tokens_per_minute_per_user=read.integer(

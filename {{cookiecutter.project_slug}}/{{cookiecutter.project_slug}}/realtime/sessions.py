@@ -44,8 +44,8 @@ class PendingSessions:
         return len(self._pending)
 
     def admits(self, address: str) -> bool:
-        """Whether ``address`` may open one more session now."""
-        return self._per_address[address] < self.max_per_address
+        """Whether ``address`` may open one more session now (a maximum of 0: any)."""
+        return not self.max_per_address or self._per_address[address] < self.max_per_address
 
     def opened(self, key: object, address: str, close: Callable[[], None]) -> None:
         """A new engine.io session; ``close`` ends it if its CONNECT does not come in time."""
