@@ -124,27 +124,35 @@ class RawPolling:
 
 
 class Bystanders:
-    """A user with a WebSocket tab (python-socketio's client) and a long-polling tab
-    (raw: python-socketio's polling client takes 30 s to hang up), who must be served
-    throughout a test."""
+    """A user who must be served throughout a test, with three tabs: python-socketio's
+    client on a WebSocket, the same upgraded from long-polling, and a raw long-polling
+    session (python-socketio's polling client takes 30 s to hang up)."""
 
-    def __init__(self, api: Api, user: User, tab: SocketClient, polling: RawPolling) -> None:
-        self.api, self.user, self.tab, self.polling = api, user, tab, polling
+    def __init__(self, api: Api, user: User, tabs: list[SocketClient], polling: RawPolling) -> None:
+        self.api, self.user, self.tabs, self.polling = api, user, tabs, polling
 
     @classmethod
     async def join(cls, api: Api, sockets: Sockets) -> Bystanders:
         user = await api.new_user()
-        tab = await sockets.connect(await api.socket_token(user))
+        websocket = await sockets.connect(await api.socket_token(user))
+        upgraded = sockets.new()
+        await upgraded.client.connect(
+            sockets.base_url,
+            auth={"token": await api.socket_token(user)},
+            transports=["polling", "websocket"],
+            wait_timeout=10,
+        )
         polling = await RawPolling.open(api)
         await polling.connect(await api.socket_token(user))
-        return cls(api, user, tab, polling)
+        return cls(api, user, [websocket, upgraded], polling)
 
     async def assert_served(self, text: str) -> None:
         posted = await self.api.request(
             "POST", "/api/v1/db/message", {"text": text}, token=self.user.token
         )
         assert posted.status == 201, posted.body
-        assert (await self.tab.wait_for("message"))[-1]["text"] == text
+        for tab in self.tabs:
+            assert (await tab.wait_for("message"))[-1]["text"] == text
         for _ in range(3):  # a ping may come first
             received = await self.polling.poll()
             assert received.code == 200, received.body

@@ -44,7 +44,7 @@ async def test_an_oversized_polling_post_gets_413_at_once_and_loses_its_session(
 ):
     caplog.set_level(logging.INFO)
     others = await Bystanders.join(api, sockets)
-    gauge = await connected_sockets(api, 2)
+    gauge = await connected_sockets(api, 3)
     limit = settings.socketio_max_message_bytes
 
     for size in (MB, 10 * MB):
@@ -91,5 +91,5 @@ async def test_a_websocket_message_over_the_limit_closes_its_socket(api, sockets
     assert await attacker.closed_by_server()
     # Tornado refused the frame by its header (1009: message too big), before reading it.
     assert attacker.connection.close_code == 1009
-    assert await connected_sockets(api, 2) == 2
+    assert await connected_sockets(api, 3) == 3
     await others.assert_served("still here")

@@ -46,7 +46,7 @@ async def test_sessions_that_never_connect_are_closed(api, sockets, caplog):
     # Past the timeout, those that connected in time are still served.
     await others.assert_served("still here")
     assert await signed_in.next() == "42" + json.dumps(
-        ["message", (await others.tab.wait_for("message"))[-1]], separators=(",", ":")
+        ["message", (await others.tabs[0].wait_for("message"))[-1]], separators=(",", ":")
     )
 
 
