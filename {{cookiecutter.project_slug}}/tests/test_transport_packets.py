@@ -117,3 +117,25 @@ async def test_undecodable_packets_close_their_socket_with_one_info_line(
         messages = [*messages, "2", "5", "6", "0", "4\x1e" * 20]
     await assert_each_dropped(api, transport, messages, caplog)
     await others.assert_served("after malformed packets")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.gen_test(timeout=60)
+async def test_a_socketio_disconnect_ends_the_engineio_session_too(api, sockets, caplog, transport):
+    # Otherwise the session, its disconnect handler already run, stays open and signed in
+    # to nothing for as long as the client answers pings.
+    caplog.set_level(logging.INFO)
+    others = await Bystanders.join(api, sockets)
+    gauge = await connected_sockets(api)
+    attacker = await Attacker.join(api, transport)
+    assert await connected_sockets(api, gauge + 1) == gauge + 1
+    if attacker.websocket is not None:
+        await attacker.websocket.send("41")
+        assert await attacker.websocket.closed_by_server()
+    else:
+        assert attacker.polling is not None
+        assert (await attacker.polling.post("41")).code == 200
+        assert await attacker.polling.gone()
+    assert await connected_sockets(api, gauge) == gauge
+    assert errors(caplog.records) == []
+    await others.assert_served("after a disconnect")

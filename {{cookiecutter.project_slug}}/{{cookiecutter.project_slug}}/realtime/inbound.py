@@ -82,11 +82,7 @@ def refusal(message: str | bytes, polling: bool) -> str | None:
         except UnicodeDecodeError:
             return f"{MALFORMED} (not UTF-8)"
     try:
-        packets = (
-            eio_payload.Payload(encoded_payload=message).packets
-            if polling
-            else [eio_packet.Packet(encoded_packet=message)]
-        )
+        packets = _packets(message, polling)
     except Exception as error:  # hostile input: any failure is a refusal
         return f"{MALFORMED} ({type(error).__name__})"
     allowed = POLLING_TYPES if polling else WEBSOCKET_TYPES
@@ -109,11 +105,27 @@ def refusal(message: str | bytes, polling: bool) -> str | None:
 
 def closes_session(message: str | bytes) -> bool:
     """Whether a long-polling POST body (already accepted by ``refusal``) carries CLOSE."""
-    text = message.decode() if isinstance(message, bytes) else message
+    return any(pkt.packet_type == eio_packet.CLOSE for pkt in _packets(message, polling=True))
+
+
+def leaves(message: str | bytes, polling: bool) -> bool:
+    """Whether an accepted message carries Socket.IO's DISCONNECT: the client leaves.
+
+    python-socketio then runs the disconnect handler but keeps the engine.io session,
+    which would stay open, signed in to nothing, for as long as the client answers
+    pings; socket.io-client closes it right after, and so does the transport here.
+    """
     return any(
-        pkt.packet_type == eio_packet.CLOSE
-        for pkt in eio_payload.Payload(encoded_payload=text).packets
+        pkt.packet_type == eio_packet.MESSAGE and pkt.data[:1] == str(packet.DISCONNECT)
+        for pkt in _packets(message, polling)
     )
+
+
+def _packets(message: str | bytes, polling: bool) -> list[eio_packet.Packet]:
+    text = message.decode() if isinstance(message, bytes) else message
+    if polling:
+        return eio_payload.Payload(encoded_payload=text).packets
+    return [eio_packet.Packet(encoded_packet=text)]
 
 
 def _socketio_refusal(text: str) -> str | None:

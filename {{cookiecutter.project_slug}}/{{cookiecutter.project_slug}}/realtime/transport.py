@@ -193,6 +193,8 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             if self.session_id is not None and inbound.closes_session(body):
                 self.pending.settled(self.session_id)
             await super().post(*args, **kwargs)
+            if inbound.leaves(body, polling=True):
+                self._close_session()
 
         async def open(self, *args: Any, **kwargs: Any) -> None:
             if self.session_id is None:  # a new session, on a WebSocket from the start
@@ -209,6 +211,8 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 self.close()
                 return
             await super().on_message(message)
+            if inbound.leaves(message, polling=False):
+                self.close()  # after the DISCONNECT, which engine.io reads first
 
         def on_close(self) -> None:
             self.pending.settled(self)
