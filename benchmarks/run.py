@@ -58,6 +58,7 @@ PYTHON_SERVER_ENV = {
     "SOCKET_TOKENS_PER_MINUTE_PER_USER": NO_LIMIT,
     "SOCKET_TOKENS_PER_MINUTE_PER_ADDRESS": NO_LIMIT,
     "HANDSHAKES_PER_MINUTE_PER_ADDRESS": NO_LIMIT,
+    "SOCKETIO_MAX_PENDING_PER_ADDRESS": NO_LIMIT,
 }
 
 # Scenario parameters. `runs` (when set) overrides the global number of runs.

@@ -42,6 +42,8 @@ def test_defaults(tmp_path):
     assert settings.broadcasts_per_minute_per_user == 12
     assert settings.max_body_bytes == 64 * 1024
     assert settings.trust_proxy_headers is False
+    assert settings.socketio_connect_timeout_seconds == 20
+    assert settings.socketio_max_pending_per_address == 20
     assert settings.event_loop == "uvloop"  # a dependency wherever it is built
 {%- if cookiecutter.message_queue == "redis" %}
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
@@ -66,6 +68,8 @@ def test_values_are_parsed(tmp_path):
         TRUST_PROXY_HEADERS="yes",
         MONGODB_URI="mongodb://127.0.0.1:27017/",
         MONGODB_DB="other_db",
+        SOCKETIO_CONNECT_TIMEOUT_SECONDS="5",
+        SOCKETIO_MAX_PENDING_PER_ADDRESS="100",
     )
     assert settings.app_env == "test"
     assert settings.port == 0
@@ -76,6 +80,8 @@ def test_values_are_parsed(tmp_path):
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017/"
     assert not settings.uses_embedded_db
     assert settings.mongodb_db == "other_db"
+    assert settings.socketio_connect_timeout_seconds == 5
+    assert settings.socketio_max_pending_per_address == 100
 
 
 def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, monkeypatch):
@@ -123,6 +129,9 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("MONGODB_URI", "http://db.example:27017/"),
         ("MONGODB_DB", "bad.name"),
         ("CORS_ALLOWED_ORIGINS", "example.com"),
+        ("SOCKETIO_CONNECT_TIMEOUT_SECONDS", "0"),
+        ("SOCKETIO_CONNECT_TIMEOUT_SECONDS", "20s"),
+        ("SOCKETIO_MAX_PENDING_PER_ADDRESS", "-1"),
 {%- if cookiecutter.message_queue == "redis" %}
         ("REDIS_URL", "localhost:6379"),
 {%- endif %}

@@ -110,6 +110,7 @@ def settings_overrides(fast_fanout: bool, pings: tuple[int, int] | None) -> dict
         "socket_tokens_per_minute_per_user": 0,
         "socket_tokens_per_minute_per_address": 0,
         "handshakes_per_minute_per_address": 0,
+        "socketio_max_pending_per_address": 0,
         "max_sockets_per_user": SOCKETS_PER_USER,
         "fast_fanout": fast_fanout,
     }

@@ -66,6 +66,8 @@ class Settings:
     socketio_ping_timeout: int = 20
     socketio_max_message_bytes: int = 64 * 1024
     socketio_transports: tuple[str, ...] = ("polling", "websocket")
+    socketio_connect_timeout_seconds: int = 20
+    socketio_max_pending_per_address: int = 20
     max_sockets_per_user: int = 20
     socket_tokens_per_minute_per_user: int = 60
     socket_tokens_per_minute_per_address: int = 600
@@ -194,6 +196,12 @@ def _parse(read: _Reader) -> Settings:
         ),
         socketio_transports=read.checked(
             "SOCKETIO_TRANSPORTS", ("polling", "websocket"), _transports
+        ),
+        socketio_connect_timeout_seconds=read.integer(
+            "SOCKETIO_CONNECT_TIMEOUT_SECONDS", 20, minimum=1, maximum=3600
+        ),
+        socketio_max_pending_per_address=read.integer(
+            "SOCKETIO_MAX_PENDING_PER_ADDRESS", 20, minimum=0
         ),
         max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 20, minimum=1),
         socket_tokens_per_minute_per_user=read.integer(

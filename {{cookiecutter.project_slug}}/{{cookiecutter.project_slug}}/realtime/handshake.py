@@ -20,8 +20,10 @@ from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
+from .inbound import MalformedConnect
 from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
 from .session_expiry import SessionExpiry
+from .sessions import PendingSessions
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class Handshake:
         self._expiry = SessionExpiry(
             lambda jti: disconnect_local_sockets(sio.manager, jwt_room(jti), NAMESPACE)
         )
+        self.pending = PendingSessions(
+            settings.socketio_connect_timeout_seconds, settings.socketio_max_pending_per_address
+        )
 
     def refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
@@ -69,6 +74,8 @@ class Handshake:
         address = client_address(environ)
         if self._per_address.hit(address_key(address)) is not None:
             raise self.refuse("rate_limited", f" (address {address})")
+        if isinstance(auth, MalformedConnect):
+            raise self.refuse("malformed_packet", f" ({auth.reason})")
         token = token_from(auth, environ)
         if token is None:
             raise self.refuse("no_token")
@@ -96,6 +103,7 @@ class Handshake:
         # The handshake request's body reader (a class engine.io defines per request) is
         # spent; the environ lives as long as the socket, so let it go.
         environ.pop("wsgi.input", None)
+        self.pending.settled(environ["tornado.handler"].pending_key)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
 

@@ -7,19 +7,20 @@ from typing import Any
 
 import engineio
 import socketio
-from socketio import packet
 
 from .. import jsonutil, logs
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from .handshake import Handshake
+from .inbound import ClientPacket
 from .queues import Inbox, PacketQueue
 {%- if cookiecutter.message_queue == "redis" %}
 from .redis_queue import RedisRoomManager
 {%- else %}
 from .rooms import RoomManager
 {%- endif %}
+from .transport import EngineIOLog, guarded
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +53,6 @@ class _EngineIOServer(engineio.AsyncServer):
         return PacketQueue()  # a socket's outgoing queue, lighter than asyncio.Queue
 
 
-class MalformedPacket(ValueError):
-    """A packet no well-behaved client sends: JSON that does not parse (or is nested too
-    deep to), or a packet type a client may not send."""
-
-    def __init__(self, encoded: Any, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.is_connect = isinstance(encoded, str) and encoded[:1] == str(packet.CONNECT)
-
-
-CLIENT_PACKET_TYPES = frozenset(
-    {packet.CONNECT, packet.DISCONNECT, packet.EVENT, packet.ACK}
-    | {packet.BINARY_EVENT, packet.BINARY_ACK}
-)
-
-
-class _ClientPacket(packet.Packet):
-    def decode(self, encoded_packet: Any) -> Any:
-        try:
-            attachments = super().decode(encoded_packet)
-        except (ValueError, RecursionError) as error:
-            raise MalformedPacket(encoded_packet, type(error).__name__) from None
-        if self.packet_type not in CLIENT_PACKET_TYPES:
-            raise MalformedPacket(encoded_packet, "unexpected packet type")
-        return attachments
-
-
 class SocketServer(socketio.AsyncServer):
     """python-socketio's server on an engine.io server with lighter per-socket queues."""
 
@@ -86,22 +60,6 @@ class SocketServer(socketio.AsyncServer):
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return _EngineIOServer
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # python-socketio logs an ERROR with a traceback for every packet it cannot
-        # decode, and leaves the client waiting: refuse or drop such a client instead.
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-        except MalformedPacket as error:
-            if error.is_connect:
-                refusal = self.handshake.refuse("malformed_packet", f" ({error.reason})")
-                await self._send_packet(
-                    eio_sid,
-                    self.packet_class(packet.CONNECT_ERROR, data=refusal.error_args, namespace="/"),
-                )
-            else:
-                log.info("socket dropped: malformed packet (%s)", error.reason)
-                await self.eio.disconnect(eio_sid)
 
 
 def create_socket_server(
@@ -124,9 +82,9 @@ def create_socket_server(
         ping_timeout=settings.socketio_ping_timeout,
         max_http_buffer_size=settings.socketio_max_message_bytes,
         transports=list(settings.socketio_transports),
-        serializer=_ClientPacket,
+        serializer=ClientPacket,
         logger=False,
-        engineio_logger=False,
+        engineio_logger=EngineIOLog(),
     )
     handshake = sio.handshake = Handshake(sio, nonces, settings, metrics)
     sio.on("connect", handshake.connect)
@@ -136,7 +94,7 @@ def create_socket_server(
 
 def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
     """The Tornado route for ``/socket.io/``."""
-    engineio_handler = socketio.get_tornado_handler(sio)
+    engineio_handler = guarded(socketio.get_tornado_handler(sio))
     manager = sio.manager
 
     class SocketIOHandler(engineio_handler):  # type: ignore[misc, valid-type]

@@ -1,0 +1,153 @@
+"""What a client may send on a socket, checked before python-socketio sees it.
+
+The app speaks JSON and handles no events that clients send, so a well-behaved
+client sends only engine.io control packets and the Socket.IO packets CONNECT,
+DISCONNECT, EVENT and ACK. ``refusal`` names what is wrong with anything else,
+and the transport (realtime/transport.py) closes the socket with one INFO line:
+
+- binary data (WebSocket binary frames, base64 ``b`` long-polling packets, the
+  Socket.IO BINARY_EVENT and BINARY_ACK types) is refused, not bounded: the app
+  has no use for attachments, and a refusal needs no per-socket buffer or count;
+- a packet that does not decode (bad JSON, JSON nested too deep, a bad header
+  such as ``451-[``), or a type a client may not send;
+- an EVENT named like one of Socket.IO's own events (``disconnect`` would run the
+  server's disconnect handler while the socket stays open).
+
+A Socket.IO CONNECT that does not decode is let through: ``ClientPacket`` turns
+it into a CONNECT whose ``auth`` is a ``MalformedConnect``, which the handshake
+refuses with ``INVALID_TOKEN``, as a client waiting for its connection expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engineio import packet as eio_packet
+from engineio import payload as eio_payload
+from socketio import packet
+
+# Event names with a meaning of their own in Socket.IO or python-socketio.
+RESERVED_EVENTS = frozenset(
+    {
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+        "__disconnect_final",
+        "*",
+    }
+)
+# engine.io packets a client sends: PONG, MESSAGE and CLOSE; over a WebSocket also
+# the upgrade's PING probe and UPGRADE (and a NOOP, which engine.io ignores there).
+POLLING_TYPES = frozenset({eio_packet.CLOSE, eio_packet.PONG, eio_packet.MESSAGE})
+WEBSOCKET_TYPES = POLLING_TYPES | {eio_packet.PING, eio_packet.UPGRADE, eio_packet.NOOP}
+BINARY = "binary packet"
+MALFORMED = "malformed packet"
+
+
+class MalformedConnect:
+    """The ``auth`` of a CONNECT packet that did not decode; the handshake refuses it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class ClientPacket(packet.Packet):
+    """python-socketio's packet, except that an undecodable CONNECT becomes a refusal.
+
+    Passed as ``serializer=``. Every other packet reaching it passed ``refusal``.
+    """
+
+    def decode(self, encoded_packet: Any) -> Any:
+        try:
+            return super().decode(encoded_packet)
+        except (ValueError, RecursionError) as error:
+            if not (isinstance(encoded_packet, str) and encoded_packet[:1] == "0"):
+                raise
+            self.packet_type, self.namespace = packet.CONNECT, None
+            self.data = MalformedConnect(type(error).__name__)
+            return 0
+
+
+def refusal(message: str | bytes, polling: bool) -> str | None:
+    """Why a client's engine.io ``message`` (a WebSocket frame, or a long-polling
+    POST body) is refused, or None when it may go on to engine.io."""
+    if isinstance(message, bytes):
+        if not polling:
+            return BINARY
+        try:
+            message = message.decode()
+        except UnicodeDecodeError:
+            return f"{MALFORMED} (not UTF-8)"
+    try:
+        packets = _packets(message, polling)
+    except Exception as error:  # hostile input: any failure is a refusal
+        return f"{MALFORMED} ({type(error).__name__})"
+    allowed = POLLING_TYPES if polling else WEBSOCKET_TYPES
+    for pkt in packets:
+        if pkt.binary:
+            return BINARY
+        if pkt.packet_type not in allowed:
+            return f"{MALFORMED} (engine.io packet type)"
+        if pkt.packet_type == eio_packet.MESSAGE:
+            # engine.io hands a MESSAGE on as JSON when its text parses as JSON (a
+            # number, a list...): never a Socket.IO packet, which starts with a digit
+            # followed by more (engine.io keeps a bare digit as text).
+            if not isinstance(pkt.data, str):
+                return f"{MALFORMED} (not a Socket.IO packet)"
+            reason = _socketio_refusal(pkt.data)
+            if reason is not None:
+                return reason
+    return None
+
+
+def closes_session(message: str | bytes) -> bool:
+    """Whether a long-polling POST body (already accepted by ``refusal``) carries CLOSE."""
+    return any(pkt.packet_type == eio_packet.CLOSE for pkt in _packets(message, polling=True))
+
+
+def leaves(message: str | bytes, polling: bool) -> bool:
+    """Whether an accepted message carries Socket.IO's DISCONNECT: the client leaves.
+
+    python-socketio then runs the disconnect handler but keeps the engine.io session,
+    which would stay open, signed in to nothing, for as long as the client answers
+    pings; socket.io-client closes it right after, and so does the transport here.
+    """
+    return any(
+        pkt.packet_type == eio_packet.MESSAGE and pkt.data[:1] == str(packet.DISCONNECT)
+        for pkt in _packets(message, polling)
+    )
+
+
+def _packets(message: str | bytes, polling: bool) -> list[eio_packet.Packet]:
+    text = message.decode() if isinstance(message, bytes) else message
+    if polling:
+        return eio_payload.Payload(encoded_payload=text).packets
+    return [eio_packet.Packet(encoded_packet=text)]
+
+
+def _socketio_refusal(text: str) -> str | None:
+    if text[:1] == str(packet.CONNECT):
+        return None  # ClientPacket turns an undecodable CONNECT into a refusal
+    decoded = packet.Packet()
+    try:
+        attachments = decoded.decode(text)
+    except Exception as error:  # hostile input: any failure is a refusal
+        return f"{MALFORMED} ({type(error).__name__})"
+    kind = decoded.packet_type
+    if attachments or kind in (packet.BINARY_EVENT, packet.BINARY_ACK):
+        return BINARY
+    if kind == packet.DISCONNECT:
+        return None
+    if kind == packet.ACK:
+        return None if isinstance(decoded.data, list) else f"{MALFORMED} (ACK data)"
+    if kind != packet.EVENT:
+        return f"{MALFORMED} (unexpected packet type)"
+    data = decoded.data
+    if not (isinstance(data, list) and data and isinstance(data[0], str)):
+        return f"{MALFORMED} (EVENT without a name)"
+    if data[0] in RESERVED_EVENTS:
+        return "reserved event name"
+    return None

@@ -1,0 +1,274 @@
+"""The limits of the ``/socket.io/`` route, kept at the Tornado handler.
+
+Everything a client sends passes through the Tornado handler before engine.io
+reads it, so the limits are applied there, with Tornado's public handler API, and
+hold whichever path delivers to sockets (FAST_FANOUT) and whichever release of
+python-socketio/engine.io runs:
+
+- a long-polling POST body larger than SOCKETIO_MAX_MESSAGE_BYTES is answered
+  413 before it is read (by its Content-Length, or as soon as a chunked body
+  passes the limit), and its engine.io session is closed. engine.io's own check
+  would leave the request unanswered: it closes the session and then waits for
+  the client to poll for the CLOSE packet, holding the body meanwhile;
+- a WebSocket message is bounded by the same setting (Tornado closes the
+  connection, code 1009);
+- every message is checked by realtime/inbound.py; a refused one closes its
+  socket with one INFO line, and never reaches python-socketio;
+- a new engine.io session is refused (429) while its address holds
+  SOCKETIO_MAX_PENDING_PER_ADDRESS sessions that have not connected yet, and is
+  closed if it has not connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS
+  (realtime/sessions.py);
+- engine.io's error answers (``Invalid session <sid>``...) are replaced by the
+  API's JSON error shape, which never echoes the sid, and its log lines about
+  them (ERROR the first time, with the sid) are dropped: ``EngineIOLog``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import tornado.web
+from engineio import packet as eio_packet
+from engineio import payload as eio_payload
+
+from .. import jsonutil
+from .. import registry as keys
+from ..config import Settings
+from ..ratelimit import address_key
+from ..web.errors import standard_error
+from . import inbound
+from .sessions import PendingSessions
+
+log = logging.getLogger(__name__)
+
+# How engine.io ends the ERROR line it writes the first time a client makes each kind
+# of mistake (a stale sid, a wrong transport, a bad origin).
+_CLIENT_MISTAKE = "further occurrences of this error will be logged"
+
+
+class EngineIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The ``engineio_logger`` of the Socket.IO server: engine.io's own errors only.
+
+    engine.io logs every packet at INFO (sid and data included), and a client's
+    mistake at ERROR the first time, with its sid. The access log already records
+    those requests with their status; what is left is what went wrong in engine.io.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("engineio.server"), {})
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.ERROR and _CLIENT_MISTAKE not in str(msg):
+            super().log(level, msg, *args, **kwargs)
+
+
+# Sessions being closed in the background (a reference keeps each task alive).
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def close_session(sio: Any, sid: str, within: float) -> None:
+    """Close an engine.io session by its ``sid`` (unknown ones are ignored).
+
+    engine.io's ``disconnect`` queues a CLOSE packet and waits until the client
+    takes it. A long-polling client that never polls again would keep that wait,
+    and the session, forever: give up after ``within`` seconds, by which time the
+    session is marked closed and engine.io's own sweep drops it.
+    """
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sio.eio.disconnect(sid), within)
+
+
+def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestHandler]:
+    """engine.io's Tornado handler class ``base``, with the limits above."""
+
+    @tornado.web.stream_request_body
+    class GuardedTransport(base):  # type: ignore[misc, valid-type]
+        _opened_sid: str | None = None  # the session a long-polling GET opened
+        _refused = False
+        _opening_poll = False
+        _body_chunks: list[bytes] | None = None  # set by the first chunk of a body
+        _body_size = 0
+
+        @property
+        def pending_key(self) -> object:
+            """The key of the session this handler opened among the pending sessions:
+            its sid for long-polling (the session outlives the request), else itself."""
+            return self._opened_sid or self
+
+        @property
+        def app_settings(self) -> Settings:
+            return self.application.settings["registry"][keys.SETTINGS]
+
+        @property
+        def pending(self) -> PendingSessions:
+            return self.application.settings["registry"][keys.SOCKET_SERVER].handshake.pending
+
+        @property
+        def max_message_size(self) -> int:
+            # Tornado's bound on one WebSocket message (websocket_max_message_size).
+            return self.app_settings.socketio_max_message_bytes
+
+        @property
+        def address(self) -> str:
+            # The key the other per-address limits count under (an IPv6 /64 is one
+            # address), of the address realtime/handshake.py's client_address reads
+            # (X-Forwarded-For with TRUST_PROXY_HEADERS, which the HTTP server applies).
+            return address_key(self.request.remote_ip or "unknown")
+
+        @property
+        def session_id(self) -> str | None:
+            sids = self.get_query_arguments("sid")
+            return sids[0] if sids else None  # the one engine.io reads
+
+        def is_websocket(self) -> bool:
+            return self.request.headers.get("Upgrade", "").lower() == "websocket"
+
+        def prepare(self) -> None:
+            if "j" in self.request.query_arguments:
+                # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
+                # answers would hide a new session's sid from the pending sessions.
+                self._answer(400, "bad_request", "JSONP long-polling is not supported")
+            elif self.request.method == "POST":
+                declared = self.request.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > self.max_message_size:
+                    self._refuse_too_large()
+            elif self.request.method == "GET" and self.session_id is None:
+                self._admit()
+
+        def _admit(self) -> None:
+            if self.pending.admits(self.address):
+                return
+            log.info(
+                "socket refused: address %s has %d sessions not connected yet",
+                self.address,
+                self.pending.max_per_address,
+            )
+            retry_after = int(self.pending.connect_timeout)
+            self.set_header("Retry-After", str(retry_after))
+            self._answer(
+                429,
+                "too_many_requests",
+                "too many sockets from this address are still connecting",
+                retry_after=retry_after,
+            )
+
+        def data_received(self, chunk: bytes) -> None:
+            if self._refused:
+                return  # already answered; the rest of the body is dropped
+            self._body_size += len(chunk)
+            if self._body_size > self.max_message_size:
+                self._refuse_too_large()
+                return
+            if self._body_chunks is None:
+                self._body_chunks = []
+            self._body_chunks.append(chunk)
+
+        def on_connection_close(self) -> None:
+            if self.is_websocket():
+                super().on_connection_close()
+            else:
+                # Ends the wait for a body that will not come (for a WebSocket
+                # handler Tornado does not): the HTTP method never runs.
+                tornado.web.RequestHandler.on_connection_close(self)
+
+        async def get(self, *args: Any, **kwargs: Any) -> None:
+            if self._refused:
+                return
+            if self.session_id is None and not self.is_websocket():
+                self._opening_poll = True
+            await super().get(*args, **kwargs)
+
+        async def post(self, *args: Any, **kwargs: Any) -> None:
+            if self._refused:
+                return
+            body, self._body_chunks = b"".join(self._body_chunks or ()), None
+            self.request.body = body  # what engine.io reads
+            reason = inbound.refusal(body, polling=True)
+            if reason is not None:
+                log.info("socket dropped: %s", reason)
+                self._close_session()
+                self._answer(400, "malformed_packet", "the socket sent a packet it may not send")
+                return
+            if self.session_id is not None and inbound.closes_session(body):
+                self.pending.settled(self.session_id)
+            await super().post(*args, **kwargs)
+            if inbound.leaves(body, polling=True):
+                self._close_session()
+
+        async def open(self, *args: Any, **kwargs: Any) -> None:
+            if self.session_id is None:  # a new session, on a WebSocket from the start
+                self.pending.opened(self, self.address, self.close)
+            await super().open(*args, **kwargs)
+
+        async def on_message(self, message: str | bytes) -> None:
+            if self._refused:
+                return  # closing: whatever else arrives is dropped
+            reason = inbound.refusal(message, polling=False)
+            if reason is not None:
+                self._refused = True
+                log.info("socket dropped: %s", reason)
+                self.close()
+                return
+            await super().on_message(message)
+            if inbound.leaves(message, polling=False):
+                self.close()  # after the DISCONNECT, which engine.io reads first
+
+        def on_close(self) -> None:
+            self.pending.settled(self)
+            super().on_close()
+
+        def write(self, chunk: str | bytes | dict[str, Any]) -> None:
+            if self._opening_poll and self.get_status() == 200:
+                self._opening_poll = False
+                self._track_new_poll(chunk)
+            elif self.get_status() >= 400 and not self._refused:
+                # engine.io's error text may hold the sid: answer in the API's shape.
+                body = standard_error(self.get_status())[1]
+                self.set_header("Content-Type", "application/json; charset=UTF-8")
+                chunk = jsonutil.dumps(body)
+            super().write(chunk)
+
+        def _track_new_poll(self, chunk: str | bytes | dict[str, Any]) -> None:
+            # engine.io answers a new long-polling session with its OPEN packet, the
+            # one place its sid is given out.
+            text = chunk.decode() if isinstance(chunk, bytes) else str(chunk)
+            opened = eio_payload.Payload(encoded_payload=text).packets[0]
+            if opened.packet_type == eio_packet.OPEN:
+                sid = self._opened_sid = opened.data["sid"]
+                self.pending.opened(sid, self.address, lambda: self._close_session(sid))
+
+        def _refuse_too_large(self) -> None:
+            log.info(
+                "socket dropped: long-polling body over SOCKETIO_MAX_MESSAGE_BYTES (%d)",
+                self.max_message_size,
+            )
+            self._close_session()
+            self._answer(
+                413,
+                "payload_too_large",
+                f"a Socket.IO request body must be at most {self.max_message_size} bytes",
+            )
+
+        def _close_session(self, sid: str | None = None) -> None:
+            sid = sid or self.session_id
+            if sid is None:
+                return
+            self.pending.settled(sid)
+            settings = self.app_settings
+            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            within = settings.socketio_ping_interval + settings.socketio_ping_timeout
+            task = asyncio.ensure_future(close_session(sio, sid, within))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+        def _answer(self, status: int, code: str, message: str, **extra: Any) -> None:
+            self._refused = True
+            self._body_chunks = None
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(jsonutil.dumps({"error": {"code": code, "message": message, **extra}}))
+
+    return GuardedTransport
