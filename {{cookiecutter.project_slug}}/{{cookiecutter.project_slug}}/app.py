@@ -144,11 +144,6 @@ async def stop(app: tornado.web.Application) -> None:
     """
     registry: Registry = app.settings["registry"]
     sio = registry[keys.SOCKET_SERVER]
-    for socket in list(sio.eio.sockets.values()):
-        # engine.io internals (versions pinned in pyproject.toml): run the disconnect
-        # handlers without sending a CLOSE packet, then end the socket's writer, which
-        # closes its WebSocket (long-polling requests end with the HTTP connections).
-        await socket.close(wait=False, abort=True)
-        await socket.queue.put(None)
+    await sio.close_transports()
     await sio.shutdown()
     await db.close(registry[keys.MONGO_CLIENT])
