@@ -138,9 +138,13 @@ async def stop(app: tornado.web.Application) -> None:
 
     Sockets are closed at the transport, as when a process exits, not with
     Socket.IO's disconnect packet: that packet tells a client the server sent it
-    away, and neither socket.io-client nor python-socketio reconnects after it.
-    After a closed transport they reconnect by themselves (with a fresh socket
-    token) to the restarted process, or to another one.
+    away, and neither socket.io-client nor python-socketio reconnects after it
+    (python-socketio does not after engine.io's CLOSE packet either, which the
+    public ``eio.disconnect`` sends). After a
+    closed transport they reconnect by themselves (with a fresh socket token) to the
+    restarted process, or to another one. ``close_transports`` closes WebSockets
+    (and, with the fast path, ends every engine.io socket); long-polling requests
+    end when server.py closes the HTTP connections.
     """
     registry: Registry = app.settings["registry"]
     sio = registry[keys.SOCKET_SERVER]

@@ -18,9 +18,8 @@ from . import accel
 from .handshake import Handshake, client_address
 {%- if cookiecutter.message_queue == "redis" %}
 from .redis_queue import RedisRoomManager
-{%- else %}
-from .rooms import RoomManager
 {%- endif %}
+from .rooms import RoomManager
 
 log = logging.getLogger(__name__)
 
