@@ -28,7 +28,7 @@ UPGRADE = ["python-socketio<6", "python-engineio<5", "tornado<7"]
 VERSIONS_FILE = "realtime/accel/versions.py"
 
 
-def tested_versions(package) -> dict[str, str]:
+def read_tested_versions(package) -> dict[str, str]:
     """The TESTED constant of the baked project's accel/versions.py."""
     tree = ast.parse((package / VERSIONS_FILE).read_text())
     for node in tree.body:
@@ -65,7 +65,7 @@ def test_realtime_and_security_suites_pass_stock_on_tested_and_newest_releases(
     assert result.exit_code == 0, result.exception
     project = result.project_path
     python = make_venv(project)
-    tested = tested_versions(project / project.name)
+    tested = read_tested_versions(project / project.name)
     pins = [f"{name}=={version}" for name, version in tested.items()]
     pinned = run([str(python), "-m", "pip", "install", "--quiet", *pins], cwd=project)
     assert pinned.returncode == 0, pinned.stdout + pinned.stderr
