@@ -168,5 +168,8 @@ async def test_a_websocket_naming_an_upgraded_session_gets_none_of_its_messages(
         await assert_victim_gets_everything(victim, texts + more)
         assert not any(text in frame for frame in attacker.frames for text in texts + more)
         assert victim.client.connected
+        # engine.io refused it as a transport, and the server closed it.
+        assert attacker.reader is not None
+        await asyncio.wait_for(attacker.reader, 5)
     finally:
         attacker.close()
