@@ -19,9 +19,11 @@ import socketio
 
 EVERYONE = "everyone"
 NAMESPACE = "/"
+{%- if cookiecutter.message_queue == "redis" %}
 # An emit of this event disconnects the room's sockets in each process that receives it
 # (how disconnect_room crosses Redis); it is never sent to a client.
 DISCONNECT_ROOM_EVENT = "\x00disconnect-room"
+{%- endif %}
 
 
 def user_room(user_id: str) -> str:
@@ -43,8 +45,9 @@ async def disconnect_local_sockets(
 class RoomManager(socketio.AsyncManager):
     """python-socketio's manager plus ``room_size``, ``disconnect_room`` and delivery counts.
 
-    ``emit`` is where a message for this process's sockets arrives, from a local
-    call or (with Redis) from another process; ``deliver`` writes it to the sockets.
+    ``emit`` is where a message for this process's sockets arrives{% if cookiecutter.message_queue == "redis" %}, from a local
+    call or from another process through Redis{% endif %}; ``deliver`` writes it to
+    the sockets.
     """
 
     # Event deliveries to this process's sockets, by path (exported in /metrics).
@@ -70,9 +73,11 @@ class RoomManager(socketio.AsyncManager):
         **kwargs: Any,
     ) -> None:
         room = to or room
+{%- if cookiecutter.message_queue == "redis" %}
         if event == DISCONNECT_ROOM_EVENT:
             await disconnect_local_sockets(self, room, namespace or NAMESPACE)
             return
+{%- endif %}
         await self.deliver(event, data, namespace, room, skip_sid, callback, **kwargs)
 
     async def deliver(
