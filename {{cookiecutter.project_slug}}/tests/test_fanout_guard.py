@@ -9,12 +9,15 @@ which delivers all the same.
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import engineio
 import pytest
 import socketio
 
+import {{ cookiecutter.project_slug }}
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.realtime.accel import versions
 
@@ -90,3 +93,25 @@ async def test_the_tested_versions_run_the_fast_path(
     assert "EngineIOServer" in accel_classes(sio)
     assert await delivered(api, sockets) == ["still delivered"] * 2
     assert sio.manager.delivered_fast == 2
+
+
+# The internals the fast path reads or replaces (engine.io's socket queue, sockets and
+# async driver, python-socketio's packet sending and room bookkeeping, Tornado's stream).
+INTERNALS = re.compile(
+    r"_send_eio_packet|_write_buffer|_unfinished_tasks|_engineio_server_class|\b_async\b"
+    r"|create_queue|receive_queue|basic_disconnect|_websocket_handler|_handle_emit"
+    r"|websocket_handlers|ws_connection|queue\.put|\.eio\.sockets"
+)
+
+
+def test_no_module_outside_the_fence_touches_the_fast_paths_internals() -> None:
+    package = Path({{ cookiecutter.project_slug }}.__file__).parent
+    fence = package / "realtime" / "accel"
+    found = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if fence not in path.parents
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if INTERNALS.search(line)
+    ]
+    assert found == []
