@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fnmatch
 import logging
 import os
 import uuid
@@ -27,6 +28,39 @@ from {{ cookiecutter.project_slug }}.embedded_db import IN_MEMORY, client_uri, s
 from .support import Api, Report, Sockets
 
 TEST_SECRET = "test-secret-" + "x" * 40
+
+# The realtime and security suites (``pytest -m realtime``): CI runs them with the fast
+# path on and off (FAST_FANOUT=false) and on the newest library releases.
+REALTIME_SUITES = (
+    "test_socket_*",
+    "test_handshake*",
+    "test_fanout*",
+    "test_queues*",
+    "test_message_client*",
+    "test_messages_api*",
+    "test_transport*",
+    "test_security*",
+    "test_scale_out*",
+    "test_restart*",
+)
+
+
+def _fast_fanout_default() -> bool:
+    """FAST_FANOUT from the environment (default true): ``FAST_FANOUT=false pytest`` runs
+    every test on stock python-socketio; tests that compare both paths still do."""
+    value = os.environ.get("FAST_FANOUT", "true").lower()
+    if value not in ("true", "false"):
+        raise pytest.UsageError(f"FAST_FANOUT must be true or false, got {value!r}")
+    return value == "true"
+
+
+FAST_FANOUT = _fast_fanout_default()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(fnmatch.fnmatch(item.path.name, pattern) for pattern in REALTIME_SUITES):
+            item.add_marker(pytest.mark.realtime)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +107,7 @@ def settings(mongodb_uri: str, settings_overrides: dict[str, Any]) -> Settings:
         signups_per_address=0,
         writes_per_minute_per_user=0,
         broadcasts_per_minute_per_user=0,
+        fast_fanout=FAST_FANOUT,
 {%- if cookiecutter.message_queue == "redis" %}
         # A channel of its own: concurrent test runs must not share Socket.IO rooms.
         redis_channel=f"test-{uuid.uuid4().hex}",

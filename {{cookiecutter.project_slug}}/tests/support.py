@@ -9,10 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import socketio
 import tornado.httpclient
 
+from {{ cookiecutter.project_slug }}.realtime.accel import versions
+
 PASSWORD = "correct horse battery"
+
+# Tests of the fast path's own parts: on library versions it was not tested with, the
+# app runs stock python-socketio and there is nothing of it to test.
+requires_accel = pytest.mark.skipif(
+    bool(versions.untested()), reason="the fast path runs only on its tested library versions"
+)
 
 # Prints one line of figures on the terminal (the `report` fixture).
 Report = Callable[[str], None]

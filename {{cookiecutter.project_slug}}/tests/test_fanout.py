@@ -1,4 +1,4 @@
-"""The fast fan-out path (realtime/fanout.py) delivers exactly what the normal path does.
+"""The fast fan-out path (realtime/accel/fanout.py) delivers exactly what the normal path does.
 
 Every message must arrive exactly once and in order on every socket, whichever path
 wrote it, including when both paths interleave on one socket, for sockets on
@@ -14,13 +14,18 @@ import socket
 import pytest
 
 from {{ cookiecutter.project_slug }} import registry as keys
-from {{ cookiecutter.project_slug }}.realtime.fanout import websocket_text_frame
+from {{ cookiecutter.project_slug }}.realtime.accel.fanout import websocket_text_frame
+
+from .support import requires_accel
+
+pytestmark = requires_accel
 
 
 @pytest.fixture
 def settings_overrides():
-    # Short pings: long-polling clients in these tests then close quickly.
-    return {"socketio_ping_interval": 1, "socketio_ping_timeout": 2}
+    # The fast path, whatever FAST_FANOUT says. Short pings: long-polling clients in
+    # these tests then close quickly.
+    return {"fast_fanout": True, "socketio_ping_interval": 1, "socketio_ping_timeout": 2}
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from {{ cookiecutter.project_slug }} import registry as keys
 
+from .conftest import FAST_FANOUT
 from .support import Api, Report, SocketClient, Sockets, User
 
 T = TypeVar("T")
@@ -95,7 +96,7 @@ def mongodb_uri() -> Iterator[str]:
 
 @pytest.fixture
 def fast_fanout() -> bool:
-    return True
+    return FAST_FANOUT
 
 
 @pytest.fixture

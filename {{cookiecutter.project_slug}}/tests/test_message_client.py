@@ -19,7 +19,7 @@ class UserObject:
 
 @pytest.fixture(params=["fast fan-out", "python-socketio fan-out"])
 def settings_overrides(request):
-    """Every delivery check runs on both paths of realtime/fanout.py."""
+    """Every delivery check runs on both paths of realtime/accel/fanout.py."""
     return {"fast_fanout": request.param == "fast fan-out"}
 
 

@@ -12,7 +12,7 @@ MESSAGES = "/api/v1/db/message"
 
 @pytest.fixture(params=["fast fan-out", "python-socketio fan-out"])
 def settings_overrides(request):
-    """Every delivery check runs on both paths of realtime/fanout.py."""
+    """Every delivery check runs on both paths of realtime/accel/fanout.py."""
     return {"fast_fanout": request.param == "fast fan-out"}
 
 

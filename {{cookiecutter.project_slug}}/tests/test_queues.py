@@ -1,4 +1,4 @@
-"""The per-socket queues engine.io uses (realtime/queues.py), as engine.io uses them."""
+"""The per-socket queues engine.io uses (realtime/accel/queues.py), as engine.io uses them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import asyncio
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.realtime.queues import PacketQueue
+from {{ cookiecutter.project_slug }}.realtime.accel.queues import PacketQueue
+
+from .support import requires_accel
+
+pytestmark = requires_accel
 
 
 @pytest.mark.gen_test

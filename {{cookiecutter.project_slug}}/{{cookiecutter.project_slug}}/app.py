@@ -156,18 +156,17 @@ async def stop(app: tornado.web.Application) -> None:
 
     Sockets are closed at the transport, as when a process exits, not with
     Socket.IO's disconnect packet: that packet tells a client the server sent it
-    away, and neither socket.io-client nor python-socketio reconnects after it.
-    After a closed transport they reconnect by themselves (with a fresh socket
-    token) to the restarted process, or to another one.
+    away, and neither socket.io-client nor python-socketio reconnects after it
+    (python-socketio does not after engine.io's CLOSE packet either, which the
+    public ``eio.disconnect`` sends). After a
+    closed transport they reconnect by themselves (with a fresh socket token) to the
+    restarted process, or to another one. ``close_transports`` closes WebSockets
+    (and, with the fast path, ends every engine.io socket); long-polling requests
+    end when server.py closes the HTTP connections.
     """
     registry: Registry = app.settings["registry"]
     sio = registry[keys.SOCKET_SERVER]
-    for socket in list(sio.eio.sockets.values()):
-        # engine.io internals (versions pinned in pyproject.toml): run the disconnect
-        # handlers without sending a CLOSE packet, then end the socket's writer, which
-        # closes its WebSocket (long-polling requests end with the HTTP connections).
-        await socket.close(wait=False, abort=True)
-        await socket.queue.put(None)
+    await sio.close_transports()
     await sio.shutdown()
     registry[keys.PASSWORDS].close()
     await db.close(registry[keys.MONGO_CLIENT])

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from .realtime.fanout import FanoutManager
+from .realtime.rooms import RoomManager
 from .web.errors import JsonErrorHandler
 
 
@@ -69,7 +69,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
 
-    def watch_deliveries(self, manager: FanoutManager) -> None:
+    def watch_deliveries(self, manager: RoomManager) -> None:
         """Export the manager's delivery counts (read at scrape time)."""
         self.registry.register(_DeliveriesCollector(manager))
 
@@ -83,13 +83,13 @@ class Metrics:
 
 
 class _DeliveriesCollector(Collector):
-    def __init__(self, manager: FanoutManager) -> None:
+    def __init__(self, manager: RoomManager) -> None:
         self._manager = manager
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
             "socketio_deliveries",
-            "Events written to this process's sockets, by path (realtime/fanout.py).",
+            "Events written to this process's sockets, by path (realtime/accel/fanout.py).",
             labels=["path"],
         )
         family.add_metric(["fast"], self._manager.delivered_fast)

@@ -6,28 +6,25 @@ change on a Redis channel that every process subscribes to, so
 by all of them. This subclass adds ``disconnect_room`` (logout, disconnectUsers),
 which python-socketio only offers per socket id: it travels as an emit of a
 reserved event that each process turns into a disconnect of its own sockets in
-that room, and which is never sent to a client.
+that room (``RoomManager.emit``), and which is never sent to a client.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import socketio
 
 from .. import jsonutil
 from ..config import Settings
 from ..metrics import Metrics
-from .fanout import FanoutManager
 from .message_client import MessageClient
-from .rooms import NAMESPACE, disconnect_local_sockets
-
-DISCONNECT_ROOM_EVENT = "\x00disconnect-room"
+from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
 
 
-class RedisRoomManager(socketio.AsyncRedisManager, FanoutManager):
-    """python-socketio's Redis manager; deliveries to this process's sockets take the
-    fast fan-out path (FanoutManager comes after the pub/sub layer in the MRO)."""
+class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
+    """python-socketio's Redis manager. Messages that arrive from Redis for this
+    process's sockets reach ``RoomManager.emit`` (it comes after the pub/sub layer in
+    the MRO), which turns ``DISCONNECT_ROOM_EVENT`` into a local disconnect and hands
+    the rest to ``deliver`` (the fast path's, with FAST_FANOUT)."""
 
     def __init__(self, url: str, *, channel: str, write_only: bool = False) -> None:
         # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
@@ -43,13 +40,6 @@ class RedisRoomManager(socketio.AsyncRedisManager, FanoutManager):
 
     async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
         await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
-
-    async def _handle_emit(self, message: dict[str, Any]) -> None:
-        if message.get("event") == DISCONNECT_ROOM_EVENT:
-            namespace = message.get("namespace") or NAMESPACE
-            await disconnect_local_sockets(self, message["room"], namespace)
-            return
-        await super()._handle_emit(message)
 
 
 def write_only_message_client(settings: Settings) -> MessageClient:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-import engineio
 import socketio
+import tornado.websocket
 
 from .. import jsonutil, logs
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
-from .handshake import Handshake
+from . import accel
+from .handshake import Handshake, client_address
 from .inbound import ClientPacket
-from .queues import Inbox, PacketQueue
 {%- if cookiecutter.message_queue == "redis" %}
 from .redis_queue import RedisRoomManager
-{%- else %}
-from .rooms import RoomManager
 {%- endif %}
+from .rooms import RoomManager
 from .transport import EngineIOLog, guarded
 
 log = logging.getLogger(__name__)
@@ -48,31 +48,63 @@ def allowed_origins(settings: Settings) -> Any:
     return check
 
 
-class _EngineIOServer(engineio.AsyncServer):
-    def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue:
-        return PacketQueue()  # a socket's outgoing queue, lighter than asyncio.Queue
 
 
 class SocketServer(socketio.AsyncServer):
-    """python-socketio's server on an engine.io server with lighter per-socket queues."""
+    """python-socketio's server, with transports that end at shutdown and stay bound to
+    the address that opened their session. (With FAST_FANOUT, ``realtime/accel/``
+    builds a subclass of it.)"""
 
     handshake: Handshake  # set by create_socket_server
+    fast: accel.Accel | None = None  # set by create_socket_server
 
-    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
-        return _EngineIOServer
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_websockets: set[tornado.websocket.WebSocketHandler] = set()
+
+    def websocket_opened(self, handler: tornado.websocket.WebSocketHandler) -> None:
+        self.open_websockets.add(handler)
+
+    def websocket_closed(self, handler: tornado.websocket.WebSocketHandler) -> None:
+        self.open_websockets.discard(handler)
+
+    async def close_transports(self) -> None:
+        """Close every WebSocket with a close frame, as a process exit would; engine.io
+        then runs the socket's disconnect handlers. Long-polling requests end with the
+        HTTP connections (server.py closes them after ``app.stop``)."""
+        for handler in list(self.open_websockets):
+            handler.close()
+
+    def opened_from(self, eio_sid: str) -> str | None:
+        """The address whose request opened engine.io session ``eio_sid`` (None: no such
+        session). python-socketio keeps each session's opening environ (its
+        ``get_environ``); engine.io's Tornado driver puts the request's handler in it."""
+        environ = self.environ.get(eio_sid)
+        return None if environ is None else client_address(environ)
 
 
 def create_socket_server(
     settings: Settings, nonces: SocketTokenStore, metrics: Metrics
-) -> socketio.AsyncServer:
+) -> SocketServer:
+    """The Socket.IO server: stock python-socketio classes, or the fast path's subclasses
+    of them when FAST_FANOUT is on and the library versions are the tested ones."""
 {%- if cookiecutter.message_queue == "redis" %}
-    manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel)
+    manager_class: type[RoomManager] = RedisRoomManager
 {%- else %}
-    manager = RoomManager()
+    manager_class = RoomManager
 {%- endif %}
-    manager.fast_fanout = settings.fast_fanout
+    server_class: type[SocketServer] = SocketServer
+    fast = accel.load(settings.fast_fanout)
+    if fast is not None:
+        manager_class = fast.manager_class(manager_class)
+        server_class = fast.server_class(server_class)
+{%- if cookiecutter.message_queue == "redis" %}
+    manager = manager_class(settings.redis_url, channel=settings.redis_channel)
+{%- else %}
+    manager = manager_class()
+{%- endif %}
     metrics.watch_deliveries(manager)
-    sio = SocketServer(
+    sio = server_class(
         # Name the mode: with aiohttp installed python-socketio would pick aiohttp.
         async_mode="tornado",
         client_manager=manager,
@@ -86,38 +118,47 @@ def create_socket_server(
         logger=False,
         engineio_logger=EngineIOLog(),
     )
+    if fast is not None:
+        fast.bind(sio)
+    sio.fast = fast
     handshake = sio.handshake = Handshake(sio, nonces, settings, metrics)
     sio.on("connect", handshake.connect)
     sio.on("disconnect", handshake.disconnect)
     return sio
 
 
-def socketio_route(sio: socketio.AsyncServer) -> tuple[str, type]:
-    """The Tornado route for ``/socket.io/``."""
-    engineio_handler = guarded(socketio.get_tornado_handler(sio))
-    manager = sio.manager
+def socketio_route(sio: SocketServer) -> tuple[str, type]:
+    """The Tornado route for ``/socket.io/``: engine.io's handler (the fast path's
+    subclass of it when on), whose WebSockets close when engine.io is done with them,
+    behind the transport limits of ``transport.guarded``."""
+    engineio_handler = socketio.get_tornado_handler(sio)
+    if sio.fast is not None:
+        engineio_handler = sio.fast.handler_class(engineio_handler)
 
-    class SocketIOHandler(engineio_handler):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.receive_queue = Inbox()  # lighter than the asyncio.Queue engine.io made
-
-        def initialize(self) -> None:
-            self.request_id = logs.start_request(self.request)
-            self.upgrading_sid: str | None = None
-
+    class EngineIOTransport(engineio_handler):  # type: ignore[misc, valid-type]
         async def open(self, *args: Any, **kwargs: Any) -> None:
-            # A socket upgrading from long-polling: remember its WebSocket handler, which
-            # the fast fan-out path writes to (a new socket's is in its environ).
-            self.upgrading_sid = self.get_query_argument("sid", None)
-            if self.upgrading_sid:
-                manager.websocket_handlers[self.upgrading_sid] = self
-            await super().open(*args, **kwargs)
+            # What engine.io's handler does (serve the session in a task of its own), plus:
+            # when that task ends, the WebSocket closes. engine.io leaves one it refused
+            # (an unknown sid, a session already upgraded) open, its error unretrieved.
+            sio.websocket_opened(self)
+            session = asyncio.ensure_future(sio.eio.handle_request(self))
+            session.add_done_callback(self.session_ended)
+
+        def session_ended(self, session: asyncio.Future[Any]) -> None:
+            if not session.cancelled() and session.exception() is not None:
+                log.info(
+                    "socket.io WebSocket closed: engine.io refused it (%s)",
+                    type(session.exception()).__name__,
+                )
+            self.close()
 
         def on_close(self) -> None:
-            if self.upgrading_sid:
-                manager.websocket_handlers.pop(self.upgrading_sid, None)
+            sio.websocket_closed(self)
             super().on_close()
+
+    class SocketIOHandler(guarded(EngineIOTransport)):  # type: ignore[misc]
+        def initialize(self) -> None:
+            self.request_id = logs.start_request(self.request)
 
         def get_compression_options(self) -> None:
             # engine.io's handler negotiates permessage-deflate for every socket; it

@@ -127,7 +127,17 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
         def prepare(self) -> None:
-            if "j" in self.request.query_arguments:
+            if self.session_id is not None and not self._from_opener(self.session_id):
+                # A request that names a session (long-polling, or a WebSocket upgrading
+                # it) must come from the address that opened it: the sid is the
+                # session's only credential, and this keeps a leaked one useless from
+                # anywhere else (nor can it end the session with a 413).
+                log.info(
+                    "socket.io request refused: session opened from another address (%s)",
+                    self.request.remote_ip,
+                )
+                self._answer(403, "forbidden", "this session was opened from another address")
+            elif "j" in self.request.query_arguments:
                 # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
                 # answers would hide a new session's sid from the pending sessions.
                 self._answer(400, "bad_request", "JSONP long-polling is not supported")
@@ -137,6 +147,11 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                     self._refuse_too_large()
             elif self.request.method == "GET" and self.session_id is None:
                 self._admit()
+
+        def _from_opener(self, sid: str) -> bool:
+            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            opener = sio.opened_from(sid)  # None: no such session, engine.io answers that
+            return opener is None or opener == (self.request.remote_ip or "unknown")
 
         def _admit(self) -> None:
             if self.pending.admits(self.address):

@@ -1,4 +1,5 @@
-"""Lighter queues for the two queues engine.io keeps per connection.
+"""Lighter queues for the two queues engine.io keeps per connection (swapped in by
+``accel/engine.py``: ``create_queue`` and the Tornado handler's ``receive_queue``).
 
 engine.io gives every socket an ``asyncio.Queue`` for outgoing packets, and its
 Tornado handler one more for incoming messages. An ``asyncio.Queue`` carries three

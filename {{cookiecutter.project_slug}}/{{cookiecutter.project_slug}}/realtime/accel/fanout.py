@@ -26,9 +26,15 @@ that are on the WebSocket transport and have nothing queued:
 Frames are sent uncompressed (legal even where permessage-deflate was agreed).
 Large rooms are written in chunks that yield to the event loop.
 
+Only the transport engine.io itself bound to a socket is ever written to: the
+handler of a WebSocket that opened the session, or of one whose upgrade engine.io
+completed (``websocket_handlers``, filled by ``accel/engine.py``). Nothing taken
+from a request (its ``?sid=``) identifies a socket's transport here.
+
 This leans on internals of python-engineio, python-socketio and Tornado, which is
-why ``pyproject.toml`` pins their minor versions and ``FAST_FANOUT=false`` turns
-it off; the tests run every delivery check with both paths.
+why it lives in ``realtime/accel/``: it runs only with the library versions it was
+tested with (``accel/versions.py``) and FAST_FANOUT=true; the tests run every
+delivery check with both paths.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .indexed_rooms import IndexedRooms
+
+Handler = tornado.websocket.WebSocketHandler
 
 _TEXT_FIN = 0x81  # FIN bit + text opcode
 
@@ -61,11 +69,11 @@ def websocket_text_frame(payload: bytes) -> bytes:
 
 
 class FanoutManager(IndexedRooms):
-    """An ``AsyncManager`` whose local emit writes pre-built frames directly.
+    """A room manager whose local delivery writes pre-built frames directly.
 
-    ``fast_fanout`` (from FAST_FANOUT) selects the path; ``websocket_handlers``
-    maps engine.io session ids to their Tornado handler for sockets that upgraded
-    from long-polling (see realtime/server.py).
+    ``fast_fanout`` turns the direct writes off (a test switches it mid-run);
+    ``websocket_handlers`` maps engine.io session ids to the Tornado handler of
+    the WebSocket engine.io upgraded them to.
     """
 
     fast_fanout = True
@@ -75,15 +83,12 @@ class FanoutManager(IndexedRooms):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.websocket_handlers: dict[str, tornado.websocket.WebSocketHandler] = {}
-        # Event deliveries to this process's sockets, by path (exported in /metrics).
-        self.delivered_fast = 0
-        self.delivered_normal = 0
+        self.websocket_handlers: dict[str, Handler] = {}
         # Frames waiting for the end of this event-loop pass, per stream, in order.
         self._batches: dict[tornado.iostream.IOStream, list[bytes]] = {}
         self._batched_frames = 0
 
-    async def emit(
+    async def deliver(
         self,
         event: str,
         data: Any,
@@ -91,16 +96,13 @@ class FanoutManager(IndexedRooms):
         room: Any = None,
         skip_sid: Any = None,
         callback: Any = None,
-        to: Any = None,
         **kwargs: Any,
     ) -> None:
-        room = to or room
         if namespace not in self.rooms:
             return
         frame = self._frame(event, data, namespace) if self.fast_fanout and not callback else None
         if frame is None:  # off, an acknowledgement callback, or binary attachments
-            self.delivered_normal += sum(1 for _ in self.get_participants(namespace, room))
-            await super().emit(event, data, namespace, room, skip_sid, callback, **kwargs)
+            await super().deliver(event, data, namespace, room, skip_sid, callback, **kwargs)
             return
         message, frame_bytes = frame
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
@@ -147,8 +149,10 @@ class FanoutManager(IndexedRooms):
             or (sock.last_ping and now - sock.last_ping > eio_server.ping_timeout)
         ):
             return None
-        handler = self.websocket_handlers.get(eio_sid)
+        handler = self.websocket_handlers.get(eio_sid)  # upgraded by engine.io
         if handler is None:
+            # Opened as a WebSocket: the request that created the session is its transport
+            # (for one opened by long-polling it is a finished GET, without ws_connection).
             environ = self.server.environ.get(eio_sid)
             handler = environ and environ.get("tornado.handler")
         connection = getattr(handler, "ws_connection", None)

@@ -8,8 +8,9 @@ of CPU during which no message is delivered. This manager keeps the reverse inde
 (socket -> its rooms) next to python-socketio's own structures.
 
 ``basic_disconnect`` repeats the bookkeeping of python-socketio 5.18's version
-(callbacks, pending connects and disconnects) without the scan; pyproject.toml pins
-the minor version it was written against, and the realtime tests exercise it.
+(callbacks, pending connects and disconnects) without the scan, and reads the
+manager's undocumented ``rooms``: it is used only with the exact library versions
+of ``accel.versions.TESTED`` (python-socketio's own scan runs otherwise).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-import socketio
+from ..rooms import RoomManager
 
 
-class IndexedRooms(socketio.AsyncManager):
+class IndexedRooms(RoomManager):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # namespace -> sid -> the rooms it is in (a short list: 4 or 5 rooms each).
