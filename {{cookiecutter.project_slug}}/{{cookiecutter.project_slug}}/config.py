@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -162,9 +169,9 @@ class Settings(BaseSettings):
 
     @field_validator("jwt_secret", "jwt_previous_secret")
     @classmethod
-    def _long_enough(cls, value: str | None, info: Any) -> str | None:
+    def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
-            name = info.field_name.upper()
+            name = variable(info.field_name or "")
             raise ValueError(f"{name} must be at least {MIN_SECRET_BYTES} bytes long")
         return value
 
