@@ -268,25 +268,26 @@ def load_settings(
     try:
         return Settings(**arguments)
     except ValidationError as error:
-        raise ConfigError(one_line(error)) from None
+        raise ConfigError(one_line(error, arguments)) from None
 
 
-def one_line(error: ValidationError) -> str:
-    """pydantic's first error as one line naming the variable; secrets are never shown."""
+def one_line(error: ValidationError, given: Mapping[str, str]) -> str:
+    """pydantic's first error as one line naming the variable, with the value as
+    ``given`` (before normalisation); the values of secrets are never shown."""
     first = error.errors(include_url=False)[0]
     if not first["loc"]:
         return str(first["ctx"]["error"])
     name = str(first["loc"][0])
     field = Settings.model_fields[name]
-    kind, given = first["type"], first.get("input")
-    shown = "" if field.repr is False else f", got {given!r}"
+    kind, value = first["type"], given.get(name, first.get("input"))
+    shown = "" if field.repr is False else f", got {value!r}"
     if kind == "value_error":
         return str(first["ctx"]["error"])
     if kind in ("int_parsing", "int_from_float", "int_type"):
         return f"{variable(name)} must be an integer{shown}"
     if kind in ("greater_than_equal", "less_than_equal"):
         low, high = _bounds(field)
-        return f"{variable(name)} must be between {low} and {high}, got {given}"
+        return f"{variable(name)} must be between {low} and {high}, got {value}"
     if kind == "literal_error":
         allowed = ", ".join(_choices(field.annotation))
         return f"{variable(name)} must be one of {allowed}{shown}"
