@@ -39,7 +39,9 @@ def project(request, cookies_session):
 
 def variables_the_app_reads(project) -> set[str]:
     config = (project / DEFAULT_SLUG / "config.py").read_text()
-    return set(re.findall(r'read\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', config))
+    # Each setting is one field of Settings (``port: int = _count(...)`` is PORT).
+    fields = re.findall(r"^    ([a-z][a-z0-9_]*): [^=\n]+ = (?:Field|_count)\(", config, re.M)
+    return {name.upper() for name in fields}
 
 
 def test_compose_parses_and_passes_only_variables_the_app_reads(project):

@@ -8,7 +8,6 @@ server (a real mongod). Each test gets a database of its own, dropped afterwards
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fnmatch
 import logging
 import os
@@ -113,7 +112,7 @@ def settings(mongodb_uri: str, settings_overrides: dict[str, Any]) -> Settings:
         redis_channel=f"test-{uuid.uuid4().hex}",
 {%- endif %}
     )
-    return dataclasses.replace(base, **settings_overrides)
+    return base.model_copy(update=settings_overrides)
 
 
 @pytest.fixture

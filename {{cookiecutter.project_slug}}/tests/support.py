@@ -6,12 +6,15 @@ import asyncio
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 import socketio
 import tornado.httpclient
+import tornado.web
+
+from {{ cookiecutter.project_slug }}.services import REGISTRY_NAMES
 
 from {{ cookiecutter.project_slug }}.realtime.accel import versions
 
@@ -22,6 +25,13 @@ PASSWORD = "correct horse battery"
 requires_accel = pytest.mark.skipif(
     bool(versions.untested()), reason="the fast path runs only on its tested library versions"
 )
+
+def replace_service(app: tornado.web.Application, name: str, service: Any) -> None:
+    """Swap one of a running app's services, e.g. ``passwords``, for a test's own:
+    in its typed ``Services`` (what the app's handlers use) and under its registry name."""
+    app.settings["services"] = replace(app.settings["services"], **{name: service})
+    app.settings["registry"].set(REGISTRY_NAMES[name], service, replace=True)
+
 
 # Prints one line of figures on the terminal (the `report` fixture).
 Report = Callable[[str], None]

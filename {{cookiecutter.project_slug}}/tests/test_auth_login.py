@@ -14,7 +14,7 @@ from bson import ObjectId
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.auth.passwords import Passwords
 
-from .support import PASSWORD
+from .support import PASSWORD, replace_service
 
 LOGIN = "/api/v1/user/login"
 ME = "/api/v1/user/me"
@@ -106,8 +106,8 @@ def production_hash_seconds() -> float:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_hashing_at_production_cost_never_blocks_the_event_loop(api, registry):
-    registry.set(keys.PASSWORDS, Passwords.for_environment("production"), replace=True)
+async def test_hashing_at_production_cost_never_blocks_the_event_loop(api, app):
+    replace_service(app, "passwords", Passwords.for_environment("production"))
     one_hash = production_hash_seconds()
     gaps: list[float] = []
     done = asyncio.Event()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from {{ cookiecutter.project_slug }} import config
 from {{ cookiecutter.project_slug }}.config import ConfigError, Settings, load_settings
@@ -212,3 +215,36 @@ def test_secret_values_never_appear_in_the_repr(tmp_path):
     for secret in (SECRET, OTHER_SECRET, URI_PASSWORD, PRODUCTION["MONGODB_URI"]):
         assert secret not in shown
     assert "production" in shown
+
+
+def documented_default(field: FieldInfo) -> str:
+    """How ``.env.example`` writes a setting's default: empty when it is computed or unset."""
+    default = field.default
+    if field.default_factory is not None or default is None:
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, tuple):
+        return ",".join(default)
+    return str(default)
+
+
+def test_env_example_lists_exactly_the_declared_settings_with_their_defaults():
+    example = Path(__file__).parents[1] / ".env.example"
+    listed = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", example.read_text(), re.M))
+    declared = {
+        config.variable(name): documented_default(field)
+        for name, field in Settings.model_fields.items()
+    }
+    assert listed == declared
+    loaded = load_settings(environ={}, env_file=example)
+    assert loaded.model_dump(exclude={"jwt_secret"}) == Settings().model_dump(
+        exclude={"jwt_secret"}
+    )
+
+
+def test_settings_built_in_code_hold_their_arguments_not_the_environment(monkeypatch):
+    monkeypatch.setenv("PORT", "1234")
+    assert Settings(app_env="test").port == 8000
+    with pytest.raises(ValidationError):
+        Settings(prot=1)

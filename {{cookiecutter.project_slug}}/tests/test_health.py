@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 
 import pytest
@@ -28,8 +27,8 @@ def _closed_port() -> int:
 async def test_health_answers_503_json_when_the_database_is_unreachable(
     http_client, settings, io_loop
 ):
-    unreachable = dataclasses.replace(
-        settings, mongodb_uri=f"mongodb://127.0.0.1:{_closed_port()}/", mongodb_timeout_ms=300
+    unreachable = settings.model_copy(
+        update={"mongodb_uri": f"mongodb://127.0.0.1:{_closed_port()}/", "mongodb_timeout_ms": 300}
     )
     down_app = application.make_app(unreachable)
     import tornado.httpserver

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 {% if cookiecutter.message_queue == "redis" -%}
-import dataclasses
 {% endif -%}
 import math
 {% if cookiecutter.mongo_driver == "motor" -%}
@@ -439,7 +438,7 @@ async def test_a_redis_outage_keeps_this_process_working_and_it_resubscribes_by_
     relay = TcpRelay(redis.hostname or "127.0.0.1", redis.port or 6379)
     await relay.start()
     served = Served(
-        dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{relay.port}{redis.path}")
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{relay.port}{redis.path}"})
     )
     await application.start(served.app)
     worker = write_only_message_client(settings)

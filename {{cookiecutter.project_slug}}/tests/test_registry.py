@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+from pathlib import Path
+
 import pytest
 
+from {{ cookiecutter.project_slug }} import app as application
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.auth.nonces import SocketTokenStore
 from {{ cookiecutter.project_slug }}.registry import Registry
+from {{ cookiecutter.project_slug }}.services import REGISTRY_NAMES, Services
 
 
 def test_set_then_lookup_by_item_get_and_in():
@@ -57,3 +63,35 @@ def test_the_app_registers_the_transom_names(registry):
     assert isinstance(registry["transomNonce"], SocketTokenStore)
     for key in (keys.SETTINGS, keys.DATABASE, keys.USERS, keys.TOKENS, keys.LOGIN_THROTTLE):
         assert key in registry
+
+
+def test_the_typed_services_are_the_objects_the_registry_names(app, registry):
+    services = app.settings["services"]
+    assert isinstance(services, Services)
+    for name, key in REGISTRY_NAMES.items():
+        assert registry[key] is getattr(services, name)
+    assert registry["transomMessageClient"] is services.message_client
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        services.users = None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The modules ``path`` imports, relative ones resolved against the package."""
+    package = Path(application.__file__).parent
+    parts = [package.name, *path.relative_to(package).with_suffix("").parts[:-1]]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            names.add(".".join([*base, *([node.module] if node.module else [])]))
+    return names
+
+
+def test_metrics_depends_on_neither_the_web_nor_the_realtime_layer():
+    metrics = Path(application.__file__).parent / "metrics.py"
+    imported = imported_modules(metrics)
+    package = Path(application.__file__).parent.name
+    layers = (f"{package}.web", f"{package}.realtime")
+    assert not {name for name in imported if name.startswith(layers)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import logging
 import re
@@ -403,7 +402,7 @@ SECRET_B = "the-new-secret-" + "b" * 40
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, **changes: Any) -> AsyncIterator[Api]:
     """Another process of the same deployment (same database), with other settings."""
-    other = application.make_app(dataclasses.replace(settings, **changes))
+    other = application.make_app(settings.model_copy(update=changes))
     sock, port = tornado.testing.bind_unused_port()
     server = tornado.httpserver.HTTPServer(other)
     server.add_socket(sock)

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher, profiles
 
-from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.auth.passwords import Passwords
 
-from .support import PASSWORD
+from .support import PASSWORD, replace_service
 
 
 class GatedHasher(PasswordHasher):
@@ -47,10 +46,10 @@ async def test_concurrent_signups_from_one_address_stop_at_the_limit_with_retry_
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_when_the_hashing_queue_is_full_signups_answer_503_at_once(api, db, registry):
+async def test_when_the_hashing_queue_is_full_signups_answer_503_at_once(api, db, app):
     hasher = GatedHasher.from_parameters(profiles.CHEAPEST)
     hasher.gate = threading.Event()
-    registry.set(keys.PASSWORDS, Passwords(hasher, concurrency=1, queue=1), replace=True)
+    replace_service(app, "passwords", Passwords(hasher, concurrency=1, queue=1))
     calls = [
         asyncio.ensure_future(api.signup(email=f"q{i}@example.com", password=PASSWORD))
         for i in range(6)

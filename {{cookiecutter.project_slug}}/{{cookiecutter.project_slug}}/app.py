@@ -1,5 +1,8 @@
 """The composition root: ``make_app(settings)`` builds the services, the registry and routes.
 
+The services are one typed ``Services`` (``app.settings["services"]``, a handler's
+``self.services``); the registry holds the same objects under the transom names.
+
 ``make_app`` only constructs objects (the database client connects lazily);
 ``start(app)`` does the start-up I/O (indexes) and ``stop(app)`` releases
 everything. ``server.py`` runs them around the HTTP server, and the tests do the
@@ -14,7 +17,6 @@ from pathlib import Path
 import tornado.web
 
 from . import db, logs
-from . import registry as keys
 from .auth import nonces, revocations, throttle, users
 from .auth.handlers import (
     LoginHandler,
@@ -30,15 +32,17 @@ from .auth.throttle import LoginThrottle, SignupLimit
 from .auth.tokens import TokenService
 from .auth.users import UserStore
 from .config import ConfigError, Settings
-from .metrics import Metrics, MetricsHandler
+from .metrics import Metrics
 from .models import ENTITIES
 from .models.handlers import entity_routes
 from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
 from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server, socketio_route
 from .registry import Registry
+from .services import Services
 from .web.base import NotFoundHandler
 from .web.health import HealthHandler
+from .web.metrics import MetricsHandler
 from .web.openapi import OPENAPI_PATH, OpenApiHandler
 from .web.pages import DemoPageHandler, StaticFiles
 
@@ -50,60 +54,47 @@ HERE = Path(__file__).parent
 def make_app(settings: Settings, registry: Registry | None = None) -> tornado.web.Application:
     if settings.mongodb_uri is None:
         raise ConfigError("MONGODB_URI is unset: start the embedded database first (server.py)")
-    registry = registry if registry is not None else Registry()
-    registry.set(keys.SETTINGS, settings)
-
-    client = registry.set(
-        keys.MONGO_CLIENT, db.connect(settings.mongodb_uri, settings.mongodb_timeout_ms)
-    )
-    database = registry.set(keys.DATABASE, client[settings.mongodb_db])
-    registry.set(
-        keys.PASSWORDS,
-        Passwords.for_environment(
+    client = db.connect(settings.mongodb_uri, settings.mongodb_timeout_ms)
+    database = client[settings.mongodb_db]
+    nonce_store = SocketTokenStore(database, settings.socket_token_ttl_seconds)
+    metrics = Metrics()
+    sio = create_socket_server(settings, nonce_store, metrics)
+    services = Services(
+        settings=settings,
+        mongo_client=client,
+        database=database,
+        passwords=Passwords.for_environment(
             settings.app_env,
             settings.password_hashing_concurrency,
             settings.password_hashing_queue,
         ),
-    )
-    registry.set(keys.USERS, UserStore(database))
-    registry.set(
-        keys.TOKENS,
-        TokenService(
+        users=UserStore(database),
+        tokens=TokenService(
             settings.jwt_secret,
             settings.jwt_ttl_seconds,
             RevocationStore(database),
             previous_secret=settings.jwt_previous_secret,
         ),
-    )
-    registry.set(
-        keys.LOGIN_THROTTLE,
-        LoginThrottle(database, settings.login_max_failures, settings.login_lockout_seconds),
-    )
-    registry.set(
-        keys.SIGNUP_LIMIT,
-        SignupLimit(database, settings.signups_per_address, settings.signup_window_seconds),
-    )
-    registry.set(
-        keys.WRITE_LIMITS,
-        WriteLimits(
+        login_throttle=LoginThrottle(
+            database, settings.login_max_failures, settings.login_lockout_seconds
+        ),
+        signup_limit=SignupLimit(
+            database, settings.signups_per_address, settings.signup_window_seconds
+        ),
+        write_limits=WriteLimits(
             per_user=RateLimiter(settings.writes_per_minute_per_user),
             broadcasts_per_user=RateLimiter(settings.broadcasts_per_minute_per_user),
         ),
-    )
-    registry.set(
-        keys.SOCKET_TOKEN_LIMITS,
-        SocketTokenLimits(
+        socket_token_limits=SocketTokenLimits(
             per_user=RateLimiter(settings.socket_tokens_per_minute_per_user),
             per_address=RateLimiter(settings.socket_tokens_per_minute_per_address),
         ),
+        nonces=nonce_store,
+        metrics=metrics,
+        socket_server=sio,
+        message_client=MessageClient(sio, metrics),
     )
-    nonce_store = registry.set(
-        keys.NONCE_STORE, SocketTokenStore(database, settings.socket_token_ttl_seconds)
-    )
-    metrics = registry.set(keys.METRICS, Metrics())
-    sio = registry.set(keys.SOCKET_SERVER, create_socket_server(settings, nonce_store, metrics))
-    message_client = registry.set(keys.MESSAGE_CLIENT, MessageClient(sio, metrics))
-    registry.set(keys.MESSAGE_CLIENT_ALIAS, message_client)
+    registry = services.register(registry if registry is not None else Registry())
 
     def request_finished(handler: tornado.web.RequestHandler) -> None:
         logs.log_request(handler)
@@ -125,6 +116,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
     return tornado.web.Application(
         routes,
         registry=registry,
+        services=services,
         default_handler_class=NotFoundHandler,
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
@@ -147,8 +139,8 @@ def all_indexes() -> list[db.IndexSpec]:
 
 async def start(app: tornado.web.Application) -> None:
     """Start-up I/O: create the indexes (this also proves the database answers)."""
-    registry: Registry = app.settings["registry"]
-    await db.ensure_indexes(registry[keys.DATABASE], all_indexes())
+    services: Services = app.settings["services"]
+    await db.ensure_indexes(services.database, all_indexes())
 
 
 async def stop(app: tornado.web.Application) -> None:
@@ -164,9 +156,9 @@ async def stop(app: tornado.web.Application) -> None:
     (and, with the fast path, ends every engine.io socket); long-polling requests
     end when server.py closes the HTTP connections.
     """
-    registry: Registry = app.settings["registry"]
-    sio = registry[keys.SOCKET_SERVER]
+    services: Services = app.settings["services"]
+    sio = services.socket_server
     await sio.close_transports()
     await sio.shutdown()
-    registry[keys.PASSWORDS].close()
-    await db.close(registry[keys.MONGO_CLIENT])
+    services.passwords.close()
+    await db.close(services.mongo_client)

@@ -1,8 +1,11 @@
 """Settings from the environment (and ``.env``), validated once at start-up.
 
-Every value is checked here, so a typo stops the process with one line naming the
-variable instead of surfacing later as a confusing error. Values of secrets and of
-URLs that may carry credentials are never echoed back.
+Each setting is ONE field declaration of ``Settings``: its type, default, bounds and
+doc. The variable is the field's name in capitals (``port`` is ``PORT``);
+``.env.example`` lists every declared variable with its default (a test checks it).
+A bad value stops the process with one line naming the variable instead of surfacing
+later as a confusing error. Values of secrets and of URLs that may carry credentials
+(the fields declared with ``repr=False``) are never echoed back.
 """
 
 from __future__ import annotations
@@ -10,70 +13,231 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-ENVIRONMENTS = ("development", "test", "production")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-LOG_FORMATS = ("text", "json")
-EVENT_LOOPS = ("uvloop", "asyncio")
 MIN_SECRET_BYTES = 32
-
-T = TypeVar("T")
+MAX_INTEGER = 2**31
 
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message is the one line shown at start-up."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration of one process. See ``.env.example`` for each variable."""
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
-    app_env: str = "development"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    mongodb_uri: str | None = field(default=None, repr=False)
-    mongodb_db: str = "{{ cookiecutter.project_slug }}"
-    mongodb_timeout_ms: int = 5000
-    jwt_secret: str = field(default="", repr=False)
-    jwt_previous_secret: str | None = field(default=None, repr=False)
-    jwt_ttl_seconds: int = 3600
-    socket_token_ttl_seconds: int = 30
-    cors_allowed_origins: tuple[str, ...] = ()
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _comma_list(value: Any) -> Any:
+    """``"a, b"`` from the environment is the tuple ``("a", "b")``."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+Environment = Annotated[Literal["development", "test", "production"], BeforeValidator(_lower)]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lower)]
+EventLoop = Annotated[Literal["uvloop", "asyncio"], BeforeValidator(_lower)]
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+
+def _count(default: int, doc: str, *, minimum: int = 0, maximum: int = MAX_INTEGER) -> Any:
+    """An integer setting within ``[minimum, maximum]``."""
+    return Field(default, ge=minimum, le=maximum, description=doc)
+
+
+class Settings(BaseSettings):
+    """The validated configuration of one process.
+
+    ``load_settings()`` reads it from the environment and ``.env``; ``Settings(...)``
+    built in code (the tests do) holds exactly its arguments and the defaults.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    app_env: Environment = Field("development", description="development, test or production")
+    host: str = Field("127.0.0.1", description="The address the HTTP server listens on.")
+    port: int = _count(8000, "The HTTP port (0: any free port).", maximum=65535)
+    mongodb_uri: str | None = Field(
+        None,
+        repr=False,
+        description="Unset in development/test: the embedded database (SecantusDB) runs "
+        "in-process, data under DATA_DIR. Required in production.",
+    )
+    mongodb_db: str = Field("{{ cookiecutter.project_slug }}", description="The database name.")
+    mongodb_timeout_ms: int = _count(
+        5000,
+        "Server-selection, connect and socket timeout of the database client (ms).",
+        minimum=100,
+    )
+    jwt_secret: str = Field(
+        # Development without .env: a per-process secret; tokens die with the process.
+        default_factory=lambda: secrets.token_urlsafe(48),
+        repr=False,
+        description="At least 32 bytes; production refuses to start without it.",
+    )
+    jwt_previous_secret: str | None = Field(
+        None,
+        repr=False,
+        description="During a rotation: the previous secret, still accepted for verification.",
+    )
+    jwt_ttl_seconds: int = _count(3600, "Lifetime of an access token.", minimum=1)
+    socket_token_ttl_seconds: int = _count(30, "Lifetime of a one-time socket token.", minimum=1)
+    cors_allowed_origins: CommaList = Field(
+        (), description="Origins allowed to open a socket besides the app's own (comma list)."
+    )
 {%- if cookiecutter.message_queue == "redis" %}
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
-    redis_channel: str = "{{ cookiecutter.project_slug }}-socketio"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        repr=False,
+        description="The Redis that shares Socket.IO rooms between processes.",
+    )
+    redis_channel: str = Field("{{ cookiecutter.project_slug }}-socketio", description="Its channel.")
 {%- endif %}
-    log_level: str = "INFO"
-    log_format: str = "text"
-    data_dir: Path = Path(".data")
-    trust_proxy_headers: bool = False
-    login_max_failures: int = 5
-    login_lockout_seconds: int = 300
-    signups_per_address: int = 10
-    signup_window_seconds: int = 3600
-    password_hashing_concurrency: int = 2
-    password_hashing_queue: int = 32
-    writes_per_minute_per_user: int = 120
-    broadcasts_per_minute_per_user: int = 12
-    max_body_bytes: int = 64 * 1024
-    socketio_ping_interval: int = 25
-    socketio_ping_timeout: int = 20
-    socketio_max_message_bytes: int = 64 * 1024
-    socketio_transports: tuple[str, ...] = ("polling", "websocket")
-    socketio_connect_timeout_seconds: int = 20
-    socketio_max_pending_per_address: int = 20
-    max_sockets_per_user: int = 20
-    socket_tokens_per_minute_per_user: int = 60
-    socket_tokens_per_minute_per_address: int = 600
-    handshakes_per_minute_per_address: int = 600
-    fast_fanout: bool = True
-    event_loop: str = "asyncio"  # load_settings picks uvloop where it is installed
+    log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    log_format: LogFormat = Field("text", description="text or json")
+    data_dir: Path = Field(Path(".data"), description="Where the embedded database keeps data.")
+    trust_proxy_headers: bool = Field(
+        False, description="Honour X-Forwarded-For / X-Real-IP (only behind a trusted proxy)."
+    )
+    login_max_failures: int = _count(5, "Login attempts per account and address.", minimum=1)
+    login_lockout_seconds: int = _count(300, "The login throttle's window.", minimum=1)
+    signups_per_address: int = _count(10, "Sign-ups per client address (0: no limit).")
+    signup_window_seconds: int = _count(3600, "The sign-up limit's window.", minimum=1)
+    password_hashing_concurrency: int = _count(
+        2, "Password hashes computed at once.", minimum=1, maximum=64
+    )
+    password_hashing_queue: int = _count(32, "Hashes that may wait; beyond that, 503.")
+    writes_per_minute_per_user: int = _count(120, "Writes under /api/v1/db (0: no limit).")
+    broadcasts_per_minute_per_user: int = _count(12, "Messages without to (0: no limit).")
+    max_body_bytes: int = _count(64 * 1024, "Largest JSON request body.", minimum=1024)
+    socketio_ping_interval: int = _count(25, "Socket.IO ping interval (s).", minimum=1)
+    socketio_ping_timeout: int = _count(20, "Socket.IO ping timeout (s).", minimum=1)
+    socketio_max_message_bytes: int = _count(64 * 1024, "Largest Socket.IO message.", minimum=1024)
+    socketio_transports: CommaList = Field(
+        ("polling", "websocket"), description="polling,websocket or websocket alone."
+    )
+    socketio_connect_timeout_seconds: int = _count(
+        20, "Seconds a new session has to complete Socket.IO's CONNECT.", minimum=1, maximum=3600
+    )
+    socketio_max_pending_per_address: int = _count(
+        20, "Sessions per address not connected yet (0: no limit)."
+    )
+    max_sockets_per_user: int = _count(20, "Open sockets per user.", minimum=1)
+    socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")
+    socket_tokens_per_minute_per_address: int = _count(600, "Socket tokens per address.")
+    handshakes_per_minute_per_address: int = _count(600, "Handshakes per address (0: off).")
+    fast_fanout: bool = Field(True, description="The fast path (realtime/accel/), on only with its tested library versions.")
+    event_loop: EventLoop | None = Field(
+        None, description="uvloop or asyncio; empty: uvloop where it is installed."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        *_others: PydanticBaseSettingsSource,
+        **_named: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the arguments: ``load_settings`` alone reads the environment and ``.env``."""
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _production_requires(cls, values: Any) -> Any:
+        if isinstance(values, dict) and _lower(values.get("app_env")) == "production":
+            for name in ("mongodb_uri", "jwt_secret"):
+                if values.get(name) is None:
+                    raise ValueError(f"{name.upper()} is required when APP_ENV=production")
+        return values
+
+    @field_validator("jwt_secret", "jwt_previous_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            name = variable(info.field_name or "")
+            raise ValueError(f"{name} must be at least {MIN_SECRET_BYTES} bytes long")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
+        return value
+{%- if cookiecutter.message_queue == "redis" %}
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+{%- endif %}
+
+    @field_validator("mongodb_db")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        if not 1 <= len(value) <= 63 or any(ch in value for ch in '/\\. "$'):
+            raise ValueError(
+                f'MONGODB_DB must be 1-63 characters without / \\ . space " or $, got {value!r}'
+            )
+        return value
+
+    @field_validator("socketio_transports")
+    @classmethod
+    def _transports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        transports = tuple(part.lower() for part in value)
+        if not transports or not set(transports) <= {"polling", "websocket"}:
+            raise ValueError(
+                f"SOCKETIO_TRANSPORTS must be polling, websocket or both, got {','.join(value)!r}"
+            )
+        return transports
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        origins = tuple(origin.rstrip("/") for origin in value)
+        for origin in origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"CORS_ALLOWED_ORIGINS entries must be * or start with http:// or https://, "
+                    f"got {origin!r}"
+                )
+        return origins
+
+    @field_validator("event_loop", mode="after")
+    @classmethod
+    def _installed_loop(cls, value: str | None) -> str:
+        """EVENT_LOOP: uvloop by default where it is installed (everywhere but Windows)."""
+        installed = importlib.util.find_spec("uvloop") is not None
+        if value is None:
+            return "uvloop" if installed else "asyncio"
+        if value == "uvloop" and not installed:
+            raise ValueError("EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop")
+        return value
 
     @property
     def is_production(self) -> bool:
@@ -85,198 +249,70 @@ class Settings:
         return self.mongodb_uri is None
 
 
+def variable(name: str) -> str:
+    """The environment variable of the setting ``name``."""
+    return name.upper()
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
 ) -> Settings:
     """Read settings from ``environ`` (default ``os.environ``) over the values of ``env_file``.
 
-    Raises ConfigError with a one-line message naming the first bad variable.
+    An empty variable counts as unset (the default, not the file's value). Raises
+    ConfigError with a one-line message naming the first bad variable.
     """
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
-    return _parse(_Reader(values))
+    arguments = {
+        name: values[variable(name)].strip()
+        for name in Settings.model_fields
+        if values.get(variable(name), "").strip()
+    }
+    try:
+        return Settings(**arguments)
+    except ValidationError as error:
+        raise ConfigError(one_line(error, arguments)) from None
 
 
-class _Reader:
-    """Typed access to raw string values; every failure names the variable."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = values
-
-    def raw(self, name: str) -> str | None:
-        value = self._values.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def text(self, name: str, default: str) -> str:
-        return self.raw(name) or default
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        normalised = value.upper() if allowed == LOG_LEVELS else value.lower()
-        if normalised not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return normalised
-
-    def integer(self, name: str, default: int, minimum: int, maximum: int = 2**31) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-        if not minimum <= number <= maximum:
-            raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {number}")
-        return number
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name)
-        if value is None:
-            return default
-        lowered = value.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-
-    def checked(self, name: str, default: T, check: Callable[[str], T]) -> T:
-        value = self.raw(name)
-        return default if value is None else check(value)
+def one_line(error: ValidationError, given: Mapping[str, str]) -> str:
+    """pydantic's first error as one line naming the variable, with the value as
+    ``given`` (before normalisation); the values of secrets are never shown."""
+    first = error.errors(include_url=False)[0]
+    if not first["loc"]:
+        return str(first["ctx"]["error"])
+    name = str(first["loc"][0])
+    field = Settings.model_fields[name]
+    kind, value = first["type"], given.get(name, first.get("input"))
+    shown = "" if field.repr is False else f", got {value!r}"
+    if kind == "value_error":
+        return str(first["ctx"]["error"])
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{variable(name)} must be an integer{shown}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = _bounds(field)
+        return f"{variable(name)} must be between {low} and {high}, got {value}"
+    if kind == "literal_error":
+        allowed = ", ".join(_choices(field.annotation))
+        return f"{variable(name)} must be one of {allowed}{shown}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{variable(name)} must be true or false{shown}"
+    return f"{variable(name)} is invalid: {first['msg']}"
 
 
-def _parse(read: _Reader) -> Settings:
-    app_env = read.choice("APP_ENV", "development", ENVIRONMENTS)
-    mongodb_uri = read.checked("MONGODB_URI", None, _mongodb_uri)
-    if app_env == "production" and mongodb_uri is None:
-        raise ConfigError("MONGODB_URI is required when APP_ENV=production")
-    return Settings(
-        app_env=app_env,
-        host=read.text("HOST", "127.0.0.1"),
-        port=read.integer("PORT", 8000, minimum=0, maximum=65535),
-        mongodb_uri=mongodb_uri,
-        mongodb_db=read.checked("MONGODB_DB", Settings.mongodb_db, _database_name),
-        mongodb_timeout_ms=read.integer("MONGODB_TIMEOUT_MS", 5000, minimum=100),
-        jwt_secret=_jwt_secret(read.raw("JWT_SECRET"), app_env),
-        jwt_previous_secret=read.checked(
-            "JWT_PREVIOUS_SECRET", None, lambda v: _secret("JWT_PREVIOUS_SECRET", v)
-        ),
-        jwt_ttl_seconds=read.integer("JWT_TTL_SECONDS", 3600, minimum=1),
-        socket_token_ttl_seconds=read.integer("SOCKET_TOKEN_TTL_SECONDS", 30, minimum=1),
-        cors_allowed_origins=read.checked("CORS_ALLOWED_ORIGINS", (), _origins),
-{%- if cookiecutter.message_queue == "redis" %}
-        redis_url=read.checked("REDIS_URL", Settings.redis_url, _redis_url),
-        redis_channel=read.text("REDIS_CHANNEL", Settings.redis_channel),
-{%- endif %}
-        log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
-        log_format=read.choice("LOG_FORMAT", "text", LOG_FORMATS),
-        data_dir=Path(read.text("DATA_DIR", ".data")),
-        trust_proxy_headers=read.boolean("TRUST_PROXY_HEADERS", False),
-        login_max_failures=read.integer("LOGIN_MAX_FAILURES", 5, minimum=1),
-        login_lockout_seconds=read.integer("LOGIN_LOCKOUT_SECONDS", 300, minimum=1),
-        signups_per_address=read.integer("SIGNUPS_PER_ADDRESS", 10, minimum=0),
-        signup_window_seconds=read.integer("SIGNUP_WINDOW_SECONDS", 3600, minimum=1),
-        password_hashing_concurrency=read.integer(
-            "PASSWORD_HASHING_CONCURRENCY", 2, minimum=1, maximum=64
-        ),
-        password_hashing_queue=read.integer("PASSWORD_HASHING_QUEUE", 32, minimum=0),
-        writes_per_minute_per_user=read.integer("WRITES_PER_MINUTE_PER_USER", 120, minimum=0),
-        broadcasts_per_minute_per_user=read.integer(
-            "BROADCASTS_PER_MINUTE_PER_USER", 12, minimum=0
-        ),
-        max_body_bytes=read.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
-        socketio_ping_interval=read.integer("SOCKETIO_PING_INTERVAL", 25, minimum=1),
-        socketio_ping_timeout=read.integer("SOCKETIO_PING_TIMEOUT", 20, minimum=1),
-        socketio_max_message_bytes=read.integer(
-            "SOCKETIO_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024
-        ),
-        socketio_transports=read.checked(
-            "SOCKETIO_TRANSPORTS", ("polling", "websocket"), _transports
-        ),
-        socketio_connect_timeout_seconds=read.integer(
-            "SOCKETIO_CONNECT_TIMEOUT_SECONDS", 20, minimum=1, maximum=3600
-        ),
-        socketio_max_pending_per_address=read.integer(
-            "SOCKETIO_MAX_PENDING_PER_ADDRESS", 20, minimum=0
-        ),
-        max_sockets_per_user=read.integer("MAX_SOCKETS_PER_USER", 20, minimum=1),
-        socket_tokens_per_minute_per_user=read.integer(
-            "SOCKET_TOKENS_PER_MINUTE_PER_USER", 60, minimum=0
-        ),
-        socket_tokens_per_minute_per_address=read.integer(
-            "SOCKET_TOKENS_PER_MINUTE_PER_ADDRESS", 600, minimum=0
-        ),
-        handshakes_per_minute_per_address=read.integer(
-            "HANDSHAKES_PER_MINUTE_PER_ADDRESS", 600, minimum=0
-        ),
-        fast_fanout=read.boolean("FAST_FANOUT", True),
-        event_loop=_event_loop(read),
-    )
+def _bounds(field: FieldInfo) -> tuple[int, int]:
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), 0)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), MAX_INTEGER)
+    return low, high
 
 
-def _event_loop(read: _Reader) -> str:
-    """EVENT_LOOP: uvloop by default where it is installed (everywhere but Windows)."""
-    installed = importlib.util.find_spec("uvloop") is not None
-    name = read.choice("EVENT_LOOP", "uvloop" if installed else "asyncio", EVENT_LOOPS)
-    if name == "uvloop" and not installed:
-        raise ConfigError("EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop")
-    return name
-
-
-def _jwt_secret(value: str | None, app_env: str) -> str:
-    if value is None:
-        if app_env == "production":
-            raise ConfigError("JWT_SECRET is required when APP_ENV=production")
-        # Development without .env: a per-process secret; tokens die with the process.
-        return secrets.token_urlsafe(48)
-    return _secret("JWT_SECRET", value)
-
-
-def _secret(name: str, value: str) -> str:
-    if len(value.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes long")
-    return value
-
-
-def _mongodb_uri(value: str) -> str:
-    if not value.startswith(("mongodb://", "mongodb+srv://")):
-        raise ConfigError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
-    return value
-
-
-{% if cookiecutter.message_queue == "redis" -%}
-def _redis_url(value: str) -> str:
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-    return value
-
-
-{% endif -%}
-def _database_name(value: str) -> str:
-    if len(value) > 63 or any(ch in value for ch in '/\\. "$'):
-        raise ConfigError(
-            f'MONGODB_DB must be 1-63 characters without / \\ . space " or $, got {value!r}'
-        )
-    return value
-
-
-def _transports(value: str) -> tuple[str, ...]:
-    transports = tuple(part.strip().lower() for part in value.split(",") if part.strip())
-    if not transports or not set(transports) <= {"polling", "websocket"}:
-        raise ConfigError(f"SOCKETIO_TRANSPORTS must be polling, websocket or both, got {value!r}")
-    return transports
-
-
-def _origins(value: str) -> tuple[str, ...]:
-    origins = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
-    for origin in origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"CORS_ALLOWED_ORIGINS entries must be * or start with http:// or https://, "
-                f"got {origin!r}"
-            )
-    return origins
+def _choices(annotation: Any) -> tuple[str, ...]:
+    """The values of the ``Literal[...]`` in ``annotation`` (also inside Annotated or | None)."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    for arg in typing.get_args(annotation):
+        if choices := _choices(arg):
+            return choices
+    return ()

@@ -2,16 +2,18 @@
 
 Each app gets its own ``CollectorRegistry`` (tests build many apps in one process).
 Labels are bounded: routes are handler names, never raw paths or user ids.
+This module depends on no other layer: the realtime layer hands it what it counts
+(``watch_deliveries``), and web/metrics.py serves the exposition.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Protocol
 
 import tornado.web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -23,8 +25,15 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from .realtime.rooms import RoomManager
-from .web.errors import JsonErrorHandler
+
+class DeliveryCounts(Protocol):
+    """What ``watch_deliveries`` reads at scrape time (realtime/fanout.py's manager)."""
+
+    @property
+    def delivered_fast(self) -> int: ...
+
+    @property
+    def delivered_normal(self) -> int: ...
 
 
 class Metrics:
@@ -69,7 +78,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
 
-    def watch_deliveries(self, manager: RoomManager) -> None:
+    def watch_deliveries(self, manager: DeliveryCounts) -> None:
         """Export the manager's delivery counts (read at scrape time)."""
         self.registry.register(_DeliveriesCollector(manager))
 
@@ -83,7 +92,7 @@ class Metrics:
 
 
 class _DeliveriesCollector(Collector):
-    def __init__(self, manager: RoomManager) -> None:
+    def __init__(self, manager: DeliveryCounts) -> None:
         self._manager = manager
 
     def collect(self) -> Iterator[CounterMetricFamily]:
@@ -95,13 +104,3 @@ class _DeliveriesCollector(Collector):
         family.add_metric(["fast"], self._manager.delivered_fast)
         family.add_metric(["normal"], self._manager.delivered_normal)
         yield family
-
-
-class MetricsHandler(JsonErrorHandler):
-    def initialize(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.set_header("Cache-Control", "no-store")
-        self.finish(self.metrics.exposition())

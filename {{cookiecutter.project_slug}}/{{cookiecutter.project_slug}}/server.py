@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import signal
@@ -75,7 +74,7 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None) 
     if settings.uses_embedded_db:
         storage = IN_MEMORY if settings.app_env == "test" else settings.data_dir / "db"
         embedded = start_embedded_database(storage)
-        settings = dataclasses.replace(settings, mongodb_uri=client_uri(embedded))
+        settings = settings.model_copy(update={"mongodb_uri": client_uri(embedded)})
     try:
         app = application.make_app(settings)
         await application.start(app)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import logging
 import os
 import signal
@@ -62,9 +61,9 @@ def run_workers(settings: Settings, count: int) -> int:
         raise ConfigError("--workers needs MONGODB_URI: the embedded database lives in one process")
     if "polling" in settings.socketio_transports:
         log.info("--workers: Socket.IO transports set to websocket (polling needs sticky sessions)")
-        settings = dataclasses.replace(settings, socketio_transports=("websocket",))
+        settings = settings.model_copy(update={"socketio_transports": ("websocket",)})
     holder = _reserve_port(settings.host, settings.port)
-    settings = dataclasses.replace(settings, port=holder.getsockname()[1])
+    settings = settings.model_copy(update={"port": holder.getsockname()[1]})
     parent = os.getpid()
     children: set[int] = set()
     for _ in range(count):

@@ -5,21 +5,17 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .. import registry as keys
-from ..ratelimit import SocketTokenLimits, address_key
+from ..ratelimit import address_key
 from ..web import validation
 from ..web.base import AuthenticatedHandler, BaseHandler
 from ..web.errors import ApiError, too_many_requests, unauthorized
-from .nonces import SocketTokenStore
-from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, HashingBusy, Passwords
-from .throttle import LoginThrottle, SignupLimit, Throttled
-from .tokens import TokenService
+from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, HashingBusy
+from .throttle import Throttled
 from .users import (
     EMAIL_RULE,
     USERNAME_RULE,
     EmailTaken,
     UsernameTaken,
-    UserStore,
     normalise_identifier,
     public_user,
 )
@@ -59,15 +55,15 @@ class SignupHandler(BaseHandler):
             "digit or '_'",
         )
         display_name = validation.text(body, "display_name", required=False, max_length=100)
-        limit: SignupLimit = self.registry[keys.SIGNUP_LIMIT]
+        limit = self.services.signup_limit
         try:
             await limit.reserve(self.client_ip)
         except Throttled as throttled:
             raise too_many_requests(
                 throttled.retry_after, "too many sign-ups from this address, try again later"
             ) from None
-        passwords: Passwords = self.registry[keys.PASSWORDS]
-        users: UserStore = self.registry[keys.USERS]
+        passwords = self.services.passwords
+        users = self.services.users
         try:
             user = await users.create(
                 email=email,
@@ -94,9 +90,9 @@ class LoginHandler(BaseHandler):
             body, "password", max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False
         )
 
-        users: UserStore = self.registry[keys.USERS]
-        passwords: Passwords = self.registry[keys.PASSWORDS]
-        throttle: LoginThrottle = self.registry[keys.LOGIN_THROTTLE]
+        users = self.services.users
+        passwords = self.services.passwords
+        throttle = self.services.login_throttle
         user = await users.find_by_login(login)
         # One budget per account whichever identifier was typed (SECURITY.md).
         account = f"user:{user['_id']}" if user else f"login:{normalise_identifier(login)}"
@@ -120,7 +116,7 @@ class LoginHandler(BaseHandler):
             with contextlib.suppress(HashingBusy):  # the upgrade can wait for the next login
                 await users.set_password_hash(user["_id"], await passwords.hash(password))
 
-        tokens: TokenService = self.registry[keys.TOKENS]
+        tokens = self.services.tokens
         issued = tokens.issue(user)
         self.write_json(
             {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
@@ -129,17 +125,17 @@ class LoginHandler(BaseHandler):
 
 class LogoutHandler(AuthenticatedHandler):
     async def post(self) -> None:
-        tokens: TokenService = self.registry[keys.TOKENS]
-        nonces: SocketTokenStore = self.registry[keys.NONCE_STORE]
+        tokens = self.services.tokens
+        nonces = self.services.nonces
         await tokens.revoke(self.current_user)
         await nonces.discard_for_jwt(self.current_user.jti)
-        await self.registry[keys.MESSAGE_CLIENT].disconnect_token(self.current_user.jti)
+        await self.services.message_client.disconnect_token(self.current_user.jti)
         self.write_json({"success": True})
 
 
 class MeHandler(AuthenticatedHandler):
     async def get(self) -> None:
-        users: UserStore = self.registry[keys.USERS]
+        users = self.services.users
         user = await users.get(self.current_user.user_id)
         if user is None:
             raise unauthorized("invalid_token", "the account no longer exists")
@@ -148,15 +144,15 @@ class MeHandler(AuthenticatedHandler):
 
 class SocketTokenHandler(AuthenticatedHandler):
     async def get(self) -> None:
-        limits: SocketTokenLimits = self.registry[keys.SOCKET_TOKEN_LIMITS]
+        limits = self.services.socket_token_limits
         retry_after = limits.per_user.hit(self.current_user.user_id) or limits.per_address.hit(
             address_key(self.client_ip)
         )
         if retry_after is not None:
             raise too_many_requests(retry_after, "too many socket tokens requested, retry later")
-        nonces: SocketTokenStore = self.registry[keys.NONCE_STORE]
+        nonces = self.services.nonces
         issued = await nonces.issue(self.current_user)
-        self.registry[keys.METRICS].socket_tokens_issued.inc()
+        self.services.metrics.socket_tokens_issued.inc()
         self.write_json({"token": issued.token, "expires_in": issued.expires_in})
 
     post = get

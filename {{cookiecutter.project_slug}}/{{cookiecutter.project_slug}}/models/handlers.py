@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bson import ObjectId
+
 from .. import db
-from .. import registry as keys
-from ..auth.users import UserStore, parse_object_id
-from ..db import Database
-from ..ratelimit import WriteLimits
+from ..auth.users import parse_object_id
+from ..db import Collection
 from ..web.base import AuthenticatedHandler
 from ..web.errors import ApiError, bad_request, forbidden, not_found, too_many_requests
+from . import store
 from .actions import ActionContext, Actions, load_actions
 from .base import Entity
 
@@ -33,32 +34,32 @@ class EntityHandler(AuthenticatedHandler):
     async def check_request(self) -> None:
         await super().check_request()
         if self.request.method in WRITE_METHODS:
-            limits: WriteLimits = self.registry[keys.WRITE_LIMITS]
+            limits = self.services.write_limits
             retry_after = limits.per_user.hit(self.current_user.user_id)
             if retry_after is not None:
                 raise too_many_requests(retry_after, "too many writes, slow down")
 
     @property
-    def collection(self) -> Any:
-        database: Database = self.registry[keys.DATABASE]
-        return database[self.entity.collection]
+    def collection(self) -> Collection:
+        return self.services.database[self.entity.collection]
 
     def action_context(self) -> ActionContext:
         return ActionContext(
             registry=self.registry,
             user=self.current_user,
-            db=self.registry[keys.DATABASE],
+            db=self.services.database,
             entity=self.entity,
         )
 
     async def check_references(self, values: dict[str, Any]) -> None:
-        users: UserStore = self.registry[keys.USERS]
+        users = self.services.users
         for field in self.entity.fields:
             value = values.get(field.name)
             if field.reference == "user" and value is not None and not await users.exists(value):
                 raise ApiError(404, "not_found", f"{field.name}: no such user", field=field.name)
 
     def respond(self, doc: dict[str, Any], status: int = 200) -> None:
+        self.set_header("ETag", store.etag(doc))
         self.write_json({self.entity.name: self.entity.to_public(doc)}, status=status)
 
 
@@ -97,7 +98,7 @@ class EntityCollectionHandler(EntityHandler):
     async def post(self) -> None:
         values = self.entity.parse_new(self.json_body())
         await self.check_references(values)
-        doc = self.entity.new_document(values, self.current_user)
+        doc = store.new_document(self.entity.new_document(values, self.current_user))
         ctx = self.action_context()
         await self.actions.before("insert", ctx, doc)
         result = await self.collection.insert_one(doc)
@@ -107,7 +108,11 @@ class EntityCollectionHandler(EntityHandler):
 
 
 class EntityItemHandler(EntityHandler):
-    """``GET``, ``PUT`` (owner only) and ``DELETE`` (owner only) of one document."""
+    """``GET``, ``PUT`` (owner only) and ``DELETE`` (owner only) of one document.
+
+    ``PUT`` changes only the fields its body names, atomically (models/store.py);
+    with ``If-Match`` only if the document is still at that version, else 412.
+    """
 
     async def _visible(self, raw_id: str) -> dict[str, Any]:
         oid = parse_object_id(raw_id)
@@ -132,14 +137,29 @@ class EntityItemHandler(EntityHandler):
 
     async def put(self, raw_id: str) -> None:
         changes = self.entity.parse_changes(self.json_body())
+        accepted = store.accepted_versions(self.request.headers.get("If-Match"))
         existing = await self._owned(raw_id)
+        self._check_version(existing, accepted)
         await self.check_references(changes)
         doc = {**existing, **changes, "updated_at": db.now()}
         ctx = self.action_context()
         await self.actions.before("update", ctx, doc)
-        await self.collection.replace_one({"_id": existing["_id"]}, doc)
-        await self.actions.after("update", ctx, doc)
-        self.respond(doc)
+        # The fields the request named and those the before_update hook set: only these.
+        named = {key: value for key, value in doc.items() if existing.get(key, ...) != value}
+        owned_by = {f"{self.entity.owner_field}._id": ObjectId(self.current_user.user_id)}
+        stored = await store.update_fields(
+            self.collection, owned_by, existing["_id"], named, accepted
+        )
+        if stored is None:  # changed or deleted since it was read
+            raise precondition_failed() if accepted is not None else not_found(self.entity.name)
+        await self.actions.after("update", ctx, stored)
+        self.respond(stored)
+
+    def _check_version(self, doc: dict[str, Any], accepted: frozenset[int] | None) -> None:
+        try:
+            store.check(doc, accepted)
+        except store.PreconditionFailed:
+            raise precondition_failed() from None
 
     async def delete(self, raw_id: str) -> None:
         existing = await self._owned(raw_id)
@@ -150,6 +170,14 @@ class EntityItemHandler(EntityHandler):
             await self.actions.after("delete", ctx, existing)
         self.set_status(204)
         self.finish()
+
+
+def precondition_failed() -> ApiError:
+    return ApiError(
+        412,
+        "precondition_failed",
+        "the document changed since you read it: GET it again for its current ETag",
+    )
 
 
 def entity_routes(entities: tuple[Entity, ...]) -> list[tuple[str, type, dict[str, Any]]]:

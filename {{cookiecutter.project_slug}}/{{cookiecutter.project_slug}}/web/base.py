@@ -5,7 +5,8 @@ logged-in user) and you get, for free:
 
 - ``self.json_body()``: the request body as a JSON object, or a 400;
 - ``self.current_user``: the ``Principal`` of the Bearer JWT (authenticated routes);
-- ``self.registry``: the service locator (``self.registry['transomMsgClient']``...);
+- ``self.services``: the app's services, typed (``self.services.message_client``...);
+- ``self.registry``: the same under the transom names (``self.registry['transomMsgClient']``);
 - ``self.write_json(payload, status)``;
 - every exception turned into ``{"error": {"code", "message"}}`` with the right
   status, and never a traceback sent to the client.
@@ -14,17 +15,18 @@ logged-in user) and you get, for free:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
 from .. import jsonutil, logs
-from .. import registry as keys
 from ..auth.passwords import HashingBusy
-from ..auth.tokens import InvalidToken, Principal, TokenService
-from ..config import Settings
+from ..auth.tokens import InvalidToken, Principal
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..services import Services
 from .errors import ApiError, JsonErrorHandler, busy, standard_error, unauthorized
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ class BaseHandler(JsonErrorHandler):
 
     def initialize(self) -> None:
         self.registry: Registry = self.application.settings["registry"]
-        self.settings_: Settings = self.registry[keys.SETTINGS]
+        self.services: Services = self.application.settings["services"]
+        self.settings_ = self.services.settings
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         # Set when the answer goes out before the request was read to its end: Tornado
@@ -168,7 +171,7 @@ class AuthenticatedHandler(BaseHandler):
             raise unauthorized()
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'")
-        tokens: TokenService = self.registry[keys.TOKENS]
+        tokens = self.services.tokens
         try:
             return await tokens.authenticate(token.strip())
         except InvalidToken as error:

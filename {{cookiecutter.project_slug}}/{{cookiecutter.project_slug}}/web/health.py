@@ -7,7 +7,6 @@ import asyncio
 from pymongo.errors import PyMongoError
 
 from .. import db
-from .. import registry as keys
 from .base import BaseHandler
 
 # Shorter than the client's own timeouts, so a load balancer gets its answer fast.
@@ -17,7 +16,7 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
         try:
-            await asyncio.wait_for(db.ping(self.registry[keys.DATABASE]), HEALTH_TIMEOUT_SECONDS)
+            await asyncio.wait_for(db.ping(self.services.database), HEALTH_TIMEOUT_SECONDS)
         except (TimeoutError, PyMongoError):
             self.write_json({"status": "unavailable", "mongo": "unreachable"}, status=503)
             return

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import tornado.web
 
 from .. import logs
-from .. import registry as keys
 from .errors import JsonErrorHandler
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 # The page loads only its own scripts and styles, and talks only to this origin.
 CONTENT_SECURITY_POLICY = (
@@ -34,9 +37,10 @@ class DemoPageHandler(JsonErrorHandler):
             self.set_header(name, value)
 
     def get(self) -> None:
-        settings = self.application.settings["registry"][keys.SETTINGS]
+        services: Services = self.application.settings["services"]
         # The page's socket uses the transports the server accepts (SOCKETIO_TRANSPORTS).
-        self.render("index.html", transports=",".join(settings.socketio_transports))
+        transports = services.settings.socketio_transports
+        self.render("index.html", transports=",".join(transports))
 
 
 # A file name holds no control character (a NUL makes os.path raise ValueError) and
