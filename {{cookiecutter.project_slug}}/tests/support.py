@@ -14,9 +14,8 @@ import socketio
 import tornado.httpclient
 import tornado.web
 
-from {{ cookiecutter.project_slug }}.services import REGISTRY_NAMES
-
 from {{ cookiecutter.project_slug }}.realtime.accel import versions
+from {{ cookiecutter.project_slug }}.services import REGISTRY_NAMES
 
 PASSWORD = "correct horse battery"
 
@@ -25,6 +24,7 @@ PASSWORD = "correct horse battery"
 requires_accel = pytest.mark.skipif(
     bool(versions.untested()), reason="the fast path runs only on its tested library versions"
 )
+
 
 def replace_service(app: tornado.web.Application, name: str, service: Any) -> None:
     """Swap one of a running app's services, e.g. ``passwords``, for a test's own:

@@ -148,7 +148,9 @@ class Settings(BaseSettings):
     socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")
     socket_tokens_per_minute_per_address: int = _count(600, "Socket tokens per address.")
     handshakes_per_minute_per_address: int = _count(600, "Handshakes per address (0: off).")
-    fast_fanout: bool = Field(True, description="The fast path (realtime/accel/), on only with its tested library versions.")
+    fast_fanout: bool = Field(
+        True, description="The fast path (realtime/accel/); on only for its tested versions."
+    )
     event_loop: EventLoop | None = Field(
         None, description="uvloop or asyncio; empty: uvloop where it is installed."
     )
