@@ -114,6 +114,9 @@ def settings_overrides(fast_fanout: bool, pings: tuple[int, int] | None) -> dict
         "socketio_max_pending_per_address": 0,
         "max_sockets_per_user": SOCKETS_PER_USER,
         "fast_fanout": fast_fanout,
+        # The races here are about single use, not expiry: on a loaded machine the last
+        # of 50 tokens is tried more than the default 30 s after it was issued.
+        "socket_token_ttl_seconds": 600,
     }
     if pings is not None:
         overrides["socketio_ping_interval"], overrides["socketio_ping_timeout"] = pings
