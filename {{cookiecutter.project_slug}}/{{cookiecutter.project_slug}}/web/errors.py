@@ -14,6 +14,7 @@ import tornado.web
 from tornado.web import HTTPError
 
 from .. import jsonutil
+from ..models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 
 STANDARD_CODES = {
     400: ("bad_request", "the request is malformed"),
@@ -138,3 +139,22 @@ def busy(retry_after: int = 1) -> ApiError:
         headers={"Retry-After": str(retry_after)},
         retry_after=retry_after,
     )
+
+
+# The status of each error of the data model (models/errors.py).
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooManyRequests: 429,
+}
+
+
+def from_domain(error: DomainError) -> ApiError:
+    """The HTTP answer to an error of the data model."""
+    status = next((s for kind, s in DOMAIN_STATUS.items() if isinstance(error, kind)), 400)
+    headers = {}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
+    return ApiError(status, error.code, error.message, headers=headers, **error.details)

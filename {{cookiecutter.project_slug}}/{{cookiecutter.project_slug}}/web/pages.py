@@ -9,6 +9,7 @@ import tornado.web
 from .. import logs
 from .. import registry as keys
 from .errors import JsonErrorHandler
+from .operations import Response, operation
 
 # The page loads only its own scripts and styles, and talks only to this origin.
 CONTENT_SECURITY_POLICY = (
@@ -33,6 +34,20 @@ class DemoPageHandler(JsonErrorHandler):
         for name, value in PAGE_HEADERS.items():
             self.set_header(name, value)
 
+    @operation(
+        "The live demo page",
+        operation_id="demoPage",
+        responses={
+            200: Response(
+                "HTML",
+                content_type="text/html",
+                schema={"type": "string"},
+                headers={
+                    "Content-Security-Policy": {"required": True, "schema": {"type": "string"}}
+                },
+            )
+        },
+    )
     def get(self) -> None:
         settings = self.application.settings["registry"][keys.SETTINGS]
         # The page's socket uses the transports the server accepts (SOCKETIO_TRANSPORTS).
