@@ -115,8 +115,8 @@ async def test_an_undocumented_route_or_a_phantom_path_or_method_is_reported(app
     assert "documented path without a route /api/v1/ghost/{}" in mismatches(app, document)
 
 
-class Note(Entity):
-    name = "note"
+class Memo(Entity):
+    name = "memo"
     create_only = ("pinned",)
 
     class Fields(Shape):
@@ -133,8 +133,8 @@ def nullable_type(schema: dict[str, Any]) -> list[str]:
 
 @pytest.mark.gen_test
 async def test_a_user_added_entity_is_documented_from_its_fields(app):
-    note = Note()
-    routes = entity_routes((*ENTITIES, note))
+    memo = Memo()
+    routes = entity_routes((*ENTITIES, memo))
     app.wildcard_router.add_rules(routes)
     document = build_document(app)
     validate(document)
@@ -143,7 +143,7 @@ async def test_a_user_added_entity_is_documented_from_its_fields(app):
         assert template(pattern + "$") in paths
 
     schemas = document["components"]["schemas"]
-    new = schemas["NewNote"]
+    new = schemas["NewMemo"]
     assert new["required"] == ["title", "weight"]
     assert new["additionalProperties"] is False
     properties = new["properties"]
@@ -153,9 +153,9 @@ async def test_a_user_added_entity_is_documented_from_its_fields(app):
     assert properties["weight"]["type"] == "number"
     assert nullable_type(properties["pinned"]) == ["boolean", "null"]
     assert properties["shared_with"]["anyOf"][0]["pattern"] == "^[0-9a-fA-F]{24}$"
-    assert "pinned" not in schemas["NoteChanges"]["properties"]
-    assert schemas["NoteChanges"]["minProperties"] == 1
-    public = schemas["Note"]
+    assert "pinned" not in schemas["MemoChanges"]["properties"]
+    assert schemas["MemoChanges"]["minProperties"] == 1
+    public = schemas["Memo"]
     assert set(public["required"]) == {
         "_id",
         "title",
@@ -167,10 +167,10 @@ async def test_a_user_added_entity_is_documented_from_its_fields(app):
         "created_at",
         "updated_at",
     }
-    item = document["paths"]["/api/v1/db/note/{id}"]
+    item = document["paths"]["/api/v1/db/memo/{id}"]
     assert set(item) == {"get", "put", "delete"}
     assert item["put"]["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/NoteChanges"
+        "$ref": "#/components/schemas/MemoChanges"
     }
 
 

@@ -249,7 +249,9 @@ def entity_routes(entities: tuple[Entity, ...]) -> list[tuple[str, type, dict[st
     checks (``ModelError``, one line, for a mistake)."""
     by_name = {entity.name: entity for entity in entities}
     if len(by_name) != len(entities):
-        raise ModelError("two entities have the same name")
+        names = [entity.name for entity in entities]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise ModelError(f"two entities are named {twice[0]!r}")
     check_action_modules(set(by_name))
     routes: list[tuple[str, type, dict[str, Any]]] = []
     for entity in entities:

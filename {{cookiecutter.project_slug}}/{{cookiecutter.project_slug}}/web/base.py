@@ -68,6 +68,7 @@ class BaseHandler(JsonErrorHandler):
         self.settings_: Settings = self.registry[keys.SETTINGS]
         self._body_chunks: list[bytes] = []
         self._body_size = 0
+        self._form_parsed = False
         # Set when the answer goes out before the request was read to its end: Tornado
         # then closes the connection, so the answer says ``Connection: close``.
         self._answered_early = False
@@ -131,17 +132,37 @@ class BaseHandler(JsonErrorHandler):
     def body_bytes(self) -> bytes:
         return b"".join(self._body_chunks)
 
+    def _parse_form(self) -> None:
+        """Form fields of the body, as Tornado parses them for the bodies it buffers
+        (``get_argument`` and ``get_body_argument`` read them)."""
+        if self._form_parsed or not self.request.body:
+            return
+        self._form_parsed = True
+        tornado.httputil.parse_body_arguments(
+            self.request.headers.get("Content-Type", ""),
+            self.request.body,
+            self.request.body_arguments,
+            self.request.files,
+            self.request.headers,
+        )
+        for name, values in self.request.body_arguments.items():
+            self.request.arguments.setdefault(name, []).extend(values)
+
+    def get_body_argument(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._parse_form()
+        return super().get_body_argument(name, *args, **kwargs)
+
     def get_body_arguments(self, name: str, strip: bool = True) -> list[str]:
-        """Form fields of the body (Tornado parses them only for bodies it buffers)."""
-        if not self.request.body_arguments and self.request.body:
-            tornado.httputil.parse_body_arguments(
-                self.request.headers.get("Content-Type", ""),
-                self.request.body,
-                self.request.body_arguments,
-                self.request.files,
-                self.request.headers,
-            )
+        self._parse_form()
         return super().get_body_arguments(name, strip)
+
+    def get_argument(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._parse_form()
+        return super().get_argument(name, *args, **kwargs)
+
+    def get_arguments(self, name: str, strip: bool = True) -> list[str]:
+        self._parse_form()
+        return super().get_arguments(name, strip)
 
     @overload
     def json_body(self) -> dict[str, Any]: ...

@@ -22,13 +22,13 @@ from typing import Any
 
 import tornado.routing
 import tornado.web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import jsonutil
 from ..metrics import MetricsHandler
-from ..shapes import PublicShape
 from .base import BaseHandler
+from .errors import Error
 from .operations import JSON, Operation, Response, declared_operations, operation
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -90,23 +90,6 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
         }
     },
 }
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(pattern="^[a-z][a-z0-9_]*$")
-    message: str = Field(min_length=1)
-    field: str = Field(None, description="the field at fault", json_schema_extra=_no_default)
-    retry_after: int = Field(None, ge=1, json_schema_extra=_no_default)
-
-
-class Error(PublicShape):
-    """The body of every error: ``{"error": {"code", "message", ...}}``."""
-
-    error: ErrorDetail
 
 
 # --- routes and their declarations ---------------------------------------------------------
