@@ -26,7 +26,7 @@ BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 SECTIONS = ("## Add an entity, step by step", "## Add a route with its own handler")
 
 # Written by this test, not by the README: what a user would check by hand.
-CHECKS = '''
+CHECKS = """
 import pytest
 from openapi_spec_validator import validate
 
@@ -56,7 +56,7 @@ async def test_the_walkthrough_is_validated_and_documented(api):
     nudge = document["paths"]["/api/v1/nudge"]["post"]
     assert nudge["security"] == [{"bearerAuth": []}]
     assert {"200", "400", "401", "413", "503"} == set(nudge["responses"])
-'''
+"""
 
 
 def walkthrough_blocks(readme: str) -> list[tuple[str, str, str]]:
