@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 import uuid
 from pathlib import Path
@@ -97,3 +98,17 @@ def test_an_unsupported_field_type_is_refused(annotation: Any, why: str):
 def test_create_only_must_name_a_field():
     message = refused((*ENTITIES, entity(Fine, create_only=("titel",))))
     assert "create_only names no field 'titel'" in message
+
+
+def test_the_data_model_imports_nothing_from_the_web_layer():
+    """Errors of models/ are mapped to HTTP at the web edge (web/errors.py). The generic
+    entity handlers (models/handlers.py) are that edge for entities."""
+    package = Path(actions.__file__).parent.parent
+    leaks = []
+    for module in sorted(package.rglob("*.py")):
+        if module.name == "handlers.py":
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("web"):
+                leaks.append(f"{module.relative_to(package)}: from {node.module}")
+    assert leaks == []
