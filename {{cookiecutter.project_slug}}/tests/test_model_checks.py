@@ -95,9 +95,25 @@ def test_an_unsupported_field_type_is_refused(annotation: Any, why: str):
     assert "field odd:" in message and why in message
 
 
-def test_create_only_must_name_a_field():
+def test_create_only_and_hidden_must_name_a_field():
     message = refused((*ENTITIES, entity(Fine, create_only=("titel",))))
     assert "create_only names no field 'titel'" in message
+    message = refused((*ENTITIES, entity(Fine, hidden=("updated",))))
+    assert "hidden names no key 'updated'" in message
+
+
+def test_hidden_keys_are_left_out_of_answers_and_their_schema():
+    note = entity(Fine, hidden=("updated_at",))
+    assert "updated_at" not in note.public_model.model_json_schema(mode="serialization")[
+        "properties"
+    ]
+    doc = {"_id": ObjectId(), "title": "t", "owner": {"_id": ObjectId(), "username": "a"}}
+    assert set(note.to_public({**doc, "created_at": 1, "updated_at": 2})) == {
+        "_id",
+        "title",
+        "owner",
+        "created_at",
+    }
 
 
 def test_the_data_model_imports_nothing_from_the_web_layer():

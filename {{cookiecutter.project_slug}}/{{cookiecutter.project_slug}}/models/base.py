@@ -139,6 +139,10 @@ class Entity:
         for name in self.create_only:
             if name not in fields.model_fields:
                 raise ModelError(f"entity {self.name}: create_only names no field {name!r}")
+        public = {*fields.model_fields, "_id", self.owner_field, "created_at", "updated_at"}
+        for name in self.hidden:
+            if name not in public:
+                raise ModelError(f"entity {self.name}: hidden names no key {name!r}")
         _ = self.changes_model, self.public_model
 
     @cached_property
