@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from ..ratelimit import address_key
-from ..web import validation
 from ..web.base import AuthenticatedHandler, BaseHandler
-from ..web.errors import ApiError, too_many_requests, unauthorized
-from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, HashingBusy
+from ..web.errors import ApiError, bad_request, too_many_requests, unauthorized
+from ..web.operations import Response, envelope, operation
+from .passwords import HashingBusy
+from .shapes import LoggedOut, Login, LoginResult, Signup, SocketToken, User
 from .throttle import Throttled
 from .users import (
-    EMAIL_RULE,
-    USERNAME_RULE,
     EmailTaken,
     UsernameTaken,
     normalise_identifier,
@@ -26,35 +24,20 @@ def invalid_credentials() -> ApiError:
     return ApiError(401, "invalid_credentials", "invalid username or password")
 
 
-def _password(body: dict[str, Any]) -> str:
-    return validation.required_text(
-        body,
-        "password",
-        min_length=MIN_PASSWORD_LENGTH,
-        max_length=MAX_PASSWORD_LENGTH,
-        strip=False,
-        printable=False,
-    )
+UserEnvelope = envelope("user", User)
+MeEnvelope = envelope("me", User)
 
 
 class SignupHandler(BaseHandler):
+    @operation(
+        "Create an account",
+        operation_id="signup",
+        body=Signup,
+        responses={201: Response("the new account", UserEnvelope)},
+        errors=(409, 429, 503),
+    )
     async def post(self) -> None:
-        body = self.json_body()
-        validation.only_fields(body, {"email", "password", "username", "display_name"})
-        email = validation.required_text(
-            body, "email", max_length=254, pattern=EMAIL_RULE, rule="must be a valid email address"
-        )
-        password = _password(body)
-        username = validation.text(
-            body,
-            "username",
-            required=False,
-            pattern=USERNAME_RULE,
-            max_length=32,
-            rule="must be 3-32 letters, digits, '_', '.' or '-', starting with a letter, "
-            "digit or '_'",
-        )
-        display_name = validation.text(body, "display_name", required=False, max_length=100)
+        body = self.json_body(Signup)
         limit = self.services.signup_limit
         try:
             await limit.reserve(self.client_ip)
@@ -66,10 +49,10 @@ class SignupHandler(BaseHandler):
         users = self.services.users
         try:
             user = await users.create(
-                email=email,
-                password_hash=await passwords.hash(password),
-                username=username,
-                display_name=display_name,
+                email=body.email,
+                password_hash=await passwords.hash(body.password),
+                username=body.username,
+                display_name=body.display_name,
             )
         except EmailTaken:
             raise ApiError(
@@ -81,14 +64,21 @@ class SignupHandler(BaseHandler):
 
 
 class LoginHandler(BaseHandler):
+    @operation(
+        "Log in: a Bearer JWT",
+        operation_id="login",
+        body=Login,
+        responses={200: LoginResult},
+        errors={401: "`invalid_credentials`, for an unknown account too.", 429: "", 503: ""},
+    )
     async def post(self) -> None:
-        body = self.json_body()
-        validation.only_fields(body, {"username", "email", "password"})
-        field = "username" if body.get("username") is not None else "email"
-        login = validation.required_text(body, field, max_length=254)
-        password = validation.required_text(
-            body, "password", max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False
-        )
+        raw = self.json_body()
+        unknown = set(raw) - set(Login.model_fields)  # named first, by json_body(Login)
+        if not unknown and raw.get("username") is None and raw.get("email") is None:
+            raise bad_request("email is required", field="email")
+        body = self.json_body(Login)
+        login = body.username or body.email or ""
+        password = body.password
 
         users = self.services.users
         passwords = self.services.passwords
@@ -124,6 +114,13 @@ class LoginHandler(BaseHandler):
 
 
 class LogoutHandler(AuthenticatedHandler):
+    @operation(
+        "Revoke this JWT and disconnect the sockets opened with it",
+        operation_id="logout",
+        auth=True,
+        responses={200: LoggedOut},
+        errors=(413, 503),
+    )
     async def post(self) -> None:
         tokens = self.services.tokens
         nonces = self.services.nonces
@@ -134,6 +131,13 @@ class LogoutHandler(AuthenticatedHandler):
 
 
 class MeHandler(AuthenticatedHandler):
+    @operation(
+        "The caller's account",
+        operation_id="me",
+        auth=True,
+        responses={200: Response("the account", MeEnvelope)},
+        errors=(503,),
+    )
     async def get(self) -> None:
         users = self.services.users
         user = await users.get(self.current_user.user_id)
@@ -142,7 +146,16 @@ class MeHandler(AuthenticatedHandler):
         self.write_json({"me": public_user(user)})
 
 
+SOCKET_TOKEN = {
+    "summary": "A one-time socket token for the Socket.IO handshake",
+    "description": "Valid SOCKET_TOKEN_TTL_SECONDS, usable once, voided at logout.",
+    "auth": True,
+    "responses": {200: SocketToken},
+}
+
+
 class SocketTokenHandler(AuthenticatedHandler):
+    @operation(**SOCKET_TOKEN, operation_id="getSocketToken", errors=(429, 503))
     async def get(self) -> None:
         limits = self.services.socket_token_limits
         retry_after = limits.per_user.hit(self.current_user.user_id) or limits.per_address.hit(
@@ -155,4 +168,6 @@ class SocketTokenHandler(AuthenticatedHandler):
         self.services.metrics.socket_tokens_issued.inc()
         self.write_json({"token": issued.token, "expires_in": issued.expires_in})
 
-    post = get
+    @operation(**SOCKET_TOKEN, operation_id="postSocketToken", errors=(413, 429, 503))
+    async def post(self) -> None:
+        await self.get()

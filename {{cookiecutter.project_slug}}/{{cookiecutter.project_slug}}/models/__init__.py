@@ -7,8 +7,8 @@ To add an entity, write ``models/<name>.py`` (an ``Entity`` subclass and its
 from __future__ import annotations
 
 from . import message
-from .base import Entity, Field
+from .base import Entity
 
 ENTITIES: tuple[Entity, ...] = (message.ENTITY,)
 
-__all__ = ["ENTITIES", "Entity", "Field"]
+__all__ = ["ENTITIES", "Entity"]

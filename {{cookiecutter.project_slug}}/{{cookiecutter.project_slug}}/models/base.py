@@ -4,86 +4,92 @@ An entity module (``models/<name>.py``) defines a subclass of ``Entity`` and an
 instance of it called ``ENTITY``; the generic REST handlers serve it at
 ``/api/v1/db/<name>`` once it is listed in ``models/__init__.py``. Its optional
 action module ``models/actions/<name>.py`` holds the hooks.
+
+The entity's fields are written once, as the pydantic model ``Fields`` (the body of
+a creation). The body of an update (``<Name>Changes``: the same fields, all
+optional, without ``create_only``), the public document (``<Name>``) and the JSON
+Schemas of the OpenAPI document are derived from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+import types
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from bson import ObjectId
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .. import db
 from ..auth.tokens import Principal
-from ..auth.users import parse_object_id
 from ..db import IndexSpec
-from ..web.errors import bad_request
-from ..web.validation import refuse_unprintable
+from ..shapes import DateTimeOut, ObjectIdOut, PublicShape, Ref, Shape, Text, explain
+from .errors import Invalid, ModelError
 
-# JSON Schemas of the values ``to_public`` returns (the OpenAPI document, web/openapi.py).
-OBJECT_ID: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
-DATE_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
-_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
-
-
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` that also allows null."""
-    return {**schema, "type": [schema["type"], "null"]}
+SUPPORTED = (
+    "int, float, bool, Annotated[str, Text(...)] or Annotated[ObjectId, Ref(...)], "
+    "optionally '| None'"
+)
 
 
-@dataclass(frozen=True)
-class Field:
-    """One field of an entity as clients send it.
+M = TypeVar("M", bound=BaseModel)
 
-    ``kind`` is ``str``, ``int``, ``float`` or ``bool``. A field with
-    ``reference="user"`` holds a user id: it is stored as an ObjectId and must
-    name an existing user. Fields with ``updatable=False`` are set on creation only.
-    """
 
-    name: str
-    kind: type = str
-    required: bool = True
-    min_length: int = 1
-    max_length: int = 1000
-    reference: str | None = None
-    updatable: bool = True
+def validated(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` checked by ``model``; ``Invalid`` naming the first field at fault."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        message, field = explain(error)
+        raise Invalid(message, field=field) from None
 
-    def parse(self, value: Any) -> Any:
-        """Check one value from a request body; return what is stored."""
-        if self.reference is not None:
-            oid = parse_object_id(value)
-            if oid is None:
-                raise bad_request(f"{self.name} must be an id (24 hex digits)", field=self.name)
-            return oid
-        if self.kind is str:
-            if not isinstance(value, str):
-                raise bad_request(f"{self.name} must be a string", field=self.name)
-            refuse_unprintable(self.name, value)
-            # The maximum applies to the value as sent (the OpenAPI document's maxLength),
-            # the minimum to what is left once surrounding whitespace is trimmed.
-            trimmed = value.strip()
-            if len(value) > self.max_length or len(trimmed) < self.min_length:
-                raise bad_request(
-                    f"{self.name} must be {self.min_length} to {self.max_length} characters",
-                    field=self.name,
-                )
-            return trimmed
-        # bool is a subclass of int: refuse True where a number is expected, and back.
-        if type(value) is not self.kind and not (self.kind is float and type(value) is int):
-            raise bad_request(f"{self.name} must be of type {self.kind.__name__}", field=self.name)
-        return value
 
-    def public_schema(self) -> dict[str, Any]:
-        """The JSON Schema of this field's value in responses (null when optional)."""
-        schema = dict(OBJECT_ID) if self.reference else {"type": _JSON_TYPES[self.kind]}
-        return schema if self.required else nullable(schema)
+def _changes_schema(schema: dict[str, Any]) -> None:
+    # Absent means "unchanged": no defaults to show, and at least one field.
+    schema["minProperties"] = 1
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)
+
+
+class Changes(Shape):
+    model_config = ConfigDict(json_schema_extra=_changes_schema)
+
+
+class Owner(PublicShape):
+    """The owner of a document as responses show it."""
+
+    id: ObjectIdOut = Field(alias="_id")
+    username: str | None
+
+
+def field_kind(annotation: Any, metadata: list[Any]) -> tuple[Any, bool]:
+    """(the response type of a field, whether it may be null); ModelError if unsupported."""
+    optional = False
+    if get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation):
+        rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+        optional, annotation = True, rest[0] if len(rest) == 1 else annotation
+    if get_origin(annotation) is Annotated:
+        annotation, *more = get_args(annotation)
+        metadata = [*metadata, *more]
+    rules = [m for m in metadata if isinstance(m, Text | Ref)]
+    if annotation is str and rules and isinstance(rules[0], Text):
+        return str, optional
+    if annotation is ObjectId and rules and isinstance(rules[0], Ref):
+        return ObjectIdOut, optional
+    if annotation in (int, float, bool) and not rules:
+        return annotation, optional
+    raise ModelError(f"unsupported field type {annotation!r}: use {SUPPORTED}")
 
 
 class Entity:
     """Base class of entities; override the class attributes and, if needed, methods."""
 
     name: ClassVar[str]
-    fields: ClassVar[tuple[Field, ...]]
+    Fields: ClassVar[type[Shape]]
+    # Fields set on creation only (absent from the update body).
+    create_only: ClassVar[tuple[str, ...]] = ()
+    # Keys of the default public document left out of responses (e.g. "updated_at").
+    hidden: ClassVar[tuple[str, ...]] = ()
     owner_field: ClassVar[str] = "owner"
     page_size: ClassVar[int] = 50
     max_page_size: ClassVar[int] = 100
@@ -97,41 +103,92 @@ class Entity:
         """The key of the list in ``GET /api/v1/db/<name>`` responses."""
         return f"{self.name}s"
 
+    @property
+    def title(self) -> str:
+        """``note_card`` → ``NoteCard``: the name of its schemas in the OpenAPI document."""
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+    def references(self) -> dict[str, str]:
+        """The fields that hold ids, and the entity (or ``"user"``) each names."""
+        found = {}
+        for name, info in self.Fields.model_fields.items():
+            annotation, metadata = info.annotation, list(info.metadata)
+            for arg in get_args(annotation):
+                if get_origin(arg) is Annotated:
+                    metadata += get_args(arg)[1:]
+            found.update((name, m.entity) for m in metadata if isinstance(m, Ref))
+        return found
+
+    def check(self, known: set[str]) -> None:
+        """Start-up checks (ModelError, one line): supported field types, existing
+        references and create-only fields. ``known``: the names of every entity."""
+        fields = getattr(self, "Fields", None)
+        if not (isinstance(fields, type) and issubclass(fields, BaseModel)):
+            raise ModelError(f"entity {self.name}: Fields must be a pydantic model (a Shape)")
+        for name, info in fields.model_fields.items():
+            try:
+                field_kind(info.annotation, list(info.metadata))
+            except ModelError as error:
+                raise ModelError(f"entity {self.name}, field {name}: {error}") from None
+        for name, target in self.references().items():
+            if target != "user" and target not in known:
+                raise ModelError(
+                    f"entity {self.name}, field {name}: Ref({target!r}) names no entity "
+                    f"(known: user, {', '.join(sorted(known))})"
+                )
+        for name in self.create_only:
+            if name not in fields.model_fields:
+                raise ModelError(f"entity {self.name}: create_only names no field {name!r}")
+        public = {*fields.model_fields, "_id", self.owner_field, "created_at", "updated_at"}
+        for name in self.hidden:
+            if name not in public:
+                raise ModelError(f"entity {self.name}: hidden names no key {name!r}")
+        _ = self.changes_model, self.public_model
+
+    @cached_property
+    def new_model(self) -> type[Shape]:
+        """The body of ``POST /api/v1/db/<name>``."""
+        return create_model(f"New{self.title}", __base__=self.Fields)
+
+    @cached_property
+    def changes_model(self) -> type[Shape]:
+        """The body of ``PUT /api/v1/db/<name>/<id>``: updatable fields, all optional."""
+        fields: dict[str, Any] = {
+            name: (Annotated[(info.annotation, *info.metadata)], None)
+            if info.metadata
+            else (info.annotation, None)
+            for name, info in self.Fields.model_fields.items()
+            if name not in self.create_only
+        }
+        return create_model(f"{self.title}Changes", __base__=Changes, **fields)
+
+    @cached_property
+    def public_model(self) -> type[BaseModel]:
+        """What ``to_public`` returns, as a model (its JSON Schema documents responses)."""
+        fields: dict[str, Any] = {"id": (ObjectIdOut, Field(alias="_id"))}
+        for name, info in self.Fields.model_fields.items():
+            kind, optional = field_kind(info.annotation, list(info.metadata))
+            fields[name] = (kind | None if optional else kind, ...)
+        fields[self.owner_field] = (Owner, ...)
+        fields["created_at"] = (DateTimeOut, ...)
+        fields["updated_at"] = (DateTimeOut, ...)
+        kept = {k: v for k, v in fields.items() if k not in self.hidden}
+        return create_model(self.title, __base__=PublicShape, **kept)
+
     def indexes(self) -> list[IndexSpec]:
         return [IndexSpec(self.collection, [(f"{self.owner_field}._id", 1), ("_id", -1)])]
 
     def parse_new(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Validate a creation body: known fields only, required ones present."""
-        self._refuse_unknown(body, {f.name for f in self.fields})
-        values = {}
-        for field in self.fields:
-            if body.get(field.name) is None:
-                if field.required:
-                    raise bad_request(f"{field.name} is required", field=field.name)
-                values[field.name] = None
-            else:
-                values[field.name] = field.parse(body[field.name])
-        return values
+        """Validate a creation body (a pydantic ValidationError if it is wrong)."""
+        return validated(self.new_model, body).model_dump()
 
     def parse_changes(self, body: dict[str, Any]) -> dict[str, Any]:
         """Validate an update body: updatable fields only, at least one of them."""
-        updatable = {f.name: f for f in self.fields if f.updatable}
-        self._refuse_unknown(body, set(updatable))
-        changes = {}
-        for name, value in body.items():
-            field = updatable[name]
-            if value is None and field.required:
-                raise bad_request(f"{name} must not be null", field=name)
-            changes[name] = None if value is None else field.parse(value)
-        if not changes:
-            raise bad_request(f"give at least one of: {', '.join(sorted(updatable))}")
-        return changes
-
-    @staticmethod
-    def _refuse_unknown(body: dict[str, Any], allowed: set[str]) -> None:
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise bad_request(f"unknown field {unknown[0]!r}", field=unknown[0])
+        changes = validated(self.changes_model, body)
+        if not changes.model_fields_set:
+            names = ", ".join(self.changes_model.model_fields)
+            raise Invalid(f"give at least one of: {names}")
+        return changes.model_dump(include=changes.model_fields_set)
 
     def new_document(self, values: dict[str, Any], user: Principal) -> dict[str, Any]:
         now = db.now()
@@ -150,39 +207,13 @@ class Entity:
         return {f"{self.owner_field}._id": ObjectId(user.user_id)}
 
     def to_public(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """The JSON clients receive (ObjectIds and datetimes are encoded on output)."""
+        """The JSON clients receive (ObjectIds and datetimes are encoded on output): the
+        keys of ``public_model``. Override it to change values; to change the keys,
+        override ``public_model`` too (tests/test_fuzz_api.py checks every answer)."""
         owner = doc.get(self.owner_field) or {}
-        return {
+        values = {
             "_id": doc["_id"],
-            **{field.name: doc.get(field.name) for field in self.fields},
             self.owner_field: {"_id": owner.get("_id"), "username": owner.get("username")},
-            "created_at": doc.get("created_at"),
-            "updated_at": doc.get("updated_at"),
         }
-
-    def public_schema(self) -> dict[str, Any]:
-        """The JSON Schema of ``to_public(doc)``: override it when you override ``to_public``
-        (tests/test_fuzz_api.py checks every response against it)."""
-        fields = {field.name: field.public_schema() for field in self.fields}
-        return {
-            "type": "object",
-            "required": ["_id", *fields, self.owner_field, "created_at", "updated_at"],
-            "additionalProperties": False,
-            "properties": {
-                "_id": OBJECT_ID,
-                **fields,
-                self.owner_field: owner_schema(),
-                "created_at": DATE_TIME,
-                "updated_at": DATE_TIME,
-            },
-        }
-
-
-def owner_schema() -> dict[str, Any]:
-    """The JSON Schema of ``{"_id", "username"}``, the owner as ``to_public`` shows it."""
-    return {
-        "type": "object",
-        "required": ["_id", "username"],
-        "additionalProperties": False,
-        "properties": {"_id": OBJECT_ID, "username": nullable({"type": "string"})},
-    }
+        keys = [info.alias or name for name, info in self.public_model.model_fields.items()]
+        return {key: values[key] if key in values else doc.get(key) for key in keys}

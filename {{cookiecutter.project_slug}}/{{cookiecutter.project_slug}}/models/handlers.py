@@ -10,26 +10,48 @@ import re
 from typing import Any
 
 from bson import ObjectId
+from pydantic import create_model
 
 from .. import db
 from ..auth.users import parse_object_id
 from ..db import Collection
+from ..shapes import OBJECT_ID_IN, ObjectIdOut, PublicShape
 from ..web.base import AuthenticatedHandler
 from ..web.errors import ApiError, bad_request, forbidden, not_found, too_many_requests
+from ..web.operations import Operation, Response, envelope
 from . import store
-from .actions import ActionContext, Actions, load_actions
+from .actions import ActionContext, Actions, check_action_modules, load_actions
 from .base import Entity
+from .errors import ModelError, NotFound
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A document's version (models/store.py), in the answers that carry it and in If-Match.
+ETAG_HEADER = {
+    "ETag": {
+        "description": "the document's version, for `If-Match`",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
+IF_MATCH_PARAMETER = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "change only if the document is still at this `ETag` (else 412)",
+    "schema": {"type": "string"},
+}
 # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
 PAGE_LIMIT = re.compile(r"[0-9]{1,6}")
 
 
 class EntityHandler(AuthenticatedHandler):
-    def initialize(self, entity: Entity, actions: Actions) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self, entity: Entity, actions: Actions, entities: dict[str, Entity]
+    ) -> None:
         super().initialize()
         self.entity = entity
         self.actions = actions
+        self.entities = entities
 
     async def check_request(self) -> None:
         await super().check_request()
@@ -52,11 +74,21 @@ class EntityHandler(AuthenticatedHandler):
         )
 
     async def check_references(self, values: dict[str, Any]) -> None:
+        """Each id names a user, or a document of its entity the caller may see."""
         users = self.services.users
-        for field in self.entity.fields:
-            value = values.get(field.name)
-            if field.reference == "user" and value is not None and not await users.exists(value):
-                raise ApiError(404, "not_found", f"{field.name}: no such user", field=field.name)
+        database = self.services.database
+        for name, target in self.entity.references().items():
+            value = values.get(name)
+            if value is None:
+                continue
+            if target == "user":
+                found = await users.exists(value)
+            else:
+                other = self.entities[target]
+                query = {"$and": [{"_id": value}, other.visible_to(self.current_user)]}
+                found = await database[other.collection].find_one(query) is not None
+            if not found:
+                raise NotFound(f"{name}: no such {target}", field=name)
 
     def respond(self, doc: dict[str, Any], status: int = 200) -> None:
         self.set_header("ETag", store.etag(doc))
@@ -65,6 +97,52 @@ class EntityHandler(AuthenticatedHandler):
 
 class EntityCollectionHandler(EntityHandler):
     """``GET`` lists what the caller may see, newest first; ``POST`` creates."""
+
+    @classmethod
+    def openapi_operations(cls, kwargs: dict[str, Any]) -> dict[str, Operation]:
+        entity: Entity = kwargs["entity"]
+        name, title, public = entity.name, entity.title, entity.public_model
+        page = create_model(
+            f"{title}Page",
+            __base__=PublicShape,
+            **{entity.plural: (list[public], ...), "next": (ObjectIdOut | None, ...)},  # type: ignore[valid-type]
+        )
+        limit = {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": entity.max_page_size,
+            "default": entity.page_size,
+        }
+        return {
+            "get": Operation(
+                f"The {entity.plural} the caller may see, newest first",
+                {200: Response("one page", page)},
+                auth=True,
+                errors=dict.fromkeys((400, 503), ""),
+                operation_id=f"list{title}",
+                parameters=(
+                    {"name": "limit", "in": "query", "schema": limit},
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "the `next` of the previous page",
+                        "schema": OBJECT_ID_IN,
+                    },
+                ),
+            ),
+            "post": Operation(
+                f"Create a {name}",
+                {
+                    201: Response(
+                        "created", envelope(name, public, f"{title}Envelope"), headers=ETAG_HEADER
+                    )
+                },
+                body=entity.new_model,
+                auth=True,
+                errors=dict.fromkeys((404, 429, 503), ""),
+                operation_id=f"create{title}",
+            ),
+        }
 
     async def get(self) -> None:
         limit = self._limit()
@@ -113,6 +191,42 @@ class EntityItemHandler(EntityHandler):
     ``PUT`` changes only the fields its body names, atomically (models/store.py);
     with ``If-Match`` only if the document is still at that version, else 412.
     """
+
+    @classmethod
+    def openapi_operations(cls, kwargs: dict[str, Any]) -> dict[str, Operation]:
+        entity: Entity = kwargs["entity"]
+        name, title, owner = entity.name, entity.title, entity.owner_field
+        one = envelope(name, entity.public_model, f"{title}Envelope")
+        id_parameter = {"name": "id", "in": "path", "required": True, "schema": OBJECT_ID_IN}
+        common: dict[str, Any] = {"auth": True, "parameters": (id_parameter,)}
+        return {
+            "get": Operation(
+                f"One {name}",
+                {200: Response(f"the {name}", one, headers=ETAG_HEADER)},
+                errors=dict.fromkeys((400, 404, 503), ""),
+                operation_id=f"get{title}",
+                **common,
+            ),
+            "put": Operation(
+                f"Change a {name} (its {owner} only)",
+                {200: Response(f"the changed {name}", one, headers=ETAG_HEADER)},
+                body=entity.changes_model,
+                errors=dict.fromkeys((403, 404, 412, 429, 503), ""),
+                operation_id=f"update{title}",
+                description="Changes only the fields the body names, atomically. With "
+                "`If-Match` (an `ETag` of this document), only if it is still at that "
+                "version, else 412.",
+                auth=True,
+                parameters=(id_parameter, IF_MATCH_PARAMETER),
+            ),
+            "delete": Operation(
+                f"Delete a {name} (its {owner} only)",
+                {204: Response("deleted")},
+                errors=dict.fromkeys((400, 403, 404, 429, 503), ""),
+                operation_id=f"delete{title}",
+                **common,
+            ),
+        }
 
     async def _visible(self, raw_id: str) -> dict[str, Any]:
         oid = parse_object_id(raw_id)
@@ -181,9 +295,18 @@ def precondition_failed() -> ApiError:
 
 
 def entity_routes(entities: tuple[Entity, ...]) -> list[tuple[str, type, dict[str, Any]]]:
+    """The routes of ``entities``, once they and their action modules pass the start-up
+    checks (``ModelError``, one line, for a mistake)."""
+    by_name = {entity.name: entity for entity in entities}
+    if len(by_name) != len(entities):
+        names = [entity.name for entity in entities]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise ModelError(f"two entities are named {twice[0]!r}")
+    check_action_modules(set(by_name))
     routes: list[tuple[str, type, dict[str, Any]]] = []
     for entity in entities:
-        kwargs = {"entity": entity, "actions": load_actions(entity.name)}
+        entity.check(set(by_name))
+        kwargs = {"entity": entity, "actions": load_actions(entity.name), "entities": by_name}
         routes.append((rf"/api/v1/db/{entity.name}", EntityCollectionHandler, kwargs))
         routes.append((rf"/api/v1/db/{entity.name}/([^/]+)", EntityItemHandler, kwargs))
     return routes

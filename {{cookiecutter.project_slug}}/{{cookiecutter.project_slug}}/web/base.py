@@ -3,33 +3,50 @@
 Subclass ``BaseHandler`` (or ``AuthenticatedHandler`` for routes that need a
 logged-in user) and you get, for free:
 
-- ``self.json_body()``: the request body as a JSON object, or a 400;
+- ``self.json_body(Model)``: the request body checked by a pydantic model, or a 400
+  naming the field (``self.json_body()``: any JSON object); ``self.request.body`` and
+  ``self.get_body_argument()`` work too: the body is streamed in (so a body over
+  MAX_BODY_BYTES gets a JSON 413 before it is read) and kept in ``request.body``;
 - ``self.current_user``: the ``Principal`` of the Bearer JWT (authenticated routes);
 - ``self.services``: the app's services, typed (``self.services.message_client``...);
 - ``self.registry``: the same under the transom names (``self.registry['transomMsgClient']``);
 - ``self.write_json(payload, status)``;
-- every exception turned into ``{"error": {"code", "message"}}`` with the right
-  status, and never a traceback sent to the client.
+- ``@operation(...)`` on each method: its entry in the OpenAPI document (web/openapi.py);
+- errors of the data model (models/errors.py) and every exception turned into
+  ``{"error": {"code", "message"}}`` with the right status, never a traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import tornado.httputil
 import tornado.web
+from pydantic import BaseModel, ValidationError
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
 from .. import jsonutil, logs
 from ..auth.passwords import HashingBusy
 from ..auth.tokens import InvalidToken, Principal
+from ..models.errors import DomainError
 from ..registry import Registry
+from ..shapes import explain
+from .errors import (
+    ApiError,
+    JsonErrorHandler,
+    bad_request,
+    busy,
+    from_domain,
+    standard_error,
+    unauthorized,
+)
 
 if TYPE_CHECKING:
     from ..services import Services
-from .errors import ApiError, JsonErrorHandler, busy, standard_error, unauthorized
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 # Errors that mean "the database is not reachable right now": answered with 503.
 DATABASE_DOWN = (ConnectionFailure, AutoReconnect, NetworkTimeout, ExecutionTimeout)
@@ -54,6 +71,7 @@ class BaseHandler(JsonErrorHandler):
         self.settings_ = self.services.settings
         self._body_chunks: list[bytes] = []
         self._body_size = 0
+        self._form_parsed = False
         # Set when the answer goes out before the request was read to its end: Tornado
         # then closes the connection, so the answer says ``Connection: close``.
         self._answered_early = False
@@ -100,6 +118,8 @@ class BaseHandler(JsonErrorHandler):
             self.on_connection_close()
             return
         self._body_chunks.append(chunk)
+        # What Tornado would have buffered: a handler may read ``self.request.body``.
+        self.request.body = self.body_bytes()
 
     def _too_large(self) -> ApiError:
         return ApiError(
@@ -115,8 +135,57 @@ class BaseHandler(JsonErrorHandler):
     def body_bytes(self) -> bytes:
         return b"".join(self._body_chunks)
 
-    def json_body(self) -> dict[str, Any]:
-        """The body as a JSON object; 400 for anything else (invalid JSON, a list...)."""
+    def _parse_form(self) -> None:
+        """Form fields of the body, as Tornado parses them for the bodies it buffers
+        (``get_argument`` and ``get_body_argument`` read them)."""
+        if self._form_parsed or not self.request.body:
+            return
+        self._form_parsed = True
+        tornado.httputil.parse_body_arguments(
+            self.request.headers.get("Content-Type", ""),
+            self.request.body,
+            self.request.body_arguments,
+            self.request.files,
+            self.request.headers,
+        )
+        for name, values in self.request.body_arguments.items():
+            self.request.arguments.setdefault(name, []).extend(values)
+
+    def get_body_argument(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._parse_form()
+        return super().get_body_argument(name, *args, **kwargs)
+
+    def get_body_arguments(self, name: str, strip: bool = True) -> list[str]:
+        self._parse_form()
+        return super().get_body_arguments(name, strip)
+
+    def get_argument(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._parse_form()
+        return super().get_argument(name, *args, **kwargs)
+
+    def get_arguments(self, name: str, strip: bool = True) -> list[str]:
+        self._parse_form()
+        return super().get_arguments(name, strip)
+
+    @overload
+    def json_body(self) -> dict[str, Any]: ...
+
+    @overload
+    def json_body(self, model: type[M]) -> M: ...
+
+    def json_body(self, model: type[M] | None = None) -> dict[str, Any] | M:
+        """The body as a JSON object, checked by ``model`` if given; 400 for anything else
+        (invalid JSON, a list, a field ``model`` refuses: ``validation_error`` naming it)."""
+        value = self._json_object()
+        if model is None:
+            return value
+        try:
+            return model.model_validate(value)
+        except ValidationError as error:
+            message, field = explain(error)
+            raise bad_request(message, field=field) from None
+
+    def _json_object(self) -> dict[str, Any]:
         raw = self.body_bytes()
         if not raw.strip():
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")
@@ -139,6 +208,8 @@ class BaseHandler(JsonErrorHandler):
             self.set_header("Connection", "close")
         if isinstance(error, HashingBusy):
             error = busy()
+        if isinstance(error, DomainError):
+            error = from_domain(error)
         if isinstance(error, ApiError):
             for name, value in error.headers.items():
                 self.set_header(name, value)
@@ -146,7 +217,7 @@ class BaseHandler(JsonErrorHandler):
         return standard_error(503 if isinstance(error, DATABASE_DOWN) else status_code)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, tornado.web.HTTPError | HashingBusy):
+        if isinstance(value, tornado.web.HTTPError | HashingBusy | DomainError):
             return  # expected client errors and back-pressure: the access log has the status
         if isinstance(value, DATABASE_DOWN):
             log.warning("database unavailable: %s %s", self.request.method, self.request.path)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import tornado.web
+from pydantic import BaseModel, ConfigDict, Field
 from tornado.web import HTTPError
 
 from .. import jsonutil
+from ..models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 
 STANDARD_CODES = {
     400: ("bad_request", "the request is malformed"),
@@ -25,6 +27,32 @@ STANDARD_CODES = {
     503: ("database_unavailable", "the database is not reachable, try again soon"),
 }
 INTERNAL_ERROR = ("internal_error", "something went wrong on our side")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, never null
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # what an ApiError adds (its details)
+
+    code: str = Field(pattern="^[a-z][a-z0-9_]*$")
+    message: str = Field(min_length=1)
+    field: str = Field(None, description="the field at fault", json_schema_extra=_no_default)
+    retry_after: int = Field(None, ge=1, json_schema_extra=_no_default)
+
+
+class Error(BaseModel):
+    """The body of every error: ``{"error": {"code", "message"[, "field", "retry_after"]}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+    @classmethod
+    def body(cls, code: str, message: str, **details: Any) -> dict[str, Any]:
+        detail = ErrorDetail(code=code, message=message, **details)
+        return cls(error=detail).model_dump(exclude_none=True)
 
 
 def standard_error(status_code: int) -> tuple[int, dict[str, Any]]:
@@ -40,7 +68,7 @@ def standard_error(status_code: int) -> tuple[int, dict[str, Any]]:
     else:
         status_code = 500
         code, message = INTERNAL_ERROR
-    return status_code, {"error": {"code": code, "message": message}}
+    return status_code, Error.body(code, message)
 
 
 class JsonErrorHandler(tornado.web.RequestHandler):
@@ -89,7 +117,7 @@ class ApiError(HTTPError):
         self.details = details
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, **self.details}}
+        return Error.body(self.code, self.message, **self.details)
 
 
 def bad_request(message: str, *, field: str | None = None) -> ApiError:
@@ -138,3 +166,22 @@ def busy(retry_after: int = 1) -> ApiError:
         headers={"Retry-After": str(retry_after)},
         retry_after=retry_after,
     )
+
+
+# The status of each error of the data model (models/errors.py).
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooManyRequests: 429,
+}
+
+
+def from_domain(error: DomainError) -> ApiError:
+    """The HTTP answer to an error of the data model."""
+    status = next((s for kind, s in DOMAIN_STATUS.items() if isinstance(error, kind)), 400)
+    headers = {}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
+    return ApiError(status, error.code, error.message, headers=headers, **error.details)

@@ -1,30 +1,35 @@
 """The OpenAPI 3.1 document of the REST API, served at ``GET /api/v1/openapi.json``.
 
-The document is built from code: the entity paths (``/api/v1/db/<name>`` and
-``/api/v1/db/<name>/{id}``) come from ``models.ENTITIES`` and each entity's
-fields, so an entity you add is documented with no further work. Routes you add
-by hand in ``app.py`` go in ``custom_paths()`` below (or, if they are not part of
-the REST API, in ``UNDOCUMENTED_ROUTES``): ``tests/test_openapi.py`` fails on any
-route that is in neither, and on any documented path that has no route.
+Nothing here describes a route by hand: the document is generated from the routes
+the app serves and the ``@operation(...)`` declaration of each handler method
+(web/operations.py), and its schemas from the pydantic models those declarations
+name (request bodies, answers, the error body). An entity's routes describe
+themselves from its ``Fields``. Routes that are not part of the REST API are listed
+in ``UNDOCUMENTED_ROUTES``; ``tests/test_openapi.py`` fails on any other route
+method without a declaration.
 
-What is written here is checked: ``tests/test_fuzz_api.py`` sends generated
-requests to every operation and requires every answer (status, content type,
-headers, body) to match this document.
+What is generated is checked: ``tests/test_fuzz_api.py`` sends generated requests
+to every operation and requires every answer (status, content type, headers, body)
+to match this document.
 """
 
 from __future__ import annotations
 
-import functools
+import re
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
+import tornado.routing
+import tornado.web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from .. import jsonutil
-from ..auth.nonces import TOKEN_SHAPE
-from ..auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from ..auth.users import EMAIL_RULE, USERNAME_RULE
-from ..models import ENTITIES
-from ..models.base import DATE_TIME, OBJECT_ID, Entity, Field
+from ..metrics import MetricsHandler
 from .base import BaseHandler
+from .errors import Error
+from .operations import JSON, Operation, Response, declared_operations, operation
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -36,25 +41,10 @@ UNDOCUMENTED_ROUTES: dict[str, str] = {
     r"/(robots\.txt)$": "added by Tornado with static_path",
 }
 
-JSON = "application/json"
-OBJECT_ID_IN = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "description": "24 hex digits"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    kind = schema["type"]
-    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
-
-
-def _regex(pattern: Any) -> str:
-    """A Python pattern that is also valid ECMA 262 (the ones used here are)."""
-    return str(pattern.pattern)
-
-
-# --- responses --------------------------------------------------------------------------
+TAGS = {
+    "user": "accounts, JWTs and socket tokens",
+    "system": "health, metrics, this document, the demo page",
+}
 
 REQUEST_ID_HEADER = {
     "X-Request-ID": {
@@ -62,6 +52,11 @@ REQUEST_ID_HEADER = {
         "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
     }
+}
+RETRY_AFTER = {
+    "description": "seconds to wait before trying again",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
 }
 
 ERROR_CODES: dict[int, str] = {
@@ -73,496 +68,158 @@ ERROR_CODES: dict[int, str] = {
     403: "`forbidden`: only the owner may change or delete it.",
     404: "`not_found`: no such document, or none the caller may see.",
     409: "`email_taken` or `username_taken`.",
+    412: "`precondition_failed`: `If-Match` names a version the document is no longer at "
+    "(GET it again for its current `ETag`).",
     413: "`payload_too_large`: the body is larger than MAX_BODY_BYTES.",
     429: "`too_many_requests`: retry after `Retry-After` seconds (also `error.retry_after`).",
     503: "`database_unavailable`: the database does not answer; retry soon. Or, where a "
     "password is hashed (signup, login), `busy`: the hashing queue is full; retry after "
     "`Retry-After` seconds.",
 }
-
-
-def _json_response(description: str, schema: dict[str, Any], **headers: Any) -> dict[str, Any]:
-    return {
-        "description": description,
-        "headers": {**REQUEST_ID_HEADER, **headers},
-        "content": {JSON: {"schema": schema}},
-    }
-
-
-def _error(status: int, description: str | None = None) -> dict[str, Any]:
-    headers: dict[str, Any] = {}
-    if status == 429:
-        headers["Retry-After"] = {
-            "description": "seconds to wait before trying again",
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": '`Bearer realm="api"`',
             "required": True,
-            "schema": {"type": "integer", "minimum": 1},
+            "schema": {"type": "string", "pattern": "^Bearer"},
         }
-    if status == 503:
-        headers["Retry-After"] = {
+    },
+    429: {"Retry-After": RETRY_AFTER},
+    503: {
+        "Retry-After": {
             "description": "seconds to wait before trying again (with `busy`)",
-            "schema": {"type": "integer", "minimum": 1},
+            "schema": RETRY_AFTER["schema"],
         }
-    return _json_response(description or ERROR_CODES[status], _ref("Error"), **headers)
+    },
+}
 
 
-def _unauthorized() -> dict[str, Any]:
-    return _error(401) | {
-        "headers": {
-            **REQUEST_ID_HEADER,
-            "WWW-Authenticate": {
-                "description": '`Bearer realm="api"`',
-                "required": True,
-                "schema": {"type": "string", "pattern": "^Bearer"},
-            },
+# --- routes and their declarations ---------------------------------------------------------
+
+
+def served_routes(router: tornado.routing.RuleRouter) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(pattern, handler, kwargs) of every route, through nested routers."""
+    for rule in router.rules:
+        if isinstance(rule.target, tornado.routing.RuleRouter):
+            yield from served_routes(rule.target)
+        elif isinstance(rule.matcher, tornado.routing.PathMatches):
+            yield rule.matcher.regex.pattern, rule.target, dict(rule.target_kwargs)
+
+
+def path_of(pattern: str) -> str:
+    """``/api/v1/db/message/([^/]+)$`` → ``/api/v1/db/message/{id}`` (named groups keep
+    their name)."""
+    names = iter(["id", "id2", "id3"])
+    path = re.sub(
+        r"\((?:\?P<(\w+)>)?[^)]*\)",
+        lambda match: "{" + (match.group(1) or next(names)) + "}",
+        pattern.removesuffix("$"),
+    )
+    return path.replace("\\", "")
+
+
+def _default_tag(path: str) -> str:
+    parts = [p for p in path.split("/") if p and not p.startswith("{")]
+    if parts[:2] == ["api", "v1"] and len(parts) > 2 and path != OPENAPI_PATH:
+        return parts[3] if parts[2] == "db" and len(parts) > 3 else parts[2]
+    return "system"
+
+
+def declarations(app: tornado.web.Application) -> dict[str, dict[str, Operation]]:
+    """The operations of every documented route, by OpenAPI path."""
+    found: dict[str, dict[str, Operation]] = {}
+    for pattern, handler, kwargs in served_routes(app.default_router):
+        if pattern in UNDOCUMENTED_ROUTES:
+            continue
+        operations = declared_operations(handler, kwargs)
+        if operations:
+            found[path_of(pattern)] = operations
+    return found
+
+
+# --- the document --------------------------------------------------------------------------
+
+
+class _Schemas:
+    """Collects the models the operations name; their JSON Schemas become components."""
+
+    def __init__(self) -> None:
+        self.models: list[tuple[type[BaseModel], str]] = [(Error, "serialization")]
+
+    def ref(self, model: type[BaseModel], mode: str) -> dict[str, Any]:
+        self.models.append((model, mode))
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def components(self) -> dict[str, Any]:
+        unique = list(dict.fromkeys(self.models))
+        _, schemas = models_json_schema(
+            unique,  # type: ignore[arg-type]
+            ref_template="#/components/schemas/{model}",
+        )
+        return schemas.get("$defs", {})
+
+
+def _response(answer: type[BaseModel] | Response, schemas: _Schemas) -> dict[str, Any]:
+    if not isinstance(answer, Response):
+        answer = Response((answer.__doc__ or answer.__name__).strip().splitlines()[0], answer)
+    described: dict[str, Any] = {"description": answer.description}
+    headers = dict(answer.headers)
+    if answer.content_type == JSON:
+        headers = {**REQUEST_ID_HEADER, **headers}
+    if headers:
+        described["headers"] = headers
+    schema = schemas.ref(answer.model, "serialization") if answer.model else answer.schema
+    if schema is not None:
+        described["content"] = {answer.content_type: {"schema": schema}}
+    return described
+
+
+def _error(status: int, description: str, auth: bool, schemas: _Schemas) -> dict[str, Any]:
+    # A 401 of a Bearer operation says how to authenticate; a failed login does not.
+    headers = ERROR_HEADERS.get(status, {}) if status != 401 or auth else {}
+    return {
+        "description": description or ERROR_CODES[status],
+        "headers": {**REQUEST_ID_HEADER, **headers},
+        "content": {JSON: {"schema": schemas.ref(Error, "serialization")}},
+    }
+
+
+def _operation(path: str, method: str, op: Operation, schemas: _Schemas) -> dict[str, Any]:
+    errors = dict(op.errors)
+    if op.auth:
+        errors.setdefault(401, "")
+    if op.body is not None:
+        errors.setdefault(400, "")
+        errors.setdefault(413, "")
+    responses = {str(s): _response(answer, schemas) for s, answer in op.responses.items()}
+    for status in sorted(errors):
+        responses.setdefault(str(status), _error(status, errors[status], op.auth, schemas))
+    camel = "".join(part[:1].upper() + part[1:] for part in re.split(r"\W+", path) if part)
+    described: dict[str, Any] = {
+        "operationId": op.operation_id or f"{method}{camel}",
+        "summary": op.summary,
+        "tags": list(op.tags) or [_default_tag(path)],
+    }
+    if op.description:
+        described["description"] = op.description
+    if op.auth:
+        described["security"] = [{"bearerAuth": []}]
+    parameters = list(op.parameters)
+    declared = {p["name"] for p in parameters if p.get("in") == "path"}
+    for name in re.findall(r"\{(\w+)\}", path):
+        if name not in declared:
+            parameters.append(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            )
+    if parameters:
+        described["parameters"] = parameters
+    if op.body is not None:
+        described["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": schemas.ref(op.body, "validation")}},
         }
-    }
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): _unauthorized() if status == 401 else _error(status) for status in statuses
-    }
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": schema}}}
-
-
-BEARER = [{"bearerAuth": []}]
-
-
-def _envelope(key: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": [key],
-        "additionalProperties": False,
-        "properties": {key: schema},
-    }
-
-
-# --- the user API -----------------------------------------------------------------------
-
-
-def _user_paths() -> dict[str, Any]:
-    signup = {
-        "type": "object",
-        "required": ["email", "password"],
-        "additionalProperties": False,
-        "properties": {
-            "email": {"type": "string", "maxLength": 254, "pattern": _regex(EMAIL_RULE)},
-            "password": {
-                "type": "string",
-                "minLength": MIN_PASSWORD_LENGTH,
-                "maxLength": MAX_PASSWORD_LENGTH,
-            },
-            "username": _nullable(
-                {"type": "string", "pattern": _regex(USERNAME_RULE), "maxLength": 32}
-            ),
-            "display_name": _nullable({"type": "string", "minLength": 1, "maxLength": 100}),
-        },
-    }
-    login_name = {"type": "string", "minLength": 1, "maxLength": 254}
-    login = {
-        "type": "object",
-        "required": ["password"],
-        "additionalProperties": False,
-        "properties": {
-            "username": _nullable(login_name),
-            "email": _nullable(login_name),
-            "password": {"type": "string", "minLength": 1, "maxLength": MAX_PASSWORD_LENGTH},
-        },
-        "description": "`username` (a username or an email) or `email`; `username` wins.",
-        "anyOf": [
-            {"required": ["username"], "properties": {"username": login_name}},
-            {"required": ["email"], "properties": {"email": login_name}},
-        ],
-    }
-    socket_token = {
-        "summary": "A one-time socket token for the Socket.IO handshake",
-        "description": "Valid SOCKET_TOKEN_TTL_SECONDS, usable once, voided at logout.",
-        "tags": ["user"],
-        "security": BEARER,
-        "responses": {
-            "200": _json_response("the token", _ref("SocketToken")),
-            **_errors(401, 429, 503),
-        },
-    }
-    return {
-        "/api/v1/user/signup": {
-            "post": {
-                "operationId": "signup",
-                "summary": "Create an account",
-                "tags": ["user"],
-                "requestBody": _body(signup),
-                "responses": {
-                    "201": _json_response("the new account", _envelope("user", _ref("User"))),
-                    **_errors(400, 409, 413, 429, 503),
-                },
-            }
-        },
-        "/api/v1/user/login": {
-            "post": {
-                "operationId": "login",
-                "summary": "Log in: a Bearer JWT",
-                "tags": ["user"],
-                "requestBody": _body(login),
-                "responses": {
-                    "200": _json_response("the JWT", _ref("LoginResult")),
-                    "400": _error(400),
-                    "401": _error(401, "`invalid_credentials`, for an unknown account too."),
-                    **_errors(413, 429, 503),
-                },
-            }
-        },
-        "/api/v1/user/logout": {
-            "post": {
-                "operationId": "logout",
-                "summary": "Revoke this JWT and disconnect the sockets opened with it",
-                "tags": ["user"],
-                "security": BEARER,
-                "responses": {
-                    "200": _json_response(
-                        "logged out",
-                        _envelope("success", {"const": True}),
-                    ),
-                    **_errors(401, 413, 503),
-                },
-            }
-        },
-        "/api/v1/user/me": {
-            "get": {
-                "operationId": "me",
-                "summary": "The caller's account",
-                "tags": ["user"],
-                "security": BEARER,
-                "responses": {
-                    "200": _json_response("the account", _envelope("me", _ref("User"))),
-                    **_errors(401, 503),
-                },
-            }
-        },
-        "/api/v1/user/sockettoken": {
-            "get": {**socket_token, "operationId": "getSocketToken"},
-            "post": {
-                **socket_token,
-                "operationId": "postSocketToken",
-                "responses": {**socket_token["responses"], **_errors(413)},
-            },
-        },
-    }
-
-
-# --- entities ---------------------------------------------------------------------------
-
-
-def _field_schema(field: Field) -> dict[str, Any]:
-    """The JSON Schema of one field as clients send it."""
-    if field.reference is not None:
-        return {**OBJECT_ID_IN, "description": f"the id of a {field.reference}"}
-    if field.kind is str:
-        return {
-            "type": "string",
-            "minLength": field.min_length,
-            "maxLength": field.max_length,
-            "description": f"at most {field.max_length} characters as sent, at least "
-            f"{field.min_length} once surrounding whitespace is trimmed (what is stored)",
-        }
-    kinds = {bool: "boolean", int: "integer", float: "number"}
-    return {"type": kinds[field.kind]}
-
-
-def _new_schema(entity: Entity) -> dict[str, Any]:
-    properties = {
-        f.name: _field_schema(f) if f.required else _nullable(_field_schema(f))
-        for f in entity.fields
-    }
-    return {
-        "type": "object",
-        "required": [f.name for f in entity.fields if f.required],
-        "additionalProperties": False,
-        "properties": properties,
-    }
-
-
-def _changes_schema(entity: Entity) -> dict[str, Any]:
-    properties = {
-        f.name: _field_schema(f) if f.required else _nullable(_field_schema(f))
-        for f in entity.fields
-        if f.updatable
-    }
-    return {
-        "type": "object",
-        "minProperties": 1,
-        "additionalProperties": False,
-        "properties": properties,
-    }
-
-
-def _title(entity: Entity) -> str:
-    return "".join(part.capitalize() for part in entity.name.split("_"))
-
-
-def _entity_paths(entity: Entity) -> dict[str, Any]:
-    name, title = entity.name, _title(entity)
-    public = _ref(title)
-    tags = [name]
-    id_parameter = {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "schema": OBJECT_ID_IN,
-    }
-    return {
-        f"/api/v1/db/{name}": {
-            "get": {
-                "operationId": f"list{title}",
-                "summary": f"The {entity.plural} the caller may see, newest first",
-                "tags": tags,
-                "security": BEARER,
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": entity.max_page_size,
-                            "default": entity.page_size,
-                        },
-                    },
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "description": "the `next` of the previous page",
-                        "schema": OBJECT_ID_IN,
-                    },
-                ],
-                "responses": {
-                    "200": _json_response(
-                        "one page",
-                        {
-                            "type": "object",
-                            "required": [entity.plural, "next"],
-                            "additionalProperties": False,
-                            "properties": {
-                                entity.plural: {"type": "array", "items": public},
-                                "next": _nullable(OBJECT_ID),
-                            },
-                        },
-                    ),
-                    **_errors(400, 401, 503),
-                },
-            },
-            "post": {
-                "operationId": f"create{title}",
-                "summary": f"Create a {name}",
-                "tags": tags,
-                "security": BEARER,
-                "requestBody": _body(_ref(f"New{title}")),
-                "responses": {
-                    "201": _json_response("created", _envelope(name, public)),
-                    **_errors(400, 401, 404, 413, 429, 503),
-                },
-            },
-        },
-        f"/api/v1/db/{name}/" + "{id}": {
-            "parameters": [id_parameter],
-            "get": {
-                "operationId": f"get{title}",
-                "summary": f"One {name}",
-                "tags": tags,
-                "security": BEARER,
-                "responses": {
-                    "200": _json_response(f"the {name}", _envelope(name, public)),
-                    **_errors(400, 401, 404, 503),
-                },
-            },
-            "put": {
-                "operationId": f"update{title}",
-                "summary": f"Change a {name} (its {entity.owner_field} only)",
-                "tags": tags,
-                "security": BEARER,
-                "requestBody": _body(_ref(f"{title}Changes")),
-                "responses": {
-                    "200": _json_response(f"the changed {name}", _envelope(name, public)),
-                    **_errors(400, 401, 403, 404, 413, 429, 503),
-                },
-            },
-            "delete": {
-                "operationId": f"delete{title}",
-                "summary": f"Delete a {name} (its {entity.owner_field} only)",
-                "tags": tags,
-                "security": BEARER,
-                "responses": {
-                    "204": {"description": "deleted", "headers": REQUEST_ID_HEADER},
-                    **_errors(400, 401, 403, 404, 429, 503),
-                },
-            },
-        },
-    }
-
-
-def _entity_schemas(entity: Entity) -> dict[str, Any]:
-    title = _title(entity)
-    return {
-        title: entity.public_schema(),
-        f"New{title}": _new_schema(entity),
-        f"{title}Changes": _changes_schema(entity),
-    }
-
-
-# --- the rest ---------------------------------------------------------------------------
-
-
-def _system_paths() -> dict[str, Any]:
-    health = {
-        "type": "object",
-        "required": ["status", "mongo"],
-        "additionalProperties": False,
-        "properties": {"status": {"type": "string"}, "mongo": {"type": "string"}},
-    }
-    return {
-        "/": {
-            "get": {
-                "operationId": "demoPage",
-                "summary": "The live demo page",
-                "tags": ["system"],
-                "responses": {
-                    "200": {
-                        "description": "HTML",
-                        "headers": {
-                            "Content-Security-Policy": {
-                                "required": True,
-                                "schema": {"type": "string"},
-                            }
-                        },
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/health": {
-            "get": {
-                "operationId": "health",
-                "summary": "Is the process up and does the database answer?",
-                "tags": ["system"],
-                "responses": {
-                    "200": _json_response(
-                        "healthy",
-                        {
-                            **health,
-                            "properties": {"status": {"const": "ok"}, "mongo": {"const": "ok"}},
-                        },
-                    ),
-                    "503": _json_response(
-                        "the database does not answer",
-                        {
-                            **health,
-                            "properties": {
-                                "status": {"const": "unavailable"},
-                                "mongo": {"const": "unreachable"},
-                            },
-                        },
-                    ),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics (text exposition format)",
-                "tags": ["system"],
-                "responses": {
-                    "200": {
-                        "description": "the metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        OPENAPI_PATH: {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "tags": ["system"],
-                "responses": {
-                    "200": _json_response(
-                        "the OpenAPI 3.1 document",
-                        {"type": "object", "required": ["openapi", "paths"]},
-                    )
-                },
-            }
-        },
-    }
-
-
-def custom_paths() -> dict[str, Any]:
-    """The paths of routes you add to ``app.py`` yourself (Path Item Objects by path)."""
-    return {}
-
-
-def _components(entities: tuple[Entity, ...]) -> dict[str, Any]:
-    user = {
-        "type": "object",
-        "required": ["_id", "username", "email", "display_name", "groups", "created_at"],
-        "additionalProperties": False,
-        "properties": {
-            "_id": OBJECT_ID,
-            "username": {"type": "string"},
-            "email": {"type": "string"},
-            "display_name": {"type": "string"},
-            "groups": {"type": "array", "items": {"type": "string"}},
-            "created_at": DATE_TIME,
-        },
-    }
-    error = {
-        "type": "object",
-        "required": ["error"],
-        "additionalProperties": False,
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
-                    "message": {"type": "string", "minLength": 1},
-                    "field": {"type": "string", "description": "the field at fault"},
-                    "retry_after": {"type": "integer", "minimum": 1},
-                },
-            }
-        },
-    }
-    schemas: dict[str, Any] = {
-        "Error": error,
-        "User": user,
-        "LoginResult": {
-            "type": "object",
-            "required": ["token", "token_type", "expires_in"],
-            "additionalProperties": False,
-            "properties": {
-                "token": {"type": "string", "description": "a JWT (HS256)"},
-                "token_type": {"const": "Bearer"},
-                "expires_in": {"type": "integer", "minimum": 1},
-            },
-        },
-        "SocketToken": {
-            "type": "object",
-            "required": ["token", "expires_in"],
-            "additionalProperties": False,
-            "properties": {
-                "token": {"type": "string", "pattern": _regex(TOKEN_SHAPE)},
-                "expires_in": {"type": "integer", "minimum": 1},
-            },
-        },
-    }
-    for entity in entities:
-        schemas.update(_entity_schemas(entity))
-    return {
-        "schemas": schemas,
-        "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-        },
-    }
+    described["responses"] = responses
+    return described
 
 
 def _version(package: str) -> str:
@@ -572,12 +229,17 @@ def _version(package: str) -> str:
         return "0.0.0"
 
 
-def build_document(entities: tuple[Entity, ...] = ENTITIES) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the app's REST API."""
+def build_document(app: tornado.web.Application) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the routes ``app`` serves."""
     package = __name__.split(".")[0]
-    paths = {**_system_paths(), **_user_paths(), **custom_paths()}
-    for entity in entities:
-        paths.update(_entity_paths(entity))
+    schemas = _Schemas()
+    paths = {
+        path: {method: _operation(path, method, op, schemas) for method, op in ops.items()}
+        for path, ops in declarations(app).items()
+    }
+    used = dict.fromkeys(
+        tag for item in paths.values() for op in item.values() for tag in op["tags"]
+    )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -587,22 +249,43 @@ def build_document(entities: tuple[Entity, ...] = ENTITIES) -> dict[str, Any]:
             "listed. Authenticated operations take `Authorization: Bearer <JWT>` from login.",
         },
         "tags": [
-            {"name": "user", "description": "accounts, JWTs and socket tokens"},
-            *({"name": e.name, "description": f"the {e.name} entity"} for e in entities),
-            {"name": "system", "description": "health, metrics, this document, the demo page"},
+            {"name": tag, "description": TAGS.get(tag, f"the {tag} entity")}
+            for tag in sorted(used, key=lambda t: (t == "system", t != "user", t))
         ],
         "paths": paths,
-        "components": _components(entities),
+        "components": {
+            "schemas": schemas.components(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
     }
-
-
-@functools.cache
-def document_json() -> str:
-    return jsonutil.dumps(build_document())
 
 
 class OpenApiHandler(BaseHandler):
     """``GET /api/v1/openapi.json``."""
 
+    @operation(
+        "This document",
+        operation_id="openapi",
+        tags=("system",),
+        responses={
+            200: Response(
+                "the OpenAPI 3.1 document",
+                schema={"type": "object", "required": ["openapi", "paths"]},
+            )
+        },
+    )
     def get(self) -> None:
-        self.finish(document_json())
+        settings = self.application.settings
+        if "openapi_json" not in settings:  # built once, from the routes served
+            settings["openapi_json"] = jsonutil.dumps(build_document(self.application))
+        self.finish(settings["openapi_json"])
+
+
+# /metrics is served by metrics.py, which knows nothing of the OpenAPI document.
+operation(
+    "Prometheus metrics (text exposition format)",
+    operation_id="metrics",
+    responses={200: Response("the metrics", content_type="text/plain", schema={"type": "string"})},
+)(MetricsHandler.get)

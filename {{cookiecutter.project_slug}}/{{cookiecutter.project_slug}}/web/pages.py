@@ -9,6 +9,7 @@ import tornado.web
 
 from .. import logs
 from .errors import JsonErrorHandler
+from .operations import Response, operation
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -36,6 +37,20 @@ class DemoPageHandler(JsonErrorHandler):
         for name, value in PAGE_HEADERS.items():
             self.set_header(name, value)
 
+    @operation(
+        "The live demo page",
+        operation_id="demoPage",
+        responses={
+            200: Response(
+                "HTML",
+                content_type="text/html",
+                schema={"type": "string"},
+                headers={
+                    "Content-Security-Policy": {"required": True, "schema": {"type": "string"}}
+                },
+            )
+        },
+    )
     def get(self) -> None:
         services: Services = self.application.settings["services"]
         # The page's socket uses the transports the server accepts (SOCKETIO_TRANSPORTS).

@@ -2,22 +2,27 @@
 
 ``models/actions/<entity>.py`` may define any of::
 
-    async def before_insert(ctx, doc): ...   # may change doc, or raise ApiError (4xx)
+    async def before_insert(ctx, doc): ...   # may change doc, or raise a models.errors error
     async def after_insert(ctx, doc): ...    # doc is stored, with its _id
     async def before_update(ctx, doc): ...   # doc is the document as it will be stored
     async def after_update(ctx, doc): ...
-    async def before_delete(ctx, doc): ...   # raise ApiError to refuse
+    async def before_delete(ctx, doc): ...   # raise Forbidden(...) to refuse
     async def after_delete(ctx, doc): ...
 
 ``ctx.registry`` is the service locator (``ctx.registry['transomMsgClient']``),
-``ctx.user`` the caller (a ``Principal``), ``ctx.db`` the database.
+``ctx.user`` the caller (a ``Principal``), ``ctx.db`` the database. The errors of
+``models/errors.py`` (``Invalid``, ``Forbidden``, ``TooManyRequests``...) refuse the
+write with their status. A function named ``before_...``/``after_...`` that is not a
+hook, or an action module without an entity, stops start-up (``ModelError``).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import logging
+import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ...auth.tokens import Principal
 from ...db import Database
 from ...registry import Registry
+from ..errors import ModelError
 
 if TYPE_CHECKING:
     from ..base import Entity
@@ -65,7 +71,7 @@ class Actions:
         return name in self._hooks
 
     async def before(self, event: str, ctx: ActionContext, doc: dict[str, Any]) -> None:
-        """Run ``before_<event>``; its ApiError refuses the write."""
+        """Run ``before_<event>``; the error it raises refuses the write."""
         hook = self._hooks.get(f"before_{event}")
         if hook is not None:
             await hook(ctx, doc)
@@ -83,8 +89,28 @@ class Actions:
 
 
 def load_actions(entity_name: str) -> Actions:
-    """Import ``models/actions/<entity_name>.py`` if it exists."""
+    """Import ``models/actions/<entity_name>.py`` if it exists; ModelError for a function
+    that looks like a hook but is none (``after_inserted``)."""
     module_name = f"{__name__}.{entity_name}"
     if importlib.util.find_spec(module_name) is None:
         return Actions(None)
-    return Actions(importlib.import_module(module_name))
+    module = importlib.import_module(module_name)
+    for name in vars(module):
+        if name.startswith(("before_", "after_")) and name not in HOOK_NAMES:
+            close = difflib.get_close_matches(name, HOOK_NAMES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ModelError(
+                f"models/actions/{entity_name}.py: {name} is not a hook{hint}; "
+                f"hooks are {', '.join(HOOK_NAMES)}"
+            )
+    return Actions(module)
+
+
+def check_action_modules(entity_names: set[str]) -> None:
+    """ModelError for an action module whose entity does not exist (a misspelt name)."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in entity_names:
+            raise ModelError(
+                f"models/actions/{info.name}.py has no entity {info.name!r} "
+                f"(entities: {', '.join(sorted(entity_names))})"
+            )

@@ -7,7 +7,7 @@ from typing import Any
 
 from ... import registry as keys
 from ...ratelimit import WriteLimits
-from ...web.errors import too_many_requests
+from ..errors import TooManyRequests
 from . import ActionContext
 
 _LINE_ENDINGS = re.compile(r"\r\n?")
@@ -20,7 +20,7 @@ async def before_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
         limits: WriteLimits = ctx.registry[keys.WRITE_LIMITS]
         retry_after = limits.broadcasts_per_user.hit(ctx.user.user_id)
         if retry_after is not None:
-            raise too_many_requests(retry_after, "too many broadcasts, slow down")
+            raise TooManyRequests(retry_after, "too many broadcasts, slow down")
     doc["text"] = _LINE_ENDINGS.sub("\n", doc["text"])
 
 

@@ -1,0 +1,129 @@
+"""Issue 15: a mistake in an entity or an action module stops start-up with one line."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from bson import ObjectId
+
+from {{ cookiecutter.project_slug }}.config import ConfigError
+from {{ cookiecutter.project_slug }}.models import ENTITIES, actions
+from {{ cookiecutter.project_slug }}.models.base import Entity
+from {{ cookiecutter.project_slug }}.models.errors import ModelError
+from {{ cookiecutter.project_slug }}.models.handlers import entity_routes
+from {{ cookiecutter.project_slug }}.shapes import Ref, Shape, Text
+
+
+def entity(fields: type[Shape], **attributes: Any) -> Entity:
+    """An entity named ``note_<random>`` (its action module, if any, is looked up by it)."""
+    attributes.setdefault("name", f"note_{uuid.uuid4().hex[:8]}")
+    return type("Note", (Entity,), {"Fields": fields, **attributes})()
+
+
+class Fine(Shape):
+    title: Annotated[str, Text(max_length=80)]
+
+
+def refused(entities: tuple[Entity, ...]) -> str:
+    with pytest.raises(ModelError) as caught:
+        entity_routes(entities)
+    message = str(caught.value)
+    assert isinstance(caught.value, ConfigError)  # __main__ prints it as one line, exit 2
+    assert "\n" not in message
+    return message
+
+
+@pytest.fixture
+def action_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory searched for action modules, as if it were models/actions/."""
+    monkeypatch.setattr(actions, "__path__", [*actions.__path__, str(tmp_path)])
+    yield tmp_path
+    for name in [n for n in sys.modules if n.startswith(f"{actions.__name__}.note_")]:
+        del sys.modules[name]
+
+
+def test_the_app_s_own_entities_pass_the_checks():
+    assert len(entity_routes(ENTITIES)) == 2 * len(ENTITIES)
+
+
+def test_a_misspelt_hook_is_refused(action_dir: Path):
+    note = entity(Fine)
+    (action_dir / f"{note.name}.py").write_text("async def after_inserted(ctx, doc): ...\n")
+    message = refused((*ENTITIES, note))
+    assert "after_inserted is not a hook (did you mean after_insert?)" in message
+
+
+def test_an_action_module_without_an_entity_is_refused(action_dir: Path):
+    (action_dir / "note_orphan.py").write_text("async def after_insert(ctx, doc): ...\n")
+    message = refused(ENTITIES)
+    assert "models/actions/note_orphan.py has no entity 'note_orphan'" in message
+
+
+def test_a_reference_to_an_entity_that_does_not_exist_is_refused():
+    class Linked(Shape):
+        parent: Annotated[ObjectId, Ref("folder")]
+
+    message = refused((*ENTITIES, entity(Linked)))
+    assert "Ref('folder') names no entity" in message
+
+
+def test_a_reference_to_another_entity_is_accepted():
+    class Linked(Shape):
+        about: Annotated[ObjectId, Ref("message")] | None = None
+
+    linked = entity(Linked)
+    assert len(entity_routes((*ENTITIES, linked))) == 4
+    assert linked.references() == {"about": "message"}
+
+
+@pytest.mark.parametrize(
+    ("annotation", "why"),
+    [
+        (list[str], "unsupported field type list[str]"),
+        (str, "unsupported field type <class 'str'>"),  # text needs its Text(...) rules
+        (dict, "unsupported field type <class 'dict'>"),
+    ],
+)
+def test_an_unsupported_field_type_is_refused(annotation: Any, why: str):
+    fields = type("Odd", (Shape,), {"__annotations__": {"odd": annotation}})
+    message = refused((*ENTITIES, entity(fields)))
+    assert "field odd:" in message and why in message
+
+
+def test_create_only_and_hidden_must_name_a_field():
+    message = refused((*ENTITIES, entity(Fine, create_only=("titel",))))
+    assert "create_only names no field 'titel'" in message
+    message = refused((*ENTITIES, entity(Fine, hidden=("updated",))))
+    assert "hidden names no key 'updated'" in message
+
+
+def test_hidden_keys_are_left_out_of_answers_and_their_schema():
+    note = entity(Fine, hidden=("updated_at",))
+    schema = note.public_model.model_json_schema(mode="serialization")
+    assert "updated_at" not in schema["properties"]
+    doc = {"_id": ObjectId(), "title": "t", "owner": {"_id": ObjectId(), "username": "a"}}
+    assert set(note.to_public({**doc, "created_at": 1, "updated_at": 2})) == {
+        "_id",
+        "title",
+        "owner",
+        "created_at",
+    }
+
+
+def test_the_data_model_imports_nothing_from_the_web_layer():
+    """Errors of models/ are mapped to HTTP at the web edge (web/errors.py). The generic
+    entity handlers (models/handlers.py) are that edge for entities."""
+    package = Path(actions.__file__).parent.parent
+    leaks = []
+    for module in sorted(package.rglob("*.py")):
+        if module.name == "handlers.py":
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("web"):
+                leaks.append(f"{module.relative_to(package)}: from {node.module}")
+    assert leaks == []

@@ -1,0 +1,94 @@
+"""``@operation(...)``: what a handler method tells the OpenAPI document about itself.
+
+::
+
+    class NoteCountHandler(AuthenticatedHandler):
+        @operation("How many notes the caller has", auth=True, errors=(503,),
+                   responses={200: NoteCount})
+        async def get(self) -> None: ...
+
+``body`` and the models in ``responses`` are pydantic models: the same ones the
+method validates with (``self.json_body(Body)``) and answers with. ``auth=True`` adds
+the Bearer requirement and its 401, a ``body`` its 400 and 413; ``errors`` lists the
+other error statuses (their meaning is written once, in ``web/openapi.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, create_model
+
+from ..shapes import PublicShape
+
+F = TypeVar("F", bound=Callable[..., Any])
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A documented answer: a JSON ``model``, or ``schema`` in another ``content_type``
+    (no body when both are None)."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    content_type: str = JSON
+    schema: dict[str, Any] | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    responses: Mapping[int, type[BaseModel] | Response]
+    body: type[BaseModel] | None = None
+    auth: bool = False
+    errors: Mapping[int, str] = field(default_factory=dict)
+    description: str = ""
+    operation_id: str = ""
+    tags: tuple[str, ...] = ()
+    parameters: tuple[dict[str, Any], ...] = ()
+    request_id: bool = True  # the answer carries X-Request-ID (API handlers do)
+
+
+def operation(
+    summary: str,
+    *,
+    responses: Mapping[int, type[BaseModel] | Response],
+    body: type[BaseModel] | None = None,
+    auth: bool = False,
+    errors: tuple[int, ...] | Mapping[int, str] = (),
+    **more: Any,
+) -> Callable[[F], F]:
+    """Declare the OpenAPI operation of the decorated handler method. ``errors``: the
+    error statuses it may answer (a mapping gives a description of its own)."""
+    described = dict(errors) if isinstance(errors, Mapping) else dict.fromkeys(errors, "")
+    declared = Operation(summary, responses, body, auth, described, **more)
+
+    def mark(method: F) -> F:
+        method.__operation__ = declared  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def envelope(key: str, model: type[BaseModel], name: str | None = None) -> type[BaseModel]:
+    """The model of ``{key: <model>}``, the shape of most answers (``{"user": {...}}``)."""
+    title = name or f"{key[:1].upper()}{key[1:]}Envelope"
+    return create_model(title, __base__=PublicShape, **{key: (model, ...)})
+
+
+def declared_operations(handler: type, kwargs: Mapping[str, Any]) -> dict[str, Operation]:
+    """The operations of a route: its handler's ``openapi_operations(kwargs)`` if it has
+    one (generic handlers such as the entities'), else each method's ``@operation``."""
+    custom = getattr(handler, "openapi_operations", None)
+    if custom is not None:
+        return dict(custom(kwargs))
+    found = {}
+    for method in ("get", "post", "put", "patch", "delete"):
+        declared = getattr(getattr(handler, method, None), "__operation__", None)
+        if declared is not None:
+            found[method] = declared
+    return found
