@@ -6,14 +6,17 @@ The races are real: concurrent HTTP requests to the running app, over its databa
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from typing import Annotated
 
 import pytest
 from bson import ObjectId
+from pydantic import create_model
 
 from {{ cookiecutter.project_slug }} import registry as keys
-from {{ cookiecutter.project_slug }}.models.base import Entity, Field
+from {{ cookiecutter.project_slug }}.models import ENTITIES
+from {{ cookiecutter.project_slug }}.models.base import Entity
 from {{ cookiecutter.project_slug }}.models.handlers import entity_routes
+from {{ cookiecutter.project_slug }}.shapes import Shape, Text
 
 MESSAGES = "/api/v1/db/message"
 NOTES = "/api/v1/db/note"
@@ -24,13 +27,18 @@ class Note(Entity):
     """An entity with several fields that may change one at a time."""
 
     name = "note"
-    fields: ClassVar[tuple[Field, ...]] = tuple(Field(name) for name in NOTE_FIELDS)
+    Fields = create_model(
+        "NoteFields",
+        __base__=Shape,
+        **{name: (Annotated[str, Text(max_length=100)] | None, None) for name in NOTE_FIELDS},
+    )
 
 
 @pytest.fixture
 def app(app):
     """The app of SPEC §4, also serving ``note`` the way it serves every entity."""
-    app.add_handlers(r".*", entity_routes((Note(),)))
+    note_routes = entity_routes((*ENTITIES, Note()))[2 * len(ENTITIES) :]
+    app.add_handlers(r".*", note_routes)
     return app
 
 

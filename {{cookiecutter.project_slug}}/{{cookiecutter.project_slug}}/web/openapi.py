@@ -26,7 +26,6 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import jsonutil
-from ..metrics import MetricsHandler
 from .base import BaseHandler
 from .errors import Error
 from .operations import JSON, Operation, Response, declared_operations, operation
@@ -282,10 +281,3 @@ class OpenApiHandler(BaseHandler):
             settings["openapi_json"] = jsonutil.dumps(build_document(self.application))
         self.finish(settings["openapi_json"])
 
-
-# /metrics is served by metrics.py, which knows nothing of the OpenAPI document.
-operation(
-    "Prometheus metrics (text exposition format)",
-    operation_id="metrics",
-    responses={200: Response("the metrics", content_type="text/plain", schema={"type": "string"})},
-)(MetricsHandler.get)
