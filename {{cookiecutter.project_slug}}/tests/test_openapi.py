@@ -15,8 +15,8 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from {{ cookiecutter.project_slug }}.models import ENTITIES
 from {{ cookiecutter.project_slug }}.models.base import Entity
-from {{ cookiecutter.project_slug }}.models.handlers import entity_routes
 from {{ cookiecutter.project_slug }}.shapes import Ref, Shape, Text
+from {{ cookiecutter.project_slug }}.web.entities import entity_routes
 from {{ cookiecutter.project_slug }}.web.openapi import (
     OPENAPI_PATH,
     UNDOCUMENTED_ROUTES,

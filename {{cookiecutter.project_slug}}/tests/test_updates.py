@@ -15,8 +15,8 @@ from pydantic import create_model
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.models import ENTITIES
 from {{ cookiecutter.project_slug }}.models.base import Entity
-from {{ cookiecutter.project_slug }}.models.handlers import entity_routes
 from {{ cookiecutter.project_slug }}.shapes import Shape, Text
+from {{ cookiecutter.project_slug }}.web.entities import entity_routes
 
 MESSAGES = "/api/v1/db/message"
 NOTES = "/api/v1/db/note"

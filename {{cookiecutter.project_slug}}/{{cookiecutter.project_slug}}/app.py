@@ -34,13 +34,13 @@ from .auth.users import UserStore
 from .config import ConfigError, Settings
 from .metrics import Metrics
 from .models import ENTITIES
-from .models.handlers import entity_routes
 from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
 from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server, socketio_route
 from .registry import Registry
 from .services import Services
 from .web.base import NotFoundHandler
+from .web.entities import entity_routes
 from .web.health import HealthHandler
 from .web.metrics import MetricsHandler
 from .web.openapi import OPENAPI_PATH, OpenApiHandler

@@ -280,4 +280,3 @@ class OpenApiHandler(BaseHandler):
         if "openapi_json" not in settings:  # built once, from the routes served
             settings["openapi_json"] = jsonutil.dumps(build_document(self.application))
         self.finish(settings["openapi_json"])
-

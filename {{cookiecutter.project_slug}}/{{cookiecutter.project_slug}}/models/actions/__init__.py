@@ -9,7 +9,8 @@
     async def before_delete(ctx, doc): ...   # raise Forbidden(...) to refuse
     async def after_delete(ctx, doc): ...
 
-``ctx.registry`` is the service locator (``ctx.registry['transomMsgClient']``),
+``ctx.registry`` is the service locator (``ctx.registry['transomMsgClient']``, the
+transom way), ``ctx.services`` the same services typed (``ctx.services.message_client``),
 ``ctx.user`` the caller (a ``Principal``), ``ctx.db`` the database. The errors of
 ``models/errors.py`` (``Invalid``, ``Forbidden``, ``TooManyRequests``...) refuse the
 write with their status. A function named ``before_...``/``after_...`` that is not a
@@ -34,6 +35,7 @@ from ...registry import Registry
 from ..errors import ModelError
 
 if TYPE_CHECKING:
+    from ...services import Services
     from ..base import Entity
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ Hook = Callable[["ActionContext", dict[str, Any]], Awaitable[None]]
 @dataclass(frozen=True)
 class ActionContext:
     registry: Registry
+    services: Services
     user: Principal
     db: Database
     entity: Entity

@@ -15,14 +15,14 @@ from pydantic import create_model
 from .. import db
 from ..auth.users import parse_object_id
 from ..db import Collection
+from ..models import store
+from ..models.actions import ActionContext, Actions, check_action_modules, load_actions
+from ..models.base import Entity
+from ..models.errors import ModelError, NotFound
 from ..shapes import OBJECT_ID_IN, ObjectIdOut, PublicShape
-from ..web.base import AuthenticatedHandler
-from ..web.errors import ApiError, bad_request, forbidden, not_found, too_many_requests
-from ..web.operations import Operation, Response, envelope
-from . import store
-from .actions import ActionContext, Actions, check_action_modules, load_actions
-from .base import Entity
-from .errors import ModelError, NotFound
+from .base import AuthenticatedHandler
+from .errors import ApiError, bad_request, forbidden, not_found, too_many_requests
+from .operations import Operation, Response, envelope
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A document's version (models/store.py), in the answers that carry it and in If-Match.
@@ -68,6 +68,7 @@ class EntityHandler(AuthenticatedHandler):
     def action_context(self) -> ActionContext:
         return ActionContext(
             registry=self.registry,
+            services=self.services,
             user=self.current_user,
             db=self.services.database,
             entity=self.entity,
