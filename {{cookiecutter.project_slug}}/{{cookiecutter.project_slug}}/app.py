@@ -41,6 +41,7 @@ from .web.base import NotFoundHandler
 from .web.health import HealthHandler
 from .web.openapi import OPENAPI_PATH, OpenApiHandler
 from .web.pages import DemoPageHandler, StaticFiles
+from .web.presence import PresenceHandler
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,9 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
     )
     metrics = registry.set(keys.METRICS, Metrics())
     sio = registry.set(keys.SOCKET_SERVER, create_socket_server(settings, nonce_store, metrics))
-    message_client = registry.set(keys.MESSAGE_CLIENT, MessageClient(sio, metrics))
+    message_client = registry.set(
+        keys.MESSAGE_CLIENT, MessageClient(sio, metrics, sio.handshake.presence)
+    )
     registry.set(keys.MESSAGE_CLIENT_ALIAS, message_client)
 
     def request_finished(handler: tornado.web.RequestHandler) -> None:
@@ -119,6 +122,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         (r"/api/v1/user/logout", LogoutHandler),
         (r"/api/v1/user/me", MeHandler),
         (r"/api/v1/user/sockettoken", SocketTokenHandler),
+        (r"/api/v1/presence", PresenceHandler),
         *entity_routes(ENTITIES),
         socketio_route(sio),
     ]
@@ -168,5 +172,6 @@ async def stop(app: tornado.web.Application) -> None:
     sio = registry[keys.SOCKET_SERVER]
     await sio.close_transports()
     await sio.shutdown()
+    await registry[keys.MESSAGE_CLIENT].close()
     registry[keys.PASSWORDS].close()
     await db.close(registry[keys.MONGO_CLIENT])

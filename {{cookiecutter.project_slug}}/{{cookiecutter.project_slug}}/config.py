@@ -48,6 +48,7 @@ class Settings:
 {%- if cookiecutter.message_queue == "redis" %}
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     redis_channel: str = "{{ cookiecutter.project_slug }}-socketio"
+    presence_heartbeat_seconds: int = 5
 {%- endif %}
     log_level: str = "INFO"
     log_format: str = "text"
@@ -171,6 +172,9 @@ def _parse(read: _Reader) -> Settings:
 {%- if cookiecutter.message_queue == "redis" %}
         redis_url=read.checked("REDIS_URL", Settings.redis_url, _redis_url),
         redis_channel=read.text("REDIS_CHANNEL", Settings.redis_channel),
+        presence_heartbeat_seconds=read.integer(
+            "PRESENCE_HEARTBEAT_SECONDS", Settings.presence_heartbeat_seconds, 1, 3600
+        ),
 {%- endif %}
         log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         log_format=read.choice("LOG_FORMAT", "text", LOG_FORMATS),

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
 from .inbound import MalformedConnect
+from .presence import Presence
 from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
 from .session_expiry import SessionExpiry
 from .sessions import PendingSessions
@@ -52,8 +53,10 @@ class Handshake:
         nonces: SocketTokenStore,
         settings: Settings,
         metrics: Metrics,
+        presence: Presence,
     ) -> None:
         self._sio = sio
+        self.presence = presence
         self._nonces = nonces
         self._settings = settings
         self._metrics = metrics
@@ -106,6 +109,8 @@ class Handshake:
         self.pending.settled(environ["tornado.handler"].pending_key)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
+        if await self.presence.connected(user_id) == 1:
+            await self._announce(user, online=True)
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:
@@ -117,3 +122,13 @@ class Handshake:
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
         self._metrics.connected_sockets.dec()
+        user = (await self._sio.get_session(sid))["user"]
+        if await self.presence.disconnected(str(user["_id"])) == 0:
+            await self._announce(user, online=False)
+
+    async def _announce(self, user: dict[str, Any], *, online: bool) -> None:
+        """Tell every socket that ``user``'s first socket connected or last one left
+        (the README's ``presence`` event). Only the id and username: everyone gets it."""
+        who = {"_id": str(user["_id"]), "username": user.get("username")}
+        event = {"user": who, "online": online, "sockets": 1 if online else 0}
+        await self._sio.emit("presence", event, to=EVERYONE, namespace=NAMESPACE)

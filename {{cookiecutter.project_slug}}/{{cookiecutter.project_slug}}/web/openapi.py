@@ -25,6 +25,7 @@ from ..auth.users import EMAIL_RULE, USERNAME_RULE
 from ..models import ENTITIES
 from ..models.base import DATE_TIME, OBJECT_ID, Entity, Field
 from .base import BaseHandler
+from .presence import MAX_USERS
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -249,6 +250,53 @@ def _user_paths() -> dict[str, Any]:
                 "responses": {**socket_token["responses"], **_errors(413)},
             },
         },
+    }
+
+
+def _presence_paths() -> dict[str, Any]:
+    ids = "[0-9a-fA-F]{24}"
+    presence = {
+        "type": "object",
+        "required": ["online", "sockets"],
+        "additionalProperties": False,
+        "properties": {
+            "online": {"type": "boolean"},
+            "sockets": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {
+        "/api/v1/presence": {
+            "get": {
+                "operationId": "presence",
+                "summary": "Which of these users are online, with how many sockets",
+                "description": "Any signed-in user may ask about any user (SECURITY.md).",
+                "tags": ["user"],
+                "security": BEARER,
+                "parameters": [
+                    {
+                        "name": "users",
+                        "in": "query",
+                        "required": True,
+                        "description": f"1 to {MAX_USERS} comma-separated user ids",
+                        "schema": {"type": "string", "pattern": f"^{ids}(,{ids})*$"},
+                    }
+                ],
+                "responses": {
+                    "200": _json_response(
+                        "presence by user id",
+                        _envelope(
+                            "presence",
+                            {
+                                "type": "object",
+                                "propertyNames": {"pattern": "^[0-9a-f]{24}$"},
+                                "additionalProperties": presence,
+                            },
+                        ),
+                    ),
+                    **_errors(400, 401, 503),
+                },
+            }
+        }
     }
 
 
@@ -575,7 +623,7 @@ def _version(package: str) -> str:
 def build_document(entities: tuple[Entity, ...] = ENTITIES) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the app's REST API."""
     package = __name__.split(".")[0]
-    paths = {**_system_paths(), **_user_paths(), **custom_paths()}
+    paths = {**_system_paths(), **_user_paths(), **_presence_paths(), **custom_paths()}
     for entity in entities:
         paths.update(_entity_paths(entity))
     return {

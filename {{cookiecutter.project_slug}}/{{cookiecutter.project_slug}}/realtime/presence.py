@@ -1,0 +1,159 @@
+"""Who is online: per-user socket counts{% if cookiecutter.message_queue == "redis" %} shared by every process through Redis{% endif %}.
+
+The handshake calls ``connected`` once a socket is accepted and ``disconnected``
+when it goes; both return the user's socket count after the change, so the
+caller can announce the transitions (first socket in, last socket out).
+``counts`` answers ``registry['transomMsgClient'].presence(users)``.
+{%- if cookiecutter.message_queue == "redis" %}
+
+In Redis, each user has a hash ``<channel>:presence:user:<id>`` of socket counts
+by process id, and the sorted set ``<channel>:presence:processes`` holds each
+process's last heartbeat (Redis server time). A count is only believed while its
+process's heartbeat is younger than ``3 x PRESENCE_HEARTBEAT_SECONDS``; each
+process refreshes its own heartbeat every PRESENCE_HEARTBEAT_SECONDS from one
+task (started with its first socket). So the sockets of a process that crashed
+stop counting at most three heartbeats after its last one (and count again if it
+was only cut off from Redis and its heartbeat resumes). Counting and reading
+the total happen in one Lua script, so the total seen on each change is exact
+even when several processes change the same user at once.
+{%- else %}
+
+With one process (message_queue=none), the counts are the sizes of the users'
+rooms (``user:<id>``), which python-socketio already keeps.
+{%- endif %}
+"""
+
+from __future__ import annotations
+{%- if cookiecutter.message_queue == "redis" %}
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import redis.asyncio as aioredis
+
+from .rooms import user_room
+
+log = logging.getLogger(__name__)
+
+# How many heartbeats a process may miss before its sockets stop counting.
+MISSED_HEARTBEATS = 3
+
+# KEYS: the user's hash, the heartbeat set. ARGV: this process, the change (+1/-1/0),
+# the age in seconds after which a heartbeat is stale. Returns the user's live total.
+_CHANGE_AND_COUNT = """
+local now = redis.call('TIME')[1]
+if ARGV[2] ~= '0' then
+  local left = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+  if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+end
+local total = 0
+local counts = redis.call('HGETALL', KEYS[1])
+for i = 1, #counts, 2 do
+  local beat = redis.call('ZSCORE', KEYS[2], counts[i])
+  if beat and now - tonumber(beat) <= tonumber(ARGV[3]) then
+    total = total + tonumber(counts[i + 1])
+  end
+end
+return total
+"""
+
+_HEARTBEAT = """
+local now = redis.call('TIME')[1]
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+"""
+
+
+class Presence:
+    """Socket counts per user across every process of the deployment."""
+
+    def __init__(self, redis_url: str, channel: str, heartbeat_seconds: int) -> None:
+        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5)
+        self._prefix = f"{channel}:presence"
+        self._process = uuid.uuid4().hex
+        self._heartbeat_seconds = heartbeat_seconds
+        self._stale_after = str(MISSED_HEARTBEATS * heartbeat_seconds)
+        self._change = self._redis.register_script(_CHANGE_AND_COUNT)
+        self._beat = self._redis.register_script(_HEARTBEAT)
+        self._heartbeats: asyncio.Task[None] | None = None
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self._prefix}:{user_room(user_id)}"
+
+    async def _count(self, user_id: str, delta: int) -> int:
+        keys = [self._user_key(user_id), f"{self._prefix}:processes"]
+        return int(await self._change(keys=keys, args=[self._process, delta, self._stale_after]))
+
+    async def connected(self, user_id: str) -> int | None:
+        """The user's total with the new socket; None if Redis failed (no announcement)."""
+        try:
+            if self._heartbeats is None:
+                await self._heartbeat()  # before the first count, so it is believed at once
+                self._heartbeats = asyncio.ensure_future(self._beat_forever())
+            return await self._count(user_id, 1)
+        except aioredis.RedisError as error:
+            log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
+            return None
+
+    async def disconnected(self, user_id: str) -> int | None:
+        try:
+            return await self._count(user_id, -1)
+        except aioredis.RedisError as error:
+            log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
+            return None
+
+    async def counts(self, user_ids: list[str]) -> dict[str, int]:
+        """Raises ``redis.RedisError`` when Redis does not answer."""
+        return {user_id: await self._count(user_id, 0) for user_id in user_ids}
+
+    async def _heartbeat(self) -> None:
+        keys = [f"{self._prefix}:processes"]
+        await self._beat(keys=keys, args=[self._process, self._stale_after])
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            try:
+                await self._heartbeat()
+            except aioredis.RedisError as error:
+                log.warning("presence heartbeat failed: %s", type(error).__name__)
+
+    async def close(self) -> None:
+        """Stop the heartbeat and drop this process's heartbeat: its counts stop at once."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+            with contextlib.suppress(aioredis.RedisError):
+                await self._redis.zrem(f"{self._prefix}:processes", self._process)
+        await self._redis.aclose()
+{%- else %}
+
+from .rooms import NAMESPACE, RoomManager, user_room
+
+
+class Presence:
+    """Socket counts per user from this process's rooms (public manager API only)."""
+
+    def __init__(self, manager: RoomManager) -> None:
+        self._manager = manager
+
+    def _size(self, user_id: str) -> int:
+        return self._manager.room_size(NAMESPACE, user_room(user_id))
+
+    async def connected(self, user_id: str) -> int | None:
+        return self._size(user_id)
+
+    async def disconnected(self, user_id: str) -> int | None:
+        # Called from the disconnect handler, which python-socketio runs before the
+        # socket leaves its rooms.
+        return self._size(user_id) - 1
+
+    async def counts(self, user_ids: list[str]) -> dict[str, int]:
+        return {user_id: self._size(user_id) for user_id in user_ids}
+
+    async def close(self) -> None:
+        return None
+{%- endif %}
