@@ -13,7 +13,8 @@ process's heartbeat is younger than ``3 x PRESENCE_HEARTBEAT_SECONDS``; each
 process refreshes its own heartbeat every PRESENCE_HEARTBEAT_SECONDS from one
 task (started with its first socket). So the sockets of a process that crashed
 stop counting at most three heartbeats after its last one (and count again if it
-was only cut off from Redis and its heartbeat resumes). Counting and reading
+was only cut off from Redis and its heartbeat resumes within 30 heartbeats; after
+that its entries are deleted, so dead processes leave nothing behind). Counting and reading
 the total happen in one Lua script, so the total seen on each change is exact
 even when several processes change the same user at once.
 {%- else %}
@@ -40,8 +41,14 @@ log = logging.getLogger(__name__)
 # How many heartbeats a process may miss before its sockets stop counting.
 MISSED_HEARTBEATS = 3
 
+# How many heartbeats after its last one a process is forgotten: its heartbeat leaves
+# the set, and its counts are deleted when next read. Until then a process cut off from
+# Redis for a while counts again when its heartbeat resumes.
+FORGOTTEN_AFTER_HEARTBEATS = 30
+
 # KEYS: the user's hash, the heartbeat set. ARGV: this process, the change (+1/-1/0),
-# the age in seconds after which a heartbeat is stale. Returns the user's live total.
+# the age in seconds after which a heartbeat is stale. Returns the user's live total;
+# drops the counts of forgotten processes.
 _CHANGE_AND_COUNT = """
 local now = redis.call('TIME')[1]
 if ARGV[2] ~= '0' then
@@ -52,7 +59,9 @@ local total = 0
 local counts = redis.call('HGETALL', KEYS[1])
 for i = 1, #counts, 2 do
   local beat = redis.call('ZSCORE', KEYS[2], counts[i])
-  if beat and now - tonumber(beat) <= tonumber(ARGV[3]) then
+  if not beat then
+    redis.call('HDEL', KEYS[1], counts[i])
+  elseif now - tonumber(beat) <= tonumber(ARGV[3]) then
     total = total + tonumber(counts[i + 1])
   end
 end
@@ -75,9 +84,11 @@ class Presence:
         self._process = uuid.uuid4().hex
         self._heartbeat_seconds = heartbeat_seconds
         self._stale_after = str(MISSED_HEARTBEATS * heartbeat_seconds)
+        self._forgotten_after = str(FORGOTTEN_AFTER_HEARTBEATS * heartbeat_seconds)
         self._change = self._redis.register_script(_CHANGE_AND_COUNT)
         self._beat = self._redis.register_script(_HEARTBEAT)
-        self._heartbeats: asyncio.Task[None] | None = None
+        self._heartbeats: asyncio.Future[None] | None = None
+        self._starting = asyncio.Lock()
 
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}:{user_room(user_id)}"
@@ -90,8 +101,7 @@ class Presence:
         """The user's total with the new socket; None if Redis failed (no announcement)."""
         try:
             if self._heartbeats is None:
-                await self._heartbeat()  # before the first count, so it is believed at once
-                self._heartbeats = asyncio.ensure_future(self._beat_forever())
+                await self._start_heartbeats()
             return await self._count(user_id, 1)
         except aioredis.RedisError as error:
             log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
@@ -108,9 +118,17 @@ class Presence:
         """Raises ``redis.RedisError`` when Redis does not answer."""
         return {user_id: await self._count(user_id, 0) for user_id in user_ids}
 
+    async def _start_heartbeats(self) -> None:
+        # The first heartbeat is written before the first count (a count without a
+        # heartbeat would be dropped), once, however many sockets connect meanwhile.
+        async with self._starting:
+            if self._heartbeats is None:
+                await self._heartbeat()
+                self._heartbeats = asyncio.ensure_future(self._beat_forever())
+
     async def _heartbeat(self) -> None:
         keys = [f"{self._prefix}:processes"]
-        await self._beat(keys=keys, args=[self._process, self._stale_after])
+        await self._beat(keys=keys, args=[self._process, self._forgotten_after])
 
     async def _beat_forever(self) -> None:
         while True:
