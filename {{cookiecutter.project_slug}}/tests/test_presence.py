@@ -89,6 +89,25 @@ async def test_everyone_hears_when_a_user_comes_online_and_leaves(api, sockets):
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_tabs_opening_at_once_are_announced_once(api, sockets, registry):
+    watcher = await sockets.connect(
+        await api.socket_token(await api.new_user("cyd")), events=("presence",)
+    )
+    ada = await api.new_user("ada")
+    tokens = [await api.socket_token(ada) for _ in range(4)]
+    tabs = await asyncio.gather(*(sockets.connect(token) for token in tokens))
+    await eventually(lambda: presence_of(watcher, ada.id))
+    presence = await registry[keys.MESSAGE_CLIENT].presence(ada.id)
+    assert presence == {ada.id: {"online": True, "sockets": 4}}
+    await asyncio.gather(*(tab.client.disconnect() for tab in tabs))
+    await eventually(lambda: len(presence_of(watcher, ada.id)) >= 2)
+    dan = await api.new_user("dan")
+    await sockets.connect(await api.socket_token(dan))
+    await eventually(lambda: presence_of(watcher, dan.id))
+    assert presence_of(watcher, ada.id) == [(True, 1), (False, 0)]
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_the_presence_endpoint(api: Api, sockets: Sockets):
     ada, bob = await api.new_user("ada"), await api.new_user("bob")
     await sockets.connect(await api.socket_token(ada))

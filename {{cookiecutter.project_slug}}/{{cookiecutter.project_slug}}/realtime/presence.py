@@ -19,8 +19,7 @@ the total happen in one Lua script, so the total seen on each change is exact
 even when several processes change the same user at once.
 {%- else %}
 
-With one process (message_queue=none), the counts are the sizes of the users'
-rooms (``user:<id>``), which python-socketio already keeps.
+With one process (message_queue=none), the counts are kept in memory.
 {%- endif %}
 """
 
@@ -149,28 +148,35 @@ class Presence:
         await self._redis.aclose()
 {%- else %}
 
-from .rooms import NAMESPACE, RoomManager, user_room
+from collections import Counter
 
 
 class Presence:
-    """Socket counts per user from this process's rooms (public manager API only)."""
+    """Socket counts per user in this process.
 
-    def __init__(self, manager: RoomManager) -> None:
-        self._manager = manager
+    Kept here rather than read from the ``user:<id>`` room sizes: a socket joins its
+    rooms before its handshake is over (and may still be refused), so two tabs whose
+    handshakes overlap would both see a room of two and nobody would be told the user
+    came online. These counts change only in ``connected``/``disconnected``, with no
+    await in between, so each transition is seen exactly once.
+    """
 
-    def _size(self, user_id: str) -> int:
-        return self._manager.room_size(NAMESPACE, user_room(user_id))
+    def __init__(self) -> None:
+        self._sockets: Counter[str] = Counter()
 
     async def connected(self, user_id: str) -> int | None:
-        return self._size(user_id)
+        self._sockets[user_id] += 1
+        return self._sockets[user_id]
 
     async def disconnected(self, user_id: str) -> int | None:
-        # Called from the disconnect handler, which python-socketio runs before the
-        # socket leaves its rooms.
-        return self._size(user_id) - 1
+        self._sockets[user_id] -= 1
+        left = self._sockets[user_id]
+        if left <= 0:
+            del self._sockets[user_id]
+        return left
 
     async def counts(self, user_ids: list[str]) -> dict[str, int]:
-        return {user_id: self._size(user_id) for user_id in user_ids}
+        return {user_id: self._sockets.get(user_id, 0) for user_id in user_ids}
 
     async def close(self) -> None:
         return None

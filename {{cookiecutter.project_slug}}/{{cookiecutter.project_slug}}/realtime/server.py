@@ -127,7 +127,7 @@ def create_socket_server(
         settings.redis_url, settings.redis_channel, settings.presence_heartbeat_seconds
     )
 {%- else %}
-    presence = Presence(manager)
+    presence = Presence()
 {%- endif %}
     handshake = sio.handshake = Handshake(sio, nonces, settings, metrics, presence)
     sio.on("connect", handshake.connect)
