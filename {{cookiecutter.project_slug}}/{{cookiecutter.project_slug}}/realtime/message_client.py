@@ -122,7 +122,7 @@ class MessageClient:
         return {uid: {"online": n > 0, "sockets": n} for uid, n in counts.items()}
 
     async def close(self) -> None:
-        """Release what presence holds (the heartbeat and Redis connection, if any)."""
+        """Release what presence holds (a heartbeat task and a connection, if any)."""
         await self._presence.close()
 
     presenceOf = presence

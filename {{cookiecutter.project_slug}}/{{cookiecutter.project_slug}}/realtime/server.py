@@ -49,8 +49,6 @@ def allowed_origins(settings: Settings) -> Any:
     return check
 
 
-
-
 class SocketServer(socketio.AsyncServer):
     """python-socketio's server, with transports that end at shutdown and stay bound to
     the address that opened their session. (With FAST_FANOUT, ``realtime/accel/``
