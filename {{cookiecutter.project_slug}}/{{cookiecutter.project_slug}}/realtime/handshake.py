@@ -96,7 +96,7 @@ class Handshake:
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
-        for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
+        for room in (user_room(user_id), jwt_room(grant["jti"])):
             await self._sio.enter_room(sid, room)
         # Checked once the socket is in its JWT's room: a logout whose revocation this
         # read misses disconnects that room after it, and finds the socket there.
@@ -110,7 +110,10 @@ class Handshake:
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
         if await self.presence.connected(user_id) == 1:
-            await self._announce(user, online=True)
+            await self._announce(user, online=True, skip_sid=sid)
+        # Last, with no await after it: a broadcast (emitToEveryone, a ``presence``
+        # event) must not reach a socket before the client has its CONNECT packet.
+        await self._sio.enter_room(sid, EVERYONE)
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:
@@ -126,9 +129,11 @@ class Handshake:
         if await self.presence.disconnected(str(user["_id"])) == 0:
             await self._announce(user, online=False)
 
-    async def _announce(self, user: dict[str, Any], *, online: bool) -> None:
+    async def _announce(
+        self, user: dict[str, Any], *, online: bool, skip_sid: str | None = None
+    ) -> None:
         """Tell every socket that ``user``'s first socket connected or last one left
         (the README's ``presence`` event). Only the id and username: everyone gets it."""
         who = {"_id": str(user["_id"]), "username": user.get("username")}
         event = {"user": who, "online": online, "sockets": 1 if online else 0}
-        await self._sio.emit("presence", event, to=EVERYONE, namespace=NAMESPACE)
+        await self._sio.emit("presence", event, to=EVERYONE, namespace=NAMESPACE, skip_sid=skip_sid)
