@@ -23,6 +23,7 @@ ONLY_WITH_REDIS = [
     "{pkg}/worker.py",
     "{pkg}/workers.py",
     "tests/test_scale_out.py",
+    "tests/test_presence_scale_out.py",
 ]
 ONLY_WITH_DOCKER = ["Dockerfile", "compose.yaml", ".dockerignore"]
 

@@ -3,9 +3,10 @@
 ``tests/js/demo_page.mjs`` drives the Debian ``chromium`` through playwright-core
 (which downloads no browser): two users on two pages, one signs up and one logs in
 through the forms, both connect through the UI, one sends a broadcast and a direct
-message and the other page shows them live; then a disconnect/connect with a fresh
-token, and a refused handshake that Connect recovers from. A full-page screenshot of
-the receiving page is kept in test-artifacts/demo-page.png.
+message and the other page shows them live; the sender's page lists the receiver as
+online, offline after its Disconnect and online again after Connect (that reconnection
+uses a fresh token); and a refused handshake that Connect recovers from. A full-page
+screenshot of the receiving page is kept in test-artifacts/demo-page.png.
 """
 
 from __future__ import annotations
@@ -106,6 +107,17 @@ def test_a_direct_message_appears_live_on_the_addressee_page(demo):
 def test_disconnect_then_connect_uses_a_fresh_token(demo):
     assert demo["receiver_status_after_reconnect"] == "connected"
     assert demo["after_reconnect"]["live"] == "true", demo["after_reconnect"]
+
+
+def test_the_other_page_lists_who_is_online_live(demo):
+    receiver = demo["pages"]["receiver"]["username"]
+    sender = demo["pages"]["sender"]["username"]
+    assert demo["presence"] == {
+        "online": f"{receiver} — online",
+        "offline": f"{receiver} — offline",
+        "online_again": f"{receiver} — online",
+        "sender_on_receiver_page": f"{sender} — online",
+    }
 
 
 def test_a_refused_handshake_is_shown_and_connect_works_again(demo):

@@ -17,6 +17,7 @@ OPTION_FILES = {
         "{pkg}/worker.py",
         "{pkg}/workers.py",
         "tests/test_scale_out.py",
+        "tests/test_presence_scale_out.py",
     ],
     "docker": ["Dockerfile", "compose.yaml", ".dockerignore"],
 }

@@ -114,10 +114,16 @@ class RawPolling:
         return await self.request("GET", self.path)
 
     async def gone(self) -> bool:
-        """Whether the server dropped the session: a poll gets 400 (after at most one
-        answer holding engine.io's CLOSE packet, for a session closed while idle)."""
+        """Whether the server dropped the session: a poll gets 400 (after at most a few
+        answers holding engine.io's CLOSE packet, for a session closed while idle, or
+        events queued before the drop, such as another user's ``presence`` event that
+        crossed Redis)."""
         response = await self.poll()
-        if response.code == 200 and response.body.split(b"\x1e")[-1] == b"1":
+        for _ in range(3):
+            packets = response.body.split(b"\x1e") if response.code == 200 else []
+            closing = bool(packets) and packets[-1] == b"1"
+            if not closing and not (packets and all(p.startswith(b"4") for p in packets)):
+                break
             response = await self.poll()
         assert self.sid.encode() not in (response.body or b"")
         return response.code == 400

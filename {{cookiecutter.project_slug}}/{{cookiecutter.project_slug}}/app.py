@@ -45,6 +45,7 @@ from .web.health import HealthHandler
 from .web.metrics import MetricsHandler
 from .web.openapi import OPENAPI_PATH, OpenApiHandler
 from .web.pages import DemoPageHandler, StaticFiles
+from .web.presence import PresenceHandler
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         nonces=nonce_store,
         metrics=metrics,
         socket_server=sio,
-        message_client=MessageClient(sio, metrics),
+        message_client=MessageClient(sio, metrics, sio.handshake.presence),
     )
     registry = services.register(registry if registry is not None else Registry())
 
@@ -110,6 +111,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         (r"/api/v1/user/logout", LogoutHandler),
         (r"/api/v1/user/me", MeHandler),
         (r"/api/v1/user/sockettoken", SocketTokenHandler),
+        (r"/api/v1/presence", PresenceHandler),
         *entity_routes(ENTITIES),
         socketio_route(sio),
     ]
@@ -160,5 +162,6 @@ async def stop(app: tornado.web.Application) -> None:
     sio = services.socket_server
     await sio.close_transports()
     await sio.shutdown()
+    await services.message_client.close()
     services.passwords.close()
     await db.close(services.mongo_client)

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         description="The Redis that shares Socket.IO rooms between processes.",
     )
     redis_channel: str = Field("{{ cookiecutter.project_slug }}-socketio", description="Its channel.")
+    presence_heartbeat_seconds: int = _count(
+        5,
+        "How often a process refreshes its presence; a dead process's sockets stop "
+        "counting within 3x this.",
+        minimum=1,
+        maximum=3600,
+    )
 {%- endif %}
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_format: LogFormat = Field("text", description="text or json")

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
 from .inbound import MalformedConnect
+from .presence import Presence
 from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
 from .session_expiry import SessionExpiry
 from .sessions import PendingSessions
@@ -52,8 +53,10 @@ class Handshake:
         nonces: SocketTokenStore,
         settings: Settings,
         metrics: Metrics,
+        presence: Presence,
     ) -> None:
         self._sio = sio
+        self.presence = presence
         self._nonces = nonces
         self._settings = settings
         self._metrics = metrics
@@ -93,7 +96,7 @@ class Handshake:
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
-        for room in (user_room(user_id), jwt_room(grant["jti"]), EVERYONE):
+        for room in (user_room(user_id), jwt_room(grant["jti"])):
             await self._sio.enter_room(sid, room)
         # Checked once the socket is in its JWT's room: a logout whose revocation this
         # read misses disconnects that room after it, and finds the socket there.
@@ -106,6 +109,11 @@ class Handshake:
         self.pending.settled(environ["tornado.handler"].pending_key)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
+        if await self.presence.connected(user_id) == 1:
+            await self._announce(user, online=True, skip_sid=sid)
+        # Last, with no await after it: a broadcast (emitToEveryone, a ``presence``
+        # event) must not reach a socket before the client has its CONNECT packet.
+        await self._sio.enter_room(sid, EVERYONE)
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:
@@ -117,3 +125,15 @@ class Handshake:
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
         self._metrics.connected_sockets.dec()
+        user = (await self._sio.get_session(sid))["user"]
+        if await self.presence.disconnected(str(user["_id"])) == 0:
+            await self._announce(user, online=False)
+
+    async def _announce(
+        self, user: dict[str, Any], *, online: bool, skip_sid: str | None = None
+    ) -> None:
+        """Tell every socket that ``user``'s first socket connected or last one left
+        (the README's ``presence`` event). Only the id and username: everyone gets it."""
+        who = {"_id": str(user["_id"]), "username": user.get("username")}
+        event = {"user": who, "online": online, "sockets": 1 if online else 0}
+        await self._sio.emit("presence", event, to=EVERYONE, namespace=NAMESPACE, skip_sid=skip_sid)

@@ -21,6 +21,7 @@ import socketio
 from bson import ObjectId
 
 from ..metrics import Metrics
+from .presence import Presence
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
 
 
@@ -59,9 +60,10 @@ def _check_channel(channel: object) -> str:
 
 
 class MessageClient:
-    def __init__(self, io: socketio.AsyncServer, metrics: Metrics) -> None:
+    def __init__(self, io: socketio.AsyncServer, metrics: Metrics, presence: Presence) -> None:
         self._io = io
         self._metrics = metrics
+        self._presence = presence
 
     @property
     def io(self) -> socketio.AsyncServer:
@@ -108,6 +110,22 @@ class MessageClient:
         """Disconnect the sockets opened with the JWT whose id is ``jti`` (logout)."""
         await self._manager.disconnect_room(jwt_room(jti))
 
+    async def presence(self, users: Any) -> dict[str, dict[str, Any]]:
+        """Which of ``users`` are online, and with how many sockets, across every process.
+
+        ``users`` takes the forms ``emitToUsers`` takes. Returns
+        ``{user_id: {"online": bool, "sockets": n}}`` for each distinct user.{% if cookiecutter.message_queue == "redis" %}
+        The sockets of a process that stopped without closing them stop counting
+        within ``3 x PRESENCE_HEARTBEAT_SECONDS``.{% endif %}
+        """
+        counts = await self._presence.counts(user_ids_of(users))
+        return {uid: {"online": n > 0, "sockets": n} for uid, n in counts.items()}
+
+    async def close(self) -> None:
+        """Release what presence holds (a heartbeat task and a connection, if any)."""
+        await self._presence.close()
+
+    presenceOf = presence
     emit_to_users = emitToUsers
     emit_to_everyone = emitToEveryone
     disconnect_users = disconnectUsers

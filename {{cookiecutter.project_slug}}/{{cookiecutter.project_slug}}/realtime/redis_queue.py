@@ -17,6 +17,7 @@ from .. import jsonutil
 from ..config import Settings
 from ..metrics import Metrics
 from .message_client import MessageClient
+from .presence import Presence
 from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
 
 
@@ -50,10 +51,14 @@ def write_only_message_client(settings: Settings) -> MessageClient:
     """
     manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel, write_only=True)
     sio = socketio.AsyncServer(async_mode="tornado", client_manager=manager, json=jsonutil)
-    return MessageClient(sio, Metrics())
+    presence = Presence(
+        settings.redis_url, settings.redis_channel, settings.presence_heartbeat_seconds
+    )
+    return MessageClient(sio, Metrics(), presence)
 
 
 async def close_write_only(client: MessageClient) -> None:
+    await client.close()
     redis = client.io.manager.redis
     if redis is not None:
         await redis.aclose()

@@ -4,7 +4,8 @@ Every authenticated socket joins three rooms: ``everyone`` (what
 ``emitToEveryone`` targets), ``user:<id>`` and ``jwt:<jti>`` (so logging out
 disconnects the sockets opened with that JWT). Broadcasts never go to
 Socket.IO's implicit all-sockets room, because a socket is already in it while
-its handshake is still being checked.
+its handshake is still being checked; for the same reason a socket joins
+``everyone`` last in its handshake (realtime/handshake.py).
 
 Everything here uses python-socketio's public manager API only; the fast path
 (``realtime/accel/``) subclasses ``RoomManager`` when FAST_FANOUT is on.

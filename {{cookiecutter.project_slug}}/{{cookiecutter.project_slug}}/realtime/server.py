@@ -16,6 +16,7 @@ from ..metrics import Metrics
 from . import accel
 from .handshake import Handshake, client_address
 from .inbound import ClientPacket
+from .presence import Presence
 {%- if cookiecutter.message_queue == "redis" %}
 from .redis_queue import RedisRoomManager
 {%- endif %}
@@ -119,7 +120,14 @@ def create_socket_server(
     if fast is not None:
         fast.bind(sio)
     sio.fast = fast
-    handshake = sio.handshake = Handshake(sio, nonces, settings, metrics)
+{%- if cookiecutter.message_queue == "redis" %}
+    presence = Presence(
+        settings.redis_url, settings.redis_channel, settings.presence_heartbeat_seconds
+    )
+{%- else %}
+    presence = Presence()
+{%- endif %}
+    handshake = sio.handshake = Handshake(sio, nonces, settings, metrics, presence)
     sio.on("connect", handshake.connect)
     sio.on("disconnect", handshake.disconnect)
     return sio

@@ -86,6 +86,8 @@
       $("connect").disabled = true;
       $("send").disabled = true;
       $("messages").replaceChildren();
+      $("online").replaceChildren();
+      knownUsers.clear();
     }
   }
 
@@ -106,6 +108,7 @@
     });
     socket.on("connect", () => {
       setStatus("connected", "connected");
+      refreshPresence().catch((error) => notice(error.message));
       $("connect").disabled = true;
       $("disconnect").disabled = false;
     });
@@ -124,6 +127,10 @@
       if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry
     });
     socket.on("message", (message) => showMessage(message, true));
+    socket.on("presence", (event) => {
+      knownUsers.set(event.user._id, event.user);
+      showPresence(event.user, event.online);
+    });
     state.socket = socket;
   }
 
@@ -140,7 +147,32 @@
     setStatus("disconnected", "disconnected");
   }
 
+  // Who is online: the users this page knows of (message authors, presence events),
+  // checked through GET /api/v1/presence on each (re)connection, then kept live by the
+  // server's `presence` events (a user's first socket in, last socket out).
+  function showPresence(user, online) {
+    if (state.me && user._id === state.me._id) return;
+    let item = document.querySelector(`#online li[data-id="${user._id}"]`);
+    if (!item) {
+      item = document.createElement("li");
+      item.dataset.id = user._id;
+      $("online").append(item);
+    }
+    item.dataset.online = online ? "true" : "false";
+    item.textContent = `${user.username} — ${online ? "online" : "offline"}`;
+  }
+
+  const knownUsers = new Map();
+
+  async function refreshPresence() {
+    const ids = [...knownUsers.keys()].slice(0, 100);
+    if (!ids.length) return;
+    const { presence } = await api("GET", `/api/v1/presence?users=${ids.join(",")}`);
+    for (const [id, { online }] of Object.entries(presence)) showPresence(knownUsers.get(id), online);
+  }
+
   function showMessage(message, live) {
+    if (message.author && message.author._id) knownUsers.set(message.author._id, message.author);
     if (document.querySelector(`#messages li[data-id="${message._id}"]`)) return;
     const item = document.createElement("li");
     item.dataset.id = message._id;

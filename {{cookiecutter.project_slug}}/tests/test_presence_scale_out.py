@@ -1,0 +1,103 @@
+"""Presence across processes (message_queue=redis): two app processes share one Redis,
+and the sockets of a process that is killed stop counting within the documented bound
+(3 x PRESENCE_HEARTBEAT_SECONDS)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from .support import Api, Sockets
+from .test_presence import eventually, presence_of
+from .test_scale_out import AppProcess, shared_environment, start_app
+
+HEARTBEAT_SECONDS = 1
+
+
+@pytest.fixture
+def environment(mongodb_uri: str) -> dict[str, str]:
+    return {
+        **shared_environment(mongodb_uri),
+        "PRESENCE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+    }
+
+
+@pytest.fixture
+def processes(environment: dict[str, str]) -> Iterator[list[AppProcess]]:
+    started = [start_app(environment), start_app(environment)]
+    yield started
+    for app in started:
+        if app.process.poll() is None:
+            app.process.terminate()
+        app.process.wait(timeout=20)
+        app.process.stdout.close()
+
+
+async def presence(api: Api, token: str, *ids: str) -> dict[str, dict[str, object]]:
+    answer = await api.request("GET", f"/api/v1/presence?users={','.join(ids)}", token=token)
+    assert answer.status == 200, answer.body
+    return answer.body["presence"]
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_presence_is_shared_and_a_killed_process_stops_counting(processes, http_client):
+    process_a, process_b = processes
+    api_a, api_b = Api(http_client, process_a.url), Api(http_client, process_b.url)
+    on_a, on_b = Sockets(process_a.url), Sockets(process_b.url)
+    try:
+        ada, bob, cyd = [await api_a.new_user(name) for name in ("ada", "bob", "cyd")]
+        watcher = await on_a.connect(await api_a.socket_token(cyd), events=("presence",))
+
+        # ada: one tab on each process; bob: one tab on B only. Both processes agree.
+        await on_a.connect(await api_a.socket_token(ada))
+        await on_b.connect(await api_b.socket_token(ada))
+        await on_b.connect(await api_b.socket_token(bob))
+        expected = {
+            ada.id: {"online": True, "sockets": 2},
+            bob.id: {"online": True, "sockets": 1},
+        }
+        for api in (api_a, api_b):
+            assert await presence(api, cyd.token, ada.id, bob.id) == expected
+
+        # The watcher on A heard each user come online once: ada's second socket
+        # (on another process) was no transition, bob's socket on B was one.
+        await eventually(lambda: presence_of(watcher, bob.id))
+        assert presence_of(watcher, ada.id) == [(True, 1)]
+        assert presence_of(watcher, bob.id) == [(True, 1)]
+
+        # B dies without closing anything: its sockets stop counting within the bound.
+        process_b.process.send_signal(signal.SIGKILL)
+        process_b.process.wait(timeout=20)
+
+        async def only_a_counts() -> bool:
+            return await presence(api_a, cyd.token, ada.id, bob.id) == {
+                ada.id: {"online": True, "sockets": 1},
+                bob.id: {"online": False, "sockets": 0},
+            }
+
+        # The bound, plus a margin for a loaded machine.
+        await eventually(only_a_counts, within=3 * HEARTBEAT_SECONDS + 10)
+    finally:
+        await on_a.close_all()
+        await on_b.close_all()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_the_last_socket_leaving_on_any_process_is_announced_once(processes, http_client):
+    process_a, process_b = processes
+    api_a, api_b = Api(http_client, process_a.url), Api(http_client, process_b.url)
+    on_a, on_b = Sockets(process_a.url), Sockets(process_b.url)
+    try:
+        ada, cyd = await api_a.new_user("ada"), await api_a.new_user("cyd")
+        watcher = await on_b.connect(await api_b.socket_token(cyd), events=("presence",))
+        tab_a = await on_a.connect(await api_a.socket_token(ada))
+        tab_b = await on_b.connect(await api_b.socket_token(ada))
+        await tab_a.client.disconnect()  # ada is still online on B: no event
+        await tab_b.client.disconnect()  # her last socket: offline
+        await eventually(lambda: len(presence_of(watcher, ada.id)) == 2)
+        assert presence_of(watcher, ada.id) == [(True, 1), (False, 0)]
+    finally:
+        await on_a.close_all()
+        await on_b.close_all()

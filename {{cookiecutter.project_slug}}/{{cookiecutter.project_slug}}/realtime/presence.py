@@ -1,0 +1,183 @@
+"""Who is online: per-user socket counts{% if cookiecutter.message_queue == "redis" %} shared by every process through Redis{% endif %}.
+
+The handshake calls ``connected`` once a socket is accepted and ``disconnected``
+when it goes; both return the user's socket count after the change, so the
+caller can announce the transitions (first socket in, last socket out).
+``counts`` answers ``registry['transomMsgClient'].presence(users)``.
+{%- if cookiecutter.message_queue == "redis" %}
+
+In Redis, each user has a hash ``<channel>:presence:user:<id>`` of socket counts
+by process id, and the sorted set ``<channel>:presence:processes`` holds each
+process's last heartbeat (Redis server time). A count is only believed while its
+process's heartbeat is younger than ``3 x PRESENCE_HEARTBEAT_SECONDS``; each
+process refreshes its own heartbeat every PRESENCE_HEARTBEAT_SECONDS from one
+task (started with its first socket). So the sockets of a process that crashed
+stop counting at most three heartbeats after its last one (and count again if it
+was only cut off from Redis and its heartbeat resumes within 30 heartbeats; after
+that its entries are deleted, so dead processes leave nothing behind). Counting and reading
+the total happen in one Lua script, so the total seen on each change is exact
+even when several processes change the same user at once.
+{%- else %}
+
+With one process (message_queue=none), the counts are kept in memory.
+{%- endif %}
+"""
+
+from __future__ import annotations
+{%- if cookiecutter.message_queue == "redis" %}
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import redis.asyncio as aioredis
+
+from .rooms import user_room
+
+log = logging.getLogger(__name__)
+
+# How many heartbeats a process may miss before its sockets stop counting.
+MISSED_HEARTBEATS = 3
+
+# How many heartbeats after its last one a process is forgotten: its heartbeat leaves
+# the set, and its counts are deleted when next read. Until then a process cut off from
+# Redis for a while counts again when its heartbeat resumes.
+FORGOTTEN_AFTER_HEARTBEATS = 30
+
+# KEYS: the user's hash, the heartbeat set. ARGV: this process, the change (+1/-1/0),
+# the age in seconds after which a heartbeat is stale. Returns the user's live total;
+# drops the counts of forgotten processes.
+_CHANGE_AND_COUNT = """
+local now = redis.call('TIME')[1]
+if ARGV[2] ~= '0' then
+  local left = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+  if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+end
+local total = 0
+local counts = redis.call('HGETALL', KEYS[1])
+for i = 1, #counts, 2 do
+  local beat = redis.call('ZSCORE', KEYS[2], counts[i])
+  if not beat then
+    redis.call('HDEL', KEYS[1], counts[i])
+  elseif now - tonumber(beat) <= tonumber(ARGV[3]) then
+    total = total + tonumber(counts[i + 1])
+  end
+end
+return total
+"""
+
+_HEARTBEAT = """
+local now = redis.call('TIME')[1]
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+"""
+
+
+class Presence:
+    """Socket counts per user across every process of the deployment."""
+
+    def __init__(self, redis_url: str, channel: str, heartbeat_seconds: int) -> None:
+        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5)
+        self._prefix = f"{channel}:presence"
+        self._process = uuid.uuid4().hex
+        self._heartbeat_seconds = heartbeat_seconds
+        self._stale_after = str(MISSED_HEARTBEATS * heartbeat_seconds)
+        self._forgotten_after = str(FORGOTTEN_AFTER_HEARTBEATS * heartbeat_seconds)
+        self._change = self._redis.register_script(_CHANGE_AND_COUNT)
+        self._beat = self._redis.register_script(_HEARTBEAT)
+        self._heartbeats: asyncio.Future[None] | None = None
+        self._starting = asyncio.Lock()
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self._prefix}:{user_room(user_id)}"
+
+    async def _count(self, user_id: str, delta: int) -> int:
+        keys = [self._user_key(user_id), f"{self._prefix}:processes"]
+        return int(await self._change(keys=keys, args=[self._process, delta, self._stale_after]))
+
+    async def connected(self, user_id: str) -> int | None:
+        """The user's total with the new socket; None if Redis failed (no announcement)."""
+        try:
+            if self._heartbeats is None:
+                await self._start_heartbeats()
+            return await self._count(user_id, 1)
+        except aioredis.RedisError as error:
+            log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
+            return None
+
+    async def disconnected(self, user_id: str) -> int | None:
+        try:
+            return await self._count(user_id, -1)
+        except aioredis.RedisError as error:
+            log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
+            return None
+
+    async def counts(self, user_ids: list[str]) -> dict[str, int]:
+        """Raises ``redis.RedisError`` when Redis does not answer."""
+        return {user_id: await self._count(user_id, 0) for user_id in user_ids}
+
+    async def _start_heartbeats(self) -> None:
+        # The first heartbeat is written before the first count (a count without a
+        # heartbeat would be dropped), once, however many sockets connect meanwhile.
+        async with self._starting:
+            if self._heartbeats is None:
+                await self._heartbeat()
+                self._heartbeats = asyncio.ensure_future(self._beat_forever())
+
+    async def _heartbeat(self) -> None:
+        keys = [f"{self._prefix}:processes"]
+        await self._beat(keys=keys, args=[self._process, self._forgotten_after])
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            try:
+                await self._heartbeat()
+            except aioredis.RedisError as error:
+                log.warning("presence heartbeat failed: %s", type(error).__name__)
+
+    async def close(self) -> None:
+        """Stop the heartbeat and drop this process's heartbeat: its counts stop at once."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+            with contextlib.suppress(aioredis.RedisError):
+                await self._redis.zrem(f"{self._prefix}:processes", self._process)
+        await self._redis.aclose()
+{%- else %}
+
+from collections import Counter
+
+
+class Presence:
+    """Socket counts per user in this process.
+
+    Kept here rather than read from the ``user:<id>`` room sizes: a socket joins its
+    rooms before its handshake is over (and may still be refused), so two tabs whose
+    handshakes overlap would both see a room of two and nobody would be told the user
+    came online. These counts change only in ``connected``/``disconnected``, with no
+    await in between, so each transition is seen exactly once.
+    """
+
+    def __init__(self) -> None:
+        self._sockets: Counter[str] = Counter()
+
+    async def connected(self, user_id: str) -> int | None:
+        self._sockets[user_id] += 1
+        return self._sockets[user_id]
+
+    async def disconnected(self, user_id: str) -> int | None:
+        self._sockets[user_id] -= 1
+        left = self._sockets[user_id]
+        if left <= 0:
+            del self._sockets[user_id]
+        return left
+
+    async def counts(self, user_ids: list[str]) -> dict[str, int]:
+        return {user_id: self._sockets.get(user_id, 0) for user_id in user_ids}
+
+    async def close(self) -> None:
+        return None
+{%- endif %}
