@@ -7,13 +7,12 @@ messages with) if your product needs more privacy.
 """
 
 from __future__ import annotations
-{%- if cookiecutter.message_queue == "redis" %}
-
-import redis
-{%- endif %}
 
 from typing import Annotated
 
+{% if cookiecutter.message_queue == "redis" -%}
+import redis
+{% endif -%}
 from pydantic import Field, StringConstraints
 
 from ..shapes import PublicShape
