@@ -117,7 +117,7 @@ class RawPolling:
         """Whether the server dropped the session: a poll gets 400 (after at most a few
         answers holding engine.io's CLOSE packet, for a session closed while idle, or
         events queued before the drop, such as another user's ``presence`` event that
-        crossed Redis)."""
+        came from another process)."""
         response = await self.poll()
         for _ in range(3):
             packets = response.body.split(b"\x1e") if response.code == 200 else []
