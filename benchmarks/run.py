@@ -59,6 +59,7 @@ PYTHON_SERVER_ENV = {
     "SOCKET_TOKENS_PER_MINUTE_PER_ADDRESS": NO_LIMIT,
     "HANDSHAKES_PER_MINUTE_PER_ADDRESS": NO_LIMIT,
     "SOCKETIO_MAX_PENDING_PER_ADDRESS": NO_LIMIT,
+    "SIGNUPS_PER_ADDRESS": "0",  # 0: no limit (the load generator signs up every user)
 }
 
 # Scenario parameters. `runs` (when set) overrides the global number of runs.
