@@ -947,13 +947,12 @@ def recovery_rows(rec: dict[str, Any] | None) -> list[str]:
         )
     st = rec.get("reconnect_storm")
     if st:
-        head = (
-            f"reconnect storm, {st['clients']:,} sockets drop their transport, K={st['count']} "
-            f"emitted meanwhile, {st['concurrency']} token + handshake at a time"
-        )
+        head = f"reconnect storm, C={st['clients']:,}, K={st['count']}"
         lines.append(
-            f"| {head}: seconds from reconnect start until every socket has all K (all "
-            f"reconnected; per socket p50 / p99) | {fmt(st['seconds'], 1)} "
+            f"| {head} (C sockets drop their transport, K messages are emitted, all reconnect, "
+            f"{st['concurrency']} token + handshake at a time): seconds from reconnect start "
+            f"until every socket has all K (all reconnected; per socket p50 / p99) | "
+            f"{fmt(st['seconds'], 1)} "
             f"({fmt(st['reconnected_s'], 1)}; {fmt(st['socket_done_p50_s'], 1)} / "
             f"{fmt(st['socket_done_p99_s'], 1)}) | — | |"
         )
