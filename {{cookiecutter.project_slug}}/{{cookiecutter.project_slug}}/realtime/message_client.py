@@ -122,7 +122,7 @@ class MessageClient:
         return None if self._history is None else await self._history.head()
 
     async def start(self) -> None:
-        """Start delivering (the history's reader, with Redis); the app's start-up calls it."""
+        """Start delivering{% if cookiecutter.message_queue == "redis" %} (the history's stream reader){% endif %}; the app's start-up calls it."""
         if self._history is not None:
             await self._history.start()
 

@@ -99,7 +99,7 @@ class Recovery:
             manager.release(sid)
 
     async def _send(self, event: str, data: Any, sid: str) -> None:
-        # Straight to this process's socket: past the hold, and past Redis.
+        # Straight to this process's socket: past the hold and any message queue.
         await self._manager.deliver(event, data, NAMESPACE, room=sid)
 
     async def close(self) -> None:
