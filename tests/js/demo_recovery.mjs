@@ -55,6 +55,7 @@ async function finish(code, error) {
     // the browser is gone already
   }
   process.stdout.write(`${JSON.stringify(results)}\n`);
+  process.exitCode = code;
   setTimeout(() => process.exit(code), 50).unref();
 }
 

@@ -37,6 +37,7 @@ function finish(code, error) {
   if (error) results.error = String(error && error.stack ? error.stack : error);
   for (const socket of sockets) socket.disconnect();
   process.stdout.write(`${JSON.stringify(results)}\n`);
+  process.exitCode = code;
   setTimeout(() => process.exit(code), 50).unref();
 }
 
@@ -116,7 +117,7 @@ const describe = (entry) => ({
 
 // 1. The contract by hand: drop, messages in the gap and during the replay.
 async function dropAndRecover(alice, bob, carol) {
-  const out = { token_positions: [], auth_sent: [] };
+  const out = (results.drop = { token_positions: [], auth_sent: [] });
   let lastPosition = null;
   let gate = null; // while set, the next handshake waits for it
   let authCalls = 0;
@@ -253,7 +254,7 @@ async function withRecoveryJs(alice, erin) {
   const received = [];
   socket.on("message", (payload, meta) => received.push({ text: payload.text, recovered: meta?.recovered === true, position: meta?.position }));
   await until(() => socket.connected, "the recovery.js socket");
-  const out = { position_after_connect: live.position };
+  const out = (results.recovery_js = { position_after_connect: live.position });
 
   await post(alice, "rjs before", erin.id);
   await until(() => received.length === 1, "the first message");
