@@ -116,4 +116,14 @@ def test_recovery_js_marks_the_replayed_messages_and_keeps_the_last_position(flo
         {"complete": True, "count": 5},
     ], rjs["recoveries"]
     assert rjs["last_recovery"] == {"complete": True, "count": 5}
+    # The first token request of the reconnection failed on the network: retried.
+    assert rjs["token_errors"] == ["fetch failed"], rjs["token_errors"]
     assert rjs["position_is_the_last_received"] is True
+
+
+def test_recovery_js_stops_when_the_server_refuses_the_token_request(flow):
+    refused = flow["refused_token"]
+    assert refused["errors"] == [{"message": "socket token: HTTP 401", "status": 401}], refused
+    assert refused["refusal"] == "INVALID_TOKEN", refused
+    # One request, one refusal: no retry loop against a JWT that no longer works.
+    assert refused["active"] is False and refused["connected"] is False, refused

@@ -238,16 +238,23 @@ async function withRecoveryJs(alice, erin) {
   const TransomRecovery = createRequire(import.meta.url)(RECOVERY_JS);
   const fetcher = TransomRecovery.tokenFetcher(() => erin.jwt, `${BASE}/api/v1/user/sockettoken`);
   let gate = null;
+  let failNext = false; // the next token request fails as a network failure would
   let tokenCalls = 0;
   const recoveries = [];
+  const tokenErrors = [];
   const live = TransomRecovery.connect(io, {
     url: BASE,
     socketOptions: { transports: ["websocket"], forceNew: true, ...RECONNECT },
     fetchToken: () => {
       tokenCalls += 1;
+      if (failNext) {
+        failNext = false;
+        return Promise.reject(new TypeError("fetch failed"));
+      }
       return (gate ? gate.promise : Promise.resolve()).then(fetcher);
     },
     onRecovery: (result) => recoveries.push(result),
+    onTokenError: (error) => tokenErrors.push(error.message),
   });
   const { socket } = live;
   sockets.add(socket);
@@ -258,10 +265,13 @@ async function withRecoveryJs(alice, erin) {
 
   await post(alice, "rjs before", erin.id);
   await until(() => received.length === 1, "the first message");
+  // Drop; the first token request of the reconnection fails on the network, the
+  // next one (socket.io-client's retry) is held while messages are sent.
   gate = deferred();
+  failNext = true;
   const calls = tokenCalls;
   socket.io.engine.close();
-  await until(() => !socket.connected && tokenCalls > calls, "the reconnection attempt");
+  await until(() => !socket.connected && tokenCalls > calls + 1, "the retried reconnection");
   for (let i = 0; i < 5; i += 1) await post(alice, `rjs gap ${i}`, erin.id);
   gate.resolve();
   gate = null;
@@ -271,11 +281,32 @@ async function withRecoveryJs(alice, erin) {
   await sleep(QUIET_MS);
 
   out.recoveries = recoveries;
+  out.token_errors = tokenErrors;
   out.received = received.map(({ text, recovered }) => ({ text, recovered }));
   out.position_is_the_last_received = live.position === received[received.length - 1].position;
   out.last_recovery = live.lastRecovery;
   live.close();
   sockets.delete(socket);
+  return out;
+}
+
+// 4. recovery.js when the server refuses the token request (a revoked or bad JWT):
+// the handshake fails with INVALID_TOKEN and the socket stops retrying.
+async function refusedToken() {
+  const TransomRecovery = createRequire(import.meta.url)(RECOVERY_JS);
+  const errors = [];
+  const live = TransomRecovery.connect(io, {
+    url: BASE,
+    socketOptions: { transports: ["websocket"], forceNew: true, ...RECONNECT },
+    fetchToken: TransomRecovery.tokenFetcher(() => "not-a-jwt", `${BASE}/api/v1/user/sockettoken`),
+    onTokenError: (error) => errors.push({ message: error.message, status: error.status }),
+  });
+  sockets.add(live.socket);
+  const refusal = await new Promise((resolve) => live.socket.once("connect_error", (error) => resolve(error.message)));
+  await sleep(QUIET_MS);
+  const out = { refusal, errors, active: live.socket.active, connected: live.socket.connected };
+  live.close();
+  sockets.delete(live.socket);
   return out;
 }
 
@@ -299,6 +330,7 @@ async function main() {
   }
 
   results.recovery_js = await withRecoveryJs(alice, erin);
+  results.refused_token = await refusedToken();
 }
 
 main().then(
