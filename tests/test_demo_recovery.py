@@ -16,6 +16,8 @@ import pytest
 
 # One bake, one install, one running app for every module that uses them.
 pytest_plugins = ("tests.running_app",)
+# make test's workers (pytest-xdist --dist loadgroup): the flow runs once, on one worker.
+pytestmark = pytest.mark.xdist_group("recovery-clients")
 
 GAP_MESSAGES = 8
 HISTORY_PAGE = 20  # the page's GET /api/v1/db/message?limit=20

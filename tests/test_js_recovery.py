@@ -16,6 +16,8 @@ from .conftest import DEFAULT_SLUG
 
 # One bake, one install, one running app for every module that uses them.
 pytest_plugins = ("tests.running_app",)
+# make test's workers (pytest-xdist --dist loadgroup): the flow runs once, on one worker.
+pytestmark = pytest.mark.xdist_group("recovery-clients")
 
 BAD_POSITIONS = ("malformed", "unknown", "long", "number", "object")
 GAP_MESSAGES = 12
