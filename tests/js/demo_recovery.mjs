@@ -114,7 +114,8 @@ function eventsIn(payload) {
     if (!packet.startsWith("42")) continue;
     try {
       const [event, first] = JSON.parse(packet.slice(2));
-      out.push({ event, id: first && first._id ? first._id : null, payload: event === "recovery" ? first : null });
+      const id = first && first._id ? first._id : null;
+      out.push({ event, id, payload: event === "recovery" ? first : null });
     } catch {
       // not JSON: not an event of ours
     }
@@ -215,12 +216,18 @@ function restore(tab) {
 }
 
 async function main() {
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 30000,
+  });
   results.browser_version = browser.version();
 
   // The other user only uses the API.
   const sender = await newAccount("sender");
-  sender.jwt = (await apiOk("POST", "/api/v1/user/login", { body: { username: sender.username, password: sender.password } })).token;
+  const login = { username: sender.username, password: sender.password };
+  sender.jwt = (await apiOk("POST", "/api/v1/user/login", { body: login })).token;
   const person = await newAccount("person");
   results.person = person.id;
 

@@ -106,6 +106,8 @@ function record(socket) {
   return socket;
 }
 
+const hasMessage = (socket, id) => socket.log.some((e) => e.event === "message" && e.args[0]._id === id);
+
 const describe = (entry) => ({
   event: entry.event,
   argc: entry.args.length,
@@ -159,7 +161,7 @@ async function dropAndRecover(alice, bob, carol) {
   out.first_connection = socket.log.map(describe);
 
   const before = await post(alice, `before the drop ${randomBytes(2).toString("hex")}`);
-  await until(() => socket.log.some((e) => e.event === "message" && e.args[0]._id === before._id), "the first message");
+  await until(() => hasMessage(socket, before._id), "the first message");
   out.before = { id: before._id, position: lastPosition };
 
   // Cut the transport: the socket reconnects by itself; the gate holds that reconnection.
@@ -210,7 +212,9 @@ async function dropAndRecover(alice, bob, carol) {
 // 2. A position the server cannot use: complete false, no replay, the socket works.
 async function badPosition(alice, bob, position) {
   const { token } = await socketToken(bob);
-  const socket = record(io(BASE, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { token, position } }));
+  const socket = record(
+    io(BASE, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { token, position } }),
+  );
   sockets.add(socket);
   const out = {};
   const refused = deferred();
@@ -223,7 +227,7 @@ async function badPosition(alice, bob, position) {
   out.outcome = outcome;
   if (outcome === "connected") {
     const live = await post(alice, `live after a bad position ${randomBytes(2).toString("hex")}`, bob.id);
-    await until(() => socket.log.some((e) => e.event === "message" && e.args[0]._id === live._id), "a live message");
+    await until(() => hasMessage(socket, live._id), "a live message");
     await sleep(QUIET_MS / 2);
     out.live_id = live._id;
     out.events = socket.log.map(describe);
@@ -259,7 +263,9 @@ async function withRecoveryJs(alice, erin) {
   const { socket } = live;
   sockets.add(socket);
   const received = [];
-  socket.on("message", (payload, meta) => received.push({ text: payload.text, recovered: meta?.recovered === true, position: meta?.position }));
+  socket.on("message", (payload, meta) => {
+    received.push({ text: payload.text, recovered: meta?.recovered === true, position: meta?.position });
+  });
   await until(() => socket.connected, "the recovery.js socket");
   const out = (results.recovery_js = { position_after_connect: live.position });
 
@@ -302,7 +308,9 @@ async function refusedToken() {
     onTokenError: (error) => errors.push({ message: error.message, status: error.status }),
   });
   sockets.add(live.socket);
-  const refusal = await new Promise((resolve) => live.socket.once("connect_error", (error) => resolve(error.message)));
+  const refusal = await new Promise((resolve) => {
+    live.socket.once("connect_error", (error) => resolve(error.message));
+  });
   await sleep(QUIET_MS);
   const out = { refusal, errors, active: live.socket.active, connected: live.socket.connected };
   live.close();

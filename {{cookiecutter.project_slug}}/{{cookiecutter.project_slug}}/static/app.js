@@ -138,7 +138,10 @@
       $("drop").disabled = true;
       if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry
     });
-    socket.on("message", (message, meta) => received(message, meta && meta.recovered ? "recovered" : "live"));
+    // meta: the trailing {position}; recovery.js marks the replayed messages.
+    socket.on("message", (message, meta) => {
+      received(message, meta && meta.recovered ? "recovered" : "live");
+    });
     socket.on("presence", (event) => {
       knownUsers.set(event.user._id, event.user);
       showPresence(event.user, event.online);
@@ -180,7 +183,8 @@
     const plural = count === 1 ? "message" : "messages";
     if (!complete) {
       recoveryNote(
-        "Recovery was incomplete: some messages sent while you were disconnected could not be replayed. The message list was reloaded.",
+        "Recovery was incomplete: some messages sent while you were disconnected could not be " +
+          "replayed. The message list was reloaded.",
         "incomplete",
       );
       reloadMessages().catch((error) => notice(error.message));

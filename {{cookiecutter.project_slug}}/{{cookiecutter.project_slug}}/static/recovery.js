@@ -18,6 +18,7 @@
 //   live.position      // the last position received (or the socket token's), or null
 //   live.lastRecovery  // {complete, count} of the last reconnection, or null
 //   live.close()       // disconnect for good
+//   TransomRecovery.trailingMeta(args)  // an event's trailing {position} argument, or null
 //
 // What it does:
 // - Every (re)connection fetches a fresh one-time socket token (socket.io-client calls the
