@@ -6,7 +6,8 @@ closes the transport, as a network failure would; while the page reconnects (its
 socket-token request is held), another user sends messages through the API. Within the
 recovery window the page then shows each of them once, in order, marked recovered; past
 the window (more messages than RECOVERY_MAX_MESSAGES) it says recovery was incomplete
-and reloads the list through the REST API. A screenshot of the recovered page is kept
+and reloads the list through the REST API. The page's own Disconnect then Connect
+recovers what was sent in between as well. A screenshot of the recovered page is kept
 in test-artifacts/demo-recovery.png.
 """
 
@@ -120,6 +121,16 @@ def test_past_the_window_the_page_reloads_the_list_through_the_api(demo):
     newest = exceeded["sent"][-HISTORY_PAGE:]
     assert ids == [exceeded["live"], *reversed(newest)]
     assert not any(item["recovered"] == "true" for item in listed), listed[:3]
+
+
+def test_disconnect_then_connect_recovers_what_was_sent_in_between(demo):
+    step = demo["reconnect_button"]
+    assert step["note"] == "Recovered 2 messages sent while you were disconnected."
+    wire = recovery_and_messages(step["wire"])
+    assert wire[0]["payload"] == {"complete": True, "count": 2}, wire[:3]
+    assert messages_on_the_wire(wire) == step["sent"]
+    recovered = [item["id"] for item in step["list"] if item["recovered"] == "true"]
+    assert list(reversed(recovered)) == step["sent"]
 
 
 def test_a_screenshot_of_the_recovered_page_is_kept(demo, screenshot):

@@ -7,6 +7,7 @@
 //  1. within the window: the page shows every message once, in order, marked recovered;
 //  2. window exceeded (more messages than RECOVERY_MAX_MESSAGES while away): the page
 //     says recovery was incomplete and reloads the list through the REST API.
+//  3. the page's Disconnect then Connect: what was sent in between is recovered too.
 // Every Socket.IO event the page receives (polling and websocket) is recorded too, so
 // "once" is checked on the wire, not only in the list (which is keyed by message id).
 //
@@ -290,6 +291,26 @@ async function main() {
     list: await listed(page),
     wire: seen.wire.slice(cut2.wireMark),
     requests: seen.requests.slice(cut2.requestMark),
+  };
+
+  // 3. The page's own Disconnect, then Connect: the new socket goes on from the last
+  // position, so what was sent in between is recovered too.
+  const wireMark = seen.wire.length;
+  await page.click("#disconnect");
+  await page.waitForSelector('#status[data-state="disconnected"]');
+  const between = [];
+  for (let i = 0; i < 2; i += 1) {
+    between.push(await post(sender, `between disconnect and connect ${i} (${stamp})`));
+  }
+  await page.click("#connect");
+  await page.waitForSelector('#recovery[data-state="complete"]');
+  for (const message of between) await shows(page, message.text);
+  await sleep(QUIET_MS);
+  results.reconnect_button = {
+    sent: between.map((m) => m._id),
+    note: (await page.textContent("#recovery")).trim(),
+    list: await listed(page),
+    wire: seen.wire.slice(wireMark),
   };
   seen.notice = (await page.textContent("#notice")).trim();
   seen.csp_violations = await page.evaluate(() => window.__cspViolations);
