@@ -118,8 +118,9 @@ def test_recovery_js_marks_the_replayed_messages_and_keeps_the_last_position(flo
         {"complete": True, "count": 5},
     ], rjs["recoveries"]
     assert rjs["last_recovery"] == {"complete": True, "count": 5}
-    # The first token request of the reconnection failed on the network: retried.
-    assert rjs["token_errors"] == ["fetch failed"], rjs["token_errors"]
+    # The reconnection's first token request failed on the network, the second was
+    # answered 429: both retried.
+    assert rjs["token_errors"] == ["fetch failed", "socket token: HTTP 429"], rjs["token_errors"]
     assert rjs["position_is_the_last_received"] is True
 
 

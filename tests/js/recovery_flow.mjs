@@ -242,7 +242,7 @@ async function withRecoveryJs(alice, erin) {
   const TransomRecovery = createRequire(import.meta.url)(RECOVERY_JS);
   const fetcher = TransomRecovery.tokenFetcher(() => erin.jwt, `${BASE}/api/v1/user/sockettoken`);
   let gate = null;
-  let failNext = false; // the next token request fails as a network failure would
+  const failures = []; // what the next token requests fail with, in turn
   let tokenCalls = 0;
   const recoveries = [];
   const tokenErrors = [];
@@ -251,10 +251,7 @@ async function withRecoveryJs(alice, erin) {
     socketOptions: { transports: ["websocket"], forceNew: true, ...RECONNECT },
     fetchToken: () => {
       tokenCalls += 1;
-      if (failNext) {
-        failNext = false;
-        return Promise.reject(new TypeError("fetch failed"));
-      }
+      if (failures.length) return Promise.reject(failures.shift());
       return (gate ? gate.promise : Promise.resolve()).then(fetcher);
     },
     onRecovery: (result) => recoveries.push(result),
@@ -271,13 +268,15 @@ async function withRecoveryJs(alice, erin) {
 
   await post(alice, "rjs before", erin.id);
   await until(() => received.length === 1, "the first message");
-  // Drop; the first token request of the reconnection fails on the network, the
-  // next one (socket.io-client's retry) is held while messages are sent.
+  // Drop; the first token request of the reconnection fails on the network, the next
+  // one is answered 429; the one after (socket.io-client's retries) is held while
+  // messages are sent.
   gate = deferred();
-  failNext = true;
+  const busy = Object.assign(new Error("socket token: HTTP 429"), { status: 429 });
+  failures.push(new TypeError("fetch failed"), busy);
   const calls = tokenCalls;
   socket.io.engine.close();
-  await until(() => !socket.connected && tokenCalls > calls + 1, "the retried reconnection");
+  await until(() => !socket.connected && tokenCalls > calls + 2, "the retried reconnection");
   for (let i = 0; i < 5; i += 1) await post(alice, `rjs gap ${i}`, erin.id);
   gate.resolve();
   gate = null;

@@ -31,15 +31,22 @@
 //   argument, so a page can mark them. `complete: false` means the server could not replay
 //   everything (the position is older than its retention window, or unknown): reload state
 //   through the REST API.
-// - A token fetch that fails on the network drops that attempt and lets socket.io-client
-//   retry with its back-off; one the server refused (the error has an HTTP `status`, as the
-//   default fetcher's errors do) lets the handshake fail with INVALID_TOKEN (no retry).
+// - A token fetch that fails on the network, or that the server answers 408, 429 or 5xx
+//   (errors carry the HTTP `status`, as tokenFetcher's do), drops that attempt and lets
+//   socket.io-client retry with its back-off. Any other refusal (401: the JWT expired or
+//   was revoked) lets the handshake fail with INVALID_TOKEN, and the socket stops.
 (function (root, factory) {
   "use strict";
   if (typeof module === "object" && module.exports) module.exports = factory();
   else root.TransomRecovery = factory();
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";
+
+  /** Is a failed token fetch worth another try (network, timeout, rate limit, 5xx)? */
+  function retryable(error) {
+    const status = error && error.status;
+    return !status || status === 408 || status === 429 || status >= 500;
+  }
 
   /** The trailing {position} object of an event's arguments, or null. */
   function trailingMeta(args) {
@@ -99,7 +106,7 @@
           },
           function (error) {
             onTokenError(error);
-            if (error && error.status) callback({});
+            if (!retryable(error)) callback({});
             else if (socket && socket.io.engine) socket.io.engine.close();
           },
         );
