@@ -75,9 +75,16 @@ class RedisHistory:
         )
         self._append = self._redis.register_script(_APPEND)
         self._limits = (max_messages, retention_seconds * 1000)
-        self._redis_url = redis_url
+        # A connection of its own for the reader: XREAD blocks it for up to BLOCK_MS.
+        self._reading = aioredis.Redis.from_url(
+            redis_url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=BLOCK_MS / 1000 + 5,
+        )
         self._reader: asyncio.Future[None] | None = None
         self._starting = asyncio.Lock()
+        self._closing = False
 
     async def start(self) -> None:
         """Start delivering the stream's new entries to this process's sockets."""
@@ -159,38 +166,30 @@ class RedisHistory:
         return never_trimmed and after < newest
 
     async def _deliver_forever(self, after: str | None) -> None:
-        # A connection of its own: XREAD blocks it for up to BLOCK_MS.
-        reader = aioredis.Redis.from_url(
-            self._redis_url,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=BLOCK_MS / 1000 + 5,
-        )
         pause = 1.0
-        try:
-            while True:
-                try:
-                    if after is None:
-                        after = await self._newest()
-                    reply = await reader.xread(
-                        {self._stream: after}, count=READ_BATCH, block=BLOCK_MS
-                    )
-                    pause = 1.0
-                except aioredis.RedisError as error:
-                    log.warning(
-                        "message history: reading the stream failed (%s); retrying in %.0fs",
-                        type(error).__name__,
-                        pause,
-                    )
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 30.0)
-                    continue
-                for _stream, batch in reply:
-                    for entry_id, fields in batch:
-                        after = entry_id
-                        await self._deliver(_entry(entry_id, fields))
-        finally:
-            await reader.aclose()
+        while not self._closing:
+            try:
+                if after is None:
+                    after = await self._newest()
+                reply = await self._reading.xread(
+                    {self._stream: after}, count=READ_BATCH, block=BLOCK_MS
+                )
+                pause = 1.0
+            except aioredis.RedisError as error:
+                if self._closing:
+                    return
+                log.warning(
+                    "message history: reading the stream failed (%s); retrying in %.0fs",
+                    type(error).__name__,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+                continue
+            for _stream, batch in reply:
+                for entry_id, fields in batch:
+                    after = entry_id
+                    await self._deliver(_entry(entry_id, fields))
 
     async def _deliver(self, entry: Entry | None) -> None:
         if entry is None:
@@ -207,10 +206,17 @@ class RedisHistory:
             log.exception("message history: delivering %s failed", entry.position)
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait({self._reader}, timeout=1)
+            if not self._reader.done():
+                # A cancelled XREAD can stay blocked in the client: cut its connection.
+                await self._reading.connection_pool.disconnect()
+                await asyncio.wait({self._reader}, timeout=5)
+            if self._reader.done() and not self._reader.cancelled():
+                self._reader.exception()  # retrieved: a failure at close is not news
+        await self._reading.aclose()
         await self._redis.aclose()
 
 

@@ -158,6 +158,11 @@ def message_history(settings: Settings, sio: socketio.AsyncServer) -> History:
 {%- endif %}
 
 
+def _forget_failure(written: asyncio.Future[None]) -> None:
+    if not written.cancelled():
+        written.exception()
+
+
 def socketio_route(sio: SocketServer) -> tuple[str, type]:
     """The Tornado route for ``/socket.io/``: engine.io's handler (the fast path's
     subclass of it when on), whose WebSockets close when engine.io is done with them,
@@ -186,6 +191,15 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
         def on_close(self) -> None:
             sio.websocket_closed(self)
             super().on_close()
+
+        def write_message(self, message: Any, binary: bool = False) -> asyncio.Future[None]:
+            # engine.io drops the future Tornado returns; a write that a closing connection
+            # cuts short would fail it unretrieved ("Task exception was never retrieved",
+            # logged as an ERROR for every client that leaves mid-delivery). The socket's
+            # close is handled by engine.io already: retrieve and forget.
+            written = super().write_message(message, binary=binary)
+            written.add_done_callback(_forget_failure)
+            return written
 
     class SocketIOHandler(guarded(EngineIOTransport)):  # type: ignore[misc]
         def initialize(self) -> None:
