@@ -58,6 +58,9 @@ class Replay:
 
     complete: bool  # False: the position is unknown, malformed or older than the history
     entries: list[Entry]
+    # The newest position the replay covers: later messages reach the socket live (held
+    # until the replay is over); held ones up to it are in the replay or were received.
+    through: str | None = None
 
 
 INCOMPLETE = Replay(complete=False, entries=[])
@@ -90,7 +93,11 @@ class History(Protocol):
         None when the history's store does not answer."""
 
     async def since(self, position: object, rooms: Collection[str]) -> Replay:
-        """The entries after ``position`` sent to any of ``rooms``, in order."""
+        """The entries after ``position`` sent to any of ``rooms``, in order, up to the
+        newest that this process has delivered (``Replay.through``)."""
+
+    def is_after(self, position: str, than: str) -> bool:
+        """Whether ``position`` comes after ``than`` (False if either is not one of ours)."""
 
     async def close(self) -> None:
         """Release tasks and connections."""
@@ -132,11 +139,8 @@ class LocalHistory:
 
     async def since(self, position: object, rooms: Collection[str]) -> Replay:
         self._trim()
-        match = self._POSITION.fullmatch(position) if isinstance(position, str) else None
-        if match is None or match[1] != self._epoch:
-            return INCOMPLETE
-        after = int(match[2])
-        if not self._trimmed_through <= after <= self._sequence:
+        after = self._sequence_of(position) if isinstance(position, str) else None
+        if after is None or not self._trimmed_through <= after <= self._sequence:
             return INCOMPLETE
         wanted = set(rooms)
         entries = [
@@ -144,7 +148,17 @@ class LocalHistory:
             for sequence, _at, entry in self._entries
             if sequence > after and not entry.rooms.isdisjoint(wanted)
         ]
-        return Replay(complete=True, entries=entries)
+        # Appending and delivering happen with no await in between: everything kept
+        # has been delivered.
+        return Replay(complete=True, entries=entries, through=await self.head())
+
+    def is_after(self, position: str, than: str) -> bool:
+        first, second = self._sequence_of(position), self._sequence_of(than)
+        return first is not None and second is not None and first > second
+
+    def _sequence_of(self, position: str) -> int | None:
+        match = self._POSITION.fullmatch(position)
+        return int(match[2]) if match and match[1] == self._epoch else None
 
     def _trim(self) -> None:
         oldest = time.monotonic() - self._retention

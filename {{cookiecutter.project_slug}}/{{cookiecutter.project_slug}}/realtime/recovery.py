@@ -8,12 +8,13 @@ A client that reconnects sends the position of the last message it received
 2. once Socket.IO's CONNECT is on its way, reads the history after the position
    for the socket's rooms, and sends ``recovery`` ``{"complete", "count"}``, then
    the replayed messages in order;
-3. delivers what was held meanwhile, skipping messages the replay already
-   contained, and only then lets deliveries through again.
+3. delivers what was held meanwhile that comes after the replay, and only then
+   lets deliveries through again.
 
-A message emitted while this runs is either in the history read (it was kept
-before the read) or held (it was delivered after the socket joined its rooms),
-or both: never neither, and never delivered twice.
+The replay covers the history up to the newest message this process has handed
+to delivery (``Replay.through``); each later one is decided after the socket
+joined its rooms, so it is held. A message is thus in the replay, or held past
+it, or both (then sent once): never neither, never twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import socketio
 
-from .history import INCOMPLETE, History, position_of
+from .history import INCOMPLETE, History, Replay, position_of
 from .rooms import NAMESPACE, RoomManager
 
 log = logging.getLogger(__name__)
@@ -85,18 +86,24 @@ class Recovery:
                 replay = INCOMPLETE
             summary = {"complete": replay.complete, "count": len(replay.entries)}
             await self._send(RECOVERY_EVENT, summary, sid)
-            replayed = set()
             for entry in replay.entries:
                 await self._send(entry.event, entry.delivered_args(), sid)
-                replayed.add(entry.position)
             # No await between finding nothing held and releasing: a message emitted
             # after the release is delivered directly, after everything held.
             while held := manager.take_held(sid):
                 for event, data in held:
-                    if position_of(data) not in replayed:
+                    if self._is_new(position_of(data), replay):
                         await self._send(event, data, sid)
         finally:
             manager.release(sid)
+
+    def _is_new(self, position: str | None, replay: Replay) -> bool:
+        """Whether a held message is neither in the replay nor one the client had: past
+        ``replay.through``. Without a position (other events), or after an incomplete
+        recovery, everything held is new."""
+        if position is None or not replay.complete or replay.through is None:
+            return True
+        return self.history.is_after(position, replay.through)
 
     async def _send(self, event: str, data: Any, sid: str) -> None:
         # Straight to this process's socket: past the hold and any message queue.

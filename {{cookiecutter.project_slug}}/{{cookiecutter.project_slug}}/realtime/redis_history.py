@@ -37,6 +37,7 @@ EMPTY = "0-0"  # the position before the first entry of a stream
 READ_BATCH = 512
 REPLAY_BATCH = 1000
 BLOCK_MS = 10_000
+READER_WAIT_SECONDS = 5.0
 
 # KEYS: the stream. ARGV: the entry, its rooms, the most entries kept, the retention in ms.
 _APPEND = """
@@ -44,6 +45,7 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'r', ARGV[2], 'm'
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
 if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) * 2)
 return id
 """
 
@@ -85,6 +87,10 @@ class RedisHistory:
         self._reader: asyncio.Future[None] | None = None
         self._starting = asyncio.Lock()
         self._closing = False
+        # The newest entry this process's reader has handed to delivery: entries up to it
+        # were delivered (or not) to each socket by the rooms it was in then; later ones
+        # will reach a socket held for recovery, or, once released, the socket itself.
+        self._delivered_through: str | None = None
 
     async def start(self) -> None:
         """Start delivering the stream's new entries to this process's sockets."""
@@ -97,6 +103,7 @@ class RedisHistory:
                 except aioredis.RedisError as error:
                     log.warning("message history: Redis failed (%s)", type(error).__name__)
                     after = None
+                self._delivered_through = after
                 self._reader = asyncio.ensure_future(self._deliver_forever(after))
 
     async def emit(self, event: str, args: tuple[Any, ...], rooms: list[str]) -> None:
@@ -126,15 +133,22 @@ class RedisHistory:
         return EMPTY
 
     async def since(self, position: object, rooms: Collection[str]) -> Replay:
+        """The entries after ``position`` up to those this process's reader has delivered
+        (the later ones reach the socket through its hold)."""
         after = stream_id(position)
-        if after is None:
+        if after is None or after > (stream_id(await self._newest()) or (0, 0)):
+            return INCOMPLETE
+        through = await self._reader_past(after)
+        if through is None:
             return INCOMPLETE
         wanted = set(rooms)
         entries: list[Entry] = []
         still_kept = False  # is the entry at the position itself still in the stream?
         cursor = str(position)  # inclusive: the first entry read tells whether it is
         while True:
-            batch = await self._redis.xrange(self._stream, min=cursor, count=REPLAY_BATCH)
+            batch = await self._redis.xrange(
+                self._stream, min=cursor, max=through, count=REPLAY_BATCH
+            )
             for entry_id, fields in batch:
                 if entry_id == position:
                     still_kept = True
@@ -148,8 +162,25 @@ class RedisHistory:
                 break
             cursor = f"({batch[-1][0]}"
         if still_kept or await self._nothing_lost_after(after):
-            return Replay(complete=True, entries=entries)
+            return Replay(complete=True, entries=entries, through=through)
         return INCOMPLETE
+
+    async def _reader_past(self, after: tuple[int, int]) -> str | None:
+        """Wait (briefly) until this process's reader has delivered the entry at ``after``:
+        a client may come back from a process whose reader was ahead of this one's.
+        None if it does not within READER_WAIT_SECONDS."""
+        deadline = asyncio.get_running_loop().time() + READER_WAIT_SECONDS
+        while True:
+            through = self._delivered_through
+            if through is not None and (stream_id(through) or (0, 0)) >= after:
+                return through
+            if asyncio.get_running_loop().time() > deadline:
+                return None
+            await asyncio.sleep(0.01)
+
+    def is_after(self, position: str, than: str) -> bool:
+        first, second = stream_id(position), stream_id(than)
+        return first is not None and second is not None and first > second
 
     async def _nothing_lost_after(self, after: tuple[int, int]) -> bool:
         """For a position that is not (or no longer) an entry of the stream: True if no
@@ -170,7 +201,7 @@ class RedisHistory:
         while not self._closing:
             try:
                 if after is None:
-                    after = await self._newest()
+                    after = self._delivered_through = await self._newest()
                 reply = await self._reading.xread(
                     {self._stream: after}, count=READ_BATCH, block=BLOCK_MS
                 )
@@ -188,7 +219,9 @@ class RedisHistory:
                 continue
             for _stream, batch in reply:
                 for entry_id, fields in batch:
-                    after = entry_id
+                    # Marked before delivery starts: which sockets an entry reaches is
+                    # decided as soon as it does, with no await in between.
+                    after = self._delivered_through = entry_id
                     await self._deliver(_entry(entry_id, fields))
 
     async def _deliver(self, entry: Entry | None) -> None:
