@@ -52,6 +52,8 @@ from socketio import packet as sio_packet
 from .indexed_rooms import IndexedRooms
 
 Handler = tornado.websocket.WebSocketHandler
+# A socket's engine.io socket, its outgoing queue, its WebSocket connection and stream.
+Target = tuple[Any, Any, Any, tornado.iostream.IOStream]
 
 _TEXT_FIN = 0x81  # FIN bit + text opcode
 
@@ -84,6 +86,9 @@ class FanoutManager(IndexedRooms):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.websocket_handlers: dict[str, Handler] = {}
+        # What ``_resolve`` found for a socket (eio_sid -> its engine.io socket, queue,
+        # WebSocket connection and stream), so that later emits only check its state.
+        self._targets: dict[str, Target] = {}
         # Frames waiting for the end of this event-loop pass, per stream, in order.
         self._batches: dict[tornado.iostream.IOStream, list[bytes]] = {}
         self._batched_frames = 0
@@ -108,18 +113,50 @@ class FanoutManager(IndexedRooms):
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         slow: list[asyncio.Task[None]] = []
         fast = 0
-        now = time.time()
+        # A socket whose last ping is older than this is past its ping timeout.
+        stale = time.time() - self.server.eio.ping_timeout
+        targets = self._targets
+        batches = self._batches
+        # This loop is what a delivery costs, so it is written out inline. A socket
+        # resolved before (``_targets``) is only checked for what can change: its
+        # session closing, a packet in its queue, its ping timeout, its WebSocket
+        # closing. Anything else, or any doubt, goes through ``_resolve`` again.
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
                 continue
-            stream = self._fast_stream(eio_sid, now)
-            if stream is not None:
-                self._batch(stream, frame_bytes)
-                fast += 1
-                if self._batched_frames >= self.chunk_size:
-                    await asyncio.sleep(0)  # the batches so far are written meanwhile
+            target = targets.get(eio_sid)
+            if target is not None:
+                sock, queue, connection, stream = target
+                if (
+                    sock.closing
+                    or sock.closed
+                    or queue._unfinished_tasks  # a packet is queued or being written
+                    or (sock.last_ping and sock.last_ping < stale)
+                    or connection.client_terminated
+                    or connection.server_terminated
+                    or stream._closed
+                ):
+                    del targets[eio_sid]
+                    target = None
+            if target is None:
+                target = self._resolve(eio_sid, stale)
+                if target is None:
+                    task = self.server._send_eio_packet(eio_sid, message)
+                    slow.append(asyncio.create_task(task))
+                    continue
+                stream = target[3]
+            if not self._batched_frames:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._batched_frames += 1
+            batch = batches.get(stream)
+            if batch is None:
+                batches[stream] = [frame_bytes]
             else:
-                slow.append(asyncio.create_task(self.server._send_eio_packet(eio_sid, message)))
+                batch.append(frame_bytes)
+            fast += 1
+            if self._batched_frames >= self.chunk_size:
+                await asyncio.sleep(0)  # the batches so far are written meanwhile
+                batches = self._batches
         self.delivered_fast += fast
         self.delivered_normal += len(slow)
         if slow:
@@ -136,17 +173,17 @@ class FanoutManager(IndexedRooms):
         message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
         return message, websocket_text_frame(message.encode().encode())
 
-    def _fast_stream(self, eio_sid: str, now: float) -> tornado.iostream.IOStream | None:
-        """The socket's stream if a frame written to it now keeps its order, else None."""
-        eio_server = self.server.eio
-        sock = eio_server.sockets.get(eio_sid)
+    def _resolve(self, eio_sid: str, stale: float) -> Target | None:
+        """The socket's target if a frame written to its stream now keeps its order,
+        else None; a target found is remembered for the next emits."""
+        sock = self.server.eio.sockets.get(eio_sid)
         if (
             sock is None
             or not sock.upgraded
             or sock.closing
             or sock.closed
             or sock.queue._unfinished_tasks  # a packet is queued or being written
-            or (sock.last_ping and now - sock.last_ping > eio_server.ping_timeout)
+            or (sock.last_ping and sock.last_ping < stale)
         ):
             return None
         handler = self.websocket_handlers.get(eio_sid)  # upgraded by engine.io
@@ -161,17 +198,18 @@ class FanoutManager(IndexedRooms):
         stream = connection.stream
         if type(stream) is not tornado.iostream.IOStream or stream.closed():
             return None  # TLS streams and closed ones: the normal path
-        return stream
+        target = self._targets[eio_sid] = (sock, sock.queue, connection, stream)
+        return target
 
-    def _batch(self, stream: tornado.iostream.IOStream, frame: bytes) -> None:
-        if not self._batched_frames:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._batched_frames += 1
-        batch = self._batches.get(stream)
-        if batch is None:
-            self._batches[stream] = [frame]
-        else:
-            batch.append(frame)
+    def forget(self, eio_sid: str) -> None:
+        """Drop what was resolved for a socket whose transport or session ended."""
+        self._targets.pop(eio_sid, None)
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        eio_sid = self.rooms.get(namespace, {}).get(None, {}).get(sid)
+        if eio_sid is not None:
+            self.forget(eio_sid)
+        super().basic_disconnect(sid, namespace, **kwargs)
 
     def _flush(self) -> None:
         """Write every socket's batch: one system call per socket when its buffer is empty."""
