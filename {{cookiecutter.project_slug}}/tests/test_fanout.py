@@ -139,6 +139,27 @@ async def test_polling_and_upgraded_sockets_get_every_message_in_order(
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_the_transports_remembered_for_sockets_that_leave_are_forgotten(
+    api, sockets, messages, manager
+):
+    _user, clients = await user_sockets(api, sockets, 3, name="leaver")
+    await messages.emitToEveryone("seq", 0)
+    for client in clients:
+        assert await client.wait_for("seq", 1) == [0]
+    assert len(manager._targets) == 3, "each socket's stream is found once, then remembered"
+    await clients[0].client.disconnect()
+    for _ in range(100):
+        if len(manager._targets) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(manager._targets) == 2, "a socket that disconnects is forgotten"
+    await messages.emitToEveryone("seq", 1)
+    for client in clients[1:]:
+        assert await client.wait_for("seq", 2) == [0, 1]
+    assert clients[0].received("seq") == [0]
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_broken_connection_does_not_stop_the_others(api, sockets, messages, registry):
     victim, [victim_socket] = await user_sockets(api, sockets, 1, name="victim")
     _user, clients = await user_sockets(api, sockets, 3)
