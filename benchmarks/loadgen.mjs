@@ -51,6 +51,7 @@ const { values: opt } = parseArgs({
     "quiet-cores": { type: "string", default: "0.3" },
     "quiet-wait": { type: "string", default: "3" },
     run: { type: "string" },
+    pre: { type: "string", default: "10" },
   },
 });
 
@@ -213,7 +214,8 @@ function openSocket(client, auth, onMessage) {
       auth,
     });
     client.socket = socket;
-    socket.on(CHANNEL, (msg) => onMessage(client, msg));
+    // With recovery on, the app's message client adds a trailing {position} argument.
+    socket.on(CHANNEL, (msg, meta) => onMessage(client, msg, meta));
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", (error) => {
       socket.close();
@@ -462,6 +464,7 @@ async function modeFanout() {
       delivered: 0,
       late: 0,
       malformed: 0,
+      withPosition: 0,
       firstSend: Infinity,
       lastSend: -Infinity,
       lastRecv: -Infinity,
@@ -470,7 +473,7 @@ async function modeFanout() {
     };
   };
 
-  const onMessage = (client, msg) => {
+  const onMessage = (client, msg, meta) => {
     const now = nowMs();
     const b = burst;
     if (!msg || !b || msg.run !== b.runId) {
@@ -481,6 +484,9 @@ async function modeFanout() {
       }
       return;
     }
+    // Counted only: it tells whether the server ran with recovery (every message then
+    // carries a position) without changing what is measured.
+    if (meta && typeof meta.position === "string") b.withPosition += 1;
     if (!client.targeted) {
       client.unexpected += 1;
       return;
@@ -592,6 +598,7 @@ async function modeFanout() {
       unexpected: t.unexpected,
       late: b.late,
       malformed: b.malformed,
+      with_position: b.withPosition,
       sockets_complete: t.socketsComplete,
       timed_out: timedOut,
       exactly_once_in_order:
@@ -636,6 +643,7 @@ async function modeFanout() {
       unexpected: sum((r) => r.unexpected),
       late: sum((r) => r.late),
       malformed: sum((r) => r.malformed),
+      with_position: sum((r) => r.with_position),
       stray,
       timed_out: results.some((r) => r.timed_out),
       exactly_once_in_order: stray === 0 && results.every((r) => r.exactly_once_in_order),
@@ -657,9 +665,383 @@ async function modeFanout() {
   };
 }
 
+// ---------------------------------------------------------------- reconnect storm
+
+// At most `width` holders at once, served in the order they asked.
+function slots(width) {
+  let free = width;
+  const waiting = [];
+  return {
+    acquire() {
+      if (free > 0) {
+        free -= 1;
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => waiting.push(resolve));
+    },
+    release() {
+      const next = waiting.shift();
+      if (next) next();
+      else free += 1;
+    },
+  };
+}
+
+// python only (it needs socket tokens and the recovery contract of issue 16). Connect
+// --clients sockets that reconnect by themselves (socket.io-client's own reconnection,
+// its default delays), each with an `auth` callback that fetches a fresh socket token
+// and sends the last position received (or, with none yet, the token's `position`), at
+// most --concurrency token + handshake pairs at a time, as the connect scenario does.
+// Then: a checked burst of --pre messages (every socket holds a position), every socket
+// drops its transport (engine.close()), and once the server counts no socket, --count
+// messages are emitted (/bench/broadcast, as in fanout). Until they are, the `auth`
+// callbacks wait (an engine.io transport may reopen meanwhile, a CONNECT is not sent);
+// then everything reconnects. Measured from that moment ("reconnect start"): the time
+// until every socket has received all --count messages exactly once, in order, after a
+// `recovery` event with complete=true, with every deviation counted.
+async function modeStorm() {
+  if (SERVER !== "python") throw new Error("storm mode needs the python server");
+  const PRE = Number(opt.pre);
+  const userCount = Number(opt.users || CLIENTS);
+  const { users, seconds: usersSeconds } = await makeUsers(userCount);
+  const clients = usersFor(users, CLIENTS).map((user, index) => ({
+    index,
+    user,
+    socket: null,
+    holdsSlot: false,
+    lastPosition: null,
+    awaitingRecovery: false, // this connection's first event must be `recovery`
+    preSeen: 0,
+    reconnectedAt: null,
+    recoveredAt: null,
+    doneAt: null,
+    recoveries: 0,
+    incomplete: 0,
+    recoveryCount: 0,
+    seen: new Uint8Array(COUNT),
+    unique: 0,
+    duplicates: 0,
+    reordered: 0,
+    maxSeq: -1,
+    beforeRecovery: 0,
+    old: 0,
+  }));
+  const preRun = `${RUN}-pre`;
+  const stormRun = `${RUN}-storm`;
+  const width = slots(CONCURRENCY);
+  const tally = {
+    tokenErrors: 0,
+    connectErrors: 0,
+    firstError: null,
+    staleAuth: 0,
+    attempts: 0,
+    reopenedBeforeStart: 0,
+    disconnects: 0,
+    initialRecoveries: 0,
+    initialComplete: 0,
+    unexpectedRecoveries: 0,
+    withoutPosition: 0,
+    stray: 0,
+    progress: 0,
+  };
+  let phase = "initial"; // initial -> live -> down -> storm
+  let gate = Promise.resolve();
+  let openGate = () => {};
+  let done = 0;
+  let finish = () => {};
+  const finished = new Promise((resolve) => {
+    finish = resolve;
+  });
+
+  const release = (c) => {
+    if (c.holdsSlot) {
+      c.holdsSlot = false;
+      width.release();
+    }
+  };
+  const noteError = (error) => {
+    tally.firstError = tally.firstError || String(error?.message || error);
+  };
+
+  // What a recovering client does on every (re)connection: a fresh token, the last position.
+  const auth = (c) => (cb) => {
+    (async () => {
+      await gate;
+      await width.acquire();
+      c.holdsSlot = true;
+      const engine = c.socket.io.engine;
+      if (!engine || engine.readyState !== "open") {
+        // Closed while waiting (the server's SOCKETIO_CONNECT_TIMEOUT_SECONDS): the next
+        // transport calls auth again.
+        tally.staleAuth += 1;
+        release(c);
+        return;
+      }
+      let reply;
+      try {
+        reply = (await expectOk("POST", "/api/v1/user/sockettoken", undefined, c.user.jwt)).json;
+      } catch (error) {
+        tally.tokenErrors += 1;
+        noteError(error);
+        release(c);
+        engine.close(); // socket.io-client reconnects by itself, and asks again
+        return;
+      }
+      const position = c.lastPosition ?? reply.position;
+      c.awaitingRecovery = typeof position === "string";
+      cb(c.awaitingRecovery ? { token: reply.token, position } : { token: reply.token });
+    })().catch((error) => {
+      noteError(error);
+      release(c);
+    });
+  };
+
+  const onRecovery = (c, info) => {
+    tally.progress += 1;
+    if (phase !== "storm") {
+      tally.initialRecoveries += 1;
+      if (info && info.complete === true) tally.initialComplete += 1;
+      c.awaitingRecovery = false;
+      return;
+    }
+    if (!c.awaitingRecovery) {
+      tally.unexpectedRecoveries += 1;
+      return;
+    }
+    c.awaitingRecovery = false;
+    c.recoveries += 1;
+    if (!info || info.complete !== true) c.incomplete += 1;
+    if (info && Number.isInteger(info.count)) c.recoveryCount += info.count;
+    if (c.recoveredAt === null) c.recoveredAt = nowMs();
+  };
+
+  const onMessage = (c, msg, meta) => {
+    const now = nowMs();
+    tally.progress += 1;
+    if (meta && typeof meta.position === "string") c.lastPosition = meta.position;
+    else tally.withoutPosition += 1;
+    if (phase === "storm" && c.awaitingRecovery) c.beforeRecovery += 1;
+    if (!msg || (msg.run !== preRun && msg.run !== stormRun)) {
+      tally.stray += 1;
+      return;
+    }
+    if (msg.run === preRun) {
+      if (phase === "live") c.preSeen += 1;
+      else c.old += 1; // a message from before the drop, delivered again
+      return;
+    }
+    const seq = msg.seq;
+    if (!Number.isInteger(seq) || seq < 0 || seq >= COUNT) {
+      tally.stray += 1;
+      return;
+    }
+    if (c.seen[seq]) {
+      c.duplicates += 1;
+      return;
+    }
+    c.seen[seq] = 1;
+    c.unique += 1;
+    if (seq < c.maxSeq) c.reordered += 1;
+    else c.maxSeq = seq;
+    if (c.unique === COUNT) {
+      c.doneAt = now;
+      done += 1;
+      if (done === clients.length) finish();
+    }
+  };
+
+  const open = (c) =>
+    new Promise((resolve, reject) => {
+      const socket = io(URL_, { transports: ["websocket"], forceNew: true, timeout: 30000, auth: auth(c) });
+      c.socket = socket;
+      socket.on(CHANNEL, (msg, meta) => onMessage(c, msg, meta));
+      socket.on("recovery", (info) => onRecovery(c, info));
+      socket.on("connect", () => {
+        release(c);
+        tally.progress += 1;
+        if (phase === "initial") resolve();
+        else if (phase === "storm" && c.reconnectedAt === null) c.reconnectedAt = nowMs();
+      });
+      socket.on("connect_error", (error) => {
+        release(c);
+        tally.connectErrors += 1;
+        noteError(error);
+        if (phase === "initial") {
+          socket.close();
+          reject(new Error(`connect_error: ${error.message}`));
+        } else if (!socket.active) {
+          // Refused by the server: socket.io-client leaves that to the application.
+          setTimeout(() => socket.connect(), 1000);
+        }
+      });
+      socket.on("disconnect", () => {
+        if (phase === "live" || phase === "storm") tally.disconnects += 1;
+      });
+      socket.io.on("close", () => release(c));
+      socket.io.on("reconnect_attempt", () => {
+        tally.attempts += 1;
+      });
+      socket.io.on("open", () => {
+        if (phase === "down") tally.reopenedBeforeStart += 1;
+      });
+    });
+
+  // Connect, as the connect scenario does (but the `auth` callback holds the slot).
+  const connectStarted = nowMs();
+  let failures = 0;
+  await pool(clients.length, CONCURRENCY, async (i) => {
+    try {
+      await open(clients[i]);
+    } catch (error) {
+      failures += 1;
+      noteError(error);
+    }
+  });
+  const connectSeconds = (nowMs() - connectStarted) / 1000;
+  log(`connected ${clients.length - failures}/${CLIENTS} in ${round3(connectSeconds)}s`);
+  if (failures) throw new Error(`${failures} connections failed: ${tally.firstError}`);
+  await sleep(SETTLE_MS);
+
+  // Every socket receives a first burst, so it holds a position from a message.
+  phase = "live";
+  const send = (run, count) => expectOk("POST", "/bench/broadcast", { count, size: SIZE, run });
+  if (PRE > 0) {
+    await send(preRun, PRE);
+    const deadline = nowMs() + Number(opt["idle-timeout"]) * 1000;
+    while (clients.some((c) => c.preSeen < PRE) && nowMs() < deadline) await sleep(50);
+  }
+  const preOk = clients.every((c) => c.preSeen === PRE);
+  const positioned = clients.filter((c) => c.lastPosition !== null).length;
+  if (!preOk) log("warning: the first burst did not reach every socket");
+  if (positioned < clients.length) log(`warning: ${positioned} sockets hold a position`);
+
+  // Drop every transport; socket.io-client starts reconnecting by itself.
+  gate = new Promise((resolve) => {
+    openGate = resolve;
+  });
+  phase = "down";
+  const dropAt = nowMs();
+  for (const c of clients) c.socket.io.engine.close();
+  const emptyDeadline = nowMs() + 60000;
+  let onServer = null;
+  while (nowMs() < emptyDeadline) {
+    onServer = (await stats(false)).sockets;
+    if (onServer === 0) break;
+    await sleep(100);
+  }
+  const emptyAt = nowMs();
+  if (onServer !== 0) throw new Error(`${onServer} sockets still on the server 60 s after the drop`);
+  const emitted = (await send(stormRun, COUNT)).json;
+  log(`dropped ${clients.length}, server empty after ${round3((emptyAt - dropAt) / 1000)}s, ${COUNT} emitted`);
+
+  // Reconnect start.
+  const window = await openWindow();
+  const startAt = nowMs();
+  phase = "storm";
+  openGate();
+  const idleLimit = Math.max(30, Number(opt["idle-timeout"])) * 1000;
+  const hardDeadline = startAt + Number(opt.timeout) * 1000;
+  let timedOut = false;
+  let lastProgress = -1;
+  let lastProgressAt = nowMs();
+  while (done < clients.length) {
+    const tick = await Promise.race([finished.then(() => "done"), sleep(250).then(() => "tick")]);
+    if (tick === "done") break;
+    if (tally.progress !== lastProgress) {
+      lastProgress = tally.progress;
+      lastProgressAt = nowMs();
+    }
+    if (nowMs() - lastProgressAt > idleLimit || nowMs() > hardDeadline) {
+      timedOut = true;
+      break;
+    }
+  }
+  const cpu = await closeWindow(window);
+  await sleep(500); // late duplicates still count
+  phase = "end";
+  await closeAll(clients);
+
+  const sum = (f) => clients.reduce((a, c) => a + f(c), 0);
+  const latest = (f) => {
+    const values = clients.map(f);
+    return values.every((v) => v !== null) ? round3((Math.max(...values) - startAt) / 1000) : null;
+  };
+  const ok = (c) =>
+    c.unique === COUNT &&
+    c.duplicates === 0 &&
+    c.reordered === 0 &&
+    c.beforeRecovery === 0 &&
+    c.old === 0 &&
+    c.recoveries > 0 &&
+    c.incomplete === 0;
+  const recovered = clients.filter(ok).length;
+  const lost = sum((c) => COUNT - c.unique);
+  const duplicates = sum((c) => c.duplicates + c.old);
+  const allRecovered = latest((c) => c.doneAt);
+  const allReconnected = latest((c) => c.reconnectedAt);
+  const doneTimes = clients.filter((c) => c.doneAt !== null).map((c) => (c.doneAt - startAt) / 1000);
+  return {
+    mode: "storm",
+    server: SERVER,
+    clients: CLIENTS,
+    users: userCount,
+    count: COUNT,
+    size: SIZE,
+    users_setup_s: round3(usersSeconds),
+    connect: {
+      connections: clients.length - failures,
+      concurrency: CONCURRENCY,
+      seconds: round3(connectSeconds),
+      per_s: round3((clients.length - failures) / connectSeconds),
+      recovery_events: tally.initialRecoveries,
+      recovery_complete: tally.initialComplete,
+    },
+    pre: { messages: PRE, every_socket_received: preOk, sockets_with_position: positioned },
+    drop: {
+      server_empty_s: round3((emptyAt - dropAt) / 1000),
+      emit_ms: round3(emitted.emit_ms),
+      gap_s: round3((startAt - dropAt) / 1000),
+      transports_reopened_before_start: tally.reopenedBeforeStart,
+    },
+    storm: {
+      seconds: allRecovered,
+      reconnected_s: allReconnected,
+      from_drop_s: allRecovered === null ? null : round3(allRecovered + (startAt - dropAt) / 1000),
+      socket_done_s: summary(doneTimes),
+      sockets_per_s: allRecovered ? round3(clients.length / allRecovered) : null,
+      sockets: clients.length,
+      sockets_recovered: recovered,
+      messages_expected: clients.length * COUNT,
+      messages_recovered: sum((c) => c.unique),
+      lost,
+      duplicates,
+      reordered: sum((c) => c.reordered),
+      before_recovery: sum((c) => c.beforeRecovery),
+      incomplete_recoveries: sum((c) => c.incomplete),
+      sockets_without_recovery: clients.filter((c) => c.recoveries === 0).length,
+      recovery_events: sum((c) => c.recoveries),
+      recovery_count_total: sum((c) => c.recoveryCount),
+      unexpected_recoveries: tally.unexpectedRecoveries,
+      messages_without_position: tally.withoutPosition,
+      stray: tally.stray,
+      reconnect_attempts: tally.attempts,
+      stale_auth: tally.staleAuth,
+      token_errors: tally.tokenErrors,
+      connect_errors: tally.connectErrors,
+      first_error: tally.firstError,
+      disconnects: tally.disconnects,
+      timed_out: timedOut,
+      exactly_once_in_order:
+        !timedOut && recovered === clients.length && tally.stray === 0 && tally.unexpectedRecoveries === 0,
+      server_cpu_ms_per_socket: round3((cpu.server_cpu_s * 1000) / clients.length),
+      ...cpu,
+    },
+  };
+}
+
 // ---------------------------------------------------------------- main
 
-const modes = { tokens: modeTokens, fanout: modeFanout, idle: modeIdle };
+const modes = { tokens: modeTokens, fanout: modeFanout, idle: modeIdle, storm: modeStorm };
 const mode = modes[opt.mode];
 if (!mode) {
   console.error(`unknown --mode ${opt.mode}`);

@@ -71,6 +71,10 @@ FULL: dict[str, dict[str, Any]] = {
     "users_1000": {"clients": 1000, "count": 200, "fraction": 0.1},
     "idle_1000": {"clients": 1000},
     "idle_5000": {"clients": 5000, "users": 1000, "runs": 1},
+    # Issue 16: fan-out at 1,000 with recovery on and off (same run), and a reconnect
+    # storm (1,000 sockets drop their transport, K messages are emitted, all recover).
+    "fanout_1000_recovery": {"clients": 1000, "count": 50},
+    "reconnect_storm": {"clients": 1000, "count": 100, "runs": 1},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "tokens": {"duration": 2},
@@ -80,6 +84,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "users_1000": {"clients": 500, "count": 50, "fraction": 0.1},
     "idle_1000": {"clients": 500},
     "idle_5000": {"clients": 1000, "users": 250, "runs": 1},
+    "fanout_1000_recovery": {"clients": 500, "count": 20},
+    "reconnect_storm": {"clients": 250, "count": 100, "runs": 1},
 }
 SERVERS = {
     "tokens": ("python",),
@@ -89,8 +95,18 @@ SERVERS = {
     "users_1000": ("python", "node"),
     "idle_1000": ("python", "node"),
     "idle_5000": ("python", "node"),
+    "fanout_1000_recovery": ("python_recovery_on", "python_recovery_off"),
+    "reconnect_storm": ("python_recovery_on",),
 }
 ORDER = list(FULL)
+# The servers a run can start: kind -> (server, extra settings of the python app over
+# PYTHON_SERVER_ENV and --server-env). The recovery pair is the same app, one setting apart.
+KINDS: dict[str, tuple[str, dict[str, str]]] = {
+    "python": ("python", {}),
+    "node": ("node", {}),
+    "python_recovery_on": ("python", {"RECOVERY_ENABLED": "true"}),
+    "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
+}
 
 
 def log(message: str) -> None:
@@ -128,21 +144,23 @@ class Harness:
             return None
         return lambda: os.sched_setaffinity(0, {core})
 
-    def server_env(self) -> dict[str, str]:
+    def server_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
         env.update(PYTHON_SERVER_ENV)
         env.update(BENCH_APP_PACKAGE=self.args.package, PYTHONUNBUFFERED="1")
         for item in self.args.server_env:
             key, _, value = item.partition("=")
             env[key] = value
+        env.update(extra or {})
         return env
 
     def start_server(self, kind: str, label: str) -> tuple[subprocess.Popen[bytes], str, Path]:
         self.serial += 1
         log_path = self.log_dir / f"{self.serial:03d}-{label}-{kind}-server.log"
-        if kind == "python":
+        server, extra_env = KINDS[kind]
+        if server == "python":
             cmd = [sys.executable, str(BENCH_DIR / "python_server.py")]
-            cwd, env = self.project, self.server_env()
+            cwd, env = self.project, self.server_env(extra_env)
         else:
             cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
             cwd, env = BENCH_DIR, dict(os.environ)
@@ -177,7 +195,12 @@ class Harness:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(timeout=5)
+                # On a loaded core even a killed server with 1,000 sockets can take a while
+                # to go; that must not discard the figures of a run that completed.
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    log(f"warning: server {proc.pid} still running 60 s after SIGKILL")
 
     def loadgen(self, label: str, args: list[str], timeout: float) -> dict[str, Any]:
         log_path = self.log_dir / f"{self.serial:03d}-{label}-loadgen.log"
@@ -209,12 +232,25 @@ class Harness:
                 "--url",
                 url,
                 "--server",
-                kind,
+                KINDS[kind][0],
                 "--concurrency",
                 str(self.args.concurrency),
             ]
             if scenario == "tokens":
                 extra = ["--mode", "tokens", "--duration", str(params["duration"])]
+            elif scenario == "reconnect_storm":
+                extra = [
+                    "--mode",
+                    "storm",
+                    "--clients",
+                    str(params["clients"]),
+                    "--count",
+                    str(params["count"]),
+                    "--size",
+                    str(self.args.size),
+                    "--timeout",
+                    "600",
+                ]
             elif scenario.startswith("idle_"):
                 extra = ["--mode", "idle", "--clients", str(params["clients"])]
                 if "users" in params:
@@ -312,6 +348,8 @@ def summarise_fanout(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "duplicates": sum(f["duplicates"] for f in fan),
         "reordered": sum(f["reordered"] for f in fan),
         "unexpected": sum(f["unexpected"] for f in fan),
+        # Messages with the trailing {position} argument: all of them with recovery on.
+        "with_position": sum(f.get("with_position", 0) for f in fan),
         "deliveries_per_s_runs": [f["deliveries_per_s"] for f in fan],
         "undisturbed": {
             "bursts": len(calm),
@@ -385,6 +423,92 @@ def summarise_db(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def summarise_storm(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    st = [r["storm"] for r in runs]
+    total = {
+        key: sum(s[key] for s in st)
+        for key in (
+            "sockets",
+            "sockets_recovered",
+            "messages_expected",
+            "messages_recovered",
+            "lost",
+            "duplicates",
+            "reordered",
+            "before_recovery",
+            "incomplete_recoveries",
+            "sockets_without_recovery",
+            "unexpected_recoveries",
+            "messages_without_position",
+            "stray",
+            "reconnect_attempts",
+            "stale_auth",
+            "token_errors",
+            "connect_errors",
+            "disconnects",
+        )
+    }
+    return {
+        "runs": len(runs),
+        "clients": runs[0]["clients"],
+        "count": runs[0]["count"],
+        "concurrency": runs[0]["connect"]["concurrency"],
+        # Seconds from reconnect start (the K messages emitted) until every socket has
+        # all K; a run in which some socket never had them counts as None here.
+        "seconds": median([s["seconds"] for s in st]),
+        "reconnected_s": median([s["reconnected_s"] for s in st]),
+        "from_drop_s": median([s["from_drop_s"] for s in st]),
+        "socket_done_p50_s": median([s["socket_done_s"]["p50"] for s in st]),
+        "socket_done_p99_s": median([s["socket_done_s"]["p99"] for s in st]),
+        "sockets_per_s": median([s["sockets_per_s"] for s in st]),
+        "server_cpu_ms_per_socket": median([s["server_cpu_ms_per_socket"] for s in st]),
+        "server_cpu_share": median([s.get("server_cpu_share") for s in st]),
+        "loadgen_cpu_share": median([s.get("loadgen_cpu_share") for s in st]),
+        "other_cpu_share": median([s.get("other_cpu_share") for s in st]),
+        "server_empty_s": median([r["drop"]["server_empty_s"] for r in runs]),
+        "transports_reopened_before_start": sum(
+            r["drop"]["transports_reopened_before_start"] for r in runs
+        ),
+        **total,
+        "timed_out": any(s["timed_out"] for s in st),
+        "exactly_once_in_order": all(s["exactly_once_in_order"] for s in st),
+        "seconds_runs": [s["seconds"] for s in st],
+    }
+
+
+def summarise_recovery(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any] | None:
+    """Issue 16: recovery on against off (same run), and the reconnect storm."""
+    out: dict[str, Any] = {}
+    on = raw.get("fanout_1000_recovery", {}).get("python_recovery_on") or []
+    off = raw.get("fanout_1000_recovery", {}).get("python_recovery_off") or []
+    if on or off:
+        fan: dict[str, Any] = {
+            "on": summarise_fanout(on) if on else None,
+            "off": summarise_fanout(off) if off else None,
+        }
+        for name, path in (
+            ("cpu_per_delivery", ("server_cpu_us_per_delivery",)),
+            ("deliveries_per_s", ("deliveries_per_s",)),
+            ("cpu_per_delivery_undisturbed", ("undisturbed", "server_cpu_us_per_delivery")),
+        ):
+            fan[f"{name}_on_over_off"] = ratio(get(fan, "on", *path), get(fan, "off", *path))
+        # Run by run: the on and off servers of one repetition ran next to each other.
+        off_by_run = {r.get("repetition"): r for r in off}
+        fan["cpu_per_delivery_on_over_off_runs"] = [
+            ratio(
+                r["fanout"]["server_cpu_us_per_delivery"],
+                off_by_run[r.get("repetition")]["fanout"]["server_cpu_us_per_delivery"],
+            )
+            for r in on
+            if r.get("repetition") in off_by_run
+        ]
+        out["fanout_1000"] = fan
+    storm = raw.get("reconnect_storm", {}).get("python_recovery_on")
+    if storm:
+        out["reconnect_storm"] = summarise_storm(storm)
+    return out or None
+
+
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}}
     for kind in servers:
@@ -403,7 +527,7 @@ def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
         if kind == "python" and raw.get("tokens", {}).get("python"):
             figures["token_issue"] = summarise_tokens(raw["tokens"]["python"])
     db = summarise_db(raw["db_limit"]["python"]) if raw.get("db_limit", {}).get("python") else None
-    return {"servers": servers, "db_limit": db}
+    return {"servers": servers, "db_limit": db, "recovery": summarise_recovery(raw)}
 
 
 def get(d: dict[str, Any] | None, *path: str) -> Any:
@@ -489,8 +613,8 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     return result
 
 
-def targets(r: dict[str, float | None]) -> list[dict[str, Any]]:
-    """Issue 7's targets, reported (never enforced)."""
+def targets(r: dict[str, float | None], recovery: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Issue 7's and issue 16's targets, reported (never enforced)."""
 
     def check(name: str, value: float | None, goal: str, met: bool | None) -> dict[str, Any]:
         return {"target": name, "value": value, "goal": goal, "met": met}
@@ -500,6 +624,7 @@ def targets(r: dict[str, float | None]) -> list[dict[str, Any]]:
     mem_py_over_node = round(1 / mem, 3) if mem else None
     tok = r["token_issue_fraction_of_db_limit"]
     con = r["connect_fraction_of_db_limit"]
+    rec = get(recovery, "fanout_1000", "cpu_per_delivery_on_over_off")
     return [
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 0.5", _ge(fan, 0.5)),
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 1.0", _ge(fan, 1.0)),
@@ -511,6 +636,12 @@ def targets(r: dict[str, float | None]) -> list[dict[str, Any]]:
         ),
         check("token issue rate / database limit", tok, ">= 0.7", _ge(tok, 0.7)),
         check("connect rate / database limit", con, ">= 0.7", _ge(con, 0.7)),
+        check(
+            "recovery CPU per delivery at 1000, on/off",
+            rec,
+            "<= 1.15",
+            None if rec is None else rec <= 1.15,
+        ),
     ]
 
 
@@ -745,7 +876,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| every message delivered exactly once, in order, per socket | {fmt(py_ok)} | "
             f"{fmt(nd_ok)} | |"
         )
-    lines += ["", "Issue 7 targets (reported, never enforced):", ""]
+    lines += recovery_rows(result.get("recovery"))
+    lines += ["", "Issue targets (issues 7 and 16; reported, never enforced):", ""]
     for t in result["targets"]:
         met = {True: "met", False: "not met", None: "not measured"}[t["met"]]
         lines.append(f"- {t['target']} {t['goal']}: {fmt(t['value'], 3)} — {met}")
@@ -756,6 +888,99 @@ def markdown(result: dict[str, Any]) -> str:
             for e in result["errors"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def recovery_rows(rec: dict[str, Any] | None) -> list[str]:
+    """Issue 16's table: the python app with recovery on and off, and the reconnect storm."""
+    if not rec:
+        return []
+    lines = [
+        "",
+        "Recovery (issue 16): the generated app with RECOVERY_ENABLED true and false, "
+        "fresh server per run, interleaved.",
+        "",
+        "| figure | recovery on | recovery off | on / off |",
+        "|---|---|---|---|",
+    ]
+    fan = rec.get("fanout_1000")
+    if fan:
+        on, off = fan.get("on"), fan.get("off")
+        ref = on or off
+        head = f"emitToEveryone, C={ref['clients']}, K={ref['count']}"
+
+        def shares(x: dict[str, Any] | None) -> str:
+            return (
+                f"{fmt(get(x, 'server_cpu_us_per_delivery'), 1)} "
+                f"({fmt(get(x, 'server_cpu_share'), 2)} / {fmt(get(x, 'loadgen_cpu_share'), 2)}"
+                f" / {fmt(get(x, 'other_cpu_share'), 2)})"
+            )
+
+        runs = ", ".join(fmt(v, 3) for v in fan.get("cpu_per_delivery_on_over_off_runs", []))
+        lines.append(
+            f"| {head}: server CPU µs per delivery (cores used by server / load generator / "
+            f"other processes) | {shares(on)} | {shares(off)} | "
+            f"{fmt(fan.get('cpu_per_delivery_on_over_off'), 3)}"
+            f"{f' (run by run: {runs})' if runs else ''} |"
+        )
+        ou, fu = get(on, "undisturbed") or {}, get(off, "undisturbed") or {}
+        lines.append(
+            f"| {head}: server CPU µs per delivery, bursts undisturbed by other processes only "
+            f"(bursts counted) | {fmt(ou.get('server_cpu_us_per_delivery'), 1)} "
+            f"({ou.get('bursts', 0)} of {ou.get('of', 0)}) | "
+            f"{fmt(fu.get('server_cpu_us_per_delivery'), 1)} ({fu.get('bursts', 0)} of "
+            f"{fu.get('of', 0)}) | {fmt(fan.get('cpu_per_delivery_undisturbed_on_over_off'), 3)} |"
+        )
+        lines.append(
+            f"| {head}: deliveries/s | {fmt(get(on, 'deliveries_per_s'))} | "
+            f"{fmt(get(off, 'deliveries_per_s'))} | "
+            f"{fmt(fan.get('deliveries_per_s_on_over_off'), 3)} |"
+        )
+        lines.append(
+            f"| {head}: latency p50 / p99 ms | {fmt(get(on, 'latency_p50_ms'))} / "
+            f"{fmt(get(on, 'latency_p99_ms'))} | {fmt(get(off, 'latency_p50_ms'))} / "
+            f"{fmt(get(off, 'latency_p99_ms'))} | |"
+        )
+        lines.append(
+            f"| {head}: messages that carried a position (trailing argument) / delivered | "
+            f"{fmt(get(on, 'with_position'))} / {fmt(get(on, 'delivered'))} | "
+            f"{fmt(get(off, 'with_position'))} / {fmt(get(off, 'delivered'))} | |"
+        )
+        lines.append(
+            f"| {head}: every message delivered exactly once, in order, per socket | "
+            f"{fmt(get(on, 'exactly_once_in_order'))} | {fmt(get(off, 'exactly_once_in_order'))}"
+            " | |"
+        )
+    st = rec.get("reconnect_storm")
+    if st:
+        head = f"reconnect storm, C={st['clients']:,}, K={st['count']}"
+        lines.append(
+            f"| {head} (C sockets drop their transport, K messages are emitted, all reconnect, "
+            f"{st['concurrency']} token + handshake at a time): seconds from reconnect start "
+            f"until every socket has all K (from the drop; all reconnected; per socket p50 / "
+            f"p99) | {fmt(st['seconds'], 1)} ({fmt(st['from_drop_s'], 1)}; "
+            f"{fmt(st['reconnected_s'], 1)}; {fmt(st['socket_done_p50_s'], 1)} / "
+            f"{fmt(st['socket_done_p99_s'], 1)}) | — | |"
+        )
+        lines.append(
+            f"| {head}: sockets recovered / expected; messages recovered / expected | "
+            f"{fmt(st['sockets_recovered'])} / {fmt(st['sockets'])}; "
+            f"{fmt(st['messages_recovered'])} / {fmt(st['messages_expected'])} | — | |"
+        )
+        lines.append(
+            f"| {head}: server CPU ms per socket (cores used by server / load generator / "
+            f"other processes); reconnect attempts, connect errors | "
+            f"{fmt(st['server_cpu_ms_per_socket'], 1)} ({fmt(st['server_cpu_share'], 2)} / "
+            f"{fmt(st['loadgen_cpu_share'], 2)} / {fmt(st['other_cpu_share'], 2)}); "
+            f"{fmt(st['reconnect_attempts'])}, {fmt(st['connect_errors'])} | — | |"
+        )
+        lines.append(
+            f"| {head}: exactly once, in order, after `recovery` complete=true (duplicates / "
+            f"gaps / out of order / before `recovery` / incomplete recoveries) | "
+            f"{fmt(st['exactly_once_in_order'])} ({st['duplicates']} / {st['lost']} / "
+            f"{st['reordered']} / {st['before_recovery']} / {st['incomplete_recoveries']}) "
+            "| — | |"
+        )
+    return lines
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
@@ -959,7 +1184,7 @@ def main() -> int:
             runs = args.runs or config[scenario].get("runs", default_runs)
             if rep >= runs:
                 continue
-            kinds = [k for k in SERVERS[scenario] if k in wanted_servers]
+            kinds = [k for k in SERVERS[scenario] if KINDS[k][0] in wanted_servers]
             if rep % 2 == 1:
                 kinds.reverse()
             plan += [(rep, scenario, kind) for kind in kinds]
@@ -979,6 +1204,7 @@ def main() -> int:
             )
             continue
         result["wall_s"] = round(time.monotonic() - t0, 1)
+        result["repetition"] = rep + 1
         raw.setdefault(scenario, {}).setdefault(kind, []).append(result)
         log(f"  {one_line(scenario, result)} ({result['wall_s']} s)")
 
@@ -1004,6 +1230,9 @@ def main() -> int:
                 **PYTHON_SERVER_ENV,
                 **dict(e.split("=", 1) for e in args.server_env),
             },
+            "python_server_variants": {
+                kind: env for kind, (server, env) in KINDS.items() if server == "python" and env
+            },
         },
         **summary,
     }
@@ -1012,7 +1241,7 @@ def main() -> int:
         "note": "every ratio is oriented so that higher is better for python",
         **RATIO_DIRECTIONS,
     }
-    result["targets"] = targets(result["ratios"])
+    result["targets"] = targets(result["ratios"], result["recovery"])
     result["errors"] = errors
     result["raw"] = raw
 
@@ -1043,6 +1272,17 @@ def one_line(scenario: str, result: dict[str, Any]) -> str:
         )
     if scenario == "tokens":
         return f"{result['per_s']:.0f} tokens/s, p50 {result['latency_ms']['p50']:.1f} ms"
+    if result["mode"] == "storm":
+        s = result["storm"]
+        return (
+            f"storm: {s['sockets_recovered']}/{s['sockets']} sockets recovered "
+            f"{s['messages_recovered']}/{s['messages_expected']} messages in "
+            f"{s['seconds']} s (reconnected in {s['reconnected_s']} s), "
+            f"exactly once in order: {s['exactly_once_in_order']} (duplicates "
+            f"{s['duplicates']}, gaps {s['lost']}, out of order {s['reordered']}, "
+            f"incomplete {s['incomplete_recoveries']}); {s['reconnect_attempts']} attempts, "
+            f"{s['connect_errors']} connect errors"
+        )
     if result["mode"] == "idle":
         return (
             f"{result['connect']['connections']} sockets at {result['connect']['per_s']:.0f}/s, "

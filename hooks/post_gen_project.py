@@ -20,10 +20,12 @@ PACKAGE = PROJECT / ANSWERS["project_slug"]
 # "{pkg}" is the package directory.
 ONLY_WITH_REDIS = [
     "{pkg}/realtime/redis_queue.py",
+    "{pkg}/realtime/redis_history.py",
     "{pkg}/worker.py",
     "{pkg}/workers.py",
     "tests/test_scale_out.py",
     "tests/test_presence_scale_out.py",
+    "tests/test_recovery_scale_out.py",
 ]
 ONLY_WITH_DOCKER = ["Dockerfile", "compose.yaml", ".dockerignore"]
 

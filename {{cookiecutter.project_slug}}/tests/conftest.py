@@ -41,6 +41,8 @@ REALTIME_SUITES = (
     "test_security*",
     "test_scale_out*",
     "test_restart*",
+    "test_recovery*",
+    "test_presence*",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -141,6 +141,8 @@ class SocketClient:
     events: dict[str, list[Any]] = field(default_factory=dict)
     connect_errors: list[Any] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+    # The trailing {"position"} of each message-client event received, in order.
+    positions: list[str] = field(default_factory=list)
 
     def received(self, event: str) -> list[Any]:
         return self.events.get(event, [])
@@ -169,8 +171,10 @@ class Sockets:
         for event in ("message", *events):
             wrapped.events.setdefault(event, [])
 
-            async def record(data: Any = None, _event: str = event) -> None:
+            async def record(data: Any = None, meta: Any = None, *, _event: str = event) -> None:
                 wrapped.events[_event].append(data)
+                if isinstance(meta, dict) and "position" in meta:
+                    wrapped.positions.append(meta["position"])
 
             client.on(event, record)
 
@@ -217,3 +221,76 @@ class Sockets:
             if wrapped.client.connected:
                 await wrapped.client.disconnect()
         await asyncio.sleep(0)
+
+
+class RecoveringClient:
+    """A python-socketio client that recovers what it missed, as the README shows: it
+    keeps the last position received and sends it, with a fresh socket token, on every
+    (re)connection. ``arrivals`` lists what it received, in order: ``(event, payload)``."""
+
+    def __init__(self, api: Api, user: User, url: str, *, events: tuple[str, ...] = ("tick",)):
+        self.api = api
+        self.user = user
+        self.url = url
+        self.position: str | None = None
+        self.arrivals: list[tuple[str, Any]] = []
+        self.connects = 0
+        self.disconnected = asyncio.Event()
+        self.client = socketio.AsyncClient(
+            reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5
+        )
+        self.client.on("connect", self._on_connect)
+        self.client.on("disconnect", self._on_disconnect)
+        self.client.on("recovery", self._on_recovery)
+        for event in events:
+            self.client.on(event, self._recorder(event))
+
+    async def _auth(self) -> dict[str, Any]:
+        """python-socketio calls this before every connection attempt."""
+        response = await self.api.request("POST", "/api/v1/user/sockettoken", token=self.user.token)
+        if response.status != 200:
+            return {}
+        if self.position is None:  # nothing received yet: recover from when the token was issued
+            self.position = response.body["position"]
+        return {"token": response.body["token"], "position": self.position}
+
+    def _recorder(self, event: str) -> Callable[..., Awaitable[None]]:
+        async def record(payload: Any = None, meta: Any = None) -> None:
+            self.arrivals.append((event, payload))
+            if isinstance(meta, dict) and "position" in meta:
+                self.position = meta["position"]
+
+        return record
+
+    async def _on_recovery(self, summary: dict[str, Any]) -> None:
+        self.arrivals.append(("recovery", summary))
+
+    async def _on_connect(self) -> None:
+        self.connects += 1
+        self.disconnected.clear()
+
+    async def _on_disconnect(self, *_args: Any) -> None:
+        self.disconnected.set()
+
+    async def connect(self) -> None:
+        await self.client.connect(
+            self.url, auth=self._auth, transports=["websocket"], wait_timeout=10
+        )
+
+    def payloads(self, event: str = "tick") -> list[Any]:
+        return [payload for name, payload in self.arrivals if name == event]
+
+    def recoveries(self) -> list[dict[str, Any]]:
+        return self.payloads("recovery")
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 20.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        while not condition():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"not within {within}s; received {self.arrivals[-5:]}")
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        if self.client.connected:
+            await self.client.disconnect()
+        await self.client.shutdown()

@@ -11,7 +11,7 @@ async def test_the_page_and_its_scripts_are_served(api):
     assert page.status == 200
     html = page.body
     assert 'data-transports="polling,websocket"' in html
-    for asset in ("vendor/socket.io.min.js", "app.js", "style.css"):
+    for asset in ("vendor/socket.io.min.js", "recovery.js", "app.js", "style.css"):
         assert f"/static/{asset}" in html
         response = await api.http.fetch(f"{api.base_url}/static/{asset}", raise_error=False)
         assert response.code == 200, asset

@@ -85,7 +85,7 @@ class ReconnectingClient:
     async def _on_disconnect(self, reason: Any = None) -> None:
         self.disconnect_reasons.append(reason)
 
-    async def _on_message(self, data: dict[str, Any]) -> None:
+    async def _on_message(self, data: dict[str, Any], meta: Any = None) -> None:
         self.messages.append(data)
 
     async def connect(self, url: str) -> None:

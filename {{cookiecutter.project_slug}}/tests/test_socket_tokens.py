@@ -61,7 +61,9 @@ async def test_get_or_post_issues_a_fresh_url_safe_token(api, method):
     second = await api.request(method, SOCKET_TOKEN, token=user.token)
     for response in (first, second):
         assert response.status == 200
-        assert set(response.body) == {"token", "expires_in"}
+        # SPEC's {"token", "expires_in"}, plus the newest message position (recovery).
+        assert set(response.body) == {"token", "expires_in", "position"}
+        assert isinstance(response.body["position"], str)
         assert response.body["expires_in"] == 30
         assert len(response.body["token"]) >= 43  # 32 random bytes, base64url
         assert URL_SAFE.match(response.body["token"])

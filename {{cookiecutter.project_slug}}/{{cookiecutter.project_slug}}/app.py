@@ -93,7 +93,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         nonces=nonce_store,
         metrics=metrics,
         socket_server=sio,
-        message_client=MessageClient(sio, metrics, sio.handshake.presence),
+        message_client=MessageClient(sio, metrics, sio.handshake.presence, sio.history),
     )
     registry = services.register(registry if registry is not None else Registry())
 
@@ -140,9 +140,11 @@ def all_indexes() -> list[db.IndexSpec]:
 
 
 async def start(app: tornado.web.Application) -> None:
-    """Start-up I/O: create the indexes (this also proves the database answers)."""
+    """Start-up I/O: create the indexes (this also proves the database answers), and
+    start delivering the message client's emits."""
     services: Services = app.settings["services"]
     await db.ensure_indexes(services.database, all_indexes())
+    await services.message_client.start()
 
 
 async def stop(app: tornado.web.Application) -> None:
@@ -162,6 +164,8 @@ async def stop(app: tornado.web.Application) -> None:
     sio = services.socket_server
     await sio.close_transports()
     await sio.shutdown()
+    if sio.handshake.recovery is not None:
+        await sio.handshake.recovery.close()
     await services.message_client.close()
     services.passwords.close()
     await db.close(services.mongo_client)

@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")
     socket_tokens_per_minute_per_address: int = _count(600, "Socket tokens per address.")
     handshakes_per_minute_per_address: int = _count(600, "Handshakes per address (0: off).")
+    recovery_enabled: bool = Field(
+        True, description="Keep emitted messages so a reconnecting socket can recover them."
+    )
+    recovery_retention_seconds: int = _count(
+        600, "How long a message stays recoverable.", minimum=1, maximum=7 * 24 * 3600
+    )
+    recovery_max_messages: int = _count(
+        10_000, "Messages kept for recovery, for the whole deployment.", minimum=1
+    )
     fast_fanout: bool = Field(
         True, description="The fast path (realtime/accel/); on only for its tested versions."
     )

@@ -166,7 +166,10 @@ class SocketTokenHandler(AuthenticatedHandler):
         nonces = self.services.nonces
         issued = await nonces.issue(self.current_user)
         self.services.metrics.socket_tokens_issued.inc()
-        self.write_json({"token": issued.token, "expires_in": issued.expires_in})
+        position = await self.services.message_client.position()
+        self.write_json(
+            {"token": issued.token, "expires_in": issued.expires_in, "position": position}
+        )
 
     @operation(**SOCKET_TOKEN, operation_id="postSocketToken", errors=(413, 429, 503))
     async def post(self) -> None:

@@ -83,6 +83,11 @@ class SocketToken(PublicShape):
 
     token: str = Field(pattern=TOKEN_SHAPE.pattern)
     expires_in: int = Field(ge=1)
+    position: str | None = Field(
+        description="The newest message position when the token was issued (null with "
+        "recovery off): connect with it in auth.position to receive everything emitted "
+        "since, if you have no newer position."
+    )
 
 
 class LoggedOut(PublicShape):

@@ -4,7 +4,8 @@ The token comes from the handshake ``auth`` payload ``{"token": "..."}``
 (preferred) or the query string ``?token=...`` (what transom clients send; the
 access log redacts it). Any failure refuses the connection with the message
 ``INVALID_TOKEN``, which the client sees in ``connect_error``; the reason is
-logged, never the token.
+logged, never the token. An ``auth`` payload that also names a ``position``
+starts the recovery of what the client missed (realtime/recovery.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
 from .inbound import MalformedConnect
 from .presence import Presence
+from .recovery import Recovery, requested_position
 from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
 from .session_expiry import SessionExpiry
 from .sessions import PendingSessions
@@ -54,9 +56,11 @@ class Handshake:
         settings: Settings,
         metrics: Metrics,
         presence: Presence,
+        recovery: Recovery | None,
     ) -> None:
         self._sio = sio
         self.presence = presence
+        self.recovery = recovery
         self._nonces = nonces
         self._settings = settings
         self._metrics = metrics
@@ -96,12 +100,20 @@ class Handshake:
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
-        for room in (user_room(user_id), jwt_room(grant["jti"])):
-            await self._sio.enter_room(sid, room)
-        # Checked once the socket is in its JWT's room: a logout whose revocation this
-        # read misses disconnects that room after it, and finds the socket there.
-        if not await self._session_is_live(grant):
-            raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
+        if self.recovery is not None:
+            await self.recovery.history.start()  # delivers the message client's emits
+        recovery_from = self._hold_for_recovery(sid, auth, user_id)
+        try:
+            for room in (user_room(user_id), jwt_room(grant["jti"])):
+                await self._sio.enter_room(sid, room)
+            # Checked once the socket is in its JWT's room: a logout whose revocation this
+            # read misses disconnects that room after it, and finds the socket there.
+            if not await self._session_is_live(grant):
+                raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
+        except BaseException:
+            if self.recovery is not None and recovery_from is not None:
+                self.recovery.cancel(sid)
+            raise
         self._expiry.watch(grant["jti"], grant["exp"])
         # The handshake request's body reader (a class engine.io defines per request) is
         # spent; the environ lives as long as the socket, so let it go.
@@ -114,6 +126,22 @@ class Handshake:
         # Last, with no await after it: a broadcast (emitToEveryone, a ``presence``
         # event) must not reach a socket before the client has its CONNECT packet.
         await self._sio.enter_room(sid, EVERYONE)
+        if self.recovery is not None and recovery_from is not None:
+            self.recovery.replay_after_connect(sid, recovery_from, self._rooms_of(user_id))
+
+    def _hold_for_recovery(self, sid: str, auth: Any, user_id: str) -> str | None:
+        """If the socket asks to recover, hold its deliveries (before it joins its
+        rooms) and return the position it recovers from."""
+        position = requested_position(auth)
+        if self.recovery is None or position is None:
+            return None
+        self.recovery.hold(sid, self._rooms_of(user_id))
+        return position
+
+    @staticmethod
+    def _rooms_of(user_id: str) -> tuple[str, str]:
+        """The rooms the message client emits to that a user's socket is in."""
+        return (user_room(user_id), EVERYONE)
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:

@@ -10,6 +10,11 @@ users through it::
 Users are addressed by room (``user:<id>``), so an emit costs one call whatever
 the number of sockets, and no socket list is scanned. The camelCase names match
 the transom JavaScript plugins; snake_case aliases are provided.
+
+With RECOVERY_ENABLED (the default) every emit is kept in the message history
+and each socket receives, after the payload, a trailing ``{"position": "..."}``
+argument: a client that reconnects with the last position it received gets what
+it missed (realtime/recovery.py, the README's "Recovering missed messages").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import socketio
 from bson import ObjectId
 
 from ..metrics import Metrics
+from .history import History, arguments
 from .presence import Presence
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
 
@@ -60,10 +66,17 @@ def _check_channel(channel: object) -> str:
 
 
 class MessageClient:
-    def __init__(self, io: socketio.AsyncServer, metrics: Metrics, presence: Presence) -> None:
+    def __init__(
+        self,
+        io: socketio.AsyncServer,
+        metrics: Metrics,
+        presence: Presence,
+        history: History | None = None,
+    ) -> None:
         self._io = io
         self._metrics = metrics
         self._presence = presence
+        self._history = history  # None: RECOVERY_ENABLED=false
 
     @property
     def io(self) -> socketio.AsyncServer:
@@ -86,9 +99,7 @@ class MessageClient:
         self._metrics.emits.labels("users").inc()
         self._metrics.emit_recipients.labels("users").inc(len(ids))
         if ids:
-            await self._io.emit(
-                channel, data, to=[user_room(uid) for uid in ids], namespace=NAMESPACE
-            )
+            await self._send(channel, data, [user_room(uid) for uid in ids])
         return len(ids)
 
     async def emitToEveryone(self, channelName: str, data: Any = None) -> None:
@@ -97,7 +108,23 @@ class MessageClient:
         local_sockets = self._manager.room_size(NAMESPACE, EVERYONE)
         self._metrics.emits.labels("everyone").inc()
         self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
-        await self._io.emit(channel, data, to=EVERYONE, namespace=NAMESPACE)
+        await self._send(channel, data, [EVERYONE])
+
+    async def _send(self, channel: str, data: Any, rooms: list[str]) -> None:
+        if self._history is None:
+            await self._io.emit(channel, data, to=rooms, namespace=NAMESPACE)
+        else:
+            await self._history.emit(channel, arguments(data), rooms)
+
+    async def position(self) -> str | None:
+        """The newest position (None with recovery off): what a client that has received
+        nothing yet recovers from, so nothing emitted after this call is lost to it."""
+        return None if self._history is None else await self._history.head()
+
+    async def start(self) -> None:
+        """Start delivering{% if cookiecutter.message_queue == "redis" %} (the history's stream reader){% endif %}; the app's start-up calls it."""
+        if self._history is not None:
+            await self._history.start()
 
     async def disconnectUsers(self, users: Any) -> int:
         """Disconnect every socket of each user; returns the number of distinct users."""
@@ -122,8 +149,10 @@ class MessageClient:
         return {uid: {"online": n > 0, "sockets": n} for uid, n in counts.items()}
 
     async def close(self) -> None:
-        """Release what presence holds (a heartbeat task and a connection, if any)."""
+        """Release what presence and the history hold (tasks and connections, if any)."""
         await self._presence.close()
+        if self._history is not None:
+            await self._history.close()
 
     presenceOf = presence
     emit_to_users = emitToUsers

@@ -18,6 +18,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from .message_client import MessageClient
 from .presence import Presence
+from .redis_history import RedisHistory
 from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
 
 
@@ -54,7 +55,17 @@ def write_only_message_client(settings: Settings) -> MessageClient:
     presence = Presence(
         settings.redis_url, settings.redis_channel, settings.presence_heartbeat_seconds
     )
-    return MessageClient(sio, Metrics(), presence)
+    history = None
+    if settings.recovery_enabled:
+        # Only appends: the web processes read the stream and deliver.
+        history = RedisHistory(
+            sio,
+            settings.redis_url,
+            settings.redis_channel,
+            settings.recovery_retention_seconds,
+            settings.recovery_max_messages,
+        )
+    return MessageClient(sio, Metrics(), presence, history)
 
 
 async def close_write_only(client: MessageClient) -> None:

@@ -13,7 +13,7 @@ Everything here uses python-socketio's public manager API only; the fast path
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from typing import Any
 
 import socketio
@@ -55,6 +55,29 @@ class RoomManager(socketio.AsyncManager):
     delivered_fast = 0
     delivered_normal = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Sockets whose deliveries wait while their missed messages are replayed
+        # (realtime/recovery.py), with what arrived for them meanwhile, in order.
+        self._held: dict[str, tuple[frozenset[Hashable], list[tuple[str, Any]]]] = {}
+
+    def hold(self, sid: str, rooms: Collection[Hashable]) -> None:
+        """Keep what is emitted from now on to ``sid`` or to ``rooms`` (the rooms it is
+        joining), instead of delivering it to ``sid``."""
+        self._held[sid] = (frozenset([*rooms, sid]), [])
+
+    def take_held(self, sid: str) -> list[tuple[str, Any]]:
+        """What was kept for ``sid`` since the last call (it stays held)."""
+        rooms, kept = self._held.get(sid, ((), []))
+        if not kept:
+            return []
+        self._held[sid] = (frozenset(rooms), [])
+        return kept
+
+    def release(self, sid: str) -> None:
+        """Deliver to ``sid`` again (call once ``take_held`` returned nothing)."""
+        self._held.pop(sid, None)
+
     def room_size(self, namespace: str, room: Hashable) -> int:
         """How many sockets of this process are in ``room``."""
         return sum(1 for _ in self.get_participants(namespace, room))
@@ -79,7 +102,21 @@ class RoomManager(socketio.AsyncManager):
             await disconnect_local_sockets(self, room, namespace or NAMESPACE)
             return
 {%- endif %}
+        if self._held and callback is None:
+            skip_sid = self._keep_for_held(event, data, room, skip_sid)
         await self.deliver(event, data, namespace, room, skip_sid, callback, **kwargs)
+
+    def _keep_for_held(self, event: str, data: Any, room: Any, skip_sid: Any) -> list[Any]:
+        """Keep the event for each held socket it targets; return the sockets to skip."""
+        skip = list(skip_sid) if isinstance(skip_sid, list) else [skip_sid]
+        targets = None if room is None else set(room if isinstance(room, list) else [room])
+        for sid, (rooms, kept) in self._held.items():
+            if sid in skip:
+                continue
+            if targets is None or not targets.isdisjoint(rooms):
+                kept.append((event, data))
+                skip.append(sid)
+        return skip
 
     async def deliver(
         self,

@@ -15,9 +15,16 @@ from ..config import Settings
 from ..metrics import Metrics
 from . import accel
 from .handshake import Handshake, client_address
+{%- if cookiecutter.message_queue == "redis" %}
+from .history import History
+{%- else %}
+from .history import History, LocalHistory
+{%- endif %}
 from .inbound import ClientPacket
 from .presence import Presence
+from .recovery import Recovery
 {%- if cookiecutter.message_queue == "redis" %}
+from .redis_history import RedisHistory
 from .redis_queue import RedisRoomManager
 {%- endif %}
 from .rooms import RoomManager
@@ -56,6 +63,7 @@ class SocketServer(socketio.AsyncServer):
 
     handshake: Handshake  # set by create_socket_server
     fast: accel.Accel | None = None  # set by create_socket_server
+    history: History | None = None  # set by create_socket_server (None: recovery off)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -127,10 +135,32 @@ def create_socket_server(
 {%- else %}
     presence = Presence()
 {%- endif %}
-    handshake = sio.handshake = Handshake(sio, nonces, settings, metrics, presence)
+    sio.history = message_history(settings, sio) if settings.recovery_enabled else None
+    recovery = Recovery(sio, sio.history) if sio.history is not None else None
+    handshake = sio.handshake = Handshake(sio, nonces, settings, metrics, presence, recovery)
     sio.on("connect", handshake.connect)
     sio.on("disconnect", handshake.disconnect)
     return sio
+
+
+def message_history(settings: Settings, sio: socketio.AsyncServer) -> History:
+    """Where the message client's emits are kept for recovery{% if cookiecutter.message_queue == "redis" %} (and cross processes){% endif %}."""
+{%- if cookiecutter.message_queue == "redis" %}
+    return RedisHistory(
+        sio,
+        settings.redis_url,
+        settings.redis_channel,
+        settings.recovery_retention_seconds,
+        settings.recovery_max_messages,
+    )
+{%- else %}
+    return LocalHistory(sio, settings.recovery_retention_seconds, settings.recovery_max_messages)
+{%- endif %}
+
+
+def _forget_failure(written: asyncio.Future[None]) -> None:
+    if not written.cancelled():
+        written.exception()
 
 
 def socketio_route(sio: SocketServer) -> tuple[str, type]:
@@ -161,6 +191,15 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
         def on_close(self) -> None:
             sio.websocket_closed(self)
             super().on_close()
+
+        def write_message(self, message: Any, binary: bool = False) -> asyncio.Future[None]:
+            # engine.io drops the future Tornado returns; a write that a closing connection
+            # cuts short would fail it unretrieved ("Task exception was never retrieved",
+            # logged as an ERROR for every client that leaves mid-delivery). The socket's
+            # close is handled by engine.io already: retrieve and forget.
+            written = super().write_message(message, binary=binary)
+            written.add_done_callback(_forget_failure)
+            return written
 
     class SocketIOHandler(guarded(EngineIOTransport)):  # type: ignore[misc]
         def initialize(self) -> None:

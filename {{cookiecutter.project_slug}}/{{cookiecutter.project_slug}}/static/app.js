@@ -1,10 +1,19 @@
 // The demo client: REST for the account and messages, Socket.IO for live delivery.
-// Plain JavaScript with the socket.io-client 4 served by the app (static/vendor).
+// Plain JavaScript with the socket.io-client 4 served by the app (static/vendor) and
+// static/recovery.js, which recovers the messages missed while the socket was cut.
 (() => {
   "use strict";
 
   const $ = (id) => document.getElementById(id);
-  const state = { jwt: sessionStorage.getItem("jwt"), me: null, socket: null };
+  const state = {
+    jwt: sessionStorage.getItem("jwt"),
+    me: null,
+    socket: null,
+    live: null, // the TransomRecovery handle of the socket
+    position: null, // the last position received, kept across Disconnect / Connect
+    connectedBefore: false,
+    reloading: null, // while the list reloads: the socket's messages, shown after it
+  };
 
   function notice(text) {
     $("notice").textContent = text || "";
@@ -33,10 +42,10 @@
     return data;
   }
 
-  // A fresh one-time token for every (re)connection: a token works only once.
-  async function fetchSocketToken() {
-    const { token } = await api("POST", "/api/v1/user/sockettoken");
-    return token;
+  // A fresh one-time token for every (re)connection: a token works only once. Its
+  // answer also holds the newest position, where a first connection starts from.
+  function fetchSocketToken() {
+    return api("POST", "/api/v1/user/sockettoken");
   }
 
   function credentials() {
@@ -87,6 +96,9 @@
       $("send").disabled = true;
       $("messages").replaceChildren();
       $("online").replaceChildren();
+      recoveryNote("");
+      state.position = null;
+      state.connectedBefore = false;
       knownUsers.clear();
     }
   }
@@ -94,23 +106,22 @@
   function connect() {
     if (state.socket) return;
     setStatus("connecting…", "connecting");
-    const socket = io({
-      transports: document.body.dataset.transports.split(","),
-      // Called on the first connection and on every reconnection.
-      auth: (callback) => {
-        fetchSocketToken()
-          .then((token) => callback({ token }))
-          .catch((error) => {
-            setStatus(`error: ${error.message}`, "error");
-            callback({});
-          });
-      },
+    // A fresh token on every (re)connection, sent with the last position received.
+    const live = TransomRecovery.connect(io, {
+      socketOptions: { transports: document.body.dataset.transports.split(",") },
+      fetchToken: fetchSocketToken,
+      position: state.position,
+      onRecovery: showRecovery,
+      onTokenError: (error) => setStatus(`error: ${error.message}`, "error"),
     });
+    const socket = live.socket;
     socket.on("connect", () => {
       setStatus("connected", "connected");
       refreshPresence().catch((error) => notice(error.message));
       $("connect").disabled = true;
       $("disconnect").disabled = false;
+      $("drop").disabled = false;
+      state.connectedBefore = true;
     });
     socket.on("connect_error", (error) => {
       setStatus(`error: ${error.message}`, "error");
@@ -124,20 +135,28 @@
     });
     socket.on("disconnect", (reason) => {
       setStatus(`disconnected (${reason})`, "disconnected");
+      $("drop").disabled = true;
       if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry
     });
-    socket.on("message", (message) => showMessage(message, true));
+    // meta: the trailing {position}; recovery.js marks the replayed messages.
+    socket.on("message", (message, meta) => {
+      received(message, meta && meta.recovered ? "recovered" : "live");
+    });
     socket.on("presence", (event) => {
       knownUsers.set(event.user._id, event.user);
       showPresence(event.user, event.online);
     });
     state.socket = socket;
+    state.live = live;
   }
 
   function forgetSocket() {
+    if (state.live) state.position = state.live.position;
     state.socket = null;
+    state.live = null;
     $("connect").disabled = !state.jwt;
     $("disconnect").disabled = true;
+    $("drop").disabled = true;
   }
 
   function disconnect() {
@@ -145,6 +164,35 @@
     state.socket.disconnect();
     forgetSocket();
     setStatus("disconnected", "disconnected");
+  }
+
+  // What a network failure does: the transport closes under the socket, which
+  // reconnects by itself (a fresh token, the last position) and recovers what it missed.
+  function dropConnection() {
+    if (state.socket && state.socket.io.engine) state.socket.io.engine.close();
+  }
+
+  function recoveryNote(text, kind) {
+    $("recovery").textContent = text;
+    $("recovery").dataset.state = kind || "";
+  }
+
+  // The server's answer to a (re)connection with a position: how many missed messages
+  // it replays (they follow, marked recovered), or that it could not replay them all.
+  function showRecovery({ complete, count }) {
+    const plural = count === 1 ? "message" : "messages";
+    if (!complete) {
+      recoveryNote(
+        "Recovery was incomplete: some messages sent while you were disconnected could not be " +
+          "replayed. The message list was reloaded.",
+        "incomplete",
+      );
+      reloadMessages().catch((error) => notice(error.message));
+    } else if (count > 0) {
+      recoveryNote(`Recovered ${count} ${plural} sent while you were disconnected.`, "complete");
+    } else if (state.connectedBefore) {
+      recoveryNote("Reconnected: no message was missed.", "complete");
+    }
   }
 
   // Who is online: the users this page knows of (message authors, presence events),
@@ -171,18 +219,33 @@
     for (const [id, { online }] of Object.entries(presence)) showPresence(knownUsers.get(id), online);
   }
 
-  function showMessage(message, live) {
+  // A message from the socket; while the list reloads, it waits for the reload.
+  function received(message, how) {
+    if (state.reloading) state.reloading.push([message, how]);
+    else showMessage(message, how);
+  }
+
+  // how: "live" (from the socket), "recovered" (replayed after a reconnection) or
+  // "history" (from the REST API).
+  function showMessage(message, how) {
     if (message.author && message.author._id) knownUsers.set(message.author._id, message.author);
     if (document.querySelector(`#messages li[data-id="${message._id}"]`)) return;
     const item = document.createElement("li");
     item.dataset.id = message._id;
-    item.dataset.live = live ? "true" : "false";
+    item.dataset.live = how === "live" ? "true" : "false";
+    item.dataset.recovered = how === "recovered" ? "true" : "false";
     const meta = document.createElement("div");
     meta.className = "meta";
     const when = new Date(message.created_at).toLocaleTimeString();
     const scope = message.to ? "direct" : "everyone";
     meta.textContent = `${message.author.username} → ${scope} · ${when}`;
     if (message.to) meta.classList.add("direct");
+    if (how === "recovered") {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "recovered";
+      meta.append(" ", tag);
+    }
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = message.text;
@@ -192,7 +255,23 @@
 
   async function loadHistory() {
     const { messages } = await api("GET", "/api/v1/db/message?limit=20");
-    messages.reverse().forEach((message) => showMessage(message, false));
+    messages.reverse().forEach((message) => showMessage(message, "history"));
+  }
+
+  // After an incomplete recovery: the list again from the REST API; what the socket
+  // delivers meanwhile is shown after it (once: messages are keyed by id).
+  async function reloadMessages() {
+    if (state.reloading) return;
+    state.reloading = [];
+    try {
+      const { messages } = await api("GET", "/api/v1/db/message?limit=20");
+      $("messages").replaceChildren();
+      messages.reverse().forEach((message) => showMessage(message, "history"));
+    } finally {
+      const waiting = state.reloading;
+      state.reloading = null;
+      waiting.forEach(([message, how]) => showMessage(message, how));
+    }
   }
 
   async function send(event) {
@@ -202,7 +281,7 @@
     if (to) body.to = to;
     const { message } = await api("POST", "/api/v1/db/message", body);
     $("text").value = "";
-    showMessage(message, false);
+    showMessage(message, "history");
   }
 
   // Every action reports its error in the notice line instead of failing silently.
@@ -221,6 +300,7 @@
   $("logout").addEventListener("click", guarded(logout));
   $("connect").addEventListener("click", guarded(connect));
   $("disconnect").addEventListener("click", guarded(disconnect));
+  $("drop").addEventListener("click", guarded(dropConnection));
   $("message-form").addEventListener("submit", guarded(send));
 
   // A reload keeps the session of this tab, unless the JWT expired or was revoked.

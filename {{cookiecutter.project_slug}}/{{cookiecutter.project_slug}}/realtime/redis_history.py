@@ -1,0 +1,229 @@
+"""The message history in one Redis stream, which also carries messages between processes.
+
+``emit`` appends the event to the stream ``<REDIS_CHANNEL>:history`` (one Lua
+script: XADD, then trim by count and by age, so the stream never outgrows
+RECOVERY_MAX_MESSAGES or RECOVERY_RETENTION_SECONDS). Every web process reads the
+stream with a blocking XREAD and delivers each entry to its own sockets, the
+entry's id as its position. So positions are ordered the same way everywhere, and
+a socket recovers the same messages on whichever process it reconnects to.
+
+A process cut off from Redis resumes reading after the last entry it delivered, so
+messages emitted by other processes meanwhile still arrive (late, in order) as
+long as they are in the stream. While Redis refuses the append, ``emit`` delivers
+through python-socketio's own path instead: this process's sockets still get the
+message, without a position (it cannot be recovered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Collection
+from typing import Any
+
+import redis.asyncio as aioredis
+import socketio
+
+from .. import jsonutil
+from .history import INCOMPLETE, Entry, Replay
+from .rooms import NAMESPACE
+
+log = logging.getLogger(__name__)
+
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+EMPTY = "0-0"  # the position before the first entry of a stream
+READ_BATCH = 512
+REPLAY_BATCH = 1000
+BLOCK_MS = 10_000
+
+# KEYS: the stream. ARGV: the entry, its rooms, the most entries kept, the retention in ms.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'r', ARGV[2], 'm', ARGV[1])
+local now = redis.call('TIME')
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
+if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
+return id
+"""
+
+
+def stream_id(position: object) -> tuple[int, int] | None:
+    """A stream id as a comparable pair, or None for anything else."""
+    match = _STREAM_ID.fullmatch(position) if isinstance(position, str) else None
+    if match is None:
+        return None
+    pair = (int(match[1]), int(match[2]))
+    return pair if max(pair) < 2**64 else None
+
+
+class RedisHistory:
+    """The history and transport of the message client's emits, for every process."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        redis_url: str,
+        channel: str,
+        retention_seconds: int,
+        max_messages: int,
+    ) -> None:
+        self._sio = sio
+        self._stream = f"{channel}:history"
+        self._redis = aioredis.Redis.from_url(
+            redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
+        )
+        self._append = self._redis.register_script(_APPEND)
+        self._limits = (max_messages, retention_seconds * 1000)
+        # A connection of its own for the reader: XREAD blocks it for up to BLOCK_MS.
+        self._reading = aioredis.Redis.from_url(
+            redis_url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=BLOCK_MS / 1000 + 5,
+        )
+        self._reader: asyncio.Future[None] | None = None
+        self._starting = asyncio.Lock()
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start delivering the stream's new entries to this process's sockets."""
+        if self._reader is not None:
+            return
+        async with self._starting:
+            if self._reader is None:
+                try:
+                    after: str | None = await self._newest()
+                except aioredis.RedisError as error:
+                    log.warning("message history: Redis failed (%s)", type(error).__name__)
+                    after = None
+                self._reader = asyncio.ensure_future(self._deliver_forever(after))
+
+    async def emit(self, event: str, args: tuple[Any, ...], rooms: list[str]) -> None:
+        entry = jsonutil.dumps({"event": event, "args": args, "rooms": rooms})
+        try:
+            await self._append(keys=[self._stream], args=[entry, " ".join(rooms), *self._limits])
+        except aioredis.RedisError as error:
+            log.warning(
+                "message not kept for recovery: Redis failed (%s); delivered without position",
+                type(error).__name__,
+            )
+            await self._sio.emit(event, args, to=rooms, namespace=NAMESPACE)
+
+    async def head(self) -> str | None:
+        try:
+            return await self._newest()
+        except aioredis.RedisError as error:
+            log.warning("message history: Redis failed (%s)", type(error).__name__)
+            return None
+
+    async def _newest(self) -> str:
+        newest = await self._redis.xrevrange(self._stream, count=1)
+        if newest:
+            return str(newest[0][0])
+        with contextlib.suppress(aioredis.ResponseError):  # no stream yet
+            return str((await self._redis.xinfo_stream(self._stream))["last-generated-id"])
+        return EMPTY
+
+    async def since(self, position: object, rooms: Collection[str]) -> Replay:
+        after = stream_id(position)
+        if after is None:
+            return INCOMPLETE
+        wanted = set(rooms)
+        entries: list[Entry] = []
+        still_kept = False  # is the entry at the position itself still in the stream?
+        cursor = str(position)  # inclusive: the first entry read tells whether it is
+        while True:
+            batch = await self._redis.xrange(self._stream, min=cursor, count=REPLAY_BATCH)
+            for entry_id, fields in batch:
+                if entry_id == position:
+                    still_kept = True
+                    continue
+                if wanted.isdisjoint(fields.get("r", "").split(" ")):
+                    continue  # not for this socket: not even decoded
+                entry = _entry(entry_id, fields)
+                if entry is not None:
+                    entries.append(entry)
+            if len(batch) < REPLAY_BATCH:
+                break
+            cursor = f"({batch[-1][0]}"
+        if still_kept or await self._nothing_lost_after(after):
+            return Replay(complete=True, entries=entries)
+        return INCOMPLETE
+
+    async def _nothing_lost_after(self, after: tuple[int, int]) -> bool:
+        """For a position that is not (or no longer) an entry of the stream: True if no
+        entry after it was trimmed. Asked after reading the entries, since trimming only
+        ever removes the oldest ones."""
+        try:
+            info = await self._redis.xinfo_stream(self._stream)
+        except aioredis.ResponseError:  # no stream: nothing was ever emitted (or Redis lost it)
+            return after == (0, 0)
+        newest = stream_id(info["last-generated-id"]) or (0, 0)
+        if after == newest:
+            return True  # the newest position, its entry trimmed since: nothing came after
+        never_trimmed = info.get("entries-added") == info["length"]
+        return never_trimmed and after < newest
+
+    async def _deliver_forever(self, after: str | None) -> None:
+        pause = 1.0
+        while not self._closing:
+            try:
+                if after is None:
+                    after = await self._newest()
+                reply = await self._reading.xread(
+                    {self._stream: after}, count=READ_BATCH, block=BLOCK_MS
+                )
+                pause = 1.0
+            except aioredis.RedisError as error:
+                if self._closing:
+                    return
+                log.warning(
+                    "message history: reading the stream failed (%s); retrying in %.0fs",
+                    type(error).__name__,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+                continue
+            for _stream, batch in reply:
+                for entry_id, fields in batch:
+                    after = entry_id
+                    await self._deliver(_entry(entry_id, fields))
+
+    async def _deliver(self, entry: Entry | None) -> None:
+        if entry is None:
+            return
+        try:
+            await self._sio.emit(
+                entry.event,
+                entry.delivered_args(),
+                to=sorted(entry.rooms),
+                namespace=NAMESPACE,
+                ignore_queue=True,  # every process reads the stream itself
+            )
+        except Exception:
+            log.exception("message history: delivering %s failed", entry.position)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.wait({self._reader}, timeout=1)
+            if not self._reader.done():
+                # A cancelled XREAD can stay blocked in the client: cut its connection.
+                await self._reading.connection_pool.disconnect()
+                await asyncio.wait({self._reader}, timeout=5)
+            if self._reader.done() and not self._reader.cancelled():
+                self._reader.exception()  # retrieved: a failure at close is not news
+        await self._reading.aclose()
+        await self._redis.aclose()
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> Entry | None:
+    try:
+        record = jsonutil.loads(fields["m"])
+        return Entry(entry_id, record["event"], tuple(record["args"]), frozenset(record["rooms"]))
+    except (KeyError, TypeError, ValueError):
+        log.warning("message history: entry %s is not one of ours; skipped", entry_id)
+        return None
