@@ -12,6 +12,7 @@ import asyncio
 import socket
 
 import pytest
+from engineio import packet as eio_packet
 
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.realtime.accel.fanout import websocket_text_frame
@@ -136,6 +137,50 @@ async def test_polling_and_upgraded_sockets_get_every_message_in_order(
             break
         await asyncio.sleep(0.05)
     assert manager.websocket_handlers == {}, "closed handlers are forgotten"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_socket_with_a_packet_queued_gets_the_next_ones_behind_it_in_one_pass(
+    api, sockets, manager, registry
+):
+    user, clients = await user_sockets(api, sockets, 3, name="queued")
+    sio = registry[keys.SOCKET_SERVER]
+    [busy_sid, *_] = [eio_sid for _, eio_sid in manager.get_participants("/", f"user:{user.id}")]
+    # A packet engine.io has queued for one socket and not written yet (a ping, mostly).
+    sio.eio.sockets[busy_sid].queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, '2["seq",-1]'))
+    fast, normal = manager.delivered_fast, manager.delivered_normal
+    yielded: list[bool] = []
+    asyncio.get_running_loop().call_soon(yielded.append, True)
+    for number in range(10):
+        await manager.deliver("seq", (number,), "/", room="everyone")
+    assert yielded == [], "the burst ran in one event-loop pass"
+    assert manager.delivered_fast - fast == 2 * 10, "the other sockets were written directly"
+    assert manager.delivered_normal - normal == 10
+    for client in clients:
+        busy = client.client.eio.sid == busy_sid
+        expected = [-1, *range(10)] if busy else list(range(10))
+        assert await client.wait_for("seq", len(expected)) == expected
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_transports_remembered_for_sockets_that_leave_are_forgotten(
+    api, sockets, messages, manager
+):
+    _user, clients = await user_sockets(api, sockets, 3, name="leaver")
+    await messages.emitToEveryone("seq", 0)
+    for client in clients:
+        assert await client.wait_for("seq", 1) == [0]
+    assert len(manager._targets) == 3, "each socket's stream is found once, then remembered"
+    await clients[0].client.disconnect()
+    for _ in range(100):
+        if len(manager._targets) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(manager._targets) == 2, "a socket that disconnects is forgotten"
+    await messages.emitToEveryone("seq", 1)
+    for client in clients[1:]:
+        assert await client.wait_for("seq", 2) == [0, 1]
+    assert clients[0].received("seq") == [0]
 
 
 @pytest.mark.gen_test(timeout=30)

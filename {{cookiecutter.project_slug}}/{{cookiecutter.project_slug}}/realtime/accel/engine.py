@@ -88,6 +88,7 @@ class ServerMixin:
         sid = handler.get_query_argument("sid", None)
         if sid is not None and self.eio.websocket_handlers.get(sid) is handler:
             del self.eio.websocket_handlers[sid]
+            self.manager.forget(sid)
 
     async def close_transports(self) -> None:
         """Run every socket's disconnect handlers without sending a CLOSE packet, then end
