@@ -13,6 +13,8 @@ import { dirname } from "node:path";
 import { chromium } from "playwright-core";
 import { io } from "socket.io-client";
 
+import { CHROMIUM, CHROMIUM_ARGS } from "./harness.mjs";
+
 const BASE = (process.argv[2] || "").replace(/\/+$/, "");
 const SCREENSHOT = process.argv[3];
 if (!/^https?:\/\//.test(BASE) || !SCREENSHOT) {
@@ -20,19 +22,6 @@ if (!/^https?:\/\//.test(BASE) || !SCREENSHOT) {
   process.exit(2);
 }
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// Playwright gives the browser a fresh temporary --user-data-dir of its own
-// (removed on close); it refuses one in args. Nothing here downloads a browser.
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 // The app's MAX_SOCKETS_PER_USER (the test starts it with the same value).
 const MAX_SOCKETS = Number.parseInt(process.env.MAX_SOCKETS_PER_USER || "20", 10);
 const STEP_TIMEOUT_MS = 10000;

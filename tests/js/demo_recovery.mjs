@@ -20,6 +20,8 @@ import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, CHROMIUM_ARGS, restClient } from "./harness.mjs";
+
 const BASE = (process.argv[2] || "").replace(/\/+$/, "");
 const SCREENSHOT = process.argv[3];
 if (!/^https?:\/\//.test(BASE) || !SCREENSHOT) {
@@ -27,17 +29,6 @@ if (!/^https?:\/\//.test(BASE) || !SCREENSHOT) {
   process.exit(2);
 }
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 // The app's RECOVERY_MAX_MESSAGES (the test starts it with the same value).
 const WINDOW = Number.parseInt(process.env.RECOVERY_MAX_MESSAGES || "60", 10);
 const GAP_MESSAGES = 8;
@@ -79,20 +70,7 @@ async function until(predicate, what) {
   }
 }
 
-async function apiOk(method, path, { jwt, body } = {}, expected = 200) {
-  const headers = { "Content-Type": "application/json" };
-  if (jwt) headers.Authorization = `Bearer ${jwt}`;
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (response.status !== expected) {
-    throw new Error(`${method} ${path}: expected ${expected}, got ${response.status} ${text}`);
-  }
-  return text ? JSON.parse(text) : null;
-}
+const { apiOk } = restClient(BASE);
 
 async function newAccount(label) {
   const username = `pwrec_${label}_${randomBytes(3).toString("hex")}`;

@@ -15,6 +15,8 @@ import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { io } from "socket.io-client";
 
+import { restClient } from "./harness.mjs";
+
 const BASE = (process.argv[2] || "").replace(/\/+$/, "");
 const RECOVERY_JS = process.argv[3];
 if (!/^https?:\/\//.test(BASE) || !RECOVERY_JS) {
@@ -61,20 +63,7 @@ function deferred() {
   return { promise, resolve };
 }
 
-async function apiOk(method, path, { jwt, body } = {}, expected = 200) {
-  const headers = { "Content-Type": "application/json" };
-  if (jwt) headers.Authorization = `Bearer ${jwt}`;
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (response.status !== expected) {
-    throw new Error(`${method} ${path}: expected ${expected}, got ${response.status} ${text}`);
-  }
-  return text ? JSON.parse(text) : null;
-}
+const { apiOk } = restClient(BASE);
 
 async function newUser(label) {
   const username = `rec_${label}_${randomBytes(4).toString("hex")}`;

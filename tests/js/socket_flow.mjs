@@ -10,6 +10,8 @@
 import { randomBytes } from "node:crypto";
 import { io } from "socket.io-client";
 
+import { restClient } from "./harness.mjs";
+
 const BASE = (process.argv[2] || "").replace(/\/+$/, "");
 if (!/^https?:\/\//.test(BASE)) {
   console.error("usage: node socket_flow.mjs http://127.0.0.1:PORT");
@@ -35,31 +37,7 @@ const watchdog = setTimeout(() => finish(1, `watchdog: flow not done in ${WATCHD
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function api(method, path, { jwt, body } = {}) {
-  const headers = { "Content-Type": "application/json" };
-  if (jwt) headers.Authorization = `Bearer ${jwt}`;
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = { raw: text };
-  }
-  return { status: response.status, data };
-}
-
-async function apiOk(method, path, options, expected) {
-  const { status, data } = await api(method, path, options);
-  if (status !== expected) {
-    throw new Error(`${method} ${path}: expected ${expected}, got ${status} ${JSON.stringify(data)}`);
-  }
-  return data;
-}
+const { api, apiOk } = restClient(BASE);
 
 async function newUser(label) {
   const suffix = randomBytes(4).toString("hex");
