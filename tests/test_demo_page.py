@@ -23,13 +23,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def screenshot(artifacts_dir):
-    path = artifacts_dir / "demo-page.png"
-    path.unlink(missing_ok=True)
-    return path
+    return artifacts_dir / "demo-page.png"
 
 
 @pytest.fixture(scope="module")
 def demo(running_app, run_js, chromium, screenshot):
+    screenshot.unlink(missing_ok=True)  # the flow writes it anew
     return run_js(
         "demo_page.mjs",
         running_app.url,

@@ -26,13 +26,12 @@ HISTORY_PAGE = 20  # the page's GET /api/v1/db/message?limit=20
 
 @pytest.fixture(scope="module")
 def screenshot(artifacts_dir):
-    path = artifacts_dir / "demo-recovery.png"
-    path.unlink(missing_ok=True)
-    return path
+    return artifacts_dir / "demo-recovery.png"
 
 
 @pytest.fixture(scope="module")
 def demo(running_app, run_js, chromium, screenshot):
+    screenshot.unlink(missing_ok=True)  # the flow writes it anew
     return run_js(
         "demo_recovery.mjs",
         running_app.url,

@@ -148,6 +148,14 @@ async function send(tab, text, to = "") {
     (wanted) => [...document.querySelectorAll("#messages li .text")].some((el) => el.textContent === wanted),
     text,
   );
+  // The socket may show it before the POST's answer, after which the page clears the box.
+  try {
+    await page.waitForFunction(() => document.querySelector("#text").value === "", null, {
+      timeout: STEP_TIMEOUT_MS,
+    });
+  } catch {
+    // left as it is: the test reports what the box still holds
+  }
   return page.evaluate(() => document.querySelector("#text").value);
 }
 
