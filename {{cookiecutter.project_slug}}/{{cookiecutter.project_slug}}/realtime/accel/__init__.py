@@ -4,8 +4,9 @@ Why it exists: python-socketio delivers an emit to N sockets with N tasks and N
 queue round trips (~185 µs of CPU per delivery, Node's socket.io ~17), gives every
 socket two ``asyncio.Queue`` (~2.7 KB each), and scans every room on each
 disconnect. The modules here replace those parts (``fanout.py``, ``queues.py``,
-``indexed_rooms.py``, ``engine.py``); with them, fan-out at 1,000 sockets is
-1.2-1.5x Node's deliveries per second (benchmarks/README.md).
+``indexed_rooms.py``, ``engine.py``); with them, fan-out at 1,000 sockets reached
+1.8x Node's deliveries per second at a quarter of its CPU per delivery (the
+template's benchmarks/README.md, 2026-12-01).
 
 The fence: nothing outside this package touches a private attribute of those
 libraries, and nothing outside it imports from it but through ``load``. One switch
