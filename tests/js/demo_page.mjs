@@ -13,14 +13,9 @@ import { dirname } from "node:path";
 import { chromium } from "playwright-core";
 import { io } from "socket.io-client";
 
-import { CHROMIUM, CHROMIUM_ARGS } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, flowEnding, pageFlowArguments } from "./harness.mjs";
 
-const BASE = (process.argv[2] || "").replace(/\/+$/, "");
-const SCREENSHOT = process.argv[3];
-if (!/^https?:\/\//.test(BASE) || !SCREENSHOT) {
-  console.error("usage: node demo_page.mjs http://127.0.0.1:PORT /path/to/screenshot.png");
-  process.exit(2);
-}
+const { base: BASE, screenshot: SCREENSHOT } = pageFlowArguments("demo_page.mjs");
 
 // The app's MAX_SOCKETS_PER_USER (the test starts it with the same value).
 const MAX_SOCKETS = Number.parseInt(process.env.MAX_SOCKETS_PER_USER || "20", 10);
@@ -30,18 +25,7 @@ const WATCHDOG_MS = 75000;
 const results = { pages: {} };
 let browser = null;
 
-async function finish(code, error) {
-  if (error) results.error = String(error && error.stack ? error.stack : error);
-  try {
-    if (browser) await browser.close();
-  } catch {
-    // the browser is gone already
-  }
-  process.stdout.write(`${JSON.stringify(results)}\n`);
-  setTimeout(() => process.exit(code), 50).unref();
-}
-
-const watchdog = setTimeout(() => finish(1, `watchdog: flow not done in ${WATCHDOG_MS} ms`), WATCHDOG_MS);
+const { finish, watchdog } = flowEnding(results, WATCHDOG_MS, () => browser);
 
 // One user's tab in its own browser context (own storage, like another person).
 async function openPage(label) {

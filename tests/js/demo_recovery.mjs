@@ -20,14 +20,15 @@ import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, restClient } from "./harness.mjs";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  flowEnding,
+  pageFlowArguments,
+  restClient,
+} from "./harness.mjs";
 
-const BASE = (process.argv[2] || "").replace(/\/+$/, "");
-const SCREENSHOT = process.argv[3];
-if (!/^https?:\/\//.test(BASE) || !SCREENSHOT) {
-  console.error("usage: node demo_recovery.mjs http://127.0.0.1:PORT /path/to/screenshot.png");
-  process.exit(2);
-}
+const { base: BASE, screenshot: SCREENSHOT } = pageFlowArguments("demo_recovery.mjs");
 
 // The app's RECOVERY_MAX_MESSAGES (the test starts it with the same value).
 const WINDOW = Number.parseInt(process.env.RECOVERY_MAX_MESSAGES || "60", 10);
@@ -39,19 +40,7 @@ const WATCHDOG_MS = 100000;
 const results = {};
 let browser = null;
 
-async function finish(code, error) {
-  if (error) results.error = String(error && error.stack ? error.stack : error);
-  try {
-    if (browser) await browser.close();
-  } catch {
-    // the browser is gone already
-  }
-  process.stdout.write(`${JSON.stringify(results)}\n`);
-  process.exitCode = code;
-  setTimeout(() => process.exit(code), 50).unref();
-}
-
-const watchdog = setTimeout(() => finish(1, `watchdog: flow not done in ${WATCHDOG_MS} ms`), WATCHDOG_MS);
+const { finish, watchdog } = flowEnding(results, WATCHDOG_MS, () => browser);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function deferred() {

@@ -46,3 +46,34 @@ export function restClient(base) {
 
   return { api, apiOk };
 }
+
+/** The app's URL and the screenshot path of a browser flow, from its command line. */
+export function pageFlowArguments(script) {
+  const base = (process.argv[2] || "").replace(/\/+$/, "");
+  const screenshot = process.argv[3];
+  if (!/^https?:\/\//.test(base) || !screenshot) {
+    console.error(`usage: node ${script} http://127.0.0.1:PORT /path/to/screenshot.png`);
+    process.exit(2);
+  }
+  return { base, screenshot };
+}
+
+/** How a browser flow ends, once: close the browser (`currentBrowser()`), print `results`
+ * as one JSON line for the Python test, exit with `code`. A watchdog ends a flow that hangs. */
+export function flowEnding(results, watchdogMs, currentBrowser) {
+  async function finish(code, error) {
+    if (error) results.error = String(error && error.stack ? error.stack : error);
+    try {
+      const browser = currentBrowser();
+      if (browser) await browser.close();
+    } catch {
+      // the browser is gone already
+    }
+    process.stdout.write(`${JSON.stringify(results)}\n`);
+    process.exitCode = code;
+    // Let stdout drain before leaving; open sockets must not keep node alive.
+    setTimeout(() => process.exit(code), 50).unref();
+  }
+  const watchdog = setTimeout(() => finish(1, `watchdog: flow not done in ${watchdogMs} ms`), watchdogMs);
+  return { finish, watchdog };
+}
