@@ -143,9 +143,12 @@ async def test_without_a_position_the_socket_starts_live_and_each_message_carrie
     [
         *("", "nope", "9" * 100, 42, ["0-0"], {"$gt": ""}),
 {%- if cookiecutter.message_queue == "redis" %}
-        # Stream ids: one this stream has not reached, one past what it can hold.
+        # Stream ids: one this stream has not reached, one past what it can hold, one
+        # never issued before its first entry, one not written as Redis writes them.
         "99999999999999-0",
         "18446744073709551616-0",
+        "1-0",
+        "00-0",
 {%- else %}
         # Another process's epoch, or none.
         "0-0",
@@ -215,3 +218,29 @@ async def test_with_recovery_off_messages_carry_no_position_and_none_is_replayed
     assert await socket.wait_for("tick") == [{"n": 0}]
     assert socket.positions == []
     assert socket.received("recovery") == []
+{%- if cookiecutter.message_queue == "redis" %}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_when_redis_loses_the_history_connected_clients_are_told_to_reload(
+    app, api, base_url, registry, settings, clients
+):
+    """A stream lost with Redis (a restart without persistence, a failover): the next
+    entry does not follow the last one delivered, so this process closes its sockets'
+    transports; their clients reconnect and are told the recovery is incomplete."""
+    import redis.asyncio as aioredis
+
+    msg = registry["transomMsgClient"]
+    client = await recovering(clients, api, base_url)
+    await msg.emitToUsers(client.user.id, "tick", {"n": 0})
+    await client.wait_until(lambda: len(client.payloads()) == 1)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await redis.delete(f"{settings.redis_channel}:history")
+    finally:
+        await redis.aclose()
+    await msg.emitToUsers(client.user.id, "tick", {"n": 1})
+    await client.wait_until(lambda: len(client.recoveries()) == 2)
+    assert client.recoveries()[1] == {"complete": False, "count": 0}
+    assert client.connects == 2
+{%- endif %}

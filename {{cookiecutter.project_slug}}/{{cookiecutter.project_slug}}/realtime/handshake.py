@@ -104,16 +104,25 @@ class Handshake:
             await self.recovery.history.start()  # delivers the message client's emits
         recovery_from = self._hold_for_recovery(sid, auth, user_id)
         try:
-            for room in (user_room(user_id), jwt_room(grant["jti"])):
-                await self._sio.enter_room(sid, room)
-            # Checked once the socket is in its JWT's room: a logout whose revocation this
-            # read misses disconnects that room after it, and finds the socket there.
-            if not await self._session_is_live(grant):
-                raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
-        except BaseException:
+            await self._admit(sid, environ, user, grant)
+        except BaseException:  # refused, or failed: a held socket must not stay held
             if self.recovery is not None and recovery_from is not None:
                 self.recovery.cancel(sid)
             raise
+        if self.recovery is not None and recovery_from is not None:
+            self.recovery.replay_after_connect(sid, recovery_from, self._rooms_of(user_id))
+
+    async def _admit(
+        self, sid: str, environ: dict[str, Any], user: dict[str, Any], grant: dict[str, Any]
+    ) -> None:
+        """Join the socket's rooms and settle its session; refuse it if its JWT ended."""
+        user_id = str(user["_id"])
+        for room in (user_room(user_id), jwt_room(grant["jti"])):
+            await self._sio.enter_room(sid, room)
+        # Checked once the socket is in its JWT's room: a logout whose revocation this
+        # read misses disconnects that room after it, and finds the socket there.
+        if not await self._session_is_live(grant):
+            raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
         self._expiry.watch(grant["jti"], grant["exp"])
         # The handshake request's body reader (a class engine.io defines per request) is
         # spent; the environ lives as long as the socket, so let it go.
@@ -123,11 +132,9 @@ class Handshake:
         self._metrics.connected_sockets.inc()
         if await self.presence.connected(user_id) == 1:
             await self._announce(user, online=True, skip_sid=sid)
-        # Last, with no await after it: a broadcast (emitToEveryone, a ``presence``
-        # event) must not reach a socket before the client has its CONNECT packet.
+        # Last, with no await after it (nor in connect): a broadcast (emitToEveryone, a
+        # ``presence`` event) must not reach a socket before the client has its CONNECT.
         await self._sio.enter_room(sid, EVERYONE)
-        if self.recovery is not None and recovery_from is not None:
-            self.recovery.replay_after_connect(sid, recovery_from, self._rooms_of(user_id))
 
     def _hold_for_recovery(self, sid: str, auth: Any, user_id: str) -> str | None:
         """If the socket asks to recover, hold its deliveries (before it joins its

@@ -38,6 +38,12 @@ from .rooms import NAMESPACE
 {%- endif %}
 
 
+class PositionMeta(dict[str, str]):
+    """The trailing ``{"position": ...}`` argument of a recorded message: a plain dict on
+    the wire, a type of its own here, so a held message is told apart from an event
+    whose own last argument happens to hold a "position"."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One emitted event: its position, name, arguments and the rooms it went to."""
@@ -49,7 +55,7 @@ class Entry:
 
     def delivered_args(self) -> tuple[Any, ...]:
         """The arguments as sockets receive them: the payload, then ``{"position"}``."""
-        return (*self.args, {"position": self.position})
+        return (*self.args, PositionMeta(position=self.position))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +78,9 @@ def arguments(data: Any) -> tuple[Any, ...]:
 
 
 def position_of(data: Any) -> str | None:
-    """The position that an emit's data carries as its last argument, if any."""
-    if isinstance(data, tuple | list) and data and isinstance(data[-1], dict):
-        position = data[-1].get("position")
-        return position if isinstance(position, str) else None
+    """The position of a recorded message (its ``PositionMeta``); None for other events."""
+    if isinstance(data, tuple) and data and isinstance(data[-1], PositionMeta):
+        return data[-1]["position"]
     return None
 
 
@@ -158,7 +163,9 @@ class LocalHistory:
 
     def _sequence_of(self, position: str) -> int | None:
         match = self._POSITION.fullmatch(position)
-        return int(match[2]) if match and match[1] == self._epoch else None
+        if match is None or match[1] != self._epoch or match[2] != str(int(match[2])):
+            return None  # another process's, or not written the way this one writes them
+        return int(match[2])
 
     def _trim(self) -> None:
         oldest = time.monotonic() - self._retention

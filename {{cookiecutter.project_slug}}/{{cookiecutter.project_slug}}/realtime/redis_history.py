@@ -39,13 +39,21 @@ REPLAY_BATCH = 1000
 BLOCK_MS = 10_000
 READER_WAIT_SECONDS = 5.0
 
+FIRST = "new"  # the previous id of a stream's first entry
+
 # KEYS: the stream. ARGV: the entry, its rooms, the most entries kept, the retention in ms.
+# Each entry names the one before it ('p'), so a reader or a replay can tell when entries
+# were trimmed (or lost) before it read them. The newest entry is never trimmed: the
+# cutoff is older than it.
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'r', ARGV[2], 'm', ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local previous = 'new'
+if #last > 0 then previous = last[1][1] end
+local id = redis.call(
+  'XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', previous, 'r', ARGV[2], 'm', ARGV[1])
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
 if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) * 2)
 return id
 """
 
@@ -56,7 +64,9 @@ def stream_id(position: object) -> tuple[int, int] | None:
     if match is None:
         return None
     pair = (int(match[1]), int(match[2]))
-    return pair if max(pair) < 2**64 else None
+    if max(pair) >= 2**64 or position != f"{pair[0]}-{pair[1]}":
+        return None  # out of range, or not written the way Redis writes ids
+    return pair
 
 
 class RedisHistory:
@@ -110,12 +120,17 @@ class RedisHistory:
         entry = jsonutil.dumps({"event": event, "args": args, "rooms": rooms})
         try:
             await self._append(keys=[self._stream], args=[entry, " ".join(rooms), *self._limits])
+        except aioredis.TimeoutError:
+            # Sent, unanswered: Redis may still append it, and the readers deliver it then.
+            # Delivering it here as well could deliver it twice.
+            log.error("message %r: Redis did not answer the append; it may be lost", event)
         except aioredis.RedisError as error:
             log.warning(
-                "message not kept for recovery: Redis failed (%s); delivered without position",
+                "message not kept for recovery: Redis failed (%s); delivered to this "
+                "process's sockets only, without position",
                 type(error).__name__,
             )
-            await self._sio.emit(event, args, to=rooms, namespace=NAMESPACE)
+            await self._sio.emit(event, args, to=rooms, namespace=NAMESPACE, ignore_queue=True)
 
     async def head(self) -> str | None:
         try:
@@ -143,16 +158,12 @@ class RedisHistory:
             return INCOMPLETE
         wanted = set(rooms)
         entries: list[Entry] = []
-        still_kept = False  # is the entry at the position itself still in the stream?
-        cursor = str(position)  # inclusive: the first entry read tells whether it is
+        cursor = f"({position}"
         while True:
             batch = await self._redis.xrange(
                 self._stream, min=cursor, max=through, count=REPLAY_BATCH
             )
             for entry_id, fields in batch:
-                if entry_id == position:
-                    still_kept = True
-                    continue
                 if wanted.isdisjoint(fields.get("r", "").split(" ")):
                     continue  # not for this socket: not even decoded
                 entry = _entry(entry_id, fields)
@@ -161,7 +172,7 @@ class RedisHistory:
             if len(batch) < REPLAY_BATCH:
                 break
             cursor = f"({batch[-1][0]}"
-        if still_kept or await self._nothing_lost_after(after):
+        if await self._nothing_lost_after(str(position), after):
             return Replay(complete=True, entries=entries, through=through)
         return INCOMPLETE
 
@@ -182,19 +193,21 @@ class RedisHistory:
         first, second = stream_id(position), stream_id(than)
         return first is not None and second is not None and first > second
 
-    async def _nothing_lost_after(self, after: tuple[int, int]) -> bool:
-        """For a position that is not (or no longer) an entry of the stream: True if no
-        entry after it was trimmed. Asked after reading the entries, since trimming only
-        ever removes the oldest ones."""
-        try:
-            info = await self._redis.xinfo_stream(self._stream)
-        except aioredis.ResponseError:  # no stream: nothing was ever emitted (or Redis lost it)
-            return after == (0, 0)
-        newest = stream_id(info["last-generated-id"]) or (0, 0)
-        if after == newest:
-            return True  # the newest position, its entry trimmed since: nothing came after
-        never_trimmed = info.get("entries-added") == info["length"]
-        return never_trimmed and after < newest
+    async def _nothing_lost_after(self, position: str, after: tuple[int, int]) -> bool:
+        """Whether every entry after ``position`` is still in the stream. Asked after the
+        entries were read: trimming only ever removes the oldest, so what holds now held
+        during the read."""
+        if await self._redis.xrange(self._stream, min=position, max=position):
+            return True  # its own entry is still kept
+        first = await self._redis.xrange(self._stream, count=1)
+        if not first:
+            return position == EMPTY  # no stream: nothing was ever emitted (or Redis lost it)
+        first_id, fields = first[0]
+        previous = fields.get("p")
+        if previous == FIRST:  # the stream's first entry ever (or since Redis lost it)
+            return position == EMPTY
+        # The oldest entry kept comes right after the position: nothing between was dropped.
+        return (stream_id(first_id) or (0, 0)) > after >= (stream_id(previous) or (0, 0))
 
     async def _deliver_forever(self, after: str | None) -> None:
         pause = 1.0
@@ -215,14 +228,30 @@ class RedisHistory:
                     pause,
                 )
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
+                pause = min(pause * 2, 5.0)
                 continue
             for _stream, batch in reply:
                 for entry_id, fields in batch:
+                    if not _follows(fields.get("p"), after):
+                        await self._entries_were_lost(after, entry_id)
                     # Marked before delivery starts: which sockets an entry reaches is
                     # decided as soon as it does, with no await in between.
                     after = self._delivered_through = entry_id
                     await self._deliver(_entry(entry_id, fields))
+
+    async def _entries_were_lost(self, delivered: str, next_id: str) -> None:
+        """Entries after ``delivered`` were trimmed (or lost with Redis) before this
+        process read them: its sockets missed them, and their clients' positions cannot
+        tell. Close their transports: the clients reconnect, and their recovery says
+        ``complete: false`` (reload). Rare: a reader that fell RECOVERY_MAX_MESSAGES
+        behind, or a Redis that lost the stream."""
+        log.error(
+            "message history: entries between %s and %s were gone before this process "
+            "delivered them; closing its sockets so their clients recover",
+            delivered,
+            next_id,
+        )
+        await self._sio.close_transports()
 
     async def _deliver(self, entry: Entry | None) -> None:
         if entry is None:
@@ -251,6 +280,11 @@ class RedisHistory:
                 self._reader.exception()  # retrieved: a failure at close is not news
         await self._reading.aclose()
         await self._redis.aclose()
+
+
+def _follows(previous: str | None, delivered: str) -> bool:
+    """Whether an entry whose previous id is ``previous`` comes right after ``delivered``."""
+    return previous == delivered or (delivered == EMPTY and previous == FIRST)
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> Entry | None:
