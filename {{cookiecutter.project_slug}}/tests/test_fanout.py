@@ -62,8 +62,8 @@ async def test_interleaved_fast_and_normal_emits_keep_order(api, sockets, messag
         manager.fast_fanout = not normal
         await messages.emitToEveryone("seq", number)
         if normal:
-            # Delivered before the switch flips back (with Redis, the history's reader
-            # delivers after the emit returns).
+            # Delivered before the switch flips back (across processes, the history's
+            # reader delivers after the emit returns).
             for client in clients:
                 await client.wait_for("seq", number + 1, within=10)
         if number % 10 == 9:
