@@ -17,7 +17,6 @@ message, without a position (it cannot be recovered).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Collection
@@ -140,12 +139,10 @@ class RedisHistory:
             return None
 
     async def _newest(self) -> str:
+        # The append script never trims a stream's newest entry and the stream never
+        # expires: no entry means no stream (nothing emitted yet, or Redis lost it).
         newest = await self._redis.xrevrange(self._stream, count=1)
-        if newest:
-            return str(newest[0][0])
-        with contextlib.suppress(aioredis.ResponseError):  # no stream yet
-            return str((await self._redis.xinfo_stream(self._stream))["last-generated-id"])
-        return EMPTY
+        return str(newest[0][0]) if newest else EMPTY
 
     async def since(self, position: object, rooms: Collection[str]) -> Replay:
         """The entries after ``position`` up to those this process's reader has delivered
