@@ -44,7 +44,7 @@ def test_defaults(tmp_path):
     assert settings.writes_per_minute_per_user == 120
     assert settings.broadcasts_per_minute_per_user == 12
     assert settings.max_body_bytes == 64 * 1024
-    assert settings.trust_proxy_headers is False
+    assert settings.trusted_proxy_hops == 0
     assert settings.socketio_connect_timeout_seconds == 20
     assert settings.socketio_max_pending_per_address == 20
     assert settings.event_loop == "uvloop"  # a dependency wherever it is built
@@ -68,7 +68,7 @@ def test_values_are_parsed(tmp_path):
         JWT_TTL_SECONDS="60",
         SOCKET_TOKEN_TTL_SECONDS="5",
         CORS_ALLOWED_ORIGINS="https://a.example/, http://b.example:8080",
-        TRUST_PROXY_HEADERS="yes",
+        TRUSTED_PROXY_HOPS="2",
         MONGODB_URI="mongodb://127.0.0.1:27017/",
         MONGODB_DB="other_db",
         SOCKETIO_CONNECT_TIMEOUT_SECONDS="5",
@@ -79,7 +79,7 @@ def test_values_are_parsed(tmp_path):
     assert settings.log_level == "DEBUG"
     assert (settings.jwt_ttl_seconds, settings.socket_token_ttl_seconds) == (60, 5)
     assert settings.cors_allowed_origins == ("https://a.example", "http://b.example:8080")
-    assert settings.trust_proxy_headers is True
+    assert settings.trusted_proxy_hops == 2
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017/"
     assert not settings.uses_embedded_db
     assert settings.mongodb_db == "other_db"
@@ -125,7 +125,9 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("LOG_LEVEL", "verbose"),
         ("LOG_FORMAT", "xml"),
         ("EVENT_LOOP", "trio"),
-        ("TRUST_PROXY_HEADERS", "maybe"),
+        ("TRUSTED_PROXY_HOPS", "-1"),
+        ("TRUSTED_PROXY_HOPS", "11"),
+        ("TRUSTED_PROXY_HOPS", "yes"),
         ("JWT_SECRET", "too-short"),
         ("JWT_PREVIOUS_SECRET", "too-short"),
         ("MONGODB_URI", "localhost:27017"),
@@ -146,6 +148,24 @@ def test_a_bad_value_raises_a_one_line_error_naming_the_variable(tmp_path, name,
     message = str(raised.value)
     assert name in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "1", "on"])
+def test_the_retired_trust_proxy_headers_stops_start_up_naming_its_replacement(tmp_path, value):
+    # Its rule (X-Real-IP, then the right-most X-Forwarded-For) let a client choose its
+    # address; TRUSTED_PROXY_HOPS replaced it, and the number must be chosen.
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, TRUST_PROXY_HEADERS=value)
+    message = str(raised.value)
+    assert "TRUST_PROXY_HEADERS" in message
+    assert "TRUSTED_PROXY_HOPS" in message
+    assert "\n" not in message
+
+
+def test_a_retired_trust_proxy_headers_left_off_in_an_old_env_file_is_ignored(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("TRUST_PROXY_HEADERS=false\n")
+    assert load_settings(environ={}, env_file=env_file).trusted_proxy_hops == 0
 
 
 def test_production_requires_mongodb_uri(tmp_path):

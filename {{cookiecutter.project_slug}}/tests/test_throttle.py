@@ -9,8 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 import tornado.httpclient
-import tornado.httpserver
-import tornado.testing
 
 from {{ cookiecutter.project_slug }} import registry as keys
 from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle, Throttled
@@ -20,7 +18,10 @@ from .support import Api, Response
 
 SHORT_WINDOW = {"login_max_failures": 3, "login_lockout_seconds": 2}
 LONG_WINDOW = {"login_max_failures": 3, "login_lockout_seconds": 60}
-BEHIND_PROXY = {**LONG_WINDOW, "trust_proxy_headers": True}
+# Behind one proxy that appends the address it received each request from to
+# X-Forwarded-For (nginx's $proxy_add_x_forwarded_for, AWS ALB): the tests send the
+# header as that proxy forwards it, whatever the client put before its entry.
+BEHIND_PROXY = {**LONG_WINDOW, "trusted_proxy_hops": 1}
 
 
 async def window_with_room(window_seconds: int, needed: float) -> None:
@@ -92,30 +93,61 @@ async def test_a_successful_login_clears_the_failures_of_that_account_and_addres
         assert (await api.login("ada")).status == 200
 
 
-@pytest.fixture
-def proxied_api(app, http_client, settings, io_loop) -> Iterator[Api]:
-    """The app behind a server that honours X-Real-IP, as server.py builds it when
-    TRUST_PROXY_HEADERS is set."""
-    sock, port = tornado.testing.bind_unused_port()
-    server = tornado.httpserver.HTTPServer(app, xheaders=settings.trust_proxy_headers)
-    server.add_socket(sock)
-    yield Api(http_client, f"http://127.0.0.1:{port}")
-    server.stop()
-    io_loop.run_sync(server.close_all_connections)
+@pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
+@pytest.mark.gen_test
+async def test_a_lock_out_from_one_address_does_not_lock_the_user_out_elsewhere(
+    api, settings_overrides
+):
+    attacker = {"headers": {"X-Forwarded-For": "203.0.113.7"}}
+    user = {"headers": {"X-Forwarded-For": "198.51.100.20"}}
+    await api.new_user("ada")
+    await window_with_room(60, needed=5)
+    await fail(api, "ada", 3, **attacker)
+    assert_throttled(await api.login("ada", **attacker), 60)
+    assert (await api.login("ada", **user)).status == 200
 
 
 @pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
 @pytest.mark.gen_test
-async def test_a_lock_out_from_one_address_does_not_lock_the_user_out_elsewhere(
-    proxied_api, settings_overrides
+async def test_behind_one_proxy_no_header_the_client_sends_changes_the_address_counted(
+    api, settings_overrides
 ):
-    attacker = {"headers": {"X-Real-IP": "203.0.113.7"}}
-    user = {"headers": {"X-Real-IP": "198.51.100.20"}}
-    await proxied_api.new_user("ada")
+    # Issue 20: Tornado's xheaders let a client's X-Real-IP win over the entry the proxy
+    # appended, so every failure could come from an address of its own.
+    await api.new_user("ada")
     await window_with_room(60, needed=5)
-    await fail(proxied_api, "ada", 3, **attacker)
-    assert_throttled(await proxied_api.login("ada", **attacker), 60)
-    assert (await proxied_api.login("ada", **user)).status == 200
+    # The attacker is 203.0.113.7; the proxy appends that after whatever it sent.
+    forged = [
+        {"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "198.51.100.1"},
+        {"X-Forwarded-For": "198.51.100.2, 203.0.113.7"},
+        {"X-Forwarded-For": "198.51.100.3,10.0.0.3, 203.0.113.7", "X-Real-IP": "198.51.100.4"},
+    ]
+    for headers in forged:
+        await fail(api, "ada", 1, headers=headers)
+    more_forged = [
+        {"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "198.51.100.5"},
+        {"X-Forwarded-For": "198.51.100.6, 203.0.113.7", "Forwarded": "for=198.51.100.7"},
+        {"X-Forwarded-For": "198.51.100.8, 203.0.113.7", "X-Client-IP": "198.51.100.9"},
+    ]
+    for headers in more_forged:
+        assert_throttled(await api.login("ada", headers=headers), 60)
+    # The entry the proxy appended is what counts: another client logs in, even one
+    # that names the attacker's address on the left.
+    other = {"X-Forwarded-For": "203.0.113.7, 198.51.100.20", "X-Real-IP": "203.0.113.7"}
+    assert (await api.login("ada", headers=other)).status == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
+@pytest.mark.gen_test
+async def test_without_trusted_proxies_every_proxy_header_is_ignored(api, settings_overrides):
+    await api.new_user("ada")
+    await window_with_room(60, needed=5)
+    for i in range(3):
+        headers = {"X-Forwarded-For": f"198.51.100.{i}", "X-Real-IP": f"198.51.100.{50 + i}"}
+        await fail(api, "ada", 1, headers=headers)
+    # Every attempt came from 127.0.0.1, the TCP peer: locked out, whatever the headers.
+    headers = {"X-Forwarded-For": "198.51.100.99", "X-Real-IP": "198.51.100.98"}
+    assert_throttled(await api.login("ada", headers=headers), 60)
 
 
 async def reserve_times(throttle: LoginThrottle, account: str, address: str, times: int) -> None:
@@ -163,23 +195,18 @@ async def test_the_attempt_counters_hold_no_login_or_address(app, db):
 
 # Issue 14: concurrency. A slot is reserved before the password is verified, so however
 # many logins arrive together, at most LOGIN_MAX_FAILURES passwords are evaluated.
-CONCURRENT = {"login_max_failures": 5, "login_lockout_seconds": 60, "trust_proxy_headers": True}
-ATTACKER = {"X-Real-IP": "203.0.113.66"}
-OWNER = {"X-Real-IP": "198.51.100.5"}
+CONCURRENT = {"login_max_failures": 5, "login_lockout_seconds": 60, "trusted_proxy_hops": 1}
+ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
+OWNER = {"X-Forwarded-For": "198.51.100.5"}
 
 
 @pytest.fixture
-def wide_api(app, settings, io_loop) -> Iterator[Api]:
+def wide_api(app, http_server, base_url) -> Iterator[Api]:
     """An HTTP client that really sends 100 requests at once (Tornado's default client
-    queues all but 10), to the app behind a server that honours X-Real-IP."""
-    sock, port = tornado.testing.bind_unused_port()
-    server = tornado.httpserver.HTTPServer(app, xheaders=settings.trust_proxy_headers)
-    server.add_socket(sock)
+    queues all but 10)."""
     client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=200)
-    yield Api(client, f"http://127.0.0.1:{port}")
+    yield Api(client, base_url)
     client.close()
-    server.stop()
-    io_loop.run_sync(server.close_all_connections)
 
 
 async def concurrent_logins(api: Api, logins: list[tuple[str, str]]) -> list[Response]:
@@ -261,15 +288,15 @@ async def test_an_unknown_identifier_has_one_budget_whatever_its_case_or_unicode
 
 @pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
 @pytest.mark.gen_test
-async def test_addresses_of_one_ipv6_subscriber_share_one_budget(proxied_api, settings_overrides):
+async def test_addresses_of_one_ipv6_subscriber_share_one_budget(api, settings_overrides):
     # A /64 is one subscriber: rotating addresses inside it buys no more guesses.
-    await proxied_api.new_user("ada")
+    await api.new_user("ada")
     await window_with_room(60, needed=5)
     for host in range(1, 4):
-        await fail(proxied_api, "ada", 1, headers={"X-Real-IP": f"2001:db8:1:2::{host}"})
-    rotated = await proxied_api.login("ada", "wrong", headers={"X-Real-IP": "2001:db8:1:2::99"})
+        await fail(api, "ada", 1, headers={"X-Forwarded-For": f"2001:db8:1:2::{host}"})
+    rotated = await api.login("ada", "wrong", headers={"X-Forwarded-For": "[2001:db8:1:2::99]"})
     assert_throttled(rotated, 60)
-    elsewhere = await proxied_api.login("ada", headers={"X-Real-IP": "2001:db8:1:3::1"})
+    elsewhere = await api.login("ada", headers={"X-Forwarded-For": "2001:db8:1:3::1"})
     assert elsewhere.status == 200
 
 

@@ -39,6 +39,7 @@ from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server, socketio_route
 from .registry import Registry
 from .services import Services
+from .web.application import Application
 from .web.base import NotFoundHandler
 from .web.entities import entity_routes
 from .web.health import HealthHandler
@@ -115,8 +116,9 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         *entity_routes(ENTITIES),
         socketio_route(sio),
     ]
-    return tornado.web.Application(
+    app = Application(
         routes,
+        trusted_proxy_hops=settings.trusted_proxy_hops,
         registry=registry,
         services=services,
         default_handler_class=NotFoundHandler,
@@ -129,6 +131,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         xsrf_cookies=False,
         debug=False,
     )
+    return app
 
 
 def all_indexes() -> list[db.IndexSpec]:

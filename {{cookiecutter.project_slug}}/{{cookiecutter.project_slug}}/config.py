@@ -125,8 +125,11 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_format: LogFormat = Field("text", description="text or json")
     data_dir: Path = Field(Path(".data"), description="Where the embedded database keeps data.")
-    trust_proxy_headers: bool = Field(
-        False, description="Honour X-Forwarded-For / X-Real-IP (only behind a trusted proxy)."
+    trusted_proxy_hops: int = _count(
+        0,
+        "Proxies in front of the app that append to X-Forwarded-For; the client address "
+        "is the entry that many from the right (0: the TCP peer, proxy headers ignored).",
+        maximum=10,
     )
     login_max_failures: int = _count(5, "Login attempts per account and address.", minimum=1)
     login_lockout_seconds: int = _count(300, "The login throttle's window.", minimum=1)
@@ -267,6 +270,17 @@ class Settings(BaseSettings):
         return self.mongodb_uri is None
 
 
+# Variables that no longer exist. Set to anything that turned them on, they stop
+# start-up with this line rather than being ignored: the rule they named changed.
+RETIRED = {
+    "TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS was replaced by TRUSTED_PROXY_HOPS, the number "
+    "of proxies that append to X-Forwarded-For (X-Real-IP is no longer read): set "
+    "TRUSTED_PROXY_HOPS=1 behind one proxy and remove TRUST_PROXY_HEADERS (SECURITY.md, "
+    '"Behind a proxy")',
+}
+_OFF = frozenset({"", "false", "0", "no", "off", "n", "f"})
+
+
 def variable(name: str) -> str:
     """The environment variable of the setting ``name``."""
     return name.upper()
@@ -284,6 +298,9 @@ def load_settings(
     if env_file is not None and env_file.is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
+    for name, replaced in RETIRED.items():
+        if values.get(name, "").strip().lower() not in _OFF:
+            raise ConfigError(replaced)
     arguments = {
         name: values[variable(name)].strip()
         for name in Settings.model_fields

@@ -79,9 +79,8 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None) 
         app = application.make_app(settings)
         await application.start(app)
         tune_garbage_collector()
-        server = tornado.httpserver.HTTPServer(
-            app, xheaders=settings.trust_proxy_headers, max_body_size=HARD_BODY_LIMIT
-        )
+        # No xheaders: the app applies its own client-address rule (web/application.py).
+        server = tornado.httpserver.HTTPServer(app, max_body_size=HARD_BODY_LIMIT)
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)

@@ -42,7 +42,8 @@ def token_from(auth: Any, environ: dict[str, Any]) -> object:
 
 
 def client_address(environ: dict[str, Any]) -> str:
-    """The client's address as Tornado sees it (X-Forwarded-For with TRUST_PROXY_HEADERS)."""
+    """The client's address: the request's ``remote_ip``, which web/application.py sets
+    (the right hop of X-Forwarded-For with TRUSTED_PROXY_HOPS)."""
     return environ["tornado.handler"].request.remote_ip or "unknown"
 
 

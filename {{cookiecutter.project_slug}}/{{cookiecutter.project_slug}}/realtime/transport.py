@@ -115,7 +115,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         def address(self) -> str:
             # The key the other per-address limits count under (an IPv6 /64 is one
             # address), of the address realtime/handshake.py's client_address reads
-            # (X-Forwarded-For with TRUST_PROXY_HEADERS, which the HTTP server applies).
+            # (the request's remote_ip, which web/application.py sets).
             return address_key(self.request.remote_ip or "unknown")
 
         @property
