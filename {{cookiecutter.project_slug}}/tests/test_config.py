@@ -45,6 +45,7 @@ def test_defaults(tmp_path):
     assert settings.broadcasts_per_minute_per_user == 12
     assert settings.max_body_bytes == 64 * 1024
     assert settings.trusted_proxy_hops == 0
+    assert settings.metrics_token is None
     assert settings.socketio_connect_timeout_seconds == 20
     assert settings.socketio_max_pending_per_address == 20
     assert settings.event_loop == "uvloop"  # a dependency wherever it is built
@@ -128,6 +129,7 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("TRUSTED_PROXY_HOPS", "-1"),
         ("TRUSTED_PROXY_HOPS", "11"),
         ("TRUSTED_PROXY_HOPS", "yes"),
+        ("METRICS_TOKEN", "too-short"),
         ("JWT_SECRET", "too-short"),
         ("JWT_PREVIOUS_SECRET", "too-short"),
         ("MONGODB_URI", "localhost:27017"),
@@ -216,6 +218,7 @@ def test_a_bad_value_in_dotenv_is_reported_like_one_in_the_environment(tmp_path)
     [
         {"JWT_SECRET": "short-" + URI_PASSWORD},
         {"JWT_SECRET": SECRET, "JWT_PREVIOUS_SECRET": "short-" + URI_PASSWORD},
+        {"METRICS_TOKEN": "short-" + URI_PASSWORD},
         {"MONGODB_URI": f"http://app:{URI_PASSWORD}@db.internal/"},
         {"APP_ENV": "production", "MONGODB_URI": PRODUCTION["MONGODB_URI"], "JWT_SECRET": "s"},
         {**PRODUCTION, "PORT": "http"},
@@ -230,9 +233,12 @@ def test_secret_values_never_appear_in_error_messages(tmp_path, environ):
 
 
 def test_secret_values_never_appear_in_the_repr(tmp_path):
-    settings = load(tmp_path, **PRODUCTION, JWT_PREVIOUS_SECRET=OTHER_SECRET)
+    metrics_token = "m3trics-" + "t" * 40
+    settings = load(
+        tmp_path, **PRODUCTION, JWT_PREVIOUS_SECRET=OTHER_SECRET, METRICS_TOKEN=metrics_token
+    )
     shown = repr(settings) + str(settings)
-    for secret in (SECRET, OTHER_SECRET, URI_PASSWORD, PRODUCTION["MONGODB_URI"]):
+    for secret in (SECRET, OTHER_SECRET, URI_PASSWORD, PRODUCTION["MONGODB_URI"], metrics_token):
         assert secret not in shown
     assert "production" in shown
 

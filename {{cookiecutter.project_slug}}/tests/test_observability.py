@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import random
+import string
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.project_slug }} import logs
 from {{ cookiecutter.project_slug }} import registry as keys
+from {{ cookiecutter.project_slug }}.metrics import HTTP_METHODS
+from {{ cookiecutter.project_slug }}.web.openapi import served_routes
 
 from .support import PASSWORD
 
@@ -106,3 +112,100 @@ async def test_json_logs_parse_carry_ids_and_never_a_secret(api, sockets, json_l
     for secret in (PASSWORD, "not the password", ada.token, token):
         assert secret not in everything
     assert "token=[redacted]" in everything
+
+
+def series(exposition: str) -> set[str]:
+    """The series of an exposition: each sample line up to its value."""
+    return {
+        line.rsplit(" ", 1)[0]
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def flood(api, requests: int, seed: int) -> None:
+    """``requests`` requests with random methods (tokens Tornado accepts, then answers
+    405) to known and unknown paths, 50 at a time."""
+    chance = random.Random(seed)  # noqa: S311 - test data, not secrets
+    paths = ["/health", "/api/v1/user/login", "/nope", "/api/v1/db/message", "/static/x"]
+
+    def call() -> Any:
+        method = "".join(chance.choices(string.ascii_uppercase, k=chance.randint(3, 12)))
+        path = chance.choice(paths) + ("/" + str(chance.random()) if chance.random() < 0.5 else "")
+        return api.request(method, path)
+
+    for _ in range(requests // 50):
+        answers = await asyncio.gather(*(call() for _ in range(50)))
+        assert {answer.status for answer in answers} <= {404, 405}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_requests_with_random_methods_and_paths_leave_the_exposition_bounded(
+    api, app, registry
+):
+    # Issue 20: every request was labelled with its raw method; 600 requests with random
+    # methods grew the exposition from 5.6 KB to 89 MB, and each scrape stalled the loop.
+    await flood(api, 50, seed=1)  # every series such requests can add, once
+    before = (await api.http.fetch(api.base_url + "/metrics")).body.decode()
+    await flood(api, 600, seed=2)
+    # And every other label a caller passes in: a handshake reason the code never uses.
+    registry[keys.METRICS].handshakes.labels("refused", "x" * 1000).inc()
+    registry[keys.METRICS].emits.labels("y" * 1000).inc()
+    after = (await api.http.fetch(api.base_url + "/metrics")).body.decode()
+
+    handlers = {target.__name__ for _, target, _ in served_routes(app.default_router)}
+    added = series(after) - series(before)
+    assert all("x" * 10 not in line and "y" * 10 not in line for line in added)
+    assert len(after) < len(before) + 8_000, (len(before), len(after))
+    for family in text_string_to_metric_families(after):
+        for sample in family.samples:
+            if "method" in sample.labels:
+                assert sample.labels["method"] in HTTP_METHODS | {"other"}, sample
+                assert sample.labels["handler"] in handlers | {"not_found"}, sample
+                assert sample.labels["status"] in {"200", "201", "404", "405"}, sample
+            if family.name in ("socketio_handshakes", "socketio_emits"):
+                assert all(len(value) < 20 for value in sample.labels.values()), sample
+    samples = await scrape(api)
+    assert value(samples, "socketio_handshakes_total", result="refused", reason="other") == 1
+
+
+METRICS_TOKEN = "metrics-" + "m" * 40
+PRODUCTION = {"app_env": "production"}
+
+
+@pytest.mark.parametrize("settings_overrides", [PRODUCTION])
+@pytest.mark.gen_test(timeout=30)
+async def test_in_production_without_metrics_token_there_are_no_metrics(api, settings_overrides):
+    for headers in ({}, {"Authorization": "Bearer anything"}):
+        answer = await api.request("GET", "/metrics", headers=headers)
+        # The answer to a path with no route at all.
+        assert (answer.status, answer.error_code) == (404, "not_found")
+        assert answer.body["error"]["message"] == "no route for /metrics"
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{**PRODUCTION, "metrics_token": METRICS_TOKEN}, {"metrics_token": METRICS_TOKEN}],
+    ids=["production", "test"],
+)
+@pytest.mark.gen_test(timeout=30)
+async def test_with_metrics_token_only_a_scraper_that_sends_it_reads_the_metrics(
+    api, settings_overrides
+):
+    for refused in (
+        {},
+        {"Authorization": "Bearer " + METRICS_TOKEN[:-1]},
+        {"Authorization": "Bearer " + METRICS_TOKEN + "x"},
+        {"Authorization": "Basic " + METRICS_TOKEN},
+        {"Authorization": METRICS_TOKEN},
+        {"X-Metrics-Token": METRICS_TOKEN},
+    ):
+        answer = await api.request("GET", "/metrics", headers=refused)
+        assert (answer.status, answer.error_code) == (401, "authentication_required"), refused
+        assert "process_resident_memory_bytes" not in json.dumps(answer.body)
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    scraped = await api.http.fetch(
+        api.base_url + "/metrics", headers={"Authorization": "Bearer " + METRICS_TOKEN}
+    )
+    assert scraped.code == 200
+    assert b"process_resident_memory_bytes" in scraped.body

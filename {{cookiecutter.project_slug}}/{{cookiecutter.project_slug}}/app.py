@@ -44,7 +44,7 @@ from .web.base import NotFoundHandler
 from .web.entities import entity_routes
 from .web.health import HealthHandler
 from .web.metrics import MetricsHandler
-from .web.openapi import OPENAPI_PATH, OpenApiHandler
+from .web.openapi import OPENAPI_PATH, OpenApiHandler, served_routes
 from .web.pages import DemoPageHandler, StaticFiles
 from .web.presence import PresenceHandler
 
@@ -105,7 +105,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
     routes = [
         (r"/", DemoPageHandler),
         (r"/health", HealthHandler),
-        (r"/metrics", MetricsHandler, {"metrics": metrics}),
+        (r"/metrics", MetricsHandler, {"metrics": metrics, "settings": settings}),
         (OPENAPI_PATH, OpenApiHandler),
         (r"/api/v1/user/signup", SignupHandler),
         (r"/api/v1/user/login", LoginHandler),
@@ -131,6 +131,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         xsrf_cookies=False,
         debug=False,
     )
+    metrics.name_handlers(target for _, target, _ in served_routes(app.default_router))
     return app
 
 

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         "is the entry that many from the right (0: the TCP peer, proxy headers ignored).",
         maximum=10,
     )
+    metrics_token: str | None = Field(
+        None,
+        repr=False,
+        description="At least 32 bytes: /metrics then needs Authorization: Bearer <token>. "
+        "Unset: /metrics is open in development/test and absent (404) in production.",
+    )
     login_max_failures: int = _count(5, "Login attempts per account and address.", minimum=1)
     login_lockout_seconds: int = _count(300, "The login throttle's window.", minimum=1)
     signups_per_address: int = _count(10, "Sign-ups per client address (0: no limit).")
@@ -194,7 +200,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} is required when APP_ENV=production")
         return values
 
-    @field_validator("jwt_secret", "jwt_previous_secret")
+    @field_validator("jwt_secret", "jwt_previous_secret", "metrics_token")
     @classmethod
     def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and len(value.encode()) < MIN_SECRET_BYTES:

@@ -1,7 +1,13 @@
 """Prometheus metrics, served at ``/metrics`` in the text exposition format.
 
 Each app gets its own ``CollectorRegistry`` (tests build many apps in one process).
-Labels are bounded: routes are handler names, never raw paths or user ids.
+Every label value comes from a closed set written here, whatever a client sends: a
+value outside its set is counted as ``other`` (``ClosedLabels``). So no request can
+add a series: an HTTP method is one of ``HTTP_METHODS``, a handler one of the app's
+route handler classes (``not_found`` for any other path), a status a number from 100
+to 599; a handshake's reason one of ``HANDSHAKE_REASONS``. Never a raw path, method
+name, user id or sid. A new label value (a new refusal reason, say) must be added to
+its set here, or it is counted as ``other``.
 This module depends on no other layer: the realtime layer hands it what it counts
 (``watch_deliveries``), and web/metrics.py serves the exposition.
 """
@@ -9,8 +15,8 @@ This module depends on no other layer: the realtime layer hands it what it count
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 import tornado.web
 from prometheus_client import (
@@ -24,6 +30,37 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+OTHER = "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+NOT_FOUND = "not_found"  # the handler label of a request no route matched
+HANDSHAKE_RESULTS = frozenset({"accepted", "refused"})
+HANDSHAKE_REASONS = frozenset(
+    {
+        "",  # accepted
+        "rate_limited",
+        "malformed_packet",
+        "no_token",
+        "invalid_token",
+        "too_many_sockets",
+        "session_ended",
+        "database_unavailable",
+    }
+)
+EMIT_KINDS = frozenset({"users", "everyone", "channel"})
+
+
+class ClosedLabels:
+    """A labelled metric whose label values come from closed sets: ``labels(...)`` maps
+    any value outside its set to ``other``, so callers cannot grow the exposition."""
+
+    def __init__(self, metric: Any, *allowed: frozenset[str]) -> None:
+        self._metric = metric
+        self._allowed = allowed
+
+    def labels(self, *values: str) -> Any:
+        pairs = zip(values, self._allowed, strict=True)
+        return self._metric.labels(*(value if value in ok else OTHER for value, ok in pairs))
 
 
 class DeliveryCounts(Protocol):
@@ -49,23 +86,33 @@ class Metrics:
             "Authenticated Socket.IO connections held by this process.",
             registry=self.registry,
         )
-        self.handshakes = Counter(
-            "socketio_handshakes",
-            "Socket.IO handshakes by result and reason.",
-            ["result", "reason"],
-            registry=self.registry,
+        self.handshakes = ClosedLabels(
+            Counter(
+                "socketio_handshakes",
+                "Socket.IO handshakes by result and reason.",
+                ["result", "reason"],
+                registry=self.registry,
+            ),
+            HANDSHAKE_RESULTS,
+            HANDSHAKE_REASONS,
         )
-        self.emits = Counter(
-            "socketio_emits",
-            "Calls of the message client by kind (users, everyone).",
-            ["kind"],
-            registry=self.registry,
+        self.emits = ClosedLabels(
+            Counter(
+                "socketio_emits",
+                "Calls of the message client by kind (users, everyone).",
+                ["kind"],
+                registry=self.registry,
+            ),
+            EMIT_KINDS,
         )
-        self.emit_recipients = Counter(
-            "socketio_emit_recipients",
-            "Users targeted by emitToUsers, sockets of this process by emitToEveryone.",
-            ["kind"],
-            registry=self.registry,
+        self.emit_recipients = ClosedLabels(
+            Counter(
+                "socketio_emit_recipients",
+                "Users targeted by emitToUsers, sockets of this process by emitToEveryone.",
+                ["kind"],
+                registry=self.registry,
+            ),
+            EMIT_KINDS,
         )
         self.socket_tokens_issued = Counter(
             "socket_tokens_issued", "One-time socket tokens issued.", registry=self.registry
@@ -77,14 +124,25 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
+        self._handlers: frozenset[str] = frozenset()
+
+    def name_handlers(self, handler_classes: Iterable[type]) -> None:
+        """The handler classes of the app's routes: the values of the ``handler`` label
+        (a request no route matched is labelled ``not_found``)."""
+        self._handlers = frozenset(cls.__name__ for cls in handler_classes)
 
     def watch_deliveries(self, manager: DeliveryCounts) -> None:
         """Export the manager's delivery counts (read at scrape time)."""
         self.registry.register(_DeliveriesCollector(manager))
 
     def observe_request(self, handler: tornado.web.RequestHandler) -> None:
+        name = type(handler).__name__
+        method = handler.request.method or ""
+        status = handler.get_status()
         self.request_duration.labels(
-            type(handler).__name__, handler.request.method, str(handler.get_status())
+            name if name in self._handlers else NOT_FOUND,
+            method if method in HTTP_METHODS else OTHER,
+            str(status) if 100 <= status <= 599 else OTHER,
         ).observe(handler.request.request_time())
 
     def exposition(self) -> bytes:

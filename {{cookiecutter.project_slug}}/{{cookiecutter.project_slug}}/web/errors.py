@@ -90,6 +90,10 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         self, status_code: int, error: BaseException | None
     ) -> tuple[int, dict[str, Any]]:
         """The status and body to answer ``error`` with (``status_code``: Tornado's)."""
+        if isinstance(error, ApiError):
+            for name, value in error.headers.items():
+                self.set_header(name, value)
+            return error.status, error.body()
         return standard_error(status_code)
 
 
