@@ -49,7 +49,8 @@ async def test_concurrent_signups_from_one_address_stop_at_the_limit_with_retry_
 async def test_when_the_hashing_queue_is_full_signups_answer_503_at_once(api, db, app):
     hasher = GatedHasher.from_parameters(profiles.CHEAPEST)
     hasher.gate = threading.Event()
-    replace_service(app, "passwords", Passwords(hasher, concurrency=1, queue=1))
+    # Four places (one thread, three waiting): sign-ups may hold half of them.
+    replace_service(app, "passwords", Passwords(hasher, concurrency=1, queue=3))
     calls = [
         asyncio.ensure_future(api.signup(email=f"q{i}@example.com", password=PASSWORD))
         for i in range(6)
@@ -92,3 +93,68 @@ async def test_case_folding_goes_beyond_lowercase(api):
     again = await api.signup(email="STRASSE@example.com", password=PASSWORD)
     assert again.status == 409
     assert (await api.login("strasse@example.com")).status == 200
+
+
+class CountedGateHasher(PasswordHasher):
+    """A real Argon2 hasher whose every new hash waits for a permit of ``permits``: the
+    test lets hashes through one at a time, without timing. Verifying is not held."""
+
+    permits: threading.Semaphore
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        self.permits.acquire(timeout=30)
+        return super().hash(password, salt=salt)
+
+
+async def until(condition: Any, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"trusted_proxy_hops": 1, "signups_per_address": 2}]
+)
+@pytest.mark.gen_test(timeout=60)
+async def test_a_burst_of_signups_from_many_addresses_leaves_the_owner_able_to_log_in(
+    api, db, app, settings_overrides
+):
+    # Issue 20: sign-ups from many addresses, each within its own limit, filled the
+    # hashing queue and the owner's login answered 503.
+    owner = await api.new_user("owner")
+    hasher = CountedGateHasher.from_parameters(profiles.CHEAPEST)
+    hasher.permits = threading.Semaphore(0)
+    # Eight places (one thread, seven waiting): sign-ups may hold four of them.
+    passwords = Passwords(hasher, concurrency=1, queue=7)
+    replace_service(app, "passwords", passwords)
+    signups = [
+        asyncio.ensure_future(
+            api.request(
+                "POST",
+                "/api/v1/user/signup",
+                {"email": f"burst{i}@example.com", "password": PASSWORD},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},  # one address each
+            )
+        )
+        for i in range(40)
+    ]
+    try:
+        await until(lambda: sum(call.done() for call in signups) >= 36, "busy answers never came")
+        assert [call.result().status for call in signups if call.done()] == [503] * 36
+        assert passwords.waiting == {"verify": 0, "hash": 3}  # one more hash runs
+
+        login = asyncio.ensure_future(
+            api.login("owner", owner.password, headers={"X-Forwarded-For": "203.0.113.5"})
+        )
+        await until(lambda: passwords.waiting["verify"] == 1 or login.done(), "no login queued")
+        # The running hash ends: the thread goes to the login, before the queued sign-ups.
+        hasher.permits.release()
+        await until(login.done, "the login waited behind the sign-ups")
+        assert login.result().status == 200, login.result().body
+        assert passwords.waiting == {"verify": 0, "hash": 2}  # the next hash runs
+    finally:
+        hasher.permits.release(40)
+    statuses = [response.status for response in await asyncio.gather(*signups)]
+    assert sorted(statuses) == [201] * 4 + [503] * 36
+    assert await db["users"].count_documents({}) == 5
