@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -121,6 +122,25 @@ async def test_an_unknown_field_answers_400_naming_it(api, path, body):
     assert response.body["error"]["field"] == unknown
 
 
+@pytest.mark.parametrize("path", [SIGNUP, LOGIN, "/api/v1/db/message"])
+@pytest.mark.gen_test
+async def test_a_long_unknown_field_is_named_once_and_cut_short(api, path):
+    # Issue 20: a 60 KB key was echoed twice, in the message and in the field (120 KB).
+    user = await api.new_user("ada")
+    key = "k" * 60_000
+    response = await api.request("POST", path, {key: 1}, token=user.token)
+    assert_json_error(response, 400, "validation_error")
+    raw = json.dumps(response.body)
+    assert len(raw) < 500, len(raw)
+    field = response.body["error"]["field"]
+    assert field == "k" * 61 + "..."
+    assert field not in response.body["error"]["message"]
+    # A short one is named as sent.
+    short = await api.request("POST", path, {"colour": 1}, token=user.token)
+    assert short.body["error"]["field"] == "colour"
+    assert "colour" not in short.body["error"]["message"]
+
+
 def oversized(settings: Any) -> bytes:
     return b'{"email": "' + b"a" * settings.max_body_bytes + b'"}'
 
@@ -211,6 +231,54 @@ async def test_a_wrong_method_answers_405_json(api, method, path):
     user = await api.new_user()
     response = await api.request(method, path, token=user.token)
     assert_json_error(response, 405, "method_not_allowed")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_head_answers_like_get_without_a_body(api, db):
+    # Issue 20: HEAD answered 405 everywhere (RFC 9110 §9.3.2: HEAD is GET without a body).
+    ada = await api.new_user("ada")
+    created = await api.request("POST", "/api/v1/db/message", {"text": "hi"}, token=ada.token)
+    message = f"/api/v1/db/message/{created.body['message']['_id']}"
+    paths = [
+        ("/health", None),
+        ("/", None),
+        ("/api/v1/openapi.json", None),
+        ("/metrics", None),
+        ("/static/app.js", None),
+        ("/api/v1/user/me", ada.token),
+        ("/api/v1/db/message", ada.token),
+        (message, ada.token),
+        (f"/api/v1/presence?users={ada.id}", ada.token),
+        ("/api/v1/user/me", None),  # 401, without a body too
+        ("/nope", None),  # 404
+    ]
+    for path, token in paths:
+        got, head = await fetch(api, "GET", path, token), await fetch(api, "HEAD", path, token)
+        assert head.code == got.code, path
+        assert head.body == b"", path
+        assert head.headers.get("Content-Type") == got.headers.get("Content-Type"), path
+        assert head.headers.get("WWW-Authenticate") == got.headers.get("WWW-Authenticate")
+        if path != "/metrics":  # the metrics move on between the two requests
+            assert head.headers.get("ETag") == got.headers.get("ETag"), path
+            length = got.headers["Content-Length"]
+            assert head.headers["Content-Length"] == length == str(len(got.body)), path
+
+
+async def fetch(api, method: str, path: str, token: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await api.http.fetch(
+        api.base_url + path, method=method, headers=headers, raise_error=False
+    )
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_head_is_refused_where_get_is_not_safe_or_absent(api, db):
+    ada = await api.new_user("ada")
+    for path in ("/api/v1/user/sockettoken", "/api/v1/user/signup", "/api/v1/user/login"):
+        head = await api.request("HEAD", path, token=ada.token)
+        assert head.status == 405, path
+    # HEAD of the socket-token route issued nothing.
+    assert await db["socket_tokens"].count_documents({}) == 0
 
 
 @pytest.mark.parametrize("path", ["/static/missing.js", "/static/vendor/nope.css"])

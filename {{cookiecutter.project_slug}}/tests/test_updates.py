@@ -151,3 +151,39 @@ async def test_only_the_owner_updates_even_with_the_current_etag(api):
     assert refused.status == 403
     read = await api.request("GET", path, token=ada.token)
     assert (read.body["message"]["text"], read.headers["ETag"]) == ("first", '"1"')
+
+
+# Issue 20: DELETE ignored If-Match; it is honoured like PUT's.
+@pytest.mark.gen_test(timeout=30)
+async def test_a_delete_with_a_stale_if_match_answers_412_and_deletes_nothing(api, db):
+    ada = await api.new_user("ada")
+    path = f"{MESSAGES}/{(await new_message(api, ada)).body['message']['_id']}"
+    assert (await put(api, ada, path, {"text": "second"})).headers["ETag"] == '"2"'
+
+    for stale in ('"1"', 'W/"2"', '"one"', "2"):
+        refused = await api.request("DELETE", path, token=ada.token, headers={"If-Match": stale})
+        assert refused.status == 412, stale
+        assert refused.error_code == "precondition_failed"
+    read = await api.request("GET", path, token=ada.token)
+    assert (read.status, read.body["message"]["text"]) == (200, "second")
+
+    deleted = await api.request("DELETE", path, token=ada.token, headers={"If-Match": '"2"'})
+    assert deleted.status == 204
+    assert (await api.request("GET", path, token=ada.token)).status == 404
+    assert await db["messages"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_of_an_update_and_a_delete_from_the_same_version_only_one_lands(api, db):
+    ada = await api.new_user("ada")
+    path = f"{MESSAGES}/{(await new_message(api, ada)).body['message']['_id']}"
+    update, delete = await asyncio.gather(
+        put(api, ada, path, {"text": "edited"}, if_match='"1"'),
+        api.request("DELETE", path, token=ada.token, headers={"If-Match": '"1"'}),
+    )
+    assert sorted([update.status, delete.status]) in ([200, 412], [204, 404], [204, 412])
+    remaining = await db["messages"].count_documents({})
+    if update.status == 200:  # the update won: the delete named a version now gone
+        assert (delete.status, remaining) == (412, 1)
+    else:
+        assert (delete.status, remaining) == (204, 0)

@@ -155,15 +155,29 @@ _TYPE_NAMES = {
 }
 
 
+# The longest field name an error repeats: a name comes from the client when it is
+# unknown (or a key inside an object), and the answer must not grow with it.
+MAX_FIELD_NAME = 64
+
+
+def field_name(loc: tuple[int | str, ...]) -> str | None:
+    """The dotted name of a field, cut to MAX_FIELD_NAME characters (ending in "...")."""
+    name = ".".join(str(part) for part in loc)
+    if len(name) > MAX_FIELD_NAME:
+        name = name[: MAX_FIELD_NAME - 3] + "..."
+    return name or None
+
+
 def explain(error: ValidationError) -> tuple[str, str | None]:
     """The API's message and field for a failed validation: an unknown field first
-    (a typo must not hide behind another error), then the first field at fault."""
+    (a typo must not hide behind another error), then the first field at fault. An
+    unknown field is named once, in ``field``, never in the message."""
     errors = error.errors(include_url=False)
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    field = ".".join(str(part) for part in first["loc"]) or None
+    field = field_name(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        return f"unknown field {field!r}", field
+        return "unknown field (named in error.field)", field
     if kind == "missing":
         return f"{field} is required", field
     if kind.endswith("_type") and first.get("input") is None:

@@ -155,6 +155,8 @@ SOCKET_TOKEN = {
 
 
 class SocketTokenHandler(AuthenticatedHandler):
+    head_like_get = False  # its GET issues a token: HEAD answers 405
+
     @operation(**SOCKET_TOKEN, operation_id="getSocketToken", errors=(429, 503))
     async def get(self) -> None:
         limits = self.services.socket_token_limits

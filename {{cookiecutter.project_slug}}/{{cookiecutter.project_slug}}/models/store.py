@@ -9,6 +9,9 @@ and (with ``If-Match``) the versions the client accepts; it ``$set``s only the f
 the request names and ``$inc``s the version. Two updates of different fields therefore
 both land, and of two updates made from the same version only one does.
 
+A delete with ``If-Match`` is one ``delete_one`` with the same filter: it deletes
+the document only if it is still at a version the client accepts.
+
 Documents stored before versions existed have none: they count as version 0 (ETag
 ``"0"``), and their first update makes them version 1.
 """
@@ -70,6 +73,19 @@ def new_document(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, VERSION: 1}
 
 
+def _matching(
+    owned_by: dict[str, Any], doc_id: Any, accepted: frozenset[int] | None
+) -> dict[str, Any]:
+    """The filter of the document ``doc_id`` matching ``owned_by`` and, with
+    ``accepted``, at one of those versions."""
+    query: dict[str, Any] = {"_id": doc_id, **owned_by}
+    if accepted is not None:
+        # A document without a version is version 0; {"$in": [None]} finds it.
+        versions: list[int | None] = sorted(accepted)
+        query[VERSION] = {"$in": [*versions, None] if 0 in accepted else versions}
+    return query
+
+
 async def update_fields(
     collection: Any,
     owned_by: dict[str, Any],
@@ -82,14 +98,18 @@ async def update_fields(
     Returns the document as stored after the update, or None when no document
     matched: it is gone, changed owner, or (with ``accepted``) has another version.
     """
-    query: dict[str, Any] = {"_id": doc_id, **owned_by}
-    if accepted is not None:
-        # A document without a version is version 0; {"$in": [None]} finds it.
-        versions: list[int | None] = sorted(accepted)
-        query[VERSION] = {"$in": [*versions, None] if 0 in accepted else versions}
     changes = {name: value for name, value in fields.items() if name not in ("_id", VERSION)}
     return await collection.find_one_and_update(
-        query,
+        _matching(owned_by, doc_id, accepted),
         {"$set": changes, "$inc": {VERSION: 1}},
         return_document=ReturnDocument.AFTER,
     )
+
+
+async def delete_document(
+    collection: Any, owned_by: dict[str, Any], doc_id: Any, accepted: frozenset[int] | None
+) -> bool:
+    """Delete the document ``doc_id`` matching ``owned_by`` (and, with ``accepted``,
+    still at one of those versions) in one operation; False when none matched."""
+    result = await collection.delete_one(_matching(owned_by, doc_id, accepted))
+    return bool(result.deleted_count)

@@ -190,7 +190,8 @@ class EntityItemHandler(EntityHandler):
     """``GET``, ``PUT`` (owner only) and ``DELETE`` (owner only) of one document.
 
     ``PUT`` changes only the fields its body names, atomically (models/store.py);
-    with ``If-Match`` only if the document is still at that version, else 412.
+    with ``If-Match``, ``PUT`` and ``DELETE`` act only if the document is still at
+    that version, else 412 and nothing changes.
     """
 
     @classmethod
@@ -223,9 +224,12 @@ class EntityItemHandler(EntityHandler):
             "delete": Operation(
                 f"Delete a {name} (its {owner} only)",
                 {204: Response("deleted")},
-                errors=dict.fromkeys((400, 403, 404, 429, 503), ""),
+                errors=dict.fromkeys((400, 403, 404, 412, 429, 503), ""),
                 operation_id=f"delete{title}",
-                **common,
+                description="With `If-Match` (an `ETag` of this document), only if it is "
+                "still at that version, else 412 and nothing is deleted.",
+                auth=True,
+                parameters=(id_parameter, IF_MATCH_PARAMETER),
             ),
         }
 
@@ -277,12 +281,17 @@ class EntityItemHandler(EntityHandler):
             raise precondition_failed() from None
 
     async def delete(self, raw_id: str) -> None:
+        accepted = store.accepted_versions(self.request.headers.get("If-Match"))
         existing = await self._owned(raw_id)
+        self._check_version(existing, accepted)
         ctx = self.action_context()
         await self.actions.before("delete", ctx, existing)
-        result = await self.collection.delete_one({"_id": existing["_id"]})
-        if result.deleted_count:
+        owned_by = {f"{self.entity.owner_field}._id": ObjectId(self.current_user.user_id)}
+        deleted = await store.delete_document(self.collection, owned_by, existing["_id"], accepted)
+        if deleted:
             await self.actions.after("delete", ctx, existing)
+        elif accepted is not None:  # changed (or deleted) since it was read
+            raise precondition_failed()
         self.set_status(204)
         self.finish()
 

@@ -8,7 +8,7 @@ shape from ``standard_error``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import tornado.web
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,7 +76,22 @@ class JsonErrorHandler(tornado.web.RequestHandler):
 
     The API's handlers build on it, and so do the others (the demo page, its static
     files, ``/metrics``: mix it in before their base class).
+
+    Each one that serves ``GET`` also serves ``HEAD``: the same checks, status and
+    headers (``Content-Length`` included), without the body (RFC 9110 §9.3.2;
+    Tornado drops the body of a HEAD answer). A handler whose GET is not safe (it
+    issues or changes something) sets ``head_like_get = False`` and HEAD answers 405.
     """
+
+    head_like_get: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        serves_get = cls.get is not tornado.web.RequestHandler.get
+        if cls.head_like_get and serves_get and cls.head is tornado.web.RequestHandler.head:
+            cls.head = _head_like_get  # type: ignore[method-assign]
+        elif not (cls.head_like_get and serves_get) and cls.head is _head_like_get:
+            cls.head = tornado.web.RequestHandler.head  # type: ignore[method-assign]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
@@ -95,6 +110,10 @@ class JsonErrorHandler(tornado.web.RequestHandler):
                 self.set_header(name, value)
             return error.status, error.body()
         return standard_error(status_code)
+
+
+def _head_like_get(self: tornado.web.RequestHandler, *args: Any, **kwargs: Any) -> Any:
+    return self.get(*args, **kwargs)
 
 
 class ApiError(HTTPError):

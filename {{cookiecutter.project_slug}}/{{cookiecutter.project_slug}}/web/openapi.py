@@ -217,6 +217,9 @@ def _operation(path: str, method: str, op: Operation, schemas: _Schemas) -> dict
             "required": True,
             "content": {JSON: {"schema": schemas.ref(op.body, "validation")}},
         }
+    if op.without_body:
+        for answer in responses.values():
+            answer.pop("content", None)
     described["responses"] = responses
     return described
 

@@ -16,9 +16,10 @@ other error statuses (their meaning is written once, in ``web/openapi.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+import tornado.web
 from pydantic import BaseModel, create_model
 
 from ..shapes import PublicShape
@@ -51,6 +52,7 @@ class Operation:
     tags: tuple[str, ...] = ()
     parameters: tuple[dict[str, Any], ...] = ()
     request_id: bool = True  # the answer carries X-Request-ID (API handlers do)
+    without_body: bool = False  # HEAD: every answer is headers only
 
 
 def operation(
@@ -82,13 +84,30 @@ def envelope(key: str, model: type[BaseModel], name: str | None = None) -> type[
 
 def declared_operations(handler: type, kwargs: Mapping[str, Any]) -> dict[str, Operation]:
     """The operations of a route: its handler's ``openapi_operations(kwargs)`` if it has
-    one (generic handlers such as the entities'), else each method's ``@operation``."""
+    one (generic handlers such as the entities'), else each method's ``@operation``;
+    and ``head``, GET's without the body, where the handler answers HEAD like GET."""
     custom = getattr(handler, "openapi_operations", None)
     if custom is not None:
-        return dict(custom(kwargs))
-    found = {}
-    for method in ("get", "post", "put", "patch", "delete"):
-        declared = getattr(getattr(handler, method, None), "__operation__", None)
-        if declared is not None:
-            found[method] = declared
+        found = dict(custom(kwargs))
+    else:
+        found = {}
+        for method in ("get", "post", "put", "patch", "delete"):
+            declared = getattr(getattr(handler, method, None), "__operation__", None)
+            if declared is not None:
+                found[method] = declared
+    serves_head = getattr(handler, "head", None) is not tornado.web.RequestHandler.head
+    if "get" in found and serves_head:
+        found["head"] = head_of(found["get"])
     return found
+
+
+def head_of(get: Operation) -> Operation:
+    """The HEAD operation of a GET: the same answers and headers, without a body."""
+    return replace(
+        get,
+        summary=f"{get.summary} (headers only)",
+        operation_id="head" + get.operation_id[:1].upper() + get.operation_id[1:]
+        if get.operation_id
+        else "",
+        without_body=True,
+    )
