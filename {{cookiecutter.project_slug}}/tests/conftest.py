@@ -104,10 +104,12 @@ def settings(mongodb_uri: str, settings_overrides: dict[str, Any]) -> Settings:
         mongodb_timeout_ms=3000,
         jwt_secret=TEST_SECRET,
         # Every test signs up and writes from 127.0.0.1: the per-address sign-up limit
-        # and the per-user write limits are off here, and on in the tests of each.
+        # and the per-user write and presence limits are off here, and on in the tests
+        # of each.
         signups_per_address=0,
         writes_per_minute_per_user=0,
         broadcasts_per_minute_per_user=0,
+        presence_requests_per_minute_per_user=0,
         fast_fanout=FAST_FANOUT,
 {%- if cookiecutter.message_queue == "redis" %}
         # A channel of its own: concurrent test runs must not share Socket.IO rooms.

@@ -46,6 +46,7 @@ def test_defaults(tmp_path):
     assert settings.max_body_bytes == 64 * 1024
     assert settings.trusted_proxy_hops == 0
     assert settings.metrics_token is None
+    assert settings.presence_requests_per_minute_per_user == 60
     assert settings.socketio_connect_timeout_seconds == 20
     assert settings.socketio_max_pending_per_address == 20
     assert settings.event_loop == "uvloop"  # a dependency wherever it is built
@@ -130,6 +131,7 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("TRUSTED_PROXY_HOPS", "11"),
         ("TRUSTED_PROXY_HOPS", "yes"),
         ("METRICS_TOKEN", "too-short"),
+        ("PRESENCE_REQUESTS_PER_MINUTE_PER_USER", "-1"),
         ("JWT_SECRET", "too-short"),
         ("JWT_PREVIOUS_SECRET", "too-short"),
         ("MONGODB_URI", "localhost:27017"),

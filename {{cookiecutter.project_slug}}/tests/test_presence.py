@@ -9,6 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+{%- if cookiecutter.message_queue == "redis" %}
+import redis.asyncio as aioredis
+{%- endif %}
+import socketio
 
 from {{ cookiecutter.project_slug }} import registry as keys
 
@@ -162,3 +166,77 @@ async def test_a_refused_socket_does_not_count(api, sockets, registry):
     await sockets.refused(token)  # used twice: refused
     presence = await registry[keys.MESSAGE_CLIENT].presence(ada.id)
     assert presence == {ada.id: {"online": True, "sockets": 1}}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_sockets_per_user": 2}])
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_handshakes_of_one_user_stop_at_max_sockets_per_user(
+    api: Api, sockets: Sockets, settings_overrides
+):
+    # Issue 20: the cap now reads the other processes' count first (a Redis round trip
+    # with message_queue=redis); this process's count and this socket's place in it
+    # must still be taken in one step, or handshakes at once all pass the check.
+    ada = await api.new_user("ada")
+    tokens = [await api.socket_token(ada) for _ in range(12)]
+
+    async def attempt(token: str) -> bool:
+        try:
+            await sockets.connect(token)
+        except socketio.exceptions.ConnectionError:
+            return False
+        return True
+
+    connected = await asyncio.gather(*(attempt(token) for token in tokens))
+    assert sum(connected) == 2
+
+
+@pytest.mark.parametrize("settings_overrides", [{"presence_requests_per_minute_per_user": 4}])
+@pytest.mark.gen_test(timeout=30)
+async def test_presence_requests_are_limited_per_user(api: Api, settings_overrides):
+    # Issue 20: any number of presence requests, each up to 100 users, had no limit.
+    ada, bob = await api.new_user("ada"), await api.new_user("bob")
+    hundred = ",".join([bob.id] * 100)
+    path = f"/api/v1/presence?users={hundred}"
+    # A burst of half the per-minute figure, then 429 with Retry-After.
+    for _ in range(2):
+        assert (await api.request("GET", path, token=ada.token)).status == 200
+    refused = await api.request("GET", path, token=ada.token)
+    assert (refused.status, refused.error_code) == (429, "too_many_requests")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.body["error"]["retry_after"] == int(refused.headers["Retry-After"])
+    # Per user: bob still asks.
+    assert (await api.request("GET", path, token=bob.token)).status == 200
+{%- if cookiecutter.message_queue == "redis" %}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_presence_request_for_a_hundred_users_is_one_redis_round_trip(api: Api, settings):
+    # Issue 20: one request for 100 users made 100 sequential Redis calls. Redis's
+    # MONITOR lists every command it runs; this test's channel names its keys.
+    ada = await api.new_user("ada")
+    users = [await api.new_user() for _ in range(3)]
+    ids = [user.id for user in users] * 34
+    path = "/api/v1/presence?users=" + ",".join(ids[:100])
+    assert (await api.request("GET", path, token=ada.token)).status == 200  # loads the script
+
+    watcher = aioredis.Redis.from_url(settings.redis_url)
+    sentinel = f"{settings.redis_channel}:sentinel"
+    try:
+        async with watcher.monitor() as monitor:
+            answer = await api.request("GET", path, token=ada.token)
+            await watcher.exists(sentinel)  # the end of what this test watches
+            commands = []
+            while sentinel not in (command := await monitor.next_command())["command"]:
+                commands.append(command)
+    finally:
+        await watcher.aclose()
+    assert answer.status == 200
+    assert set(answer.body["presence"]) == {user.id for user in users}
+    presence_calls = [
+        command
+        for command in commands
+        if command.get("client_type") != "lua"
+        and f"{settings.redis_channel}:presence" in command["command"]
+    ]
+    assert len(presence_calls) == 1, [command["command"][:80] for command in presence_calls]
+{%- endif %}

@@ -4,10 +4,12 @@ and the sockets of a process that is killed stop counting within the documented 
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 
 import pytest
+import socketio
 
 from .support import Api, Sockets
 from .test_presence import eventually, presence_of
@@ -21,6 +23,8 @@ def environment(mongodb_uri: str) -> dict[str, str]:
     return {
         **shared_environment(mongodb_uri),
         "PRESENCE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+        # The tests poll the endpoint until the counts settle.
+        "PRESENCE_REQUESTS_PER_MINUTE_PER_USER": "0",
     }
 
 
@@ -98,6 +102,67 @@ async def test_the_last_socket_leaving_on_any_process_is_announced_once(processe
         await tab_b.client.disconnect()  # her last socket: offline
         await eventually(lambda: len(presence_of(watcher, ada.id)) == 2)
         assert presence_of(watcher, ada.id) == [(True, 1), (False, 0)]
+    finally:
+        await on_a.close_all()
+        await on_b.close_all()
+
+
+@pytest.fixture
+def capped_processes(environment: dict[str, str]) -> Iterator[list[AppProcess]]:
+    started = [start_app({**environment, "MAX_SOCKETS_PER_USER": "2"}) for _ in range(2)]
+    yield started
+    for app in started:
+        app.process.terminate()
+        app.process.wait(timeout=20)
+        app.process.stdout.close()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_max_sockets_per_user_holds_across_processes(capped_processes, http_client):
+    # Issue 20: each process counted only its own sockets, so N processes let a user
+    # hold N x MAX_SOCKETS_PER_USER. The handshake reads the count the presence store
+    # keeps across processes.
+    process_a, process_b = capped_processes
+    api_a, api_b = Api(http_client, process_a.url), Api(http_client, process_b.url)
+    on_a, on_b = Sockets(process_a.url), Sockets(process_b.url)
+    try:
+        ada, bob = await api_a.new_user("ada"), await api_a.new_user("bob")
+        await on_a.connect(await api_a.socket_token(ada))
+        await on_b.connect(await api_b.socket_token(ada))
+        for api, on in ((api_a, on_a), (api_b, on_b)):
+            refused = await on.refused(await api.socket_token(ada))
+            assert refused.connect_errors == [{"message": "INVALID_TOKEN"}]
+        # Another user is not affected; a socket that leaves frees its place everywhere.
+        await on_b.connect(await api_b.socket_token(bob))
+        await on_b.opened[0].client.disconnect()
+
+        async def one_more_fits() -> bool:
+            token = await api_a.socket_token(ada)
+            try:
+                await on_a.connect(token)
+            except socketio.exceptions.ConnectionError:  # the leaving one still counted
+                return False
+            return True
+
+        await eventually(one_more_fits)
+
+        # Handshakes at once on both processes: each process counts its own at once and
+        # the other's once they are counted in Redis, so at most 2 x 2 connect
+        # (SECURITY.md: the margin that remains).
+        cyd = await api_a.new_user("cyd")
+        tokens = [await api_a.socket_token(cyd) for _ in range(12)]
+
+        async def attempt(on: Sockets, token: str) -> bool:
+            try:
+                await on.connect(token)
+            except socketio.exceptions.ConnectionError:
+                return False
+            return True
+
+        connected = await asyncio.gather(
+            *(attempt(on_a if i % 2 else on_b, token) for i, token in enumerate(tokens))
+        )
+        assert 2 <= sum(connected) <= 4, sum(connected)
     finally:
         await on_a.close_all()
         await on_b.close_all()

@@ -112,7 +112,11 @@ def make_app(settings: Settings, registry: Registry | None = None) -> tornado.we
         (r"/api/v1/user/logout", LogoutHandler),
         (r"/api/v1/user/me", MeHandler),
         (r"/api/v1/user/sockettoken", SocketTokenHandler),
-        (r"/api/v1/presence", PresenceHandler),
+        (
+            r"/api/v1/presence",
+            PresenceHandler,
+            {"per_user": RateLimiter(settings.presence_requests_per_minute_per_user)},
+        ),
         *entity_routes(ENTITIES),
         socketio_route(sio),
     ]

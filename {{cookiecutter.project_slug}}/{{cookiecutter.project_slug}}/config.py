@@ -160,10 +160,13 @@ class Settings(BaseSettings):
     socketio_max_pending_per_address: int = _count(
         20, "Sessions per address not connected yet (0: no limit)."
     )
-    max_sockets_per_user: int = _count(20, "Open sockets per user.", minimum=1)
+    max_sockets_per_user: int = _count(20, "Open sockets per user (on every process).", minimum=1)
     socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")
     socket_tokens_per_minute_per_address: int = _count(600, "Socket tokens per address.")
     handshakes_per_minute_per_address: int = _count(600, "Handshakes per address (0: off).")
+    presence_requests_per_minute_per_user: int = _count(
+        60, "GET /api/v1/presence requests per user (0: off)."
+    )
     recovery_enabled: bool = Field(
         True, description="Keep emitted messages so a reconnecting socket can recover them."
     )

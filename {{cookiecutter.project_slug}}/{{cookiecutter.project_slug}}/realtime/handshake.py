@@ -24,7 +24,14 @@ from ..ratelimit import RateLimiter, address_key
 from .inbound import MalformedConnect
 from .presence import Presence
 from .recovery import Recovery, requested_position
-from .rooms import EVERYONE, NAMESPACE, disconnect_local_sockets, jwt_room, user_room
+from .rooms import (
+    EVERYONE,
+    NAMESPACE,
+    counted_room,
+    disconnect_local_sockets,
+    jwt_room,
+    user_room,
+)
 from .session_expiry import SessionExpiry
 from .sessions import PendingSessions
 
@@ -97,9 +104,12 @@ class Handshake:
             raise self.refuse("invalid_token", " (unknown, expired, used or malformed)")
         user = grant["user"]
         user_id = str(user["_id"])
-        open_sockets = self._sio.manager.room_size(NAMESPACE, user_room(user_id))
+        open_sockets = await self._open_sockets(user_id)
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
+        # Counted from here on, with no await since the count: a concurrent handshake
+        # of this user on this process sees this one.
+        self._sio.manager.basic_enter_room(sid, NAMESPACE, counted_room(user_id))
         await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
         if self.recovery is not None:
             await self.recovery.history.start()  # delivers the message client's emits
@@ -136,6 +146,12 @@ class Handshake:
         # Last, with no await after it (nor in connect): a broadcast (emitToEveryone, a
         # ``presence`` event) must not reach a socket before the client has its CONNECT.
         await self._sio.enter_room(sid, EVERYONE)
+
+    async def _open_sockets(self, user_id: str) -> int:
+        """The user's sockets: those of the other processes (the presence store's
+        count), and this process's, handshakes past this check included."""
+        elsewhere = await self.presence.sockets_elsewhere(user_id)
+        return self._sio.manager.room_size(NAMESPACE, counted_room(user_id)) + (elsewhere or 0)
 
     def _hold_for_recovery(self, sid: str, auth: Any, user_id: str) -> str | None:
         """If the socket asks to recover, hold its deliveries (before it joins its

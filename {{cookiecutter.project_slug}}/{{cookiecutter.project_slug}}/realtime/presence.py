@@ -67,6 +67,26 @@ end
 return total
 """
 
+# KEYS: the heartbeat set, then one hash per user. ARGV: the stale age, and a process
+# not to count ('' for none). Returns each user's live total, in the order of KEYS:
+# one round trip for any number of users.
+_COUNT_MANY = """
+local now = redis.call('TIME')[1]
+local totals = {}
+for k = 2, #KEYS do
+  local total = 0
+  local counts = redis.call('HGETALL', KEYS[k])
+  for i = 1, #counts, 2 do
+    local beat = redis.call('ZSCORE', KEYS[1], counts[i])
+    if counts[i] ~= ARGV[2] and beat and now - tonumber(beat) <= tonumber(ARGV[1]) then
+      total = total + tonumber(counts[i + 1])
+    end
+  end
+  totals[k - 1] = total
+end
+return totals
+"""
+
 _HEARTBEAT = """
 local now = redis.call('TIME')[1]
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -86,6 +106,7 @@ class Presence:
         self._forgotten_after = str(FORGOTTEN_AFTER_HEARTBEATS * heartbeat_seconds)
         self._change = self._redis.register_script(_CHANGE_AND_COUNT)
         self._beat = self._redis.register_script(_HEARTBEAT)
+        self._count_many = self._redis.register_script(_COUNT_MANY)
         self._heartbeats: asyncio.Future[None] | None = None
         self._starting = asyncio.Lock()
 
@@ -113,9 +134,22 @@ class Presence:
             log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
             return None
 
-    async def counts(self, user_ids: list[str]) -> dict[str, int]:
-        """Raises ``redis.RedisError`` when Redis does not answer."""
-        return {user_id: await self._count(user_id, 0) for user_id in user_ids}
+    async def counts(self, user_ids: list[str], *, skip: str = "") -> dict[str, int]:
+        """Each user's live total (without process ``skip``), in one round trip. Raises
+        ``redis.RedisError`` when Redis does not answer."""
+        if not user_ids:
+            return {}
+        keys = [f"{self._prefix}:processes", *(self._user_key(uid) for uid in user_ids)]
+        totals = await self._count_many(keys=keys, args=[self._stale_after, skip])
+        return {user_id: int(total) for user_id, total in zip(user_ids, totals, strict=True)}
+
+    async def sockets_elsewhere(self, user_id: str) -> int | None:
+        """The user's sockets on the other processes; None if Redis did not answer."""
+        try:
+            return (await self.counts([user_id], skip=self._process))[user_id]
+        except aioredis.RedisError as error:
+            log.warning("presence not read: Redis failed (%s)", type(error).__name__)
+            return None
 
     async def _start_heartbeats(self) -> None:
         # The first heartbeat is written before the first count (a count without a
@@ -177,6 +211,10 @@ class Presence:
 
     async def counts(self, user_ids: list[str]) -> dict[str, int]:
         return {user_id: self._sockets.get(user_id, 0) for user_id in user_ids}
+
+    async def sockets_elsewhere(self, user_id: str) -> int | None:
+        """The user's sockets on other processes: none, this process holds them all."""
+        return 0
 
     async def close(self) -> None:
         return None

@@ -2,7 +2,8 @@
 
 Every authenticated socket joins three rooms: ``everyone`` (what
 ``emitToEveryone`` targets), ``user:<id>`` and ``jwt:<jti>`` (so logging out
-disconnects the sockets opened with that JWT). Broadcasts never go to
+disconnects the sockets opened with that JWT); and ``sockets:<id>``, which only
+counts them (``counted_room``). Broadcasts never go to
 Socket.IO's implicit all-sockets room, because a socket is already in it while
 its handshake is still being checked; for the same reason a socket joins
 ``everyone`` last in its handshake (realtime/handshake.py).
@@ -33,6 +34,13 @@ def user_room(user_id: str) -> str:
 
 def jwt_room(jti: str) -> str:
     return f"jwt:{jti}"
+
+
+def counted_room(user_id: str) -> str:
+    """The room that counts a user's sockets on this process for MAX_SOCKETS_PER_USER:
+    a socket joins it as soon as it passes the check, nothing is ever sent to it, and
+    python-socketio takes it out when its handshake fails or it disconnects."""
+    return f"sockets:{user_id}"
 
 
 async def disconnect_local_sockets(

@@ -4,6 +4,10 @@ Any signed-in user may see any user's presence: in this app anyone may message
 anyone, and the ``presence`` event already tells every socket who comes and goes
 (SECURITY.md). Narrow it here (for example to users the caller exchanged
 messages with) if your product needs more privacy.
+
+One request costs one round trip to the presence store however many users it names
+(at most ``MAX_USERS``), and each user may make PRESENCE_REQUESTS_PER_MINUTE_PER_USER
+of them (per process), else 429.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import redis
 {% endif -%}
 from pydantic import Field, StringConstraints
 
+from ..ratelimit import RateLimiter
 from ..shapes import PublicShape
 from .base import AuthenticatedHandler
-from .errors import {% if cookiecutter.message_queue == "redis" %}ApiError, {% endif %}bad_request
+from .errors import {% if cookiecutter.message_queue == "redis" %}ApiError, {% endif %}bad_request, too_many_requests
 from .operations import operation
 
 MAX_USERS = 100
@@ -49,13 +54,17 @@ def parse_user_ids(values: list[str]) -> list[str]:
 
 
 class PresenceHandler(AuthenticatedHandler):
+    def initialize(self, per_user: RateLimiter) -> None:  # type: ignore[override]
+        super().initialize()
+        self.per_user = per_user
+
     @operation(
         "Which of these users are online, with how many sockets",
         operation_id="presence",
         description="Any signed-in user may ask about any user (SECURITY.md).",
         auth=True,
         responses={200: PresenceAnswer},
-        errors=(400, 503),
+        errors=(400, 429, 503),
         tags=("user",),
         parameters=(
             {
@@ -69,6 +78,9 @@ class PresenceHandler(AuthenticatedHandler):
     )
     async def get(self) -> None:
         ids = parse_user_ids(self.get_query_arguments("users", strip=False))
+        retry_after = self.per_user.hit(self.current_user.user_id)
+        if retry_after is not None:
+            raise too_many_requests(retry_after, "too many presence requests, retry later")
 {%- if cookiecutter.message_queue == "redis" %}
         try:
             presence = await self.services.message_client.presence(ids)
