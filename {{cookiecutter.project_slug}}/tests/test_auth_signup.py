@@ -8,6 +8,8 @@ import datetime as dt
 import pytest
 from bson import ObjectId
 
+from {{ cookiecutter.project_slug }}.auth.shapes import Signup
+
 from .support import PASSWORD
 
 SIGNUP = "/api/v1/user/signup"
@@ -133,5 +135,8 @@ async def test_invalid_fields_answer_400_naming_the_field(api, db, fields, field
     assert response.status == 400
     assert response.error_code == "validation_error"
     assert response.body["error"]["field"] == field
-    assert field in response.body["error"]["message"]
+    if field in Signup.model_fields:
+        assert field in response.body["error"]["message"]
+    else:  # an unknown field is named once, in error.field (issue 20)
+        assert response.body["error"]["message"] == "unknown field (named in error.field)"
     assert await db["users"].count_documents({}) == 0
