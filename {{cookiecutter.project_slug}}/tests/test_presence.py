@@ -173,9 +173,9 @@ async def test_a_refused_socket_does_not_count(api, sockets, registry):
 async def test_concurrent_handshakes_of_one_user_stop_at_max_sockets_per_user(
     api: Api, sockets: Sockets, settings_overrides
 ):
-    # Issue 20: the cap now reads the other processes' count first (a Redis round trip
-    # with message_queue=redis); this process's count and this socket's place in it
-    # must still be taken in one step, or handshakes at once all pass the check.
+    # Issue 20: the cap now reads the other processes' count first (a round trip to the
+    # presence store when processes share one); this process's count and this socket's
+    # place in it must still be taken in one step, or handshakes at once all pass.
     ada = await api.new_user("ada")
     tokens = [await api.socket_token(ada) for _ in range(12)]
 
