@@ -120,8 +120,11 @@ class Handshake:
         for room in (user_room(user_id), jwt_room(grant["jti"])):
             await self._sio.enter_room(sid, room)
         # Checked once the socket is in its JWT's room: a logout whose revocation this
-        # read misses disconnects that room after it, and finds the socket there.
-        if not await self._session_is_live(grant):
+        # read misses disconnects that room after it, and finds the socket there (the
+        # manager then ends it when its handshake does: refused here, or disconnected
+        # as it connects; realtime/rooms.py).
+        live = await self._session_is_live(grant)
+        if not live or self._sio.manager.ended_in_handshake(sid, NAMESPACE):
             raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
         self._expiry.watch(grant["jti"], grant["exp"])
         # The handshake request's body reader (a class engine.io defines per request) is
