@@ -99,6 +99,8 @@ class RoomManager(socketio.AsyncManager):
         return (namespace, sid) in self._ended_in_handshake
 
     async def connect(self, sid: str, namespace: str) -> str:
+        """python-socketio's; a socket that a room's disconnect reached during its
+        handshake is disconnected at once (its client gets CONNECT, then DISCONNECT)."""
         sid = await super().connect(sid, namespace)
         if self.ended_in_handshake(sid, namespace):
             await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
