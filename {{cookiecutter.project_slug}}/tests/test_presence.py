@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from {{ cookiecutter.project_slug }} import registry as keys
+from {{ cookiecutter.project_slug }}.realtime.grace import Grace
 
 from .support import Api, SocketClient, Sockets
 
@@ -240,3 +241,120 @@ async def test_a_presence_request_for_a_hundred_users_is_one_redis_round_trip(ap
     ]
     assert len(presence_calls) == 1, [command["command"][:80] for command in presence_calls]
 {%- endif %}
+
+
+# --- Flapping (issue 20): coalesced by a grace period, capped per user ------------------
+
+CYCLES = 30
+
+
+def alternates(events: list[tuple[bool, int]]) -> bool:
+    """Online first, then each event a change of state."""
+    return all(online == (i % 2 == 0) for i, (online, _sockets) in enumerate(events))
+
+
+async def flap(api: Api, sockets: Sockets, user: Any, cycles: int) -> None:
+    """Open a socket of ``user`` and close it, ``cycles`` times, as fast as possible."""
+    for _ in range(cycles):
+        tab = await sockets.connect(await api.socket_token(user))
+        await tab.client.disconnect()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"socket_tokens_per_minute_per_user": 0}])
+@pytest.mark.gen_test(timeout=120)
+async def test_a_user_connecting_and_leaving_in_a_loop_is_announced_online_and_offline_once(
+    api, sockets, settings_overrides
+):
+    watcher = await sockets.connect(
+        await api.socket_token(await api.new_user("cyd")), events=("presence",)
+    )
+    ada = await api.new_user("ada")
+    await flap(api, sockets, ada, CYCLES)  # was 60 events, one per connect and per leave
+    await eventually(lambda: presence_of(watcher, ada.id)[-1:] == [(False, 0)], within=30)
+    events = presence_of(watcher, ada.id)
+    # Each of her returns came within the grace period of her leaving (3 s): she was
+    # online throughout, then went. Only a return later than that (a very slow machine)
+    # is another change, and the cap still holds those to a handful.
+    assert len(events) <= 4 and alternates(events), events
+
+
+@pytest.mark.parametrize("settings_overrides", [{"presence_grace_seconds": 2}])
+@pytest.mark.gen_test(timeout=60)
+async def test_a_user_who_leaves_is_announced_offline_once_the_grace_period_is_over(
+    api, sockets, settings_overrides
+):
+    watcher = await sockets.connect(
+        await api.socket_token(await api.new_user("cyd")), events=("presence",)
+    )
+    ada = await api.new_user("ada")
+    tab = await sockets.connect(await api.socket_token(ada))
+    await eventually(lambda: presence_of(watcher, ada.id) == [(True, 1)])
+    left = asyncio.get_running_loop().time()
+    await tab.client.disconnect()
+    await eventually(lambda: len(presence_of(watcher, ada.id)) == 2)
+    waited = asyncio.get_running_loop().time() - left
+    assert presence_of(watcher, ada.id) == [(True, 1), (False, 0)]
+    assert waited >= 2, f"announced offline {waited:.2f} s after she left, within the grace"
+    # Back after the grace: that is news again.
+    await sockets.connect(await api.socket_token(ada))
+    await eventually(lambda: len(presence_of(watcher, ada.id)) == 3)
+    assert presence_of(watcher, ada.id) == [(True, 1), (False, 0), (True, 1)]
+
+
+CAP = 6  # announcements a minute: bursts of 3, then one every 10 s
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "presence_grace_seconds": 0,
+            "presence_announcements_per_minute_per_user": CAP,
+            "socket_tokens_per_minute_per_user": 0,
+        }
+    ],
+)
+@pytest.mark.gen_test(timeout=120)
+async def test_announcements_of_one_user_are_capped_and_the_last_state_still_arrives(
+    api, sockets, settings_overrides
+):
+    """With no grace period every leave would be announced: the cap bounds them."""
+    watcher = await sockets.connect(
+        await api.socket_token(await api.new_user("cyd")), events=("presence",)
+    )
+    ada = await api.new_user("ada")
+    started = asyncio.get_running_loop().time()
+    await flap(api, sockets, ada, CYCLES)
+    elapsed = asyncio.get_running_loop().time() - started
+    # A burst of CAP / 2, one owed (an online announcement is never held back), and one
+    # more each 60 / CAP seconds.
+    bound = CAP // 2 + 1 + int(elapsed * CAP / 60) + 1
+    assert len(presence_of(watcher, ada.id)) <= bound, presence_of(watcher, ada.id)
+    # Her leaving is announced when the budget allows, however long the cap held it.
+    await eventually(
+        lambda: presence_of(watcher, ada.id)[-1:] == [(False, 0)], within=60 / CAP + 10
+    )
+    events = presence_of(watcher, ada.id)
+    assert alternates(events) and len(events) <= bound + 1, events
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_grace_period_ends_unless_its_key_comes_back_and_none_starts_after_close():
+    ended: list[tuple[str, int]] = []
+
+    async def expire(key: str, value: int) -> None:
+        ended.append((key, value))
+
+    grace: Grace[str, int] = Grace(0.05, expire)
+    for key, value in (("ada", 1), ("bob", 2), ("cyd", 3)):
+        grace.start(key, value)
+    assert grace.cancel("bob") and not grace.cancel("bob")  # bob came back
+    grace.start("cyd", 4)  # cyd left again: one grace, the latest
+    assert "ada" in grace and len(grace) == 2
+    await asyncio.sleep(0.3)  # past every timer: they run before this one wakes
+    assert sorted(ended) == [("ada", 1), ("cyd", 4)] and len(grace) == 0
+    grace.start("dan", 5)
+    await grace.close()
+    grace.start("eve", 6)
+    await asyncio.sleep(0.3)
+    assert sorted(ended) == [("ada", 1), ("cyd", 4)]

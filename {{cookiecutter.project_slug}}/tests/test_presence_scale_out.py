@@ -166,3 +166,32 @@ async def test_max_sockets_per_user_holds_across_processes(capped_processes, htt
     finally:
         await on_a.close_all()
         await on_b.close_all()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_user_moving_between_processes_within_the_grace_is_not_announced(
+    processes, http_client
+):
+    """Leaving one process and coming back on the other within the grace period (3 s) is
+    no change of state: the leaving mark is shared through Redis."""
+    process_a, process_b = processes
+    apis = [Api(http_client, process_a.url), Api(http_client, process_b.url)]
+    on = [Sockets(process_a.url), Sockets(process_b.url)]
+    try:
+        ada, cyd = await apis[0].new_user("ada"), await apis[0].new_user("cyd")
+        watcher = await on[0].connect(await apis[0].socket_token(cyd), events=("presence",))
+        tab = await on[0].connect(await apis[0].socket_token(ada))
+        for move in range(1, 21):
+            await tab.client.disconnect()
+            side = move % 2
+            tab = await on[side].connect(await apis[side].socket_token(ada))
+        await tab.client.disconnect()
+        await eventually(lambda: presence_of(watcher, ada.id)[-1:] == [(False, 0)], within=30)
+        events = presence_of(watcher, ada.id)
+        # Online, then offline; a move slower than the grace (a very slow machine) adds a
+        # pair, and the cap bounds those.
+        assert len(events) <= 4, events
+        assert all(online == (i % 2 == 0) for i, (online, _n) in enumerate(events)), events
+    finally:
+        await on[0].close_all()
+        await on[1].close_all()

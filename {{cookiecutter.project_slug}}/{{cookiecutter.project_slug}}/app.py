@@ -172,6 +172,7 @@ async def stop(app: tornado.web.Application) -> None:
     sio = services.socket_server
     await sio.close_transports()
     await sio.shutdown()
+    await sio.handshake.close()
     if sio.handshake.recovery is not None:
         await sio.handshake.recovery.close()
     await services.message_client.close()

@@ -147,6 +147,15 @@ class Settings(BaseSettings):
     password_hashing_queue: int = _count(32, "Hashes that may wait; beyond that, 503.")
     writes_per_minute_per_user: int = _count(120, "Writes under /api/v1/db (0: no limit).")
     broadcasts_per_minute_per_user: int = _count(12, "Messages without to (0: no limit).")
+    presence_grace_seconds: int = _count(
+        3,
+        "A user whose last socket goes is announced offline only if none came back within "
+        "this many seconds.",
+        maximum=60,
+    )
+    presence_announcements_per_minute_per_user: int = _count(
+        10, "Online/offline announcements of one user a minute, per process (0: no cap)."
+    )
     max_body_bytes: int = _count(64 * 1024, "Largest JSON request body.", minimum=1024)
     socketio_ping_interval: int = _count(25, "Socket.IO ping interval (s).", minimum=1)
     socketio_ping_timeout: int = _count(20, "Socket.IO ping timeout (s).", minimum=1)

@@ -53,6 +53,20 @@ class RateLimiter:
         """Count one event for ``key``: None if allowed, else seconds to wait."""
         if not self._enabled:
             return None
+        bucket = self._refilled(key)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        return max(1, math.ceil((1 - bucket.tokens) / self._rate))
+
+    def charge(self, key: str) -> None:
+        """Count one event for ``key`` that happens whatever the limit: the next ``hit``
+        waits that much longer (the debt is at most one burst)."""
+        if self._enabled:
+            bucket = self._refilled(key)
+            bucket.tokens = max(-self._burst, bucket.tokens - 1)
+
+    def _refilled(self, key: str) -> _Bucket:
         now = time.monotonic()
         bucket = self._buckets.pop(key, None) or _Bucket(self._burst, now)
         bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
@@ -60,10 +74,7 @@ class RateLimiter:
         self._buckets[key] = bucket  # most recently used last
         if len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return None
-        return max(1, math.ceil((1 - bucket.tokens) / self._rate))
+        return bucket
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
 from .inbound import MalformedConnect
 from .presence import Presence
+from .presence_events import PresenceEvents
 from .recovery import Recovery, requested_position
 from .rooms import (
     EVERYONE,
@@ -68,6 +69,12 @@ class Handshake:
     ) -> None:
         self._sio = sio
         self.presence = presence
+        self.presence_events = PresenceEvents(
+            sio,
+            presence,
+            settings.presence_grace_seconds,
+            settings.presence_announcements_per_minute_per_user,
+        )
         self.recovery = recovery
         self._nonces = nonces
         self._settings = settings
@@ -131,8 +138,11 @@ class Handshake:
         for room in (user_room(user_id), jwt_room(grant["jti"])):
             await self._sio.enter_room(sid, room)
         # Checked once the socket is in its JWT's room: a logout whose revocation this
-        # read misses disconnects that room after it, and finds the socket there.
-        if not await self._session_is_live(grant):
+        # read misses disconnects that room after it, and finds the socket there (the
+        # manager then ends it when its handshake does: refused here, or disconnected
+        # as it connects; realtime/rooms.py).
+        live = await self._session_is_live(grant)
+        if not live or self._sio.manager.ended_in_handshake(sid, NAMESPACE):
             raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
         self._expiry.watch(grant["jti"], grant["exp"])
         # The handshake request's body reader (a class engine.io defines per request) is
@@ -141,8 +151,7 @@ class Handshake:
         self.pending.settled(environ["tornado.handler"].pending_key)
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
-        if await self.presence.connected(user_id) == 1:
-            await self._announce(user, online=True, skip_sid=sid)
+        await self.presence_events.connected(user, skip_sid=sid)
         # Last, with no await after it (nor in connect): a broadcast (emitToEveryone, a
         # ``presence`` event) must not reach a socket before the client has its CONNECT.
         await self._sio.enter_room(sid, EVERYONE)
@@ -178,14 +187,8 @@ class Handshake:
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
         self._metrics.connected_sockets.dec()
         user = (await self._sio.get_session(sid))["user"]
-        if await self.presence.disconnected(str(user["_id"])) == 0:
-            await self._announce(user, online=False)
+        await self.presence_events.disconnected(user)
 
-    async def _announce(
-        self, user: dict[str, Any], *, online: bool, skip_sid: str | None = None
-    ) -> None:
-        """Tell every socket that ``user``'s first socket connected or last one left
-        (the README's ``presence`` event). Only the id and username: everyone gets it."""
-        who = {"_id": str(user["_id"]), "username": user.get("username")}
-        event = {"user": who, "online": online, "sockets": 1 if online else 0}
-        await self._sio.emit("presence", event, to=EVERYONE, namespace=NAMESPACE, skip_sid=skip_sid)
+    async def close(self) -> None:
+        """Stop what outlives a socket (the presence grace periods); at app stop."""
+        await self.presence_events.close()

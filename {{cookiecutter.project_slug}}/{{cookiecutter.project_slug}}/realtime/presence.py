@@ -1,8 +1,15 @@
 """Who is online: per-user socket counts{% if cookiecutter.message_queue == "redis" %} shared by every process through Redis{% endif %}.
 
 The handshake calls ``connected`` once a socket is accepted and ``disconnected``
-when it goes; both return the user's socket count after the change, so the
-caller can announce the transitions (first socket in, last socket out).
+when it goes; both return the user's socket count after the change and whether it is
+news for everyone else (realtime/presence_events.py announces it):
+
+- the last socket going marks the user *leaving*, with a mark of the caller's, and a
+  grace period starts; ``left`` at its end says whether they are gone (no socket of
+  theirs came back, and the mark is still theirs), and clears the mark;
+- a first socket is news unless it clears a *leaving* mark: the user came back
+  within the grace, and nobody was told they had gone.
+
 ``counts`` answers ``registry['transomMsgClient'].presence(users)``.
 {%- if cookiecutter.message_queue == "redis" %}
 
@@ -16,7 +23,11 @@ stop counting at most three heartbeats after its last one (and count again if it
 was only cut off from Redis and its heartbeat resumes within 30 heartbeats; after
 that its entries are deleted, so dead processes leave nothing behind). Counting and reading
 the total happen in one Lua script, so the total seen on each change is exact
-even when several processes change the same user at once.
+even when several processes change the same user at once. The leaving mark is the key
+``<channel>:presence:leaving:<id>``, set, read and cleared in the same scripts, so a
+user who leaves one process and comes back on another within the grace is not
+announced at all. It expires on its own (``LEAVING_MARK_SECONDS`` after the grace), in
+case the process that set it stops.
 {%- else %}
 
 With one process (message_queue=none), the counts are kept in memory.
@@ -30,12 +41,22 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 
 from .rooms import user_room
 
 log = logging.getLogger(__name__)
+
+
+class Counted(NamedTuple):
+    """A user's sockets after a change, and whether the change is news for everyone else
+    (they came online, or their last socket went and a grace period is to start)."""
+
+    sockets: int
+    news: bool
+
 
 # How many heartbeats a process may miss before its sockets stop counting.
 MISSED_HEARTBEATS = 3
@@ -44,28 +65,6 @@ MISSED_HEARTBEATS = 3
 # the set, and its counts are deleted when next read. Until then a process cut off from
 # Redis for a while counts again when its heartbeat resumes.
 FORGOTTEN_AFTER_HEARTBEATS = 30
-
-# KEYS: the user's hash, the heartbeat set. ARGV: this process, the change (+1/-1/0),
-# the age in seconds after which a heartbeat is stale. Returns the user's live total;
-# drops the counts of forgotten processes.
-_CHANGE_AND_COUNT = """
-local now = redis.call('TIME')[1]
-if ARGV[2] ~= '0' then
-  local left = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-  if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-end
-local total = 0
-local counts = redis.call('HGETALL', KEYS[1])
-for i = 1, #counts, 2 do
-  local beat = redis.call('ZSCORE', KEYS[2], counts[i])
-  if not beat then
-    redis.call('HDEL', KEYS[1], counts[i])
-  elseif now - tonumber(beat) <= tonumber(ARGV[3]) then
-    total = total + tonumber(counts[i + 1])
-  end
-end
-return total
-"""
 
 # KEYS: the heartbeat set, then one hash per user. ARGV: the stale age, and a process
 # not to count ('' for none). Returns each user's live total, in the order of KEYS:
@@ -93,6 +92,47 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 """
 
+# How long a leaving mark outlives the grace period, at most: it covers the wait for the
+# announcement budget (a minute at most) and a stalled process.
+LEAVING_MARK_SECONDS = 90
+
+# KEYS: the user's hash, the heartbeat set, the user's leaving mark. ARGV: this process,
+# the change ('1': a socket came, '-1': one went, '0': a grace period ended), the age
+# after which a heartbeat is stale, the mark's lifetime (ms), the caller's mark.
+# Returns {the user's live total, 1 if that is news for everyone else}.
+_TRANSITION = """
+local now = redis.call('TIME')[1]
+local change = ARGV[2]
+if change ~= '0' then
+  local left = redis.call('HINCRBY', KEYS[1], ARGV[1], change)
+  if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+end
+local total = 0
+local counts = redis.call('HGETALL', KEYS[1])
+for i = 1, #counts, 2 do
+  local beat = redis.call('ZSCORE', KEYS[2], counts[i])
+  if not beat then
+    redis.call('HDEL', KEYS[1], counts[i])
+  elseif now - tonumber(beat) <= tonumber(ARGV[3]) then
+    total = total + tonumber(counts[i + 1])
+  end
+end
+local news = 0
+if change == '1' then
+  if total == 1 and redis.call('DEL', KEYS[3]) == 0 then news = 1 end
+elseif change == '-1' then
+  if total == 0 then
+    redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4])
+    news = 1
+  end
+else
+  local mark = redis.call('GET', KEYS[3])
+  if total == 0 and (not mark or mark == ARGV[5]) then news = 1 end
+  if mark == ARGV[5] then redis.call('DEL', KEYS[3]) end
+end
+return {total, news}
+"""
+
 
 class Presence:
     """Socket counts per user across every process of the deployment."""
@@ -104,7 +144,8 @@ class Presence:
         self._heartbeat_seconds = heartbeat_seconds
         self._stale_after = str(MISSED_HEARTBEATS * heartbeat_seconds)
         self._forgotten_after = str(FORGOTTEN_AFTER_HEARTBEATS * heartbeat_seconds)
-        self._change = self._redis.register_script(_CHANGE_AND_COUNT)
+        self._transition = self._redis.register_script(_TRANSITION)
+        self._leaving_ms = str(1000 * LEAVING_MARK_SECONDS)
         self._beat = self._redis.register_script(_HEARTBEAT)
         self._count_many = self._redis.register_script(_COUNT_MANY)
         self._heartbeats: asyncio.Future[None] | None = None
@@ -113,26 +154,42 @@ class Presence:
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}:{user_room(user_id)}"
 
-    async def _count(self, user_id: str, delta: int) -> int:
-        keys = [self._user_key(user_id), f"{self._prefix}:processes"]
-        return int(await self._change(keys=keys, args=[self._process, delta, self._stale_after]))
+    async def _change_to(self, user_id: str, change: int, mark: str = "") -> Counted:
+        keys = [self._user_key(user_id), f"{self._prefix}:processes", self._leaving_key(user_id)]
+        args = [self._process, change, self._stale_after, self._leaving_ms, mark]
+        total, news = await self._transition(keys=keys, args=args)
+        return Counted(int(total), bool(news))
 
-    async def connected(self, user_id: str) -> int | None:
+    def _leaving_key(self, user_id: str) -> str:
+        return f"{self._prefix}:leaving:{user_id}"
+
+    async def connected(self, user_id: str) -> Counted | None:
         """The user's total with the new socket; None if Redis failed (no announcement)."""
         try:
             if self._heartbeats is None:
                 await self._start_heartbeats()
-            return await self._count(user_id, 1)
+            return await self._change_to(user_id, 1)
         except aioredis.RedisError as error:
             log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
             return None
 
-    async def disconnected(self, user_id: str) -> int | None:
+    async def disconnected(self, user_id: str, mark: str) -> Counted | None:
+        """The user's total without the socket; at 0 the user is marked leaving with
+        ``mark``. None if Redis failed."""
         try:
-            return await self._count(user_id, -1)
+            return await self._change_to(user_id, -1, mark)
         except aioredis.RedisError as error:
             log.warning("presence not counted: Redis failed (%s)", type(error).__name__)
             return None
+
+    async def left(self, user_id: str, mark: str) -> bool:
+        """At the end of the grace begun with ``mark``: whether the user is gone (no
+        socket on any process, and no comeback since). False if Redis failed."""
+        try:
+            return (await self._change_to(user_id, 0, mark)).news
+        except aioredis.RedisError as error:
+            log.warning("presence not read: Redis failed (%s)", type(error).__name__)
+            return False
 
     async def counts(self, user_ids: list[str], *, skip: str = "") -> dict[str, int]:
         """Each user's live total (without process ``skip``), in one round trip. Raises
@@ -183,6 +240,15 @@ class Presence:
 {%- else %}
 
 from collections import Counter
+from typing import NamedTuple
+
+
+class Counted(NamedTuple):
+    """A user's sockets after a change, and whether the change is news for everyone else
+    (they came online, or their last socket went and a grace period is to start)."""
+
+    sockets: int
+    news: bool
 
 
 class Presence:
@@ -197,17 +263,28 @@ class Presence:
 
     def __init__(self) -> None:
         self._sockets: Counter[str] = Counter()
+        self._leaving: dict[str, str] = {}  # user -> the mark of their grace period
 
-    async def connected(self, user_id: str) -> int | None:
+    async def connected(self, user_id: str) -> Counted | None:
         self._sockets[user_id] += 1
-        return self._sockets[user_id]
+        total = self._sockets[user_id]
+        came_back = total == 1 and self._leaving.pop(user_id, None) is not None
+        return Counted(total, total == 1 and not came_back)
 
-    async def disconnected(self, user_id: str) -> int | None:
+    async def disconnected(self, user_id: str, mark: str) -> Counted | None:
         self._sockets[user_id] -= 1
         left = self._sockets[user_id]
-        if left <= 0:
-            del self._sockets[user_id]
-        return left
+        if left > 0:
+            return Counted(left, False)
+        del self._sockets[user_id]
+        self._leaving[user_id] = mark
+        return Counted(0, True)
+
+    async def left(self, user_id: str, mark: str) -> bool:
+        if self._leaving.get(user_id) != mark:
+            return False  # they came back (and maybe left again: a later grace decides)
+        del self._leaving[user_id]
+        return self._sockets.get(user_id, 0) == 0
 
     async def counts(self, user_ids: list[str]) -> dict[str, int]:
         return {user_id: self._sockets.get(user_id, 0) for user_id in user_ids}

@@ -8,6 +8,11 @@ Socket.IO's implicit all-sockets room, because a socket is already in it while
 its handshake is still being checked; for the same reason a socket joins
 ``everyone`` last in its handshake (realtime/handshake.py).
 
+Disconnecting a room reaches the sockets still in their handshake too (they are in
+their rooms before their JWT is checked): python-socketio would pass over them, so
+the manager remembers them and ends each one when its handshake ends. That is what
+makes logout hold whatever the interleaving (SECURITY.md, "Sockets and sessions").
+
 Everything here uses python-socketio's public manager API only; the fast path
 (``realtime/accel/``) subclasses ``RoomManager`` when FAST_FANOUT is on.
 """
@@ -43,12 +48,14 @@ def counted_room(user_id: str) -> str:
     return f"sockets:{user_id}"
 
 
-async def disconnect_local_sockets(
-    manager: socketio.AsyncManager, room: str, namespace: str
-) -> None:
-    """Disconnect the sockets of ``room`` that this process holds."""
+async def disconnect_local_sockets(manager: RoomManager, room: str, namespace: str) -> None:
+    """Disconnect the sockets of ``room`` that this process holds, including those whose
+    handshake is still running: each of these ends as soon as its handshake does."""
     for sid, _eio_sid in list(manager.get_participants(namespace, room)):
-        await manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        if manager.is_connected(sid, namespace):
+            await manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        else:
+            manager.end_when_connected(sid, namespace)
 
 
 class RoomManager(socketio.AsyncManager):
@@ -68,6 +75,11 @@ class RoomManager(socketio.AsyncManager):
         # Sockets whose deliveries wait while their missed messages are replayed
         # (realtime/recovery.py), with what arrived for them meanwhile, in order.
         self._held: dict[str, tuple[frozenset[Hashable], list[tuple[str, Any]]]] = {}
+        # Sockets that a room's disconnect reached during their handshake (logout, JWT
+        # expiry). python-socketio's ``disconnect`` passes over a socket that is not
+        # connected yet, and the handshake may have read its JWT as live before the
+        # revocation: each of these is refused, or disconnected once connected.
+        self._ended_in_handshake: set[tuple[str, str]] = set()
 
     def hold(self, sid: str, rooms: Collection[Hashable]) -> None:
         """Keep what is emitted from now on to ``sid`` or to ``rooms`` (the rooms it is
@@ -85,6 +97,27 @@ class RoomManager(socketio.AsyncManager):
     def release(self, sid: str) -> None:
         """Deliver to ``sid`` again (call once ``take_held`` returned nothing)."""
         self._held.pop(sid, None)
+
+    def end_when_connected(self, sid: str, namespace: str = NAMESPACE) -> None:
+        """Disconnect ``sid``, whose handshake is still running, as soon as it connects."""
+        self._ended_in_handshake.add((namespace, sid))
+
+    def ended_in_handshake(self, sid: str, namespace: str = NAMESPACE) -> bool:
+        """Whether a room's disconnect reached ``sid`` during its handshake."""
+        return (namespace, sid) in self._ended_in_handshake
+
+    async def connect(self, sid: str, namespace: str) -> str:
+        """python-socketio's; a socket that a room's disconnect reached during its
+        handshake is disconnected at once (its client gets CONNECT, then DISCONNECT)."""
+        sid = await super().connect(sid, namespace)
+        if self.ended_in_handshake(sid, namespace):
+            await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        return sid
+
+    async def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """python-socketio's, for a socket connected or refused: it is forgotten here."""
+        self._ended_in_handshake.discard((namespace, sid))
+        await super().disconnect(sid, namespace, **kwargs)
 
     def room_size(self, namespace: str, room: Hashable) -> int:
         """How many sockets of this process are in ``room``."""
