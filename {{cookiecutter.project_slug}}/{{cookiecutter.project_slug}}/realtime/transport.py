@@ -33,13 +33,14 @@ from typing import Any
 import tornado.web
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
+from tornado.escape import parse_qs_bytes
 
 from .. import jsonutil
 from .. import registry as keys
 from ..config import Settings
 from ..ratelimit import address_key
 from ..web.errors import standard_error
-from . import inbound
+from . import eio_query, inbound
 from .sessions import PendingSessions
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
     @tornado.web.stream_request_body
     class GuardedTransport(base):  # type: ignore[misc, valid-type]
+        engineio_query = eio_query.EMPTY  # the query as engine.io reads it (prepare)
         _opened_sid: str | None = None  # the session a long-polling GET opened
         _refused = False
         _opening_poll = False
@@ -120,13 +122,16 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         @property
         def session_id(self) -> str | None:
-            sids = self.get_query_arguments("sid")
-            return sids[0] if sids else None  # the one engine.io reads
+            """The session the request names, as engine.io reads it (``prepare`` hands
+            engine.io the query as parsed here)."""
+            return self.engineio_query.sid
 
         def is_websocket(self) -> bool:
             return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
         def prepare(self) -> None:
+            if not self._read_query():
+                return
             if self.session_id is not None and not self._from_opener(self.session_id):
                 # A request that names a session (long-polling, or a WebSocket upgrading
                 # it) must come from the address that opened it: the sid is the
@@ -137,7 +142,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                     self.request.remote_ip,
                 )
                 self._answer(403, "forbidden", "this session was opened from another address")
-            elif "j" in self.request.query_arguments:
+            elif self.engineio_query.jsonp:
                 # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
                 # answers would hide a new session's sid from the pending sessions.
                 self._answer(400, "bad_request", "JSONP long-polling is not supported")
@@ -148,6 +153,27 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             elif self.request.method == "GET" and self.session_id is None:
                 self._admit()
 
+        def _read_query(self) -> bool:
+            """Read the query once (``realtime/eio_query.py``) and make it the one
+            engine.io reads; refuse it (400) if a parameter is repeated or blank."""
+            try:
+                self.engineio_query = eio_query.parse(self.request.query)
+            except eio_query.AmbiguousQuery as error:
+                self.engineio_query = eio_query.EMPTY
+                log.info("socket.io request refused: %s (%s)", error, self.request.remote_ip)
+                self._answer(400, "bad_request", str(error))
+                return False
+            canonical = self.engineio_query.canonical
+            if canonical != self.request.query:
+                # engine.io's Tornado driver builds QUERY_STRING from request.query (for a
+                # WebSocket, once it is open); Tornado's own arguments follow it.
+                self.request.query = canonical
+                self.request.query_arguments = parse_qs_bytes(canonical, keep_blank_values=True)
+                self.request.arguments = {
+                    name: list(values) for name, values in self.request.query_arguments.items()
+                }
+            return True
+
         def _from_opener(self, sid: str) -> bool:
             sio = self.application.settings["registry"][keys.SOCKET_SERVER]
             opener = sio.opened_from(sid)  # None: no such session, engine.io answers that
@@ -155,6 +181,9 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         def _admit(self) -> None:
             if self.pending.admits(self.address):
+                # The place is taken now, before the session exists: requests arriving
+                # together must not all pass this check before any of them counts.
+                self.pending.opened(self, self.address, self._end_opening)
                 return
             log.info(
                 "socket refused: address %s has %d sessions not connected yet",
@@ -213,10 +242,18 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             if inbound.leaves(body, polling=True):
                 self._close_session()
 
-        async def open(self, *args: Any, **kwargs: Any) -> None:
-            if self.session_id is None:  # a new session, on a WebSocket from the start
-                self.pending.opened(self, self.address, self.close)
-            await super().open(*args, **kwargs)
+        def _end_opening(self) -> None:
+            """The connect timeout of a session opened on this request: a WebSocket is
+            closed; a long-polling GET was answered long ago (its place is its sid's)."""
+            if self.is_websocket():
+                self.close()
+
+        def on_finish(self) -> None:
+            # An opening request that opened no session (refused, or not upgraded) frees
+            # its place; a WebSocket keeps it until it closes or connects.
+            if self.get_status() != 101:
+                self.pending.settled(self)
+            super().on_finish()
 
         async def on_message(self, message: str | bytes) -> None:
             if self._refused:
@@ -253,6 +290,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             opened = eio_payload.Payload(encoded_payload=text).packets[0]
             if opened.packet_type == eio_packet.OPEN:
                 sid = self._opened_sid = opened.data["sid"]
+                self.pending.settled(self)  # the session outlives the request: key it by sid
                 self.pending.opened(sid, self.address, lambda: self._close_session(sid))
 
         def _refuse_too_large(self) -> None:
