@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     socketio_max_pending_per_address: int = _count(
         20, "Sessions per address not connected yet (0: no limit)."
     )
+    socketio_inbound_packets_per_second: int = _count(
+        10, "Packets a socket may send per second, after its burst (0: no limit).", maximum=10_000
+    )
+    socketio_inbound_burst: int = _count(
+        100, "Packets a socket may send at once.", minimum=10, maximum=100_000
+    )
     max_sockets_per_user: int = _count(20, "Open sockets per user.", minimum=1)
     socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")
     socket_tokens_per_minute_per_address: int = _count(600, "Socket tokens per address.")

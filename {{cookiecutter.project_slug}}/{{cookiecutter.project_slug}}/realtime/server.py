@@ -87,7 +87,7 @@ class SocketServer(socketio.AsyncServer):
         namespace = namespace or NAMESPACE
         eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
         local = eio_sid is not None and self.manager.is_connected(sid, namespace)
-        opener = (self.environ.get(eio_sid) or {}).get("tornado.handler") if local else None
+        opener = self.opening_request(eio_sid) if local else None
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
         if eio_sid is None or not local or self._joined_elsewhere(eio_sid):
             return
@@ -138,6 +138,12 @@ class SocketServer(socketio.AsyncServer):
         ``get_environ``); engine.io's Tornado driver puts the request's handler in it."""
         environ = self.environ.get(eio_sid)
         return None if environ is None else client_address(environ)
+
+    def opening_request(self, eio_sid: str) -> Any:
+        """The Tornado handler of the request that opened session ``eio_sid`` (None: no
+        such session); it lives as long as the session."""
+        environ = self.environ.get(eio_sid)
+        return None if environ is None else environ.get("tornado.handler")
 
 
 def create_socket_server(

@@ -88,6 +88,10 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
     @tornado.web.stream_request_body
     class GuardedTransport(base):  # type: ignore[misc, valid-type]
         engineio_query = eio_query.EMPTY  # the query as engine.io reads it (prepare)
+        # The packets the session opened by this request may still send (on the opener,
+        # which python-socketio keeps with the session); a WebSocket keeps a reference.
+        inbound_budget: inbound.InboundBudget | None = None
+        _budget: inbound.InboundBudget | None = None
         _opened_sid: str | None = None  # the session a long-polling GET opened
         _refused = False
         _opening_poll = False
@@ -230,6 +234,10 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 return
             body, self._body_chunks = b"".join(self._body_chunks or ()), None
             self.request.body = body  # what engine.io reads
+            if not self._within_budget(body, polling=True):
+                self._close_session()
+                self._answer(429, "too_many_requests", "the socket sent too many packets")
+                return
             reason = inbound.refusal(body, polling=True)
             if reason is not None:
                 log.info("socket dropped: %s", reason)
@@ -258,6 +266,10 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         async def on_message(self, message: str | bytes) -> None:
             if self._refused:
                 return  # closing: whatever else arrives is dropped
+            if not self._within_budget(message, polling=False):
+                self._refused = True
+                self.close()
+                return
             reason = inbound.refusal(message, polling=False)
             if reason is not None:
                 self._refused = True
@@ -271,6 +283,41 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         def on_close(self) -> None:
             self.pending.settled(self)
             super().on_close()
+
+        def _within_budget(self, message: str | bytes, polling: bool) -> bool:
+            """Spend the session's inbound budget on ``message``; False, with one INFO
+            line per session, once it is spent."""
+            budget = self._budget or self._session_budget()
+            if budget is None:
+                return True  # no such session: engine.io refuses the request
+            already = budget.exhausted
+            if budget.spend(inbound.packet_count(message, polling)):
+                return True
+            if not already:
+                log.info(
+                    "socket dropped: more than %d packets at once or %d a second "
+                    "(SOCKETIO_INBOUND_BURST, SOCKETIO_INBOUND_PACKETS_PER_SECOND)",
+                    budget.burst,
+                    budget.rate,
+                )
+            return False
+
+        def _session_budget(self) -> inbound.InboundBudget | None:
+            """The budget of the session this request belongs to, kept on the request
+            that opened it (this one, for a WebSocket that opened its session)."""
+            sid = self.session_id
+            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            opener = self if sid is None else sio.opening_request(sid)
+            if opener is None:
+                return None
+            if opener.inbound_budget is None:
+                settings = self.app_settings
+                opener.inbound_budget = inbound.InboundBudget(
+                    settings.socketio_inbound_packets_per_second, settings.socketio_inbound_burst
+                )
+            if self.is_websocket():
+                self._budget = opener.inbound_budget  # one lookup per WebSocket
+            return opener.inbound_budget
 
         def write(self, chunk: str | bytes | dict[str, Any]) -> None:
             if self._opening_poll and self.get_status() == 200:
