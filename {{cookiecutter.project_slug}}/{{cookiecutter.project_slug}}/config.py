@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     writes_per_minute_per_user: int = _count(120, "Writes under /api/v1/db (0: no limit).")
     broadcasts_per_minute_per_user: int = _count(12, "Messages without to (0: no limit).")
     max_body_bytes: int = _count(64 * 1024, "Largest JSON request body.", minimum=1024)
+    http_idle_timeout_seconds: int = _count(
+        65, "Wait for a request's headers, or an idle connection's next.", minimum=1, maximum=3600
+    )
+    http_body_timeout_seconds: int = _count(
+        30, "Wait for a request's whole body.", minimum=1, maximum=3600
+    )
     socketio_ping_interval: int = _count(25, "Socket.IO ping interval (s).", minimum=1)
     socketio_ping_timeout: int = _count(20, "Socket.IO ping timeout (s).", minimum=1)
     socketio_max_message_bytes: int = _count(64 * 1024, "Largest Socket.IO message.", minimum=1024)

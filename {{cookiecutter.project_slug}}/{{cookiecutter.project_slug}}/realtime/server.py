@@ -13,6 +13,7 @@ from .. import jsonutil, logs
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
+from ..web.errors import NoServerHeader
 from . import accel
 from .handshake import Handshake, client_address
 {%- if cookiecutter.message_queue == "redis" %}
@@ -263,7 +264,7 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
             written.add_done_callback(_forget_failure)
             return written
 
-    class SocketIOHandler(guarded(EngineIOTransport)):  # type: ignore[misc]
+    class SocketIOHandler(NoServerHeader, guarded(EngineIOTransport)):  # type: ignore[misc]
         def initialize(self) -> None:
             self.request_id = logs.start_request(self.request)
 
