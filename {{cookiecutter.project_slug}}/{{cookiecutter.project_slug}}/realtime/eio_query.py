@@ -63,9 +63,6 @@ class EngineIOQuery:
         return "j" in self.values
 
 
-EMPTY = EngineIOQuery({}, "")
-
-
 def pieces(query: str) -> list[tuple[str, str, str]]:
     """The fields of ``query`` as sent: ``(raw name, "=" or "", raw value)``, split as
     ``parse_qsl`` splits them (empty fields are skipped). logs.py redacts by them."""

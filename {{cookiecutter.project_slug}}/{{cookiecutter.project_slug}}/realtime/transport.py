@@ -12,12 +12,16 @@ python-socketio/engine.io runs:
   the client to poll for the CLOSE packet, holding the body meanwhile;
 - a WebSocket message is bounded by the same setting (Tornado closes the
   connection, code 1009);
-- every message is checked by realtime/inbound.py; a refused one closes its
-  socket with one INFO line, and never reaches python-socketio;
+- the query is read once (realtime/eio_query.py) for every check here and for
+  engine.io, which is handed it as read: a parameter either reads, repeated or
+  blank, is refused (400) before engine.io sees the request;
+- every message is checked by realtime/inbound.py, after spending the session's
+  inbound budget; a refused one closes its socket with one INFO line, and never
+  reaches python-socketio;
 - a new engine.io session is refused (429) while its address holds
-  SOCKETIO_MAX_PENDING_PER_ADDRESS sessions that have not connected yet, and is
-  closed if it has not connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS
-  (realtime/sessions.py);
+  SOCKETIO_MAX_PENDING_PER_ADDRESS sessions that have not connected yet (its
+  place is taken when the request is admitted), and is closed if it has not
+  connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS (realtime/sessions.py);
 - engine.io's error answers (``Invalid session <sid>``...) are replaced by the
   API's JSON error shape, which never echoes the sid, and its log lines about
   them (ERROR the first time, with the sid) are dropped: ``EngineIOLog``.
@@ -87,7 +91,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
     @tornado.web.stream_request_body
     class GuardedTransport(base):  # type: ignore[misc, valid-type]
-        engineio_query = eio_query.EMPTY  # the query as engine.io reads it (prepare)
+        _named_sid: str | None = None  # the session the query names (prepare)
         # The packets the session opened by this request may still send (on the opener,
         # which python-socketio keeps with the session); a WebSocket keeps a reference.
         inbound_budget: inbound.InboundBudget | None = None
@@ -127,14 +131,15 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         @property
         def session_id(self) -> str | None:
             """The session the request names, as engine.io reads it (``prepare`` hands
-            engine.io the query as parsed here)."""
-            return self.engineio_query.sid
+            engine.io the query as parsed here); None for a request opening one."""
+            return self._named_sid
 
         def is_websocket(self) -> bool:
             return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
         def prepare(self) -> None:
-            if not self._read_query():
+            query = self._read_query()
+            if query is None:
                 return
             if self.session_id is not None and not self._from_opener(self.session_id):
                 # A request that names a session (long-polling, or a WebSocket upgrading
@@ -146,7 +151,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                     self.request.remote_ip,
                 )
                 self._answer(403, "forbidden", "this session was opened from another address")
-            elif self.engineio_query.jsonp:
+            elif query.jsonp:
                 # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
                 # answers would hide a new session's sid from the pending sessions.
                 self._answer(400, "bad_request", "JSONP long-polling is not supported")
@@ -157,17 +162,19 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             elif self.request.method == "GET" and self.session_id is None:
                 self._admit()
 
-        def _read_query(self) -> bool:
+        def _read_query(self) -> eio_query.EngineIOQuery | None:
             """Read the query once (``realtime/eio_query.py``) and make it the one
-            engine.io reads; refuse it (400) if a parameter is repeated or blank."""
+            engine.io reads; refuse it (400, and None) if a parameter is repeated or blank.
+            Only the sid is kept (a WebSocket keeps its handler as long as it is open)."""
             try:
-                self.engineio_query = eio_query.parse(self.request.query)
+                query = eio_query.parse(self.request.query)
             except eio_query.AmbiguousQuery as error:
-                self.engineio_query = eio_query.EMPTY
                 log.info("socket.io request refused: %s (%s)", error, self.request.remote_ip)
                 self._answer(400, "bad_request", str(error))
-                return False
-            canonical = self.engineio_query.canonical
+                return None
+            if query.sid is not None:
+                self._named_sid = query.sid
+            canonical = query.canonical
             if canonical != self.request.query:
                 # engine.io's Tornado driver builds QUERY_STRING from request.query (for a
                 # WebSocket, once it is open); Tornado's own arguments follow it.
@@ -176,7 +183,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 self.request.arguments = {
                     name: list(values) for name, values in self.request.query_arguments.items()
                 }
-            return True
+            return query
 
         def _from_opener(self, sid: str) -> bool:
             sio = self.application.settings["registry"][keys.SOCKET_SERVER]
