@@ -339,7 +339,8 @@ async def test_no_log_line_holds_a_password_hash_jwt_or_socket_token(
             "/socket.io/?EIO=4&token=R&transport=polling",
         ),
         ("/socket.io/?token=abc", "/socket.io/?token=R"),
-        ("/x?Token=abc#frag", "/x?Token=R#frag"),
+        # The server reads a request's "#..." as part of the value (issue 20).
+        ("/x?Token=abc#frag", "/x?Token=R"),
         ("/x?access_token=a&jwt=b&password=c", "/x?access_token=R&jwt=R&password=R"),
         ("/x?mytoken=keep&page=2", "/x?mytoken=keep&page=2"),
         ("/x", "/x"),

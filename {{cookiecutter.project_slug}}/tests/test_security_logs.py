@@ -7,14 +7,18 @@ in JSON lines (message, traceback and extra fields alike).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
 from collections.abc import Iterator
+from urllib.parse import parse_qsl
 
+import hypothesis
 import pytest
 import socketio
+from hypothesis import strategies as st
 
 from {{ cookiecutter.project_slug }} import logs
 from {{ cookiecutter.project_slug }}.logs import REDACTED, redact_text, redact_url
@@ -61,6 +65,51 @@ def test_other_parameters_and_the_path_are_kept():
 def test_redaction_is_idempotent():
     once = redact_url(f"/x?token={SECRET}&page=2")
     assert redact_text(once) == once == f"/x?token={REDACTED}&page=2"
+
+
+# Issue 20: what came before a token ended the query for the redaction ("#": a fragment;
+# a quote: the end of the query in a line of text), while the server read on.
+AROUND = ["'#", '"#', "#", "'", '"', "<", ">", "`", "#'", "%23", "?", ";", "\\", "'#\"<>`"]
+
+
+@pytest.mark.parametrize("junk", AROUND)
+def test_a_token_after_any_character_is_redacted_as_the_server_reads_it(junk):
+    for query in (
+        f"EIO=4&x={junk}&token={SECRET}",
+        f"EIO=4&x=1{junk}&%74oken={SECRET}",
+        f"x{junk}=1&sid={SECRET}&t=1",
+        f"{junk}&access_token={SECRET}",
+    ):
+        read = dict(parse_qsl(query, keep_blank_values=True))  # what the server reads
+        assert SECRET in "".join(read.values())
+        for line in (
+            redact_url(f"/socket.io/?{query}"),
+            redact_text(f"Uncaught exception GET /socket.io/?{query} (127.0.0.1)"),
+            redact_text(f"HTTPServerRequest(method='GET', uri={f'/x?{query}'!r}, version='1.1')"),
+            redact_text(f"200 GET /x?{query}"),
+        ):
+            assert SECRET not in line, line
+
+
+@hypothesis.settings(max_examples=300, deadline=None, database=None)
+@hypothesis.given(
+    fields=st.lists(
+        st.tuples(
+            st.sampled_from(["token", "%74oken", "to+ken", "sid", "x", "EIO", "a;token", ""]),
+            st.text(alphabet="'\"#<>`;=%?+ab", max_size=6),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_whatever_the_server_reads_as_a_secret_is_redacted(fields):
+    """Every value the server's reading (realtime/eio_query.py's, parse_qsl's) gives a
+    name meaning a credential is absent from the redacted URL and line."""
+    query = "&".join(f"{name}={junk}{SECRET}{index}" for index, (name, junk) in enumerate(fields))
+    redacted = [redact_url(f"/socket.io/?{query}"), redact_text(f"GET /x?{query} (1.2.3.4)")]
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if logs.secret_parameter(name):
+            assert all(value not in line for line in redacted), (query, redacted)
 
 
 @pytest.fixture
@@ -115,6 +164,34 @@ async def test_encoded_token_names_and_engineio_sids_never_reach_a_log_line(
         assert secret not in output, re.findall(rf".*{re.escape(secret)}.*", output)
 
 
+async def raw_get(port: int, target: str) -> bytes:
+    """A GET with ``target`` sent byte for byte (an HTTP client would escape it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize("captured", ["text", "json"], indirect=True)
+@pytest.mark.gen_test
+async def test_a_token_behind_a_quote_and_a_hash_never_reaches_a_log_line(
+    app, api, http_port, captured
+):
+    app.wildcard_router.add_rules([(r"/api/v1/failing", Failing)])
+    user = await api.new_user()
+    token = await api.socket_token(user)
+    # The server reads this token (the session opens with it); the log must not.
+    opened = await raw_get(http_port, f"/socket.io/?EIO=4&transport=polling&x='#&token={token}")
+    assert opened.startswith(b"HTTP/1.1 200")
+    for junk in AROUND:
+        await raw_get(http_port, f"/api/v1/nope?x={junk}&access_token={SECRET}")
+        await raw_get(http_port, f"/api/v1/failing?a={junk}&%74oken={SECRET}")
+    output = captured.getvalue()
+    assert "Uncaught exception GET /api/v1/failing?a=" in output
+    assert token not in output and SECRET not in output, output
+
+
 @pytest.mark.parametrize("captured", ["json"], indirect=True)
 def test_json_extras_named_like_secrets_are_redacted(captured):
     logging.getLogger("custom").info(
@@ -146,4 +223,8 @@ async def test_a_query_token_is_read_by_meaning_and_a_repeated_one_is_refused(ap
             transports=["websocket"],
             wait_timeout=10,
         )
-    assert repeated.connect_errors == [{"message": "INVALID_TOKEN"}]
+    # Refused by the transport (400, realtime/eio_query.py) before any handshake: the
+    # server never chose one of the two, and neither token was spent.
+    assert {"message": "INVALID_TOKEN"} not in repeated.connect_errors
+    for token in (first, second):
+        assert (await sockets.connect(token)).client.connected

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         10, "Online/offline announcements of one user a minute, per process (0: no cap)."
     )
     max_body_bytes: int = _count(64 * 1024, "Largest JSON request body.", minimum=1024)
+    http_idle_timeout_seconds: int = _count(
+        65, "Wait for a request's headers, or an idle connection's next.", minimum=1, maximum=3600
+    )
+    http_body_timeout_seconds: int = _count(
+        30, "Wait for a request's whole body.", minimum=1, maximum=3600
+    )
     socketio_ping_interval: int = _count(25, "Socket.IO ping interval (s).", minimum=1)
     socketio_ping_timeout: int = _count(20, "Socket.IO ping timeout (s).", minimum=1)
     socketio_max_message_bytes: int = _count(64 * 1024, "Largest Socket.IO message.", minimum=1024)
@@ -168,6 +174,12 @@ class Settings(BaseSettings):
     )
     socketio_max_pending_per_address: int = _count(
         20, "Sessions per address not connected yet (0: no limit)."
+    )
+    socketio_inbound_packets_per_second: int = _count(
+        10, "Packets a socket may send per second, after its burst (0: no limit).", maximum=10_000
+    )
+    socketio_inbound_burst: int = _count(
+        100, "Packets a socket may send at once.", minimum=10, maximum=100_000
     )
     max_sockets_per_user: int = _count(20, "Open sockets per user (on every process).", minimum=1)
     socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")

@@ -37,9 +37,10 @@ SECRET_PARAMETERS = frozenset(
     }
 )  # fmt: skip
 REDACTED = "[redacted]"
-# A query string inside any text: from "?" to the first blank, quote or angle bracket
-# (a value is redacted to that point, so "[redacted]" itself is redacted to itself).
-_QUERY_IN_TEXT = re.compile(r"\?([^\s'\"<>`]*)")
+# A query string inside any text: from "?" to the first blank. A request's URI holds no
+# blank (Tornado refuses one), but may hold quotes, brackets and "#", which the server
+# reads as part of the query: stopping at them left a token after them in clear.
+_QUERY_IN_TEXT = re.compile(r"\?(\S*)")
 
 
 def secret_parameter(raw_name: str) -> bool:
@@ -55,13 +56,26 @@ def secret_parameter(raw_name: str) -> bool:
 
 
 def redact_query(query: str) -> str:
-    """``EIO=4&%74oken=abc`` → ``EIO=4&%74oken=[redacted]`` (names kept as sent)."""
-    pairs = re.split(r"([&;])", query)
-    for index in range(0, len(pairs), 2):
-        name, equals, _value = pairs[index].partition("=")
+    """``EIO=4&%74oken=abc`` → ``EIO=4&%74oken=[redacted]`` (names kept as sent).
+
+    The query is read as the server reads it (``realtime/eio_query.py``, Tornado,
+    ``parse_qsl``): fields split at ``&`` only, a name before its first ``=``, and the
+    value the rest of the field, ``#``, quotes and all. A secret named after a ``;`` in
+    a field (some other servers split there too) is redacted to the end of the field.
+    """
+    return "&".join(_redact_field(field) for field in query.split("&"))
+
+
+def _redact_field(field: str) -> str:
+    name, equals, _value = field.partition("=")
+    if equals and secret_parameter(name):  # the server's reading
+        return f"{name}={REDACTED}"
+    parts = field.split(";")  # other readers'
+    for index, part in enumerate(parts[1:], 1):
+        name, equals, _value = part.partition("=")
         if equals and secret_parameter(name):
-            pairs[index] = f"{name}={REDACTED}"
-    return "".join(pairs)
+            return ";".join([*parts[:index], f"{name}={REDACTED}"])
+    return field
 
 
 def redact_text(text: str) -> str:
@@ -88,12 +102,14 @@ def bind_user(user_id: str | None) -> None:
 
 
 def redact_url(uri: str) -> str:
-    """``/socket.io/?EIO=4&token=abc`` → ``/socket.io/?EIO=4&token=[redacted]``."""
+    """``/socket.io/?EIO=4&token=abc`` → ``/socket.io/?EIO=4&token=[redacted]``.
+
+    Everything after the first ``?`` is the query, as Tornado splits a request's URI:
+    a ``#`` in it is not a fragment (a client sends none), the server reads past it."""
     path, question, query = uri.partition("?")
     if not question:
         return uri
-    query, hash_, fragment = query.partition("#")
-    return f"{path}?{redact_query(query)}{hash_}{fragment}"
+    return f"{path}?{redact_query(query)}"
 
 
 def _redact_value(name: str, value: Any) -> Any:

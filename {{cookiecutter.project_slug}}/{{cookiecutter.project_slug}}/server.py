@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.web
 
 from . import app as application
 from .config import Settings
@@ -42,6 +43,23 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def http_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server of ``app``, with bounded waits for a request's parts.
+
+    Tornado waits an hour by default for a request's headers (and for the next request
+    on a kept-alive connection: one setting, ``idle_connection_timeout``) and another
+    for its body, so a client that sends them slowly, or stops, holds a connection and
+    its buffers that long. Requests being answered (a long-poll) and upgraded WebSockets
+    are not bounded by these: they have their own limits (SECURITY.md)."""
+    # No xheaders: the app applies its own client-address rule (web/application.py).
+    return tornado.httpserver.HTTPServer(
+        app,
+        max_body_size=HARD_BODY_LIMIT,
+        idle_connection_timeout=settings.http_idle_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
 
 
 def run(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
@@ -79,8 +97,7 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None) 
         app = application.make_app(settings)
         await application.start(app)
         tune_garbage_collector()
-        # No xheaders: the app applies its own client-address rule (web/application.py).
-        server = tornado.httpserver.HTTPServer(app, max_body_size=HARD_BODY_LIMIT)
+        server = http_server(app, settings)
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)

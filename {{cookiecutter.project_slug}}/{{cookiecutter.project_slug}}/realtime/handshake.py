@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 import socketio
 from pymongo.errors import PyMongoError
@@ -21,6 +20,7 @@ from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
+from . import eio_query
 from .inbound import MalformedConnect
 from .presence import Presence
 from .presence_events import PresenceEvents
@@ -42,11 +42,14 @@ INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 - the refusal message, not a secre
 
 
 def token_from(auth: Any, environ: dict[str, Any]) -> object:
-    """The token as sent: from ``auth`` if it is an object with a token, else the query."""
+    """The token as sent: from ``auth`` if it is an object with a token, else the query
+    (read as the transport read it: a repeated ``token`` never gets this far)."""
     if isinstance(auth, dict) and "token" in auth:
         return auth["token"]
-    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
-    return values[0] if values and len(values) == 1 else None
+    try:
+        return eio_query.parse(environ.get("QUERY_STRING", "")).token
+    except eio_query.AmbiguousQuery:
+        return None
 
 
 def client_address(environ: dict[str, Any]) -> str:

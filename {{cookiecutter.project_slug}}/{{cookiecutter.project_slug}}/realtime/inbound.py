@@ -16,10 +16,15 @@ and the transport (realtime/transport.py) closes the socket with one INFO line:
 A Socket.IO CONNECT that does not decode is let through: ``ClientPacket`` turns
 it into a CONNECT whose ``auth`` is a ``MalformedConnect``, which the handshake
 refuses with ``INVALID_TOKEN``, as a client waiting for its connection expects.
+
+Even packets a client may send cost CPU (a decode, a ping timer, an event nobody
+handles): each session has an ``InboundBudget`` of packets, and one that sends more
+is closed (SOCKETIO_INBOUND_PACKETS_PER_SECOND, SOCKETIO_INBOUND_BURST).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from engineio import packet as eio_packet
@@ -45,6 +50,43 @@ POLLING_TYPES = frozenset({eio_packet.CLOSE, eio_packet.PONG, eio_packet.MESSAGE
 WEBSOCKET_TYPES = POLLING_TYPES | {eio_packet.PING, eio_packet.UPGRADE, eio_packet.NOOP}
 BINARY = "binary packet"
 MALFORMED = "malformed packet"
+
+
+class InboundBudget:
+    """A token bucket of packets for one engine.io session: ``burst`` at once, refilled
+    at ``rate`` a second (a rate of 0: no limit)."""
+
+    __slots__ = ("_stamp", "_tokens", "burst", "exhausted", "rate")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self.exhausted = False  # once spent past the limit, it stays spent
+
+    def spend(self, packets: int) -> bool:
+        """Take ``packets`` from the bucket; False (for good) when it does not hold them."""
+        if not self.rate:
+            return True
+        if self.exhausted:
+            return False
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens < packets:
+            self.exhausted = True
+            return False
+        self._tokens -= packets
+        return True
+
+
+def packet_count(message: str | bytes, polling: bool) -> int:
+    """How many engine.io packets ``message`` holds, without decoding it: a WebSocket
+    frame is one, a long-polling body one more than its record separators."""
+    if not polling:
+        return 1
+    separator = b"\x1e" if isinstance(message, bytes) else "\x1e"
+    return message.count(separator) + 1  # type: ignore[arg-type]
 
 
 class MalformedConnect:

@@ -13,6 +13,7 @@ from .. import jsonutil, logs
 from ..auth.nonces import SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
+from ..web.errors import NoServerHeader
 from . import accel
 from .handshake import Handshake, client_address
 {%- if cookiecutter.message_queue == "redis" %}
@@ -27,8 +28,8 @@ from .recovery import Recovery
 from .redis_history import RedisHistory
 from .redis_queue import RedisRoomManager
 {%- endif %}
-from .rooms import RoomManager
-from .transport import EngineIOLog, guarded
+from .rooms import NAMESPACE, RoomManager
+from .transport import EngineIOLog, close_session, guarded
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ def allowed_origins(settings: Settings) -> Any:
 
 
 class SocketServer(socketio.AsyncServer):
-    """python-socketio's server, with transports that end at shutdown and stay bound to
-    the address that opened their session. (With FAST_FANOUT, ``realtime/accel/``
-    builds a subclass of it.)"""
+    """python-socketio's server, with transports that end at shutdown and with their
+    session, and stay bound to the address that opened their session. (With
+    FAST_FANOUT, ``realtime/accel/`` builds a subclass of it.)"""
 
     handshake: Handshake  # set by create_socket_server
     fast: accel.Accel | None = None  # set by create_socket_server
@@ -68,6 +69,56 @@ class SocketServer(socketio.AsyncServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.open_websockets: set[tornado.websocket.WebSocketHandler] = set()
+        # The WebSockets that name an engine.io session in their URL (its upgrade, and
+        # any attempt at one from the same address), by session: closed with it.
+        self.upgrades: dict[str, list[tornado.websocket.WebSocketHandler]] = {}
+        self._ending: set[asyncio.Task[None]] = set()
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """python-socketio's server-side disconnect (logout, JWT expiry, disconnectUsers),
+        which ends the socket's engine.io session too.
+
+        python-socketio sends the DISCONNECT packet and runs the disconnect handler, but
+        keeps the engine.io session, which would answer pings, signed in to nothing,
+        for as long as the client keeps it; socket.io-client closes it, a hostile or
+        broken client need not. The session gets engine.io's CLOSE packet after the
+        DISCONNECT, and its WebSocket, if any, is closed."""
+        namespace = namespace or NAMESPACE
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        local = eio_sid is not None and self.manager.is_connected(sid, namespace)
+        opener = self.opening_request(eio_sid) if local else None
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        if eio_sid is None or not local or self._joined_elsewhere(eio_sid):
+            return
+        ending = asyncio.ensure_future(self._end_session(eio_sid, opener))
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
+
+    def _joined_elsewhere(self, eio_sid: str) -> bool:
+        """Whether the engine.io session is still connected to some namespace."""
+        return any(
+            self.manager.sid_from_eio_sid(eio_sid, namespace) is not None
+            for namespace in self.manager.get_namespaces()
+        )
+
+    async def _end_session(self, eio_sid: str, opener: Any) -> None:
+        within = self.eio.ping_interval + self.eio.ping_timeout
+        await close_session(self, eio_sid, within)  # the CLOSE packet, taken by the writer
+        for handler in [opener, *self.upgrades.get(eio_sid, ())]:
+            if isinstance(handler, tornado.websocket.WebSocketHandler):
+                handler.close()  # a WebSocket serving the session; no-op for an HTTP request
+
+    def upgrade_opened(self, eio_sid: str, handler: tornado.websocket.WebSocketHandler) -> None:
+        self.upgrades.setdefault(eio_sid, []).append(handler)
+
+    def upgrade_closed(self, eio_sid: str, handler: tornado.websocket.WebSocketHandler) -> None:
+        handlers = self.upgrades.get(eio_sid, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self.upgrades.pop(eio_sid, None)
 
     def websocket_opened(self, handler: tornado.websocket.WebSocketHandler) -> None:
         self.open_websockets.add(handler)
@@ -88,6 +139,12 @@ class SocketServer(socketio.AsyncServer):
         ``get_environ``); engine.io's Tornado driver puts the request's handler in it."""
         environ = self.environ.get(eio_sid)
         return None if environ is None else client_address(environ)
+
+    def opening_request(self, eio_sid: str) -> Any:
+        """The Tornado handler of the request that opened session ``eio_sid`` (None: no
+        such session); it lives as long as the session."""
+        environ = self.environ.get(eio_sid)
+        return None if environ is None else environ.get("tornado.handler")
 
 
 def create_socket_server(
@@ -172,11 +229,15 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
         engineio_handler = sio.fast.handler_class(engineio_handler)
 
     class EngineIOTransport(engineio_handler):  # type: ignore[misc, valid-type]
+        session_id: str | None  # the session the URL names, as read by transport.guarded
+
         async def open(self, *args: Any, **kwargs: Any) -> None:
             # What engine.io's handler does (serve the session in a task of its own), plus:
             # when that task ends, the WebSocket closes. engine.io leaves one it refused
             # (an unknown sid, a session already upgraded) open, its error unretrieved.
             sio.websocket_opened(self)
+            if self.session_id is not None:
+                sio.upgrade_opened(self.session_id, self)
             session = asyncio.ensure_future(sio.eio.handle_request(self))
             session.add_done_callback(self.session_ended)
 
@@ -190,6 +251,8 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
 
         def on_close(self) -> None:
             sio.websocket_closed(self)
+            if self.session_id is not None:
+                sio.upgrade_closed(self.session_id, self)
             super().on_close()
 
         def write_message(self, message: Any, binary: bool = False) -> asyncio.Future[None]:
@@ -201,7 +264,7 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
             written.add_done_callback(_forget_failure)
             return written
 
-    class SocketIOHandler(guarded(EngineIOTransport)):  # type: ignore[misc]
+    class SocketIOHandler(NoServerHeader, guarded(EngineIOTransport)):  # type: ignore[misc]
         def initialize(self) -> None:
             self.request_id = logs.start_request(self.request)
 

@@ -12,12 +12,16 @@ python-socketio/engine.io runs:
   the client to poll for the CLOSE packet, holding the body meanwhile;
 - a WebSocket message is bounded by the same setting (Tornado closes the
   connection, code 1009);
-- every message is checked by realtime/inbound.py; a refused one closes its
-  socket with one INFO line, and never reaches python-socketio;
+- the query is read once (realtime/eio_query.py) for every check here and for
+  engine.io, which is handed it as read: a parameter either reads, repeated or
+  blank, is refused (400) before engine.io sees the request;
+- every message is checked by realtime/inbound.py, after spending the session's
+  inbound budget; a refused one closes its socket with one INFO line, and never
+  reaches python-socketio;
 - a new engine.io session is refused (429) while its address holds
-  SOCKETIO_MAX_PENDING_PER_ADDRESS sessions that have not connected yet, and is
-  closed if it has not connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS
-  (realtime/sessions.py);
+  SOCKETIO_MAX_PENDING_PER_ADDRESS sessions that have not connected yet (its
+  place is taken when the request is admitted), and is closed if it has not
+  connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS (realtime/sessions.py);
 - engine.io's error answers (``Invalid session <sid>``...) are replaced by the
   API's JSON error shape, which never echoes the sid, and its log lines about
   them (ERROR the first time, with the sid) are dropped: ``EngineIOLog``.
@@ -33,13 +37,14 @@ from typing import Any
 import tornado.web
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
+from tornado.escape import parse_qs_bytes
 
 from .. import jsonutil
 from .. import registry as keys
 from ..config import Settings
 from ..ratelimit import address_key
 from ..web.errors import standard_error
-from . import inbound
+from . import eio_query, inbound
 from .sessions import PendingSessions
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,11 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
     @tornado.web.stream_request_body
     class GuardedTransport(base):  # type: ignore[misc, valid-type]
+        _named_sid: str | None = None  # the session the query names (prepare)
+        # The packets the session opened by this request may still send (on the opener,
+        # which python-socketio keeps with the session); a WebSocket keeps a reference.
+        inbound_budget: inbound.InboundBudget | None = None
+        _budget: inbound.InboundBudget | None = None
         _opened_sid: str | None = None  # the session a long-polling GET opened
         _refused = False
         _opening_poll = False
@@ -120,13 +130,17 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         @property
         def session_id(self) -> str | None:
-            sids = self.get_query_arguments("sid")
-            return sids[0] if sids else None  # the one engine.io reads
+            """The session the request names, as engine.io reads it (``prepare`` hands
+            engine.io the query as parsed here); None for a request opening one."""
+            return self._named_sid
 
         def is_websocket(self) -> bool:
             return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
         def prepare(self) -> None:
+            query = self._read_query()
+            if query is None:
+                return
             if self.session_id is not None and not self._from_opener(self.session_id):
                 # A request that names a session (long-polling, or a WebSocket upgrading
                 # it) must come from the address that opened it: the sid is the
@@ -137,7 +151,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                     self.request.remote_ip,
                 )
                 self._answer(403, "forbidden", "this session was opened from another address")
-            elif "j" in self.request.query_arguments:
+            elif query.jsonp:
                 # JSONP long-polling: no Socket.IO 3+ client uses it, and its wrapped
                 # answers would hide a new session's sid from the pending sessions.
                 self._answer(400, "bad_request", "JSONP long-polling is not supported")
@@ -148,6 +162,29 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             elif self.request.method == "GET" and self.session_id is None:
                 self._admit()
 
+        def _read_query(self) -> eio_query.EngineIOQuery | None:
+            """Read the query once (``realtime/eio_query.py``) and make it the one
+            engine.io reads; refuse it (400, and None) if a parameter is repeated or blank.
+            Only the sid is kept (a WebSocket keeps its handler as long as it is open)."""
+            try:
+                query = eio_query.parse(self.request.query)
+            except eio_query.AmbiguousQuery as error:
+                log.info("socket.io request refused: %s (%s)", error, self.request.remote_ip)
+                self._answer(400, "bad_request", str(error))
+                return None
+            if query.sid is not None:
+                self._named_sid = query.sid
+            canonical = query.canonical
+            if canonical != self.request.query:
+                # engine.io's Tornado driver builds QUERY_STRING from request.query (for a
+                # WebSocket, once it is open); Tornado's own arguments follow it.
+                self.request.query = canonical
+                self.request.query_arguments = parse_qs_bytes(canonical, keep_blank_values=True)
+                self.request.arguments = {
+                    name: list(values) for name, values in self.request.query_arguments.items()
+                }
+            return query
+
         def _from_opener(self, sid: str) -> bool:
             sio = self.application.settings["registry"][keys.SOCKET_SERVER]
             opener = sio.opened_from(sid)  # None: no such session, engine.io answers that
@@ -155,6 +192,9 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
 
         def _admit(self) -> None:
             if self.pending.admits(self.address):
+                # The place is taken now, before the session exists: requests arriving
+                # together must not all pass this check before any of them counts.
+                self.pending.opened(self, self.address, self._end_opening)
                 return
             log.info(
                 "socket refused: address %s has %d sessions not connected yet",
@@ -201,6 +241,10 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 return
             body, self._body_chunks = b"".join(self._body_chunks or ()), None
             self.request.body = body  # what engine.io reads
+            if not self._within_budget(body, polling=True):
+                self._close_session()
+                self._answer(429, "too_many_requests", "the socket sent too many packets")
+                return
             reason = inbound.refusal(body, polling=True)
             if reason is not None:
                 log.info("socket dropped: %s", reason)
@@ -213,14 +257,26 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             if inbound.leaves(body, polling=True):
                 self._close_session()
 
-        async def open(self, *args: Any, **kwargs: Any) -> None:
-            if self.session_id is None:  # a new session, on a WebSocket from the start
-                self.pending.opened(self, self.address, self.close)
-            await super().open(*args, **kwargs)
+        def _end_opening(self) -> None:
+            """The connect timeout of a session opened on this request: a WebSocket is
+            closed; a long-polling GET was answered long ago (its place is its sid's)."""
+            if self.is_websocket():
+                self.close()
+
+        def on_finish(self) -> None:
+            # An opening request that opened no session (refused, or not upgraded) frees
+            # its place; a WebSocket keeps it until it closes or connects.
+            if self.get_status() != 101:
+                self.pending.settled(self)
+            super().on_finish()
 
         async def on_message(self, message: str | bytes) -> None:
             if self._refused:
                 return  # closing: whatever else arrives is dropped
+            if not self._within_budget(message, polling=False):
+                self._refused = True
+                self.close()
+                return
             reason = inbound.refusal(message, polling=False)
             if reason is not None:
                 self._refused = True
@@ -234,6 +290,41 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         def on_close(self) -> None:
             self.pending.settled(self)
             super().on_close()
+
+        def _within_budget(self, message: str | bytes, polling: bool) -> bool:
+            """Spend the session's inbound budget on ``message``; False, with one INFO
+            line per session, once it is spent."""
+            budget = self._budget or self._session_budget()
+            if budget is None:
+                return True  # no such session: engine.io refuses the request
+            already = budget.exhausted
+            if budget.spend(inbound.packet_count(message, polling)):
+                return True
+            if not already:
+                log.info(
+                    "socket dropped: more than %d packets at once or %d a second "
+                    "(SOCKETIO_INBOUND_BURST, SOCKETIO_INBOUND_PACKETS_PER_SECOND)",
+                    budget.burst,
+                    budget.rate,
+                )
+            return False
+
+        def _session_budget(self) -> inbound.InboundBudget | None:
+            """The budget of the session this request belongs to, kept on the request
+            that opened it (this one, for a WebSocket that opened its session)."""
+            sid = self.session_id
+            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            opener = self if sid is None else sio.opening_request(sid)
+            if opener is None:
+                return None
+            if opener.inbound_budget is None:
+                settings = self.app_settings
+                opener.inbound_budget = inbound.InboundBudget(
+                    settings.socketio_inbound_packets_per_second, settings.socketio_inbound_burst
+                )
+            if self.is_websocket():
+                self._budget = opener.inbound_budget  # one lookup per WebSocket
+            return opener.inbound_budget
 
         def write(self, chunk: str | bytes | dict[str, Any]) -> None:
             if self._opening_poll and self.get_status() == 200:
@@ -253,6 +344,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             opened = eio_payload.Payload(encoded_payload=text).packets[0]
             if opened.packet_type == eio_packet.OPEN:
                 sid = self._opened_sid = opened.data["sid"]
+                self.pending.settled(self)  # the session outlives the request: key it by sid
                 self.pending.opened(sid, self.address, lambda: self._close_session(sid))
 
         def _refuse_too_large(self) -> None:

@@ -71,11 +71,24 @@ def standard_error(status_code: int) -> tuple[int, dict[str, Any]]:
     return status_code, Error.body(code, message)
 
 
-class JsonErrorHandler(tornado.web.RequestHandler):
+class NoServerHeader(tornado.web.RequestHandler):
+    """A handler whose responses do not name the server.
+
+    Tornado answers every response with ``Server: TornadoServer/<version>``, the exact
+    release the fast path (``realtime/accel/``) is built for: a gift to whoever looks
+    for a known flaw. ``clear`` sets the default headers of a response, and of an
+    error that replaces it (``send_error``)."""
+
+    def clear(self) -> None:
+        super().clear()
+        self.clear_header("Server")
+
+
+class JsonErrorHandler(NoServerHeader):
     """A handler whose errors answer in the API's JSON shape, whatever raised them.
 
     The API's handlers build on it, and so do the others (the demo page, its static
-    files, ``/metrics``: mix it in before their base class).
+    files, ``/metrics``: mix it in before their base class). None names the server.
 
     Each one that serves ``GET`` also serves ``HEAD``: the same checks, status and
     headers (``Content-Length`` included), without the body (RFC 9110 §9.3.2;

@@ -85,7 +85,7 @@ class ServerMixin:
         """Nothing to track: ``close_transports`` finds every socket in engine.io."""
 
     def websocket_closed(self, handler: Any) -> None:
-        sid = handler.get_query_argument("sid", None)
+        sid = handler.session_id  # the session it names, as engine.io read it (transport.py)
         if sid is not None and self.eio.websocket_handlers.get(sid) is handler:
             del self.eio.websocket_handlers[sid]
             self.manager.forget(sid)
