@@ -1,0 +1,196 @@
+"""What recovery may cost (SECURITY.md, "Recovery: what a position can and cannot get").
+
+An attacker with one account fills the history (RECOVERY_MAX_MESSAGES messages of 2,000
+characters, addressed to themselves), then opens MAX_SOCKETS_PER_USER sockets that all
+recover from before the first of them and never read a byte. Each replay must stop at a
+bounded amount unsent; the process's memory and ``/health`` latency stay within the
+bounds SECURITY.md documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from {{ cookiecutter.project_slug }}.realtime.rooms import NAMESPACE, user_room
+
+from .support import Api, Report
+
+BUSY_HISTORY = 10_000  # RECOVERY_MAX_MESSAGES' default
+TEXT = "x" * 2000  # the longest message text
+SILENT_SOCKETS = 20  # MAX_SOCKETS_PER_USER's default
+# What the silent sockets may add to the process's memory. Unbounded, the replays held
+# their whole history each: ~45 MB a socket, 700 MB for the 20 (issue 20).
+MAX_GROWTH_BYTES = 48 * 1024 * 1024
+# The slowest /health answer while the replays run. Unbounded, a replay kept the event
+# loop for 0.37 s at a time and /health waited up to 2 s.
+MAX_HEALTH_SECONDS = 1.0
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client's WebSocket text frame (RFC 6455 §5.2: clients mask)."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x81, 0x80 | length])
+    else:
+        header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+    return header + mask + masked
+
+
+async def silent_socket(base_url: str, auth: dict[str, str]) -> socket.socket:
+    """A WebSocket that sends its Socket.IO CONNECT and then never reads: its receive
+    buffer is as small as the kernel allows, so the server's writes back up at once."""
+    url = urlsplit(base_url)
+    loop = asyncio.get_running_loop()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await loop.sock_connect(raw, (url.hostname, url.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+        f"Host: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(raw, request.encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += await loop.sock_recv(raw, 1)
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    await loop.sock_sendall(raw, masked_text_frame(b"40" + json.dumps(auth).encode()))
+    return raw
+
+
+async def read_out(raw: socket.socket, within: float = 5.0) -> tuple[bytes, bool]:
+    """Everything the server sent (read at last), and whether it closed the connection."""
+    loop = asyncio.get_running_loop()
+    received = bytearray()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(raw, 1 << 16), within)
+        except (TimeoutError, ConnectionResetError):
+            return bytes(received), False
+        if not chunk:
+            return bytes(received), True
+        received += chunk
+
+
+RECOVERY = re.compile(rb'42\["recovery",(\{[^}]*\})\]')
+
+
+@pytest.fixture
+def silent() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    yield opened
+    for raw in opened:
+        raw.close()
+
+
+async def health_latencies(api: Api, stop: asyncio.Event, into: list[float]) -> None:
+    while not stop.is_set():
+        started = time.monotonic()
+        response = await api.request("GET", "/health")
+        into.append(time.monotonic() - started)
+        assert response.status == 200, response.body
+        await asyncio.sleep(0.05)
+
+
+async def rss_peak(stop: asyncio.Event, into: list[int]) -> None:
+    while not stop.is_set():
+        into.append(rss_bytes())
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.gen_test(timeout=300)
+async def test_silent_recovering_sockets_leave_memory_and_health_within_bounds(
+    app, api, base_url, registry, settings, silent, report: Report
+):
+    sio = app.settings["services"].socket_server
+    msg = registry["transomMsgClient"]
+    attacker = await api.new_user()
+    token = await api.request("POST", "/api/v1/user/sockettoken", token=attacker.token)
+    start = token.body["position"]
+    for first in range(0, BUSY_HISTORY, 100):
+        await asyncio.gather(
+            *(
+                msg.emitToUsers(attacker.id, "message", {"n": n, "text": TEXT})
+                for n in range(first, first + 100)
+            )
+        )
+    gc.collect()
+    baseline = rss_bytes()
+    stop = asyncio.Event()
+    latencies: list[float] = []
+    samples: list[int] = []
+    watchers = [
+        asyncio.ensure_future(health_latencies(api, stop, latencies)),
+        asyncio.ensure_future(rss_peak(stop, samples)),
+    ]
+    started = time.monotonic()
+    try:
+        for _ in range(SILENT_SOCKETS):
+            socket_token = await api.socket_token(attacker)
+            silent.append(await silent_socket(base_url, {"token": socket_token, "position": start}))
+        room = user_room(attacker.id)
+        deadline = time.monotonic() + 30
+        while sio.manager.room_size(NAMESPACE, room) < SILENT_SOCKETS:
+            assert time.monotonic() < deadline, "the silent sockets did not all connect"
+            await asyncio.sleep(0.05)
+        recovery = sio.handshake.recovery
+        for _ in range(1200):  # every replay cut off, or refused
+            if not recovery.replaying:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+    finally:
+        stop.set()
+        await asyncio.gather(*watchers)
+    growth = max(samples) - baseline
+    # What each silent socket got, read at last: a replay cut off, or none at all.
+    cut_off = refused = 0
+    largest = 0
+    for raw, (received, closed) in zip(
+        silent, await asyncio.gather(*(read_out(raw) for raw in silent)), strict=True
+    ):
+        recovery_event = RECOVERY.search(received)
+        assert recovery_event is not None, received[:200]
+        summary = json.loads(recovery_event.group(1))
+        if summary == {"complete": False, "count": 0}:
+            refused += 1
+        else:
+            assert summary == {"complete": True, "count": BUSY_HISTORY}
+            assert closed, "a socket that took nothing of its replay was not cut off"
+            cut_off += 1
+        # (What the kernel's buffers took, a few MB on loopback, is not the process's.)
+        largest = max(largest, len(received))
+        raw.close()
+    deadline = time.monotonic() + 30
+    while sio.manager.room_size(NAMESPACE, room):
+        assert time.monotonic() < deadline, "the silent sockets' sessions did not end"
+        await asyncio.sleep(0.05)
+    report(
+        f"{SILENT_SOCKETS} silent sockets recovering {BUSY_HISTORY} messages: RSS +"
+        f"{growth / 2**20:.0f} MB (bound {MAX_GROWTH_BYTES / 2**20:.0f}), slowest /health "
+        f"{max(latencies):.2f} s of {len(latencies)} (bound {MAX_HEALTH_SECONDS}), "
+        f"{time.monotonic() - started:.1f} s; {cut_off} replays cut off "
+        f"(the largest after {largest / 2**20:.1f} MB reached the client), {refused} refused"
+    )
+    assert growth < MAX_GROWTH_BYTES
+    assert max(latencies) < MAX_HEALTH_SECONDS
