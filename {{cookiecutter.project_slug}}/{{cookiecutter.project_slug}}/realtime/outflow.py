@@ -7,7 +7,8 @@ kernel takes it). Neither is bounded, so a replay that sent everything at once h
 a whole history per socket. Both ends are seen, with Tornado's public API, by the
 handler of the session's transport (``server.socketio_route``): a WebSocket message is
 *taken* once the future ``write_message`` returns has resolved (it is in the kernel),
-a long-polling answer takes every packet it carries.
+a long-polling answer takes every packet queued (engine.io answers a poll with all of
+them; its body may be compressed, so it is not counted).
 
 A replay watches its session (``Outflow.watch``), records each packet it hands to
 engine.io (``Flow.handed``) and, before the unsent bytes would pass its bound, waits
@@ -24,10 +25,6 @@ import asyncio
 from collections import deque
 from typing import Any
 
-# engine.io's packet separator in a long-polling answer (Engine.IO protocol 4).
-PACKET_SEPARATOR = b"\x1e"
-
-
 class Flow:
     """One watched engine.io session: the sizes of the packets handed to it not yet
     taken by its transport, and the WebSocket handlers that engine.io wrote to for it."""
@@ -39,6 +36,10 @@ class Flow:
         self._waiter: asyncio.Future[None] | None = None
         self.unsent_bytes = 0
         self.websockets: set[Any] = set()
+
+    @property
+    def unsent_packets(self) -> int:
+        return len(self._sizes)
 
     def handed(self, size: int) -> None:
         """A packet of ``size`` characters (or bytes) was given to engine.io."""
@@ -91,9 +92,9 @@ class Outflow:
     def get(self, eio_sid: str | None) -> Flow | None:
         return None if eio_sid is None else self._flows.get(eio_sid)
 
-    def polled(self, eio_sid: str | None, answer: Any) -> None:
-        """A long-polling answer for ``eio_sid`` was written."""
+    def polled(self, eio_sid: str | None) -> None:
+        """A long-polling answer for ``eio_sid`` was written: it carries every packet
+        engine.io had queued for the session."""
         flow = self.get(eio_sid)
         if flow is not None:
-            body = answer.encode() if isinstance(answer, str) else bytes(answer)
-            flow.took(body.count(PACKET_SEPARATOR) + 1)
+            flow.took(flow.unsent_packets)

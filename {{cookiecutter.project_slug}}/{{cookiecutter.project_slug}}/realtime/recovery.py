@@ -58,6 +58,9 @@ MAX_POSITION_LENGTH = 64
 # Live messages that may wait for a socket while its replay is under way; past this,
 # it is cut off (they are in the history: its client recovers them when it reconnects).
 HELD_LIMIT = 10_000
+# Packets a replay leaves untaken on long-polling: each poll answers all of them, and
+# python-engineio's client refuses an answer of more than 16 packets.
+POLLING_PACKETS = 8
 
 
 def requested_position(auth: Any) -> str | None:
@@ -77,6 +80,10 @@ def requested_position(auth: Any) -> str | None:
 
 class CutOff(Exception):
     """The replay cannot go on for this socket: drop its transport."""
+
+
+class Gone(Exception):
+    """The socket's session ended during its replay."""
 
 
 class ReplayLimits:
@@ -201,6 +208,8 @@ class Recovery:
         except CutOff as reason:
             log.info("recovery: socket cut off (%s)", reason)
             self._sio.cut_off(sid)
+        except Gone:
+            pass
         finally:
             manager.release(sid)
             if granted:
@@ -240,8 +249,15 @@ class Recovery:
         encoded = self._sio.packet_class(
             sio_packet.EVENT, namespace=NAMESPACE, data=[event, *args]
         ).encode()
+        try:
+            polling = self._sio.transport(sid) == "polling"
+        except KeyError:
+            raise Gone from None
         for part in encoded if isinstance(encoded, list) else [encoded]:
-            full = flow.unsent_bytes and flow.unsent_bytes + len(part) > self._max_unsent
+            full = flow.unsent_bytes and (
+                flow.unsent_bytes + len(part) > self._max_unsent
+                or (polling and flow.unsent_packets >= POLLING_PACKETS)
+            )
             if full and not await flow.drained(self._stall):
                 raise CutOff(f"{flow.unsent_bytes} bytes not taken within {self._stall} s")
             flow.handed(len(part))

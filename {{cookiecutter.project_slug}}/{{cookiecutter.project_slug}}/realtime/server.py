@@ -261,7 +261,7 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
 
         def write(self, chunk: Any) -> None:
             if sio.outflow and self.request.method == "GET" and self.get_status() == 200:
-                sio.outflow.polled(self.session_id, chunk)  # a long-polling answer
+                sio.outflow.polled(self.session_id)  # a long-polling answer
             super().write(chunk)
 
     class SocketIOHandler(guarded(EngineIOTransport)):  # type: ignore[misc]
