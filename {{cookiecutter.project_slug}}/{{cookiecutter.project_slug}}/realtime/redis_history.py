@@ -14,14 +14,16 @@ long as they are in the stream. While Redis refuses the append, ``emit`` deliver
 through python-socketio's own path instead: this process's sockets still get the
 message, without a position (it cannot be recovered).
 
-A replay is read by one Lua script (``_SCAN``) at most SCAN_CHUNK entries a call: it
-checks that each entry follows the one before it (nothing was trimmed in between),
-keeps those addressed to the socket's rooms and not retracted, and answers their
-number (the first pass) or their payloads, REPLAY_CHUNK at a time (the second). Entries
-for other users never leave Redis. An emit with a ``key`` stores it in the entry and
-marks the key (``<stream>:key:<key>``, expiring with the retention); ``edit`` records a
-retraction or replacement (``<stream>:edit:<key>``) only for a marked key, so edits
-never outnumber the keyed entries of the retention window.
+Replays read an index, ``<stream>:index``: the same entries under the same ids, without
+their payloads (the append script writes and trims both). One Lua script (``_SCAN``)
+looks at SCAN_CHUNK index entries a call: it checks that each follows the one before
+it (nothing was trimmed in between), keeps those addressed to the socket's rooms and not
+retracted, and answers their number (a replay's first pass) or, REPLAY_CHUNK at a time,
+their payloads from the stream (the second). Entries for other users never leave
+Redis, and their payloads are not even read. An emit with a ``key`` stores it in the
+index entry and marks the key (``<stream>:key:<key>``, expiring with the retention);
+``edit`` records a retraction or replacement (``<stream>:edit:<key>``) only for a marked
+key, so edits never outnumber the keyed entries of the retention window.
 """
 
 from __future__ import annotations
@@ -62,26 +64,28 @@ FIRST = "new"  # the previous id of a stream's first entry
 
 RETRACTION = "-"  # an edit's value that retracts its key (a replacement is a JSON list)
 
-# KEYS: the stream, then (for an entry with a key) the key's mark. ARGV: the entry, its
-# rooms, the most entries kept, the retention in ms, its key. Each entry names the one
-# before it ('p'), so a reader or a replay can tell when entries were trimmed (or lost)
-# before it read them. The newest entry is never trimmed: the cutoff is older than it.
+# KEYS: the stream, its index, then (for an entry with a key) the key's mark. ARGV: the
+# entry, its rooms, the most entries kept, the retention in ms, its key. Each entry names
+# the one before it ('p'), so a reader or a replay can tell when entries were trimmed (or
+# lost) before it read them. The newest entry is never trimmed: the cutoff is older.
 _APPEND = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local previous = 'new'
 if #last > 0 then previous = last[1][1] end
-local id
-if KEYS[2] then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*',
-    'p', previous, 'r', ARGV[2], 'k', ARGV[5], 'm', ARGV[1])
-  redis.call('SET', KEYS[2], id, 'PX', ARGV[4])
+local id = redis.call(
+  'XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', previous, 'r', ARGV[2], 'm', ARGV[1])
+if KEYS[3] then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2], 'k', ARGV[5])
+  redis.call('SET', KEYS[3], id, 'PX', ARGV[4])
 else
-  id = redis.call(
-    'XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', previous, 'r', ARGV[2], 'm', ARGV[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2])
 end
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
-if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
+if oldest > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', oldest)
+  redis.call('XTRIM', KEYS[2], 'MINID', oldest)
+end
 return id
 """
 
@@ -93,16 +97,17 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: the stream. ARGV: the id to read after, the last id to read, the most entries to
-# look at, the most entries to return (0: only count them), the prefix of edit keys, then
-# the socket's rooms. Answers {the last id looked at, 'more' | 'done' | 'lost', the number
-# of entries found, then id, payload, edit of each entry returned}. An entry found is for
-# one of the rooms and not retracted; 'lost': an entry does not follow the one before it.
+# KEYS: the index, the stream. ARGV: the id to read after, the last id to read, the most
+# index entries to look at, the most entries to return (0: only count them), the prefix of
+# edit keys, then the socket's rooms. Answers {the last id looked at, 'more' | 'done' |
+# 'lost', the number of entries found, then id, payload, edit of each entry returned}. An
+# entry found is for one of the rooms and not retracted; 'lost': an entry does not follow
+# the one before it, or is gone from the stream.
 _SCAN = """
 local cursor, through = ARGV[1], ARGV[2]
 local limit, wanted, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local rooms = {}
-for i = 6, #ARGV do rooms[ARGV[i]] = true end
+for i = 6, #ARGV do rooms[#rooms + 1] = ' ' .. ARGV[i] .. ' ' end
 local entries = redis.call('XRANGE', KEYS[1], '(' .. cursor, through, 'COUNT', limit)
 if #entries == 0 then
   if cursor == through then return {cursor, 'done', 0} end
@@ -110,39 +115,46 @@ if #entries == 0 then
 end
 local previous = cursor
 if previous == '0-0' then previous = 'new' end
-local found, out = 0, {}
+local found, reply, full = 0, {}, false
 for _, entry in ipairs(entries) do
-  local id, fields = entry[1], {}
-  for j = 1, #entry[2], 2 do fields[entry[2][j]] = entry[2][j + 1] end
-  if fields['p'] ~= previous then return {previous, 'lost', found} end
-  previous = id
-  local match = false
-  for room in string.gmatch(fields['r'] or '', '%S+') do
-    if rooms[room] then match = true break end
+  local id, fields = entry[1], entry[2]
+  local p, r, k = nil, '', nil
+  for j = 1, #fields, 2 do
+    local name = fields[j]
+    if name == 'p' then p = fields[j + 1]
+    elseif name == 'r' then r = fields[j + 1]
+    elseif name == 'k' then k = fields[j + 1] end
   end
-  if match then
-    local edit = ''
-    if fields['k'] then edit = redis.call('GET', prefix .. fields['k']) or '' end
-    if edit ~= '-' then
-      found = found + 1
-      if wanted > 0 then
-        out[#out + 1] = id
-        out[#out + 1] = fields['m']
-        out[#out + 1] = edit
-        if found == wanted then
-          local reply = {id, 'more', found}
-          for _, value in ipairs(out) do reply[#reply + 1] = value end
-          return reply
-        end
+  if p ~= previous then return {previous, 'lost', found} end
+  previous = id
+  local match, padded = false, ' ' .. r .. ' '
+  for _, room in ipairs(rooms) do
+    if string.find(padded, room, 1, true) then match = true break end
+  end
+  local edit = ''
+  if match and k then edit = redis.call('GET', prefix .. k) or '' end
+  if match and edit ~= '-' then
+    found = found + 1
+    if wanted > 0 then
+      local kept = redis.call('XRANGE', KEYS[2], id, id)
+      if #kept == 0 then return {previous, 'lost', found} end
+      local payload = ''
+      for j = 1, #kept[1][2], 2 do
+        if kept[1][2][j] == 'm' then payload = kept[1][2][j + 1] end
       end
+      reply[#reply + 1] = id
+      reply[#reply + 1] = payload
+      reply[#reply + 1] = edit
+      if found == wanted then full = true break end
     end
   end
 end
+-- Done once the last id is reached, or the index has no more entries up to it.
 local state = 'more'
-if #entries < limit or previous == through then state = 'done' end
-local reply = {previous, state, found}
-for _, value in ipairs(out) do reply[#reply + 1] = value end
-return reply
+if previous == through or (not full and #entries < limit) then state = 'done' end
+local head = {previous, state, found}
+for _, value in ipairs(reply) do head[#head + 1] = value end
+return head
 """
 
 
@@ -218,6 +230,7 @@ class RedisHistory:
         self._sio = sio
         self._codec = codec
         self._stream = f"{channel}:history"
+        self._index = f"{self._stream}:index"
         self._redis = aioredis.Redis.from_url(
             redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
         )
@@ -258,7 +271,9 @@ class RedisHistory:
         self, event: str, args: tuple[Any, ...], rooms: list[str], key: str | None = None
     ) -> None:
         entry = jsonutil.dumps({"event": event, "args": args, "rooms": rooms})
-        keys = [self._stream] if key is None else [self._stream, self._key_mark(key)]
+        keys = [self._stream, self._index]
+        if key is not None:
+            keys.append(self._key_mark(key))
         try:
             await self._append(keys=keys, args=[entry, " ".join(rooms), *self._limits, key or ""])
         except aioredis.TimeoutError:
@@ -299,7 +314,7 @@ class RedisHistory:
         """One ``_SCAN`` call: (the last id looked at, its state, entries found, and up
         to ``wanted`` of them as (id, payload, edit))."""
         reply = await self._scan(
-            keys=[self._stream],
+            keys=[self._index, self._stream],
             args=[after, through, SCAN_CHUNK, wanted, self._edit_prefix, *rooms],
         )
         rest = reply[3:]
