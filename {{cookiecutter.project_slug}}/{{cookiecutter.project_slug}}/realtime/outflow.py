@@ -25,6 +25,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
+
 class Flow:
     """One watched engine.io session: the sizes of the packets handed to it not yet
     taken by its transport, and the WebSocket handlers that engine.io wrote to for it."""

@@ -1,14 +1,14 @@
 """Positions as clients see them: the history's own ids, enciphered.
 
-The history numbers its entries: a Redis stream id ``<milliseconds>-<sequence>``, or
-the local history's start-up epoch and sequence. Handed out as they are, two
-positions a user received would tell how many messages (theirs or anyone's) the
-deployment emitted between them. A position is therefore that pair of numbers in one
-AES block, enciphered under a key derived from JWT_SECRET, written in 22 URL-safe
-characters. A block cipher is a pseudorandom permutation: without the key, two
-positions are unrelated 128-bit strings, neither ordered nor close, whatever lies
-between them. Every process that shares JWT_SECRET reads every other's positions
-(the same id gives the same position everywhere, as a recovering client needs).
+The history numbers each entry with two numbers{% if cookiecutter.message_queue == "redis" %} (its Redis stream id){% else %} (an epoch and a sequence){% endif %}.
+Handed out as they are, two positions a user received would tell how many messages
+(theirs or anyone's) the deployment emitted between them. A position is therefore that
+pair of numbers in one AES block, enciphered under a key derived from JWT_SECRET,
+written in 22 URL-safe characters. A block cipher is a pseudorandom permutation:
+without the key, two positions are unrelated 128-bit strings, neither ordered nor
+close, whatever lies between them. Every process that shares JWT_SECRET reads every
+other's positions (the same id gives the same position everywhere, as a recovering
+client needs).
 
 The block holds a fixed 4-byte tag before the two numbers (encode-then-encipher): a
 string that deciphers without it is not a position of this deployment (forged,
