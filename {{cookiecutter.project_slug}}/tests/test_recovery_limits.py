@@ -245,3 +245,29 @@ async def test_a_reading_socket_recovers_a_replay_many_times_the_bound(
     await msg.emitToUsers(user.id, "message", {"n": 300, "text": "live"})
     await socket.wait_for("message", 301)
     report(f"{transport}: 300 messages (600 KB) replayed in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("settings_overrides", [{"recoveries_per_minute_per_user": 4}])
+async def test_recoveries_past_the_users_rate_connect_without_a_replay(
+    api, registry, sockets: Sockets
+):
+    """RECOVERIES_PER_MINUTE_PER_USER=4 allows bursts of 2: the third recovery in a row
+    is answered complete=false with no replay, and its socket works; another user's
+    recovery is not affected."""
+    msg = registry["transomMsgClient"]
+    user, other = await api.new_user(), await api.new_user()
+    token = await api.request("POST", "/api/v1/user/sockettoken", token=user.token)
+    start = token.body["position"]
+    await msg.emitToUsers([user.id, other.id], "message", {"text": "missed"})
+    summaries = []
+    for _ in range(3):
+        auth = {"token": await api.socket_token(user), "position": start}
+        socket = await sockets.connect(auth=auth, events=("recovery",))
+        summaries += await socket.wait_for("recovery")
+    assert summaries == [{"complete": True, "count": 1}] * 2 + [{"complete": False, "count": 0}]
+    await msg.emitToUsers(user.id, "message", {"text": "live"})
+    assert (await socket.wait_for("message"))[-1] == {"text": "live"}
+    auth = {"token": await api.socket_token(other), "position": start}
+    theirs = await sockets.connect(auth=auth, events=("recovery",))
+    assert await theirs.wait_for("recovery") == [{"complete": True, "count": 1}]
