@@ -38,6 +38,15 @@ MAX_GROWTH_BYTES = 48 * 1024 * 1024
 MAX_HEALTH_SECONDS = 1.0
 
 
+def kernel_send_buffer_max() -> int:
+    """The most a TCP socket's send buffer grows to (net.ipv4.tcp_wmem), 4 MB by default."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as wmem:
+            return int(wmem.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 * 1024 * 1024
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -140,6 +149,8 @@ def cpu_seconds() -> float:
 async def test_silent_recovering_sockets_leave_memory_and_health_within_bounds(
     app, api, base_url, registry, silent, report: Report
 ):
+    if kernel_send_buffer_max() * 2 > BUSY_HISTORY * len(TEXT):
+        pytest.skip("this kernel's socket buffers would take a whole replay: nothing to bound")
     sio = app.settings["services"].socket_server
     msg = registry["transomMsgClient"]
     attacker = await api.new_user()
