@@ -74,6 +74,10 @@ local previous = 'new'
 if #last > 0 then previous = last[1][1] end
 local id = redis.call(
   'XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', previous, 'r', ARGV[2], 'm', ARGV[1])
+-- An index that does not end where the stream did (the stream was lost, or came from a
+-- release without one) starts again: replays from before then are incomplete.
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #top > 0 and top[1][1] ~= previous then redis.call('DEL', KEYS[2]) end
 if KEYS[3] then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2], 'k', ARGV[5])
   redis.call('SET', KEYS[3], id, 'PX', ARGV[4])
