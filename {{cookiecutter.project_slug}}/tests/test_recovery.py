@@ -229,10 +229,12 @@ async def test_past_the_window_recovery_is_incomplete_and_the_socket_goes_on_liv
     client = await recovering(clients, api, base_url)
     await msg.emitToUsers(client.user.id, "tick", {"n": 0})
     await client.wait_until(lambda: len(client.payloads()) == 1)
+    client.may_connect.clear()
     await drop_transports(app)
     await asyncio.wait_for(client.disconnected.wait(), 10)
     for n in range(1, 21):  # twice what is kept
         await msg.emitToUsers(client.user.id, "tick", {"n": n})
+    client.may_connect.set()
     await client.wait_until(lambda: len(client.recoveries()) == 2)
     assert client.recoveries()[1] == {"complete": False, "count": 0}
     await msg.emitToUsers(client.user.id, "tick", {"n": 21})
@@ -245,10 +247,12 @@ async def test_other_users_messages_are_not_replayed(app, api, base_url, registr
     msg = registry["transomMsgClient"]
     client = await recovering(clients, api, base_url)
     other = await api.new_user()
+    client.may_connect.clear()
     await drop_transports(app)
     await asyncio.wait_for(client.disconnected.wait(), 10)
     await msg.emitToUsers(other.id, "tick", {"n": "not yours"})
     await msg.emitToUsers(client.user.id, "tick", {"n": "yours"})
+    client.may_connect.set()
     await client.wait_until(lambda: len(client.recoveries()) == 2)
     await client.wait_until(lambda: len(client.payloads()) == 1)
     assert client.recoveries()[1] == {"complete": True, "count": 1}
