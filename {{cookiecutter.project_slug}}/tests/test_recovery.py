@@ -45,6 +45,8 @@ async def recovering(clients: list[RecoveringClient], api: Api, base_url: str) -
     client = RecoveringClient(api, user, base_url)
     clients.append(client)
     await client.connect()
+    # Its first recovery (from the token's position) is over before a test drops it.
+    await client.wait_until(lambda: len(client.recoveries()) == 1)
     return client
 
 
