@@ -238,6 +238,10 @@ class RecoveringClient:
         self.arrivals: list[tuple[str, Any]] = []
         self.connects = 0
         self.disconnected = asyncio.Event()
+        # Cleared, the next (re)connection waits for it: a test emits what the socket
+        # misses before its client comes back, whatever the machine's load.
+        self.may_connect = asyncio.Event()
+        self.may_connect.set()
         self.client = socketio.AsyncClient(
             reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5
         )
@@ -249,6 +253,7 @@ class RecoveringClient:
 
     async def _auth(self) -> dict[str, Any]:
         """python-socketio calls this before every connection attempt."""
+        await self.may_connect.wait()
         response = await self.api.request("POST", "/api/v1/user/sockettoken", token=self.user.token)
         if response.status != 200:
             return {}

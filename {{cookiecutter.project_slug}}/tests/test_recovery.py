@@ -10,6 +10,8 @@ connection: they give ``complete: false`` and no replay.
 from __future__ import annotations
 
 import asyncio
+import base64
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -43,6 +45,8 @@ async def recovering(clients: list[RecoveringClient], api: Api, base_url: str) -
     client = RecoveringClient(api, user, base_url)
     clients.append(client)
     await client.connect()
+    # Its first recovery (from the token's position) is over before a test drops it.
+    await client.wait_until(lambda: len(client.recoveries()) == 1)
     return client
 
 
@@ -142,18 +146,15 @@ async def test_without_a_position_the_socket_starts_live_and_each_message_carrie
     "position",
     [
         *("", "nope", "9" * 100, 42, ["0-0"], {"$gt": ""}),
-{%- if cookiecutter.message_queue == "redis" %}
-        # Stream ids: one this stream has not reached, one past what it can hold, one
-        # never issued before its first entry, one not written as Redis writes them.
+        # The history's own ids, which positions were before issue 20: stream ids, the
+        # local history's epoch and sequence.
         "99999999999999-0",
-        "18446744073709551616-0",
         "1-0",
-        "00-0",
-{%- else %}
-        # Another process's epoch, or none.
         "0-0",
         "ffffffffffffffff-1",
-{%- endif %}
+        # Of the shape of a position, not written with this deployment's key.
+        "A" * 22,
+        "otRmK-yDrAlrU8Y51d4DjQ",
     ],
 )
 async def test_a_position_that_cannot_be_recovered_from_gives_complete_false_and_no_replay(
@@ -161,12 +162,69 @@ async def test_a_position_that_cannot_be_recovered_from_gives_complete_false_and
 ):
     user = await api.new_user()
     msg = registry["transomMsgClient"]
+    # Received by another tab first: delivered{% if cookiecutter.message_queue == "redis" %} (the stream's reader delivers after the
+    # emit returns), so it cannot reach the new socket live{% endif %}.
+    tab = await sockets.connect(await api.socket_token(user), events=("tick",))
     await msg.emitToUsers(user.id, "tick", {"n": 0})
+    await tab.wait_for("tick")
     auth = {"token": await api.socket_token(user), "position": position}
     socket = await sockets.connect(auth=auth, events=("tick", "recovery"))
     assert await socket.wait_for("recovery") == [{"complete": False, "count": 0}]
     await msg.emitToUsers(user.id, "tick", {"n": 1})
     assert await socket.wait_for("tick") == [{"n": 1}]  # live from here
+
+
+def as_number(position: str) -> int:
+    """A position's 16 bytes as one number (what a counter or clock would show in)."""
+    return int.from_bytes(base64.urlsafe_b64decode(position + "=="))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_positions_do_not_tell_how_many_messages_others_received(
+    api, registry, sockets: Sockets
+):
+    """Between two messages to one user, the deployment sends N private messages to
+    another; the positions the first user receives must not reveal N. They were a
+    deployment-wide counter or clock (issue 20): ordered, and N + 1 apart."""
+    msg = registry["transomMsgClient"]
+    user, other = await api.new_user(), await api.new_user()
+    socket = await sockets.connect(await api.socket_token(user), events=("tick",))
+    between = [0, 0, 1, 5, 50, 0, 200, 1, 0, 20, 3, 0]
+    await msg.emitToUsers(user.id, "tick", {"n": 0})
+    for n, others in enumerate(between, start=1):
+        for _ in range(others):
+            await msg.emitToUsers(other.id, "tick", {"private": True})
+        await msg.emitToUsers(user.id, "tick", {"n": n})
+    await socket.wait_for("tick", len(between) + 1)
+    positions = socket.positions
+    assert len(set(positions)) == len(positions) == len(between) + 1
+    assert all(len(position) == 22 for position in positions)
+    numbers = [as_number(position) for position in positions]
+    # Not ordered (either way), and never close: consecutive positions are as far apart
+    # as two random 128-bit numbers, whether 0 or 200 messages lay between them.
+    assert positions not in (sorted(positions), sorted(positions, reverse=True))
+    assert numbers not in (sorted(numbers), sorted(numbers, reverse=True))
+    assert all(abs(b - a) > 2**64 for a, b in itertools.pairwise(numbers))
+    assert all(p[:4] != q[:4] for p, q in itertools.pairwise(positions))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_altered_position_is_unknown(api, registry, sockets: Sockets):
+    user = await api.new_user()
+    msg = registry["transomMsgClient"]
+    first = await sockets.connect(await api.socket_token(user), events=("tick",))
+    await msg.emitToUsers(user.id, "tick", {"n": 0})
+    await first.wait_for("tick")
+    position = first.positions[0]
+    altered = position[:10] + ("B" if position[10] != "B" else "C") + position[11:]
+    await msg.emitToUsers(user.id, "tick", {"n": 1})
+    await first.wait_for("tick", 2)  # delivered: in the history a recovery reads
+    auth = {"token": await api.socket_token(user), "position": altered}
+    socket = await sockets.connect(auth=auth, events=("tick", "recovery"))
+    assert await socket.wait_for("recovery") == [{"complete": False, "count": 0}]
+    auth = {"token": await api.socket_token(user), "position": position}
+    socket = await sockets.connect(auth=auth, events=("tick", "recovery"))
+    assert await socket.wait_for("recovery") == [{"complete": True, "count": 1}]
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -178,10 +236,12 @@ async def test_past_the_window_recovery_is_incomplete_and_the_socket_goes_on_liv
     client = await recovering(clients, api, base_url)
     await msg.emitToUsers(client.user.id, "tick", {"n": 0})
     await client.wait_until(lambda: len(client.payloads()) == 1)
+    client.may_connect.clear()
     await drop_transports(app)
     await asyncio.wait_for(client.disconnected.wait(), 10)
     for n in range(1, 21):  # twice what is kept
         await msg.emitToUsers(client.user.id, "tick", {"n": n})
+    client.may_connect.set()
     await client.wait_until(lambda: len(client.recoveries()) == 2)
     assert client.recoveries()[1] == {"complete": False, "count": 0}
     await msg.emitToUsers(client.user.id, "tick", {"n": 21})
@@ -194,10 +254,12 @@ async def test_other_users_messages_are_not_replayed(app, api, base_url, registr
     msg = registry["transomMsgClient"]
     client = await recovering(clients, api, base_url)
     other = await api.new_user()
+    client.may_connect.clear()
     await drop_transports(app)
     await asyncio.wait_for(client.disconnected.wait(), 10)
     await msg.emitToUsers(other.id, "tick", {"n": "not yours"})
     await msg.emitToUsers(client.user.id, "tick", {"n": "yours"})
+    client.may_connect.set()
     await client.wait_until(lambda: len(client.recoveries()) == 2)
     await client.wait_until(lambda: len(client.payloads()) == 1)
     assert client.recoveries()[1] == {"complete": True, "count": 1}

@@ -197,6 +197,28 @@ class Settings(BaseSettings):
     recovery_max_messages: int = _count(
         10_000, "Messages kept for recovery, for the whole deployment.", minimum=1
     )
+    recovery_max_unsent_bytes: int = _count(
+        256 * 1024,
+        "Bytes a replay may hand a socket before its transport has taken them.",
+        minimum=16 * 1024,
+        maximum=64 * 1024 * 1024,
+    )
+    recovery_stall_seconds: int = _count(
+        10,
+        "A replay's socket that takes nothing for this long is cut off; also the longest "
+        "wait for a replay's turn.",
+        minimum=1,
+        maximum=300,
+    )
+    recovery_replays_per_user: int = _count(
+        2, "Replays of one user under way at once (per process).", minimum=1, maximum=100
+    )
+    recovery_replays_per_process: int = _count(
+        16, "Replays under way at once in one process.", minimum=1, maximum=10_000
+    )
+    recoveries_per_minute_per_user: int = _count(
+        40, "Recoveries a user may ask for a minute (per process; 0: no limit)."
+    )
     fast_fanout: bool = Field(
         True, description="The fast path (realtime/accel/); on only for its tested versions."
     )

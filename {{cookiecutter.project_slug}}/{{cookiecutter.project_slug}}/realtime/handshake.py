@@ -131,7 +131,7 @@ class Handshake:
                 self.recovery.cancel(sid)
             raise
         if self.recovery is not None and recovery_from is not None:
-            self.recovery.replay_after_connect(sid, recovery_from, self._rooms_of(user_id))
+            self.recovery.replay_after_connect(sid, recovery_from, self._rooms_of(user_id), user_id)
 
     async def _admit(
         self, sid: str, environ: dict[str, Any], user: dict[str, Any], grant: dict[str, Any]
@@ -188,6 +188,8 @@ class Handshake:
             raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
+        if self.recovery is not None:
+            self.recovery.stop(sid)
         self._metrics.connected_sockets.dec()
         user = (await self._sio.get_session(sid))["user"]
         await self.presence_events.disconnected(user)

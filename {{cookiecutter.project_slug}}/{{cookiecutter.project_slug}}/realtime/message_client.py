@@ -14,7 +14,9 @@ the transom JavaScript plugins; snake_case aliases are provided.
 With RECOVERY_ENABLED (the default) every emit is kept in the message history
 and each socket receives, after the payload, a trailing ``{"position": "..."}``
 argument: a client that reconnects with the last position it received gets what
-it missed (realtime/recovery.py, the README's "Recovering missed messages").
+it missed (realtime/recovery.py, the README's "Recovering missed messages"). An emit
+may name a ``key`` for what it carries (``key="message:<id>"``): ``retract(key)`` and
+``replace(key, data)`` then change what a later recovery replays of it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import socketio
 from bson import ObjectId
 
 from ..metrics import Metrics
-from .history import History, arguments
+from .history import RETRACTED, History, arguments, check_key
 from .presence import Presence
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
 
@@ -87,34 +89,55 @@ class MessageClient:
     def _manager(self) -> RoomManager:
         return self._io.manager
 
-    async def emitToUsers(self, users: Any, channelName: str, data: Any = None) -> int:
+    async def emitToUsers(
+        self, users: Any, channelName: str, data: Any = None, *, key: str | None = None
+    ) -> int:
         """Send event ``channelName`` with ``data`` to every socket of each user.
 
         ``users`` is one user or a list (dicts or objects with ``_id``/``id``, id
         strings, ObjectIds); duplicates collapse and users without a socket are
-        skipped. Returns the number of distinct users targeted.
+        skipped. Returns the number of distinct users targeted. ``key`` names what
+        ``data`` is (``"message:<id>"``), for ``retract`` and ``replace``.
         """
         channel = _check_channel(channelName)
         ids = user_ids_of(users)
+        key = None if key is None else check_key(key)
         self._metrics.emits.labels("users").inc()
         self._metrics.emit_recipients.labels("users").inc(len(ids))
         if ids:
-            await self._send(channel, data, [user_room(uid) for uid in ids])
+            await self._send(channel, data, [user_room(uid) for uid in ids], key)
         return len(ids)
 
-    async def emitToEveryone(self, channelName: str, data: Any = None) -> None:
+    async def emitToEveryone(
+        self, channelName: str, data: Any = None, *, key: str | None = None
+    ) -> None:
         """Send event ``channelName`` with ``data`` to every authenticated socket."""
         channel = _check_channel(channelName)
+        key = None if key is None else check_key(key)
         local_sockets = self._manager.room_size(NAMESPACE, EVERYONE)
         self._metrics.emits.labels("everyone").inc()
         self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
-        await self._send(channel, data, [EVERYONE])
+        await self._send(channel, data, [EVERYONE], key)
 
-    async def _send(self, channel: str, data: Any, rooms: list[str]) -> None:
+    async def _send(self, channel: str, data: Any, rooms: list[str], key: str | None) -> None:
         if self._history is None:
             await self._io.emit(channel, data, to=rooms, namespace=NAMESPACE)
         else:
-            await self._history.emit(channel, arguments(data), rooms)
+            await self._history.emit(channel, arguments(data), rooms, key)
+
+    async def retract(self, key: str) -> None:
+        """Sockets that recover from now on do not receive what was emitted with ``key``
+        (a deleted message). Sockets that received it keep it: tell them yourself."""
+        key = check_key(key)
+        if self._history is not None:
+            await self._history.edit(key, RETRACTED)
+
+    async def replace(self, key: str, data: Any = None) -> None:
+        """Sockets that recover from now on receive ``data`` instead of what was emitted
+        with ``key`` (an edited message), under the same event and position."""
+        key = check_key(key)
+        if self._history is not None:
+            await self._history.edit(key, arguments(data))
 
     async def position(self) -> str | None:
         """The newest position (None with recovery off): what a client that has received

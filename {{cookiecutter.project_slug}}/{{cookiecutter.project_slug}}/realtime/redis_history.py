@@ -3,15 +3,27 @@
 ``emit`` appends the event to the stream ``<REDIS_CHANNEL>:history`` (one Lua
 script: XADD, then trim by count and by age, so the stream never outgrows
 RECOVERY_MAX_MESSAGES or RECOVERY_RETENTION_SECONDS). Every web process reads the
-stream with a blocking XREAD and delivers each entry to its own sockets, the
-entry's id as its position. So positions are ordered the same way everywhere, and
-a socket recovers the same messages on whichever process it reconnects to.
+stream with a blocking XREAD and delivers each entry to its own sockets, with its
+position (the entry's id, enciphered: realtime/positions.py). So every process
+delivers in the stream's order, and a socket recovers the same messages on whichever
+process it reconnects to.
 
 A process cut off from Redis resumes reading after the last entry it delivered, so
 messages emitted by other processes meanwhile still arrive (late, in order) as
 long as they are in the stream. While Redis refuses the append, ``emit`` delivers
 through python-socketio's own path instead: this process's sockets still get the
 message, without a position (it cannot be recovered).
+
+Replays read an index, ``<stream>:index``: the same entries under the same ids, without
+their payloads (the append script writes and trims both). One Lua script (``_SCAN``)
+looks at SCAN_CHUNK index entries a call: it checks that each follows the one before
+it (nothing was trimmed in between), keeps those addressed to the socket's rooms and not
+retracted, and answers their number (a replay's first pass) or, REPLAY_CHUNK at a time,
+their payloads from the stream (the second). Entries for other users never leave
+Redis, and their payloads are not even read. An emit with a ``key`` stores it in the
+index entry and marks the key (``<stream>:key:<key>``, expiring with the retention);
+``edit`` records a retraction or replacement (``<stream>:edit:<key>``) only for a marked
+key, so edits never outnumber the keyed entries of the retention window.
 """
 
 from __future__ import annotations
@@ -26,7 +38,18 @@ import redis.asyncio as aioredis
 import socketio
 
 from .. import jsonutil
-from .history import INCOMPLETE, Entry, Replay
+from .history import (
+    INCOMPLETE,
+    REPLAY_CHUNK,
+    RETRACTED,
+    SCAN_CHUNK,
+    EntriesLost,
+    Entry,
+    PositionMeta,
+    Replay,
+    edited,
+)
+from .positions import PositionCodec
 from .rooms import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -34,26 +57,108 @@ log = logging.getLogger(__name__)
 _STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 EMPTY = "0-0"  # the position before the first entry of a stream
 READ_BATCH = 512
-REPLAY_BATCH = 1000
 BLOCK_MS = 10_000
 READER_WAIT_SECONDS = 5.0
 
 FIRST = "new"  # the previous id of a stream's first entry
 
-# KEYS: the stream. ARGV: the entry, its rooms, the most entries kept, the retention in ms.
-# Each entry names the one before it ('p'), so a reader or a replay can tell when entries
-# were trimmed (or lost) before it read them. The newest entry is never trimmed: the
-# cutoff is older than it.
+RETRACTION = "-"  # an edit's value that retracts its key (a replacement is a JSON list)
+
+# KEYS: the stream, its index, then (for an entry with a key) the key's mark. ARGV: the
+# entry, its rooms, the most entries kept, the retention in ms, its key. Each entry names
+# the one before it ('p'), so a reader or a replay can tell when entries were trimmed (or
+# lost) before it read them. The newest entry is never trimmed: the cutoff is older.
 _APPEND = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local previous = 'new'
 if #last > 0 then previous = last[1][1] end
 local id = redis.call(
   'XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', previous, 'r', ARGV[2], 'm', ARGV[1])
+-- An index that does not end where the stream did (the stream was lost, or came from a
+-- release without one) starts again: replays from before then are incomplete.
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #top > 0 and top[1][1] ~= previous then redis.call('DEL', KEYS[2]) end
+if KEYS[3] then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2], 'k', ARGV[5])
+  redis.call('SET', KEYS[3], id, 'PX', ARGV[4])
+else
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2])
+end
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
-if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
+if oldest > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', oldest)
+  redis.call('XTRIM', KEYS[2], 'MINID', oldest)
+end
 return id
+"""
+
+# KEYS: the key's mark, its edit. ARGV: the edit, the retention in ms. Only a key that
+# an entry of the retention window carries is edited.
+_EDIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: the index, the stream. ARGV: the id to read after, the last id to read, the most
+# index entries to look at, the most entries to return (0: only count them), the prefix of
+# edit keys, then the socket's rooms. Answers {the last id looked at, 'more' | 'done' |
+# 'lost', the number of entries found, then id, payload, edit of each entry returned}. An
+# entry found is for one of the rooms and not retracted; 'lost': an entry does not follow
+# the one before it, or is gone from the stream.
+_SCAN = """
+local cursor, through = ARGV[1], ARGV[2]
+local limit, wanted, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local rooms = {}
+for i = 6, #ARGV do rooms[#rooms + 1] = ' ' .. ARGV[i] .. ' ' end
+local entries = redis.call('XRANGE', KEYS[1], '(' .. cursor, through, 'COUNT', limit)
+if #entries == 0 then
+  if cursor == through then return {cursor, 'done', 0} end
+  return {cursor, 'lost', 0}
+end
+local previous = cursor
+if previous == '0-0' then previous = 'new' end
+local found, reply, full = 0, {}, false
+for _, entry in ipairs(entries) do
+  local id, fields = entry[1], entry[2]
+  local p, r, k = nil, '', nil
+  for j = 1, #fields, 2 do
+    local name = fields[j]
+    if name == 'p' then p = fields[j + 1]
+    elseif name == 'r' then r = fields[j + 1]
+    elseif name == 'k' then k = fields[j + 1] end
+  end
+  if p ~= previous then return {previous, 'lost', found} end
+  previous = id
+  local match, padded = false, ' ' .. r .. ' '
+  for _, room in ipairs(rooms) do
+    if string.find(padded, room, 1, true) then match = true break end
+  end
+  local edit = ''
+  if match and k then edit = redis.call('GET', prefix .. k) or '' end
+  if match and edit ~= '-' then
+    found = found + 1
+    if wanted > 0 then
+      local kept = redis.call('XRANGE', KEYS[2], id, id)
+      if #kept == 0 then return {previous, 'lost', found} end
+      local payload = ''
+      for j = 1, #kept[1][2], 2 do
+        if kept[1][2][j] == 'm' then payload = kept[1][2][j + 1] end
+      end
+      reply[#reply + 1] = id
+      reply[#reply + 1] = payload
+      reply[#reply + 1] = edit
+      if found == wanted then full = true break end
+    end
+  end
+end
+-- Done once the last id is reached, or the index has no more entries up to it.
+local state = 'more'
+if previous == through or (not full and #entries < limit) then state = 'done' end
+local head = {previous, state, found}
+for _, value in ipairs(reply) do head[#head + 1] = value end
+return head
 """
 
 
@@ -68,6 +173,52 @@ def stream_id(position: object) -> tuple[int, int] | None:
     return pair
 
 
+class RedisReplay(Replay):
+    """A replay read from the stream by ``_SCAN``: counted first (``count_entries``),
+    then read ``chunk()`` by ``chunk()`` from where the last one stopped."""
+
+    def __init__(
+        self, history: RedisHistory, after: str, through: str, rooms: Collection[str]
+    ) -> None:
+        self.complete = True
+        self.count = 0
+        self.through = through
+        self._history = history
+        self._after = after
+        self._rooms = list(rooms)
+        self._done = False
+
+    async def count_entries(self) -> bool:
+        """Count the entries this replay will send; False if some were lost."""
+        cursor = self._after
+        while True:
+            cursor, state, found, _rows = await self._history.scan(
+                cursor, self.through, 0, self._rooms
+            )
+            if state == "lost":
+                return False
+            self.count += found
+            if state == "done":
+                return True
+
+    async def chunk(self) -> list[Entry]:
+        entries: list[Entry] = []
+        while not entries and not self._done:
+            self._after, state, _found, rows = await self._history.scan(
+                self._after, self.through, REPLAY_CHUNK, self._rooms
+            )
+            if state == "lost":
+                raise EntriesLost(f"entries after {self._after} are gone")
+            self._done = state == "done"
+            for entry_id, payload, edit in rows:
+                entry = _entry(entry_id, {"m": payload})
+                if entry is not None and edit:
+                    entry = edited(entry, tuple(jsonutil.loads(edit)))
+                if entry is not None:
+                    entries.append(entry)
+        return entries
+
+
 class RedisHistory:
     """The history and transport of the message client's emits, for every process."""
 
@@ -78,13 +229,18 @@ class RedisHistory:
         channel: str,
         retention_seconds: int,
         max_messages: int,
+        codec: PositionCodec,
     ) -> None:
         self._sio = sio
+        self._codec = codec
         self._stream = f"{channel}:history"
+        self._index = f"{self._stream}:index"
         self._redis = aioredis.Redis.from_url(
             redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
         )
         self._append = self._redis.register_script(_APPEND)
+        self._edit = self._redis.register_script(_EDIT)
+        self._scan = self._redis.register_script(_SCAN)
         self._limits = (max_messages, retention_seconds * 1000)
         # A connection of its own for the reader: XREAD blocks it for up to BLOCK_MS.
         self._reading = aioredis.Redis.from_url(
@@ -115,10 +271,15 @@ class RedisHistory:
                 self._delivered_through = after
                 self._reader = asyncio.ensure_future(self._deliver_forever(after))
 
-    async def emit(self, event: str, args: tuple[Any, ...], rooms: list[str]) -> None:
+    async def emit(
+        self, event: str, args: tuple[Any, ...], rooms: list[str], key: str | None = None
+    ) -> None:
         entry = jsonutil.dumps({"event": event, "args": args, "rooms": rooms})
+        keys = [self._stream, self._index]
+        if key is not None:
+            keys.append(self._key_mark(key))
         try:
-            await self._append(keys=[self._stream], args=[entry, " ".join(rooms), *self._limits])
+            await self._append(keys=keys, args=[entry, " ".join(rooms), *self._limits, key or ""])
         except aioredis.TimeoutError:
             # Sent, unanswered: Redis may still append it, and the readers deliver it then.
             # Delivering it here as well could deliver it twice.
@@ -131,9 +292,42 @@ class RedisHistory:
             )
             await self._sio.emit(event, args, to=rooms, namespace=NAMESPACE, ignore_queue=True)
 
+    async def edit(self, key: str, args: tuple[Any, ...] | None) -> None:
+        value = RETRACTION if args is RETRACTED else jsonutil.dumps(list(args))
+        try:
+            await self._edit(
+                keys=[self._key_mark(key), self._edit_prefix + key], args=[value, self._limits[1]]
+            )
+        except aioredis.RedisError as error:
+            log.error(
+                "message history: Redis failed (%s); an edit was not recorded, so a "
+                "recovering client may receive the original",
+                type(error).__name__,
+            )
+
+    def _key_mark(self, key: str) -> str:
+        return f"{self._stream}:key:{key}"
+
+    @property
+    def _edit_prefix(self) -> str:
+        return f"{self._stream}:edit:"
+
+    async def scan(
+        self, after: str, through: str, wanted: int, rooms: list[str]
+    ) -> tuple[str, str, int, list[tuple[str, str, str]]]:
+        """One ``_SCAN`` call: (the last id looked at, its state, entries found, and up
+        to ``wanted`` of them as (id, payload, edit))."""
+        reply = await self._scan(
+            keys=[self._index, self._stream],
+            args=[after, through, SCAN_CHUNK, wanted, self._edit_prefix, *rooms],
+        )
+        rest = reply[3:]
+        rows = [(rest[i], rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3)]
+        return str(reply[0]), str(reply[1]), int(reply[2]), rows
+
     async def head(self) -> str | None:
         try:
-            return await self._newest()
+            return self._position(await self._newest())
         except aioredis.RedisError as error:
             log.warning("message history: Redis failed (%s)", type(error).__name__)
             return None
@@ -144,34 +338,26 @@ class RedisHistory:
         newest = await self._redis.xrevrange(self._stream, count=1)
         return str(newest[0][0]) if newest else EMPTY
 
+    def _position(self, entry_id: str) -> str:
+        milliseconds, _, sequence = entry_id.partition("-")
+        return self._codec.encode(int(milliseconds), int(sequence))
+
+    def delivered_args(self, entry: Entry) -> tuple[Any, ...]:
+        meta = PositionMeta(position=self._position(entry.id))
+        meta.id = entry.id
+        return (*entry.args, meta)
+
     async def since(self, position: object, rooms: Collection[str]) -> Replay:
         """The entries after ``position`` up to those this process's reader has delivered
         (the later ones reach the socket through its hold)."""
-        after = stream_id(position)
+        after = self._codec.decode(position)
         if after is None or after > (stream_id(await self._newest()) or (0, 0)):
             return INCOMPLETE
         through = await self._reader_past(after)
         if through is None:
             return INCOMPLETE
-        wanted = set(rooms)
-        entries: list[Entry] = []
-        cursor = f"({position}"
-        while True:
-            batch = await self._redis.xrange(
-                self._stream, min=cursor, max=through, count=REPLAY_BATCH
-            )
-            for entry_id, fields in batch:
-                if wanted.isdisjoint(fields.get("r", "").split(" ")):
-                    continue  # not for this socket: not even decoded
-                entry = _entry(entry_id, fields)
-                if entry is not None:
-                    entries.append(entry)
-            if len(batch) < REPLAY_BATCH:
-                break
-            cursor = f"({batch[-1][0]}"
-        if await self._nothing_lost_after(str(position), after):
-            return Replay(complete=True, entries=entries, through=through)
-        return INCOMPLETE
+        replay = RedisReplay(self, f"{after[0]}-{after[1]}", through, rooms)
+        return replay if await replay.count_entries() else INCOMPLETE
 
     async def _reader_past(self, after: tuple[int, int]) -> str | None:
         """Wait (briefly) until this process's reader has delivered the entry at ``after``:
@@ -186,25 +372,9 @@ class RedisHistory:
                 return None
             await asyncio.sleep(0.01)
 
-    def is_after(self, position: str, than: str) -> bool:
-        first, second = stream_id(position), stream_id(than)
+    def is_after(self, entry_id: Any, than: Any) -> bool:
+        first, second = stream_id(entry_id), stream_id(than)
         return first is not None and second is not None and first > second
-
-    async def _nothing_lost_after(self, position: str, after: tuple[int, int]) -> bool:
-        """Whether every entry after ``position`` is still in the stream. Asked after the
-        entries were read: trimming only ever removes the oldest, so what holds now held
-        during the read."""
-        if await self._redis.xrange(self._stream, min=position, max=position):
-            return True  # its own entry is still kept
-        first = await self._redis.xrange(self._stream, count=1)
-        if not first:
-            return position == EMPTY  # no stream: nothing was ever emitted (or Redis lost it)
-        first_id, fields = first[0]
-        previous = fields.get("p")
-        if previous == FIRST:  # the stream's first entry ever (or since Redis lost it)
-            return position == EMPTY
-        # The oldest entry kept comes right after the position: nothing between was dropped.
-        return (stream_id(first_id) or (0, 0)) > after >= (stream_id(previous) or (0, 0))
 
     async def _deliver_forever(self, after: str | None) -> None:
         pause = 1.0
@@ -256,13 +426,13 @@ class RedisHistory:
         try:
             await self._sio.emit(
                 entry.event,
-                entry.delivered_args(),
+                self.delivered_args(entry),
                 to=sorted(entry.rooms),
                 namespace=NAMESPACE,
                 ignore_queue=True,  # every process reads the stream itself
             )
         except Exception:
-            log.exception("message history: delivering %s failed", entry.position)
+            log.exception("message history: delivering %s failed", entry.id)
 
     async def close(self) -> None:
         self._closing = True

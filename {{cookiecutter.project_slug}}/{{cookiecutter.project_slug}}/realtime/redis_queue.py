@@ -17,6 +17,7 @@ from .. import jsonutil
 from ..config import Settings
 from ..metrics import Metrics
 from .message_client import MessageClient
+from .positions import PositionCodec
 from .presence import Presence
 from .redis_history import RedisHistory
 from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
@@ -64,6 +65,7 @@ def write_only_message_client(settings: Settings) -> MessageClient:
             settings.redis_channel,
             settings.recovery_retention_seconds,
             settings.recovery_max_messages,
+            PositionCodec(settings.jwt_secret, settings.jwt_previous_secret),
         )
     return MessageClient(sio, Metrics(), presence, history)
 

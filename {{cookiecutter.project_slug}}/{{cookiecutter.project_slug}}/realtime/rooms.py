@@ -94,6 +94,10 @@ class RoomManager(socketio.AsyncManager):
         self._held[sid] = (frozenset(rooms), [])
         return kept
 
+    def held_count(self, sid: str) -> int:
+        """How many events wait for ``sid`` (kept since the last ``take_held``)."""
+        return len(self._held.get(sid, ((), []))[1])
+
     def release(self, sid: str) -> None:
         """Deliver to ``sid`` again (call once ``take_held`` returned nothing)."""
         self._held.pop(sid, None)

@@ -22,6 +22,8 @@ from .history import History
 from .history import History, LocalHistory
 {%- endif %}
 from .inbound import ClientPacket
+from .outflow import Flow, Outflow
+from .positions import PositionCodec
 from .presence import Presence
 from .recovery import Recovery
 {%- if cookiecutter.message_queue == "redis" %}
@@ -73,6 +75,8 @@ class SocketServer(socketio.AsyncServer):
         # any attempt at one from the same address), by session: closed with it.
         self.upgrades: dict[str, list[tornado.websocket.WebSocketHandler]] = {}
         self._ending: set[asyncio.Task[None]] = set()
+        self._cutting_off: set[asyncio.Future[None]] = set()
+        self.outflow = Outflow()  # what recovering sockets' transports have taken
 
     async def disconnect(
         self, sid: str, namespace: str | None = None, ignore_queue: bool = False
@@ -132,6 +136,36 @@ class SocketServer(socketio.AsyncServer):
         HTTP connections (server.py closes them after ``app.stop``)."""
         for handler in list(self.open_websockets):
             handler.close()
+
+    def watch_outflow(self, sid: str) -> tuple[str, Flow] | None:
+        """Count what the transport of socket ``sid`` takes from now on (a replay's flow
+        control); its engine.io sid and its ``Flow``, or None if it is gone."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        environ = self.get_environ(sid)
+        if eio_sid is None or environ is None:
+            return None
+        flow = self.outflow.watch(eio_sid)
+        # The request that opened the session: its transport if it was a WebSocket (an
+        # upgrading WebSocket names its session in its query instead).
+        environ["tornado.handler"].outflow_session = eio_sid
+        return eio_sid, flow
+
+    def cut_off(self, sid: str) -> None:
+        """Drop the transport of socket ``sid`` as a network failure would (its client
+        reconnects and recovers from the last position it received): close the
+        WebSockets engine.io wrote to for it, or, on long-polling, end its session."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        flow = self.outflow.get(eio_sid)
+        if eio_sid is None:
+            return
+        if flow is not None and flow.websockets:
+            for handler in list(flow.websockets):
+                handler.close()
+            return
+        within = self.eio.ping_interval + self.eio.ping_timeout
+        task = asyncio.ensure_future(close_session(self, eio_sid, within))
+        self._cutting_off.add(task)
+        task.add_done_callback(self._cutting_off.discard)
 
     def opened_from(self, eio_sid: str) -> str | None:
         """The address whose request opened engine.io session ``eio_sid`` (None: no such
@@ -193,7 +227,7 @@ def create_socket_server(
     presence = Presence()
 {%- endif %}
     sio.history = message_history(settings, sio) if settings.recovery_enabled else None
-    recovery = Recovery(sio, sio.history) if sio.history is not None else None
+    recovery = Recovery(sio, sio.history, settings) if sio.history is not None else None
     handshake = sio.handshake = Handshake(sio, nonces, settings, metrics, presence, recovery)
     sio.on("connect", handshake.connect)
     sio.on("disconnect", handshake.disconnect)
@@ -209,10 +243,22 @@ def message_history(settings: Settings, sio: socketio.AsyncServer) -> History:
         settings.redis_channel,
         settings.recovery_retention_seconds,
         settings.recovery_max_messages,
+        position_codec(settings),
     )
 {%- else %}
-    return LocalHistory(sio, settings.recovery_retention_seconds, settings.recovery_max_messages)
+    return LocalHistory(
+        sio,
+        settings.recovery_retention_seconds,
+        settings.recovery_max_messages,
+        position_codec(settings),
+    )
 {%- endif %}
+
+
+def position_codec(settings: Settings) -> PositionCodec:
+    """Positions enciphered under JWT_SECRET (and, during a rotation, readable under
+    JWT_PREVIOUS_SECRET), the same in every process."""
+    return PositionCodec(settings.jwt_secret, settings.jwt_previous_secret)
 
 
 def _forget_failure(written: asyncio.Future[None]) -> None:
@@ -230,6 +276,10 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
 
     class EngineIOTransport(engineio_handler):  # type: ignore[misc, valid-type]
         session_id: str | None  # the session the URL names, as read by transport.guarded
+        # The engine.io session whose packets this handler writes, once a replay watches
+        # it (realtime/outflow.py): set by ``watch_outflow`` for a session opened on a
+        # WebSocket, else read from the query (``session_id``, transport.guarded).
+        outflow_session: str | None = None
 
         async def open(self, *args: Any, **kwargs: Any) -> None:
             # What engine.io's handler does (serve the session in a task of its own), plus:
@@ -262,7 +312,19 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
             # close is handled by engine.io already: retrieve and forget.
             written = super().write_message(message, binary=binary)
             written.add_done_callback(_forget_failure)
+            if sio.outflow:  # a replay is under way: is it this session's?
+                if self.outflow_session is None:
+                    self.outflow_session = self.session_id or ""
+                flow = sio.outflow.get(self.outflow_session)
+                if flow is not None:
+                    flow.websockets.add(self)
+                    written.add_done_callback(flow.took_one)
             return written
+
+        def write(self, chunk: Any) -> None:
+            if sio.outflow and self.request.method == "GET" and self.get_status() == 200:
+                sio.outflow.polled(self.session_id)  # a long-polling answer
+            super().write(chunk)
 
     class SocketIOHandler(NoServerHeader, guarded(EngineIOTransport)):  # type: ignore[misc]
         def initialize(self) -> None:
