@@ -4,6 +4,7 @@ address, and holding under concurrent requests."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import pytest
 import tornado.httpclient
 
 from {{ cookiecutter.project_slug }} import registry as keys
-from {{ cookiecutter.project_slug }}.auth.throttle import LoginThrottle, Throttled
+from {{ cookiecutter.project_slug }}.auth.throttle import ADDRESS_FACTOR, COLLECTION, LoginThrottle, Throttled
 from {{ cookiecutter.project_slug }}.ratelimit import address_key
 
 from .support import Api, Response
@@ -298,6 +299,24 @@ async def test_addresses_of_one_ipv6_subscriber_share_one_budget(api, settings_o
     assert_throttled(rotated, 60)
     elsewhere = await api.login("ada", headers={"X-Forwarded-For": "2001:db8:1:3::1"})
     assert elsewhere.status == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
+@pytest.mark.gen_test(timeout=30)
+async def test_an_address_past_its_limit_writes_no_new_counters(api, db, settings_overrides):
+    # Issue 20 (audit): the account-and-address counter was taken first, so a login
+    # refused by its full address counter still inserted a counter for each new name it
+    # tried (given back to 0, but kept until its window ended): one document per request,
+    # from one address, with no limit. The address counter is now taken first.
+    await window_with_room(60, needed=20)
+    for guess in range(3 * ADDRESS_FACTOR):  # one guess per name: only the address fills
+        await fail(api, f"ghost-{guess}", 1)
+    assert_throttled(await api.login("ghost-next"), 60)
+    live = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}}
+    counters = await db[COLLECTION].count_documents(live)
+    for name in range(50):
+        assert_throttled(await api.login(f"another-ghost-{name}"), 60)
+    assert await db[COLLECTION].count_documents(live) == counters
 
 
 @pytest.mark.parametrize(

@@ -133,10 +133,14 @@ class LoginThrottle:
         self._max = max_failures
 
     def limits(self, account: str, address: str) -> list[Limit]:
+        """The counters of one attempt, in the order they are taken. The address comes
+        first: a counter is written (inserted, and given back on a refusal) only once
+        those before it had room, so a client whose address is full writes nothing,
+        whatever account names it tries."""
         address = address_key(address)
         return [
-            Limit("account+address", f"{account}\n{address}", self._max),
             Limit("address", address, self._max * ADDRESS_FACTOR),
+            Limit("account+address", f"{account}\n{address}", self._max),
             Limit("account", account, self._max * ACCOUNT_FACTOR),
         ]
 
@@ -151,8 +155,9 @@ class LoginThrottle:
     async def succeeded(self, reservation: Reservation, account: str, address: str) -> None:
         """A right password does not count: its slots are given back, and the failures of
         that account from that address are forgotten."""
-        await self._counter.release(Reservation(reservation.doc_ids[1:]))
-        await self._counter.clear(self.limits(account, address)[0])
+        address_slot, _pair, *rest = reservation.doc_ids
+        await self._counter.release(Reservation((address_slot, *rest)))
+        await self._counter.clear(self.limits(account, address)[1])
 
 
 class SignupLimit:
