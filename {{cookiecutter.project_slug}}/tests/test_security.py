@@ -249,10 +249,10 @@ async def connect_from(sockets: Sockets, token: str, origin: str) -> bool:
     return client.client.connected
 
 
-async def upgrade_status(base_url: str, origin: str) -> int:
+async def upgrade_status(base_url: str, origin: str, **headers: str) -> int:
     """The status of a bare WebSocket upgrade to /socket.io/ from ``origin``."""
     url = f"{base_url.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket"
-    request = tornado.httpclient.HTTPRequest(url, headers={"Origin": origin})
+    request = tornado.httpclient.HTTPRequest(url, headers={"Origin": origin, **headers})
     try:
         connection = await tornado.websocket.websocket_connect(request)
     except tornado.httpclient.HTTPClientError as error:
@@ -261,9 +261,9 @@ async def upgrade_status(base_url: str, origin: str) -> int:
     return 101
 
 
-async def polling_open(api: Api, origin: str) -> Response:
+async def polling_open(api: Api, origin: str, **headers: str) -> Response:
     return await api.request(
-        "GET", "/socket.io/?EIO=4&transport=polling", headers={"Origin": origin}
+        "GET", "/socket.io/?EIO=4&transport=polling", headers={"Origin": origin, **headers}
     )
 
 
@@ -298,6 +298,60 @@ async def test_cors_allowed_origins_and_the_same_origin_may_open_a_socket(
     allowed = await polling_open(api, ALLOWED_ORIGIN)
     assert allowed.status == 200
     assert allowed.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+
+
+FORWARDED_HOST = "X-Forwarded-Host"
+FORWARDED_PROTO = "X-Forwarded-Proto"
+
+
+async def websocket_opens(base_url: str, origin: str, headers: dict[str, str]) -> bool:
+    """Whether a WebSocket opening a session from ``origin`` gets engine.io's OPEN packet.
+    (Tornado accepts an upgrade whose origin names the request's host in another
+    scheme; engine.io then refuses the session and the WebSocket closes.)"""
+    url = f"{base_url.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket"
+    request = tornado.httpclient.HTTPRequest(url, headers={"Origin": origin, **headers})
+    try:
+        connection = await tornado.websocket.websocket_connect(request)
+    except tornado.httpclient.HTTPClientError:
+        return False
+    try:
+        message = await asyncio.wait_for(connection.read_message(), 5)
+    finally:
+        connection.close()
+    return isinstance(message, str) and message.startswith("0")
+
+
+async def both_transports(
+    api: Api, base_url: str, origin: str, headers: dict[str, str]
+) -> tuple[int, bool]:
+    """(long-polling status, whether a WebSocket opens) of a request opening a session."""
+    polling = await polling_open(api, origin, **headers)
+    return polling.status, await websocket_opens(base_url, origin, headers)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_forwarded_headers_a_client_sends_do_not_make_its_origin_the_same(api, base_url):
+    # Issue 20 (audit): engine.io checked a long-polling request's origin against the
+    # scheme of X-Forwarded-Proto and the host of X-Forwarded-Host as the client sent them
+    # (its Tornado driver reads them whatever TRUSTED_PROXY_HOPS says), while a WebSocket
+    # upgrade was checked against the request's own: two readings of one origin.
+    host = base_url.split("://", 1)[1]
+    forged = {FORWARDED_HOST: "evil.example", FORWARDED_PROTO: "https"}
+    assert await both_transports(api, base_url, "https://evil.example", forged) == (400, False)
+    assert await both_transports(api, base_url, f"https://{host}", forged) == (400, False)
+    assert await both_transports(api, base_url, base_url, forged) == (200, True)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"trusted_proxy_hops": 1}])
+@pytest.mark.gen_test(timeout=20)
+async def test_behind_a_proxy_both_transports_read_the_scheme_the_proxy_appended(
+    api, base_url, settings_overrides
+):
+    # A client's own X-Forwarded-Proto, then the one its proxy appended (the right-most).
+    host = base_url.split("://", 1)[1]
+    appended = {FORWARDED_PROTO: "http, https", "X-Forwarded-For": "203.0.113.9"}
+    assert await both_transports(api, base_url, f"https://{host}", appended) == (200, True)
+    assert await both_transports(api, base_url, f"http://{host}", appended) == (400, False)
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import socketio
+import tornado.httputil
 import tornado.websocket
 
 from .. import jsonutil, logs
@@ -43,20 +44,27 @@ def allowed_origins(settings: Settings) -> Any:
 
     Unset: same origin only. A list: those origins and the same origin (so the
     demo page keeps working). ``*``: any origin.
+
+    The same origin is the scheme and host of the request as the app reads them
+    (``same_origin``), for both transports: never engine.io's own default, whose
+    Tornado driver takes the scheme from X-Forwarded-Proto and the host from
+    X-Forwarded-Host as the client sent them, whatever TRUSTED_PROXY_HOPS says.
     """
-    if not settings.cors_allowed_origins:
-        return None
     if "*" in settings.cors_allowed_origins:
         return "*"
-    extra = set(settings.cors_allowed_origins)
+    extra = frozenset(settings.cors_allowed_origins)
 
     def check(origin: str | None, environ: dict[str, Any]) -> bool:
-        if origin in extra:
-            return True
-        same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin == same
+        handler = environ.get("tornado.handler")
+        return origin in extra or (handler is not None and origin == same_origin(handler.request))
 
     return check
+
+
+def same_origin(request: tornado.httputil.HTTPServerRequest) -> str:
+    """The request's own origin: its scheme (the nearest proxy's X-Forwarded-Proto with
+    TRUSTED_PROXY_HOPS, web/application.py) and its Host."""
+    return f"{request.protocol}://{request.host}"
 
 
 class SocketServer(socketio.AsyncServer):
@@ -346,13 +354,11 @@ def socketio_route(sio: SocketServer) -> tuple[str, type]:
             # origin is accepted before it asks), and answers 403 on False. engine.io's
             # version fails on the callable of allowed_origins() (a 500) and, when
             # CORS_ALLOWED_ORIGINS is unset, accepts any origin only to leave the upgraded
-            # connection hanging: apply the rule long-polling follows instead.
+            # connection hanging: apply the one rule of allowed_origins(), which engine.io
+            # applies to long-polling (and, after this, to the upgrade) as well.
             allowed = sio.eio.cors_allowed_origins
             if allowed == "*":
                 return True
-            if callable(allowed):
-                environ = {"wsgi.url_scheme": self.request.protocol, "HTTP_HOST": self.request.host}
-                return bool(allowed(origin, environ))
-            return False
+            return bool(allowed(origin, {"tornado.handler": self}))
 
     return (SOCKETIO_PATH, SocketIOHandler)
