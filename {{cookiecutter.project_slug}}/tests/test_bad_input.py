@@ -181,6 +181,28 @@ async def test_a_chunked_body_over_max_body_bytes_answers_413(
     assert_json_error(response, 413, "payload_too_large")
 
 
+# Routes that read no body: the demo page, its static files, /metrics. Tornado buffered
+# a body sent to them whole, up to server.py's HARD_BODY_LIMIT (16 MiB) a request,
+# before answering (issue 20, audit); now it is dropped as it arrives, and refused past
+# MAX_BODY_BYTES like the API's.
+BODILESS = ["/", "/static/app.js", "/metrics"]
+
+
+@pytest.mark.parametrize("path", BODILESS)
+@pytest.mark.gen_test
+async def test_a_route_that_reads_no_body_refuses_one_over_max_body_bytes(
+    api, http_client, base_url, settings, path
+):
+    for method in ("GET", "POST"):
+        response = await api.request(method, path, raw=oversized(settings))
+        assert_json_error(response, 413, "payload_too_large")
+        assert response.headers["Connection"] == "close"
+    chunked = await post_chunked(http_client, base_url + path, oversized(settings))
+    assert_json_error(chunked, 413, "payload_too_large")
+    small = await api.request("GET", path, raw=b"{}")
+    assert small.status == 200
+
+
 @pytest.mark.gen_test
 async def test_a_request_refused_with_413_has_no_effect(api, http_client, base_url, settings):
     user = await api.new_user()

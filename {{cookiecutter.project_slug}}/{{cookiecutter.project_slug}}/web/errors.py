@@ -88,7 +88,8 @@ class JsonErrorHandler(NoServerHeader):
     """A handler whose errors answer in the API's JSON shape, whatever raised them.
 
     The API's handlers build on it, and so do the others (the demo page, its static
-    files, ``/metrics``: mix it in before their base class). None names the server.
+    files, ``/metrics``, through ``BodilessHandler``: mix it in before their base
+    class). None names the server.
 
     Each one that serves ``GET`` also serves ``HEAD``: the same checks, status and
     headers (``Content-Length`` included), without the body (RFC 9110 §9.3.2;
@@ -127,6 +128,53 @@ class JsonErrorHandler(NoServerHeader):
 
 def _head_like_get(self: tornado.web.RequestHandler, *args: Any, **kwargs: Any) -> Any:
     return self.get(*args, **kwargs)
+
+
+@tornado.web.stream_request_body
+class BodilessHandler(JsonErrorHandler):
+    """A ``JsonErrorHandler`` that reads no request body: the demo page, its static
+    files, ``/metrics``.
+
+    Tornado buffers the body of a handler that does not stream it, whole, up to
+    server.py's HARD_BODY_LIMIT (16 MiB) a request, before the handler runs. Here the
+    body is dropped as it arrives, and one over MAX_BODY_BYTES (by its Content-Length,
+    or as soon as a chunked body passes it) is answered 413 at once, like the API's,
+    with ``Connection: close``.
+    """
+
+    _body_seen = 0
+    _body_refused = False
+
+    def _body_limit(self) -> int:
+        return int(self.application.settings["services"].settings.max_body_bytes)
+
+    def prepare(self) -> Any:
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self._body_limit():
+            self._body_refused = True
+            raise self._too_large()
+        return super().prepare()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return  # already answered 413: the rest is dropped
+        self._body_seen += len(chunk)
+        if self._body_seen > self._body_limit():
+            self._body_refused = True
+            error = self._too_large()
+            self.send_error(error.status, exc_info=(type(error), error, None))
+            self.on_connection_close()  # ends the wait for the body: the method never runs
+
+    def _too_large(self) -> ApiError:
+        limit = self._body_limit()
+        return ApiError(413, "payload_too_large", f"the request body must be at most {limit} bytes")
+
+    def error_response(
+        self, status_code: int, error: BaseException | None
+    ) -> tuple[int, dict[str, Any]]:
+        if self._body_refused:
+            self.set_header("Connection", "close")
+        return super().error_response(status_code, error)
 
 
 class ApiError(HTTPError):

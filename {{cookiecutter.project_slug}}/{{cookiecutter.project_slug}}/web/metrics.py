@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..config import Settings
 from ..metrics import Metrics
-from .errors import ApiError, JsonErrorHandler
+from .errors import ApiError, BodilessHandler
 from .operations import Response, operation
 
 
@@ -31,7 +31,7 @@ def may_scrape(settings: Settings, authorization: str) -> bool | None:
     return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
 
 
-class MetricsHandler(JsonErrorHandler):
+class MetricsHandler(BodilessHandler):
     def initialize(self, metrics: Metrics, settings: Settings) -> None:
         self.metrics = metrics
         self.app_settings = settings

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import tornado.web
 
 from .. import logs
-from .errors import JsonErrorHandler
+from .errors import BodilessHandler
 from .operations import Response, operation
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ PAGE_HEADERS = {
 }
 
 
-class DemoPageHandler(JsonErrorHandler):
+class DemoPageHandler(BodilessHandler):
     def initialize(self) -> None:
         self.request_id = logs.start_request(self.request)
 
@@ -63,7 +63,7 @@ class DemoPageHandler(JsonErrorHandler):
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
-class StaticFiles(JsonErrorHandler, tornado.web.StaticFileHandler):
+class StaticFiles(BodilessHandler, tornado.web.StaticFileHandler):
     """The page's scripts and styles, with the page's security headers."""
 
     def set_default_headers(self) -> None:
