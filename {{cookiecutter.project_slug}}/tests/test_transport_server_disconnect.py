@@ -6,8 +6,8 @@ engine.io session, which went on answering a client's pings, signed in to nothin
 for as long as the client kept it. socket.io-client closes it; a raw client that keeps
 pinging need not. Now the session gets engine.io's CLOSE after the DISCONNECT, its
 WebSocket is closed by the server, and a long-poll naming it is refused: on every
-transport, with either fan-out path (and both variants: the generated suite runs
-with and without Redis).
+transport, with either fan-out path (and each message-queue variant: the template bakes and
+runs this suite for every one).
 """
 
 from __future__ import annotations
