@@ -121,7 +121,7 @@ def settings(mongodb_uri: str, settings_overrides: dict[str, Any]) -> Settings:
 
 @pytest.fixture
 def app(io_loop, settings: Settings) -> Iterator[tornado.web.Application]:
-    """The app of SPEC §4 with its own database; pytest-tornado serves it."""
+    """The application (make_app) with its own database; pytest-tornado serves it."""
     web_app = application.make_app(settings)
     io_loop.run_sync(lambda: application.start(web_app))
     yield web_app

@@ -1,4 +1,4 @@
-"""The REST half of the handshake: sign up, log in, me, socket token, log out (SPEC §6)."""
+"""The REST half of the handshake: sign up, log in, me, socket token, log out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Login, me and logout (SPEC §6): credentials, the JWT returned, rehashing, revocation."""
+"""Login, me and logout: credentials, the JWT returned, rehashing, revocation."""
 
 from __future__ import annotations
 

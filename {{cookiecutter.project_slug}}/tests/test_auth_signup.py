@@ -1,4 +1,4 @@
-"""POST /api/v1/user/signup (SPEC §6): the stored user, uniqueness, derived usernames, 400s."""
+"""POST /api/v1/user/signup: the stored user, uniqueness, derived usernames, 400s."""
 
 from __future__ import annotations
 

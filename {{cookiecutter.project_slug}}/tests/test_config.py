@@ -1,4 +1,4 @@
-"""Settings from the environment and ``.env`` (SPEC §5): defaults, validation, secrecy."""
+"""Settings from the environment and ``.env``: defaults, validation, secrecy."""
 
 from __future__ import annotations
 

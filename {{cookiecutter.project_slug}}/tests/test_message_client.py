@@ -1,4 +1,4 @@
-"""registry['transomMsgClient']: emitToUsers / emitToEveryone / disconnectUsers (SPEC §7)."""
+"""registry['transomMsgClient']: emitToUsers / emitToEveryone / disconnectUsers."""
 
 from __future__ import annotations
 

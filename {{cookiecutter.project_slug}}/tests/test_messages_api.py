@@ -1,4 +1,4 @@
-"""The example entity `message`: REST (SPEC §6) and its after_insert pushes (SPEC §7)."""
+"""The example entity `message`: REST and its after_insert pushes."""
 
 from __future__ import annotations
 

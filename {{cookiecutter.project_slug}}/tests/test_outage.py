@@ -134,7 +134,7 @@ async def timed(call: Awaitable[T]) -> tuple[T, float]:
 
 
 def data_requests(user: User, message_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
-    """Every endpoint that needs the database, with a valid body (SPEC §6)."""
+    """Every endpoint that needs the database, with a valid body."""
     return [
         ("POST", "/api/v1/user/signup", {"email": "late@example.com", "password": "x" * 12}),
         ("POST", "/api/v1/user/login", {"username": user.username, "password": user.password}),

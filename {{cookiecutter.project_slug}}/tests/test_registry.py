@@ -1,4 +1,4 @@
-"""The service locator (SPEC §1, §7): lookup, safe registration, and the transom names."""
+"""The service locator: lookup, safe registration, and the transom names."""
 
 from __future__ import annotations
 

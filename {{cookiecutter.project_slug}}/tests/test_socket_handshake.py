@@ -1,4 +1,4 @@
-"""The Socket.IO handshake: a one-time token, or the connection is refused (SPEC §7)."""
+"""The Socket.IO handshake: a one-time token, or the connection is refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One-time socket tokens (issue 3, SPEC §7): issue, hashed storage, TTL, single use."""
+"""One-time socket tokens (issue 3): issue, hashed storage, TTL, single use."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ async def test_get_or_post_issues_a_fresh_url_safe_token(api, method):
     second = await api.request(method, SOCKET_TOKEN, token=user.token)
     for response in (first, second):
         assert response.status == 200
-        # SPEC's {"token", "expires_in"}, plus the newest message position (recovery).
+        # {"token", "expires_in"}, plus the newest message position (recovery).
         assert set(response.body) == {"token", "expires_in", "position"}
         assert isinstance(response.body["position"], str)
         assert response.body["expires_in"] == 30

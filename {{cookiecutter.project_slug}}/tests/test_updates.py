@@ -1,4 +1,4 @@
-"""Updates are atomic and conditional (SPEC §6): ETag, If-Match, 412, no lost update.
+"""Updates are atomic and conditional: ETag, If-Match, 412, no lost update.
 
 The races are real: concurrent HTTP requests to the running app, over its database.
 """
@@ -36,7 +36,7 @@ class Note(Entity):
 
 @pytest.fixture
 def app(app):
-    """The app of SPEC §4, also serving ``note`` the way it serves every entity."""
+    """The application, also serving ``note`` the way it serves every entity."""
     note_routes = entity_routes((*ENTITIES, Note()))[2 * len(ENTITIES) :]
     app.add_handlers(r".*", note_routes)
     return app

@@ -2,7 +2,7 @@
 
 The app's own code reaches them as ``handler.services.users`` (a ``Services``, every
 attribute with its type). The registry (``registry['transomMsgClient']``...) holds
-the same objects under the transom names, for action modules and user code (SPEC §7).
+the same objects under the transom names, for action modules and user code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""REST handlers: signup, login, logout, me, and socket-token issue (SPEC §6)."""
+"""REST handlers: signup, login, logout, me, and socket-token issue."""
 
 from __future__ import annotations
 

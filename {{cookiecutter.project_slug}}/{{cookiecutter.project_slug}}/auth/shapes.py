@@ -1,4 +1,4 @@
-"""The bodies and answers of the user API (SPEC §6), each written once."""
+"""The bodies and answers of the user API, each written once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Versioned documents: atomic, conditional updates of entity documents (SPEC §6).
+"""Versioned documents: atomic, conditional updates of entity documents.
 
 Every document carries a ``version``: 1 when it is created, one more on each update.
 Responses show it as a strong ``ETag`` (``"3"``), and a client that sends it back in
