@@ -353,7 +353,7 @@ def load_settings(
     for name, replaced in RETIRED.items():
         if values.get(name, "").strip().lower() not in _OFF:
             raise ConfigError(replaced)
-    arguments = {
+    arguments: dict[str, Any] = {
         name: values[variable(name)].strip()
         for name in Settings.model_fields
         if values.get(variable(name), "").strip()

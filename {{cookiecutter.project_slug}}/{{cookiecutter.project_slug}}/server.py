@@ -68,7 +68,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
         runner.run(serve(settings, sockets))
 
 
-def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory(name: str | None) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop for ``"uvloop"``; None (asyncio's default loop) otherwise.
 
     Tornado, the driver and Socket.IO all run on asyncio's interfaces, so either loop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from ..ratelimit import address_key
 from ..web.base import AuthenticatedHandler, BaseHandler
@@ -146,7 +147,7 @@ class MeHandler(AuthenticatedHandler):
         self.write_json({"me": public_user(user)})
 
 
-SOCKET_TOKEN = {
+SOCKET_TOKEN: dict[str, Any] = {
     "summary": "A one-time socket token for the Socket.IO handshake",
     "description": "Valid SOCKET_TOKEN_TTL_SECONDS, usable once, voided at logout.",
     "auth": True,

@@ -137,7 +137,7 @@ class SocketTokenStore:
         finally:
             self._consuming.discard(key)
 
-    async def _consume_all(self, keys: list[str]) -> list[dict[str, Any] | None]:
+    async def _consume_all(self, keys: list[str]) -> list[dict[str, Any] | BaseException | None]:
         """Consume distinct token hashes; each answer is the grant or None.
 
         One token goes out as one atomic ``find_one_and_delete``. Several are claimed

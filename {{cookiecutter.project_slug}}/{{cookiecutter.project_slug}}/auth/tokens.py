@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from bson import ObjectId
@@ -132,9 +132,9 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if not valid:
         raise InvalidToken("the token is invalid")
     return Principal(
-        user_id=sub.lower(),
+        user_id=cast(str, sub).lower(),
         username=username,
         groups=tuple(groups),
-        jti=jti,
-        expires_at=dt.datetime.fromtimestamp(int(exp), dt.UTC),
+        jti=cast(str, jti),
+        expires_at=dt.datetime.fromtimestamp(int(cast(float, exp)), dt.UTC),
     )

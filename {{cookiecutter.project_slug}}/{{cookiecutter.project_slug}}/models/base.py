@@ -110,7 +110,7 @@ class Entity:
 
     def references(self) -> dict[str, str]:
         """The fields that hold ids, and the entity (or ``"user"``) each names."""
-        found = {}
+        found: dict[str, str] = {}
         for name, info in self.Fields.model_fields.items():
             annotation, metadata = info.annotation, list(info.metadata)
             for arg in get_args(annotation):

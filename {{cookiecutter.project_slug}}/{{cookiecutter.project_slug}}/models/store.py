@@ -19,7 +19,7 @@ Documents stored before versions existed have none: they count as version 0 (ETa
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from pymongo import ReturnDocument
 
@@ -81,7 +81,7 @@ def _matching(
     query: dict[str, Any] = {"_id": doc_id, **owned_by}
     if accepted is not None:
         # A document without a version is version 0; {"$in": [None]} finds it.
-        versions: list[int | None] = sorted(accepted)
+        versions = cast(list[int | None], sorted(accepted))
         query[VERSION] = {"$in": [*versions, None] if 0 in accepted else versions}
     return query
 

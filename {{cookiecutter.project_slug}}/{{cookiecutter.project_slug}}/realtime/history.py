@@ -58,6 +58,7 @@ class PositionMeta(dict[str, str]):
     id of the entry (what the position enciphers)."""
 
     __slots__ = ("id",)
+    id: Any
 
 
 @dataclass(frozen=True, slots=True)

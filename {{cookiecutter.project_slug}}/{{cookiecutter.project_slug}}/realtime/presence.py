@@ -156,7 +156,7 @@ class Presence:
 
     async def _change_to(self, user_id: str, change: int, mark: str = "") -> Counted:
         keys = [self._user_key(user_id), f"{self._prefix}:processes", self._leaving_key(user_id)]
-        args = [self._process, change, self._stale_after, self._leaving_ms, mark]
+        args: list[str | int] = [self._process, change, self._stale_after, self._leaving_ms, mark]
         total, news = await self._transition(keys=keys, args=args)
         return Counted(int(total), bool(news))
 

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import socketio
@@ -397,7 +397,8 @@ class RedisHistory:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
                 continue
-            for _stream, batch in reply:
+            # decode_responses: [(stream, [(entry id, {field: value}), ...])]
+            for _stream, batch in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply):
                 for entry_id, fields in batch:
                     if not _follows(fields.get("p"), after):
                         await self._entries_were_lost(after, entry_id)

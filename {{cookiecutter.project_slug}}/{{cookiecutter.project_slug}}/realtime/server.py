@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import socketio
 import tornado.httputil
@@ -202,7 +202,7 @@ def create_socket_server(
     server_class: type[SocketServer] = SocketServer
     fast = accel.load(settings.fast_fanout)
     if fast is not None:
-        manager_class = fast.manager_class(manager_class)
+        manager_class = cast(type[RoomManager], fast.manager_class(manager_class))
         server_class = fast.server_class(server_class)
 {%- if cookiecutter.message_queue == "redis" %}
     manager = manager_class(settings.redis_url, channel=settings.redis_channel)

@@ -74,7 +74,7 @@ class Application(tornado.web.Application):
 
     def find_handler(
         self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
-    ) -> tornado.httputil.HTTPMessageDelegate:
+    ) -> tornado.web._HandlerDelegate:
         hops = self.trusted_proxy_hops
         if hops:
             headers = request.headers

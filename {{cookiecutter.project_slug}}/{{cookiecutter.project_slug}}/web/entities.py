@@ -103,11 +103,11 @@ class EntityCollectionHandler(EntityHandler):
     def openapi_operations(cls, kwargs: dict[str, Any]) -> dict[str, Operation]:
         entity: Entity = kwargs["entity"]
         name, title, public = entity.name, entity.title, entity.public_model
-        page = create_model(
-            f"{title}Page",
-            __base__=PublicShape,
-            **{entity.plural: (list[public], ...), "next": (ObjectIdOut | None, ...)},  # type: ignore[valid-type]
-        )
+        page_fields: dict[str, Any] = {
+            entity.plural: (list[public], ...),  # type: ignore[valid-type]
+            "next": (ObjectIdOut | None, ...),
+        }
+        page = create_model(f"{title}Page", __base__=PublicShape, **page_fields)
         limit = {
             "type": "integer",
             "minimum": 1,

@@ -8,7 +8,7 @@ shape from ``standard_error``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import tornado.web
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,8 +38,10 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(pattern="^[a-z][a-z0-9_]*$")
     message: str = Field(min_length=1)
-    field: str = Field(None, description="the field at fault", json_schema_extra=_no_default)
-    retry_after: int = Field(None, ge=1, json_schema_extra=_no_default)
+    field: str = Field(
+        cast(str, None), description="the field at fault", json_schema_extra=_no_default
+    )
+    retry_after: int = Field(cast(int, None), ge=1, json_schema_extra=_no_default)
 
 
 class Error(BaseModel):
@@ -205,7 +207,7 @@ class ApiError(HTTPError):
 
 
 def bad_request(message: str, *, field: str | None = None) -> ApiError:
-    details = {"field": field} if field else {}
+    details: dict[str, Any] = {"field": field} if field else {}
     return ApiError(400, "validation_error", message, **details)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import tornado.web
 from pydantic import BaseModel, create_model
@@ -79,7 +79,8 @@ def operation(
 def envelope(key: str, model: type[BaseModel], name: str | None = None) -> type[BaseModel]:
     """The model of ``{key: <model>}``, the shape of most answers (``{"user": {...}}``)."""
     title = name or f"{key[:1].upper()}{key[1:]}Envelope"
-    return create_model(title, __base__=PublicShape, **{key: (model, ...)})
+    fields = cast(dict[str, Any], {key: (model, ...)})
+    return create_model(title, __base__=PublicShape, **fields)
 
 
 def declared_operations(handler: type, kwargs: Mapping[str, Any]) -> dict[str, Operation]:

@@ -62,7 +62,7 @@ class EngineIOServer(engineio.AsyncServer):
         super().__init__(*args, **kwargs)
         # The fan-out's map (ServerMixin.bind_fanout): sid -> upgraded WebSocket handler.
         self.websocket_handlers: dict[str, Any] = {}
-        self._async = {**self._async, "websocket": BoundWebSocket}
+        self._async: dict[str, Any] = {**self._async, "websocket": BoundWebSocket}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue:
         return PacketQueue()  # a socket's outgoing queue, lighter than asyncio.Queue
