@@ -103,7 +103,7 @@ def test_dependencies_follow_the_choices(baked):
     for required in ("tornado", "python-socketio", "pyjwt", "argon2-cffi"):
         assert required in deps
     dev = " ".join(meta["optional-dependencies"]["dev"])
-    for required in ("pytest-tornado", "secantusdb==0.7.0b3", "setuptools<81", "ruff"):
+    for required in ("pytest-tornado", "secantusdb==0.7.0b3", "setuptools<81", "ruff", "mypy"):
         assert required in dev
     assert "secantusdb" not in deps, "the GPL embedded database is a dev dependency only"
 
