@@ -614,7 +614,7 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
 
 
 def targets(r: dict[str, float | None], recovery: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Issue 7's and issue 16's targets, reported (never enforced)."""
+    """Issues 7, 16 and 20's targets, reported (never enforced)."""
 
     def check(name: str, value: float | None, goal: str, met: bool | None) -> dict[str, Any]:
         return {"target": name, "value": value, "goal": goal, "met": met}
@@ -625,9 +625,20 @@ def targets(r: dict[str, float | None], recovery: dict[str, Any] | None) -> list
     tok = r["token_issue_fraction_of_db_limit"]
     con = r["connect_fraction_of_db_limit"]
     rec = get(recovery, "fanout_1000", "cpu_per_delivery_on_over_off")
+    # The CPU ratio is node/python (higher is better): python's share of Node's CPU per
+    # delivery is its inverse.
+    cpu = r["fanout_cpu_per_delivery_1000"]
+    cpu_py_over_node = round(1 / cpu, 3) if cpu else None
     return [
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 0.5", _ge(fan, 0.5)),
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 1.0", _ge(fan, 1.0)),
+        check("fan-out deliveries/s at 1000, python/node", fan, ">= 1.2", _ge(fan, 1.2)),
+        check(
+            "fan-out CPU per delivery at 1000, python/node",
+            cpu_py_over_node,
+            "<= 0.35",
+            None if cpu_py_over_node is None else cpu_py_over_node <= 0.35,
+        ),
         check(
             "memory per idle connection at 1000, python/node",
             mem_py_over_node,
