@@ -72,6 +72,15 @@ def test_generated_test_suite_passes(installed, capsys):
     assert " failed" not in result.stdout and " error" not in result.stdout
 
 
+def test_the_type_checker_is_clean(installed):
+    # make lint runs mypy after ruff ([tool.mypy] in the project's pyproject.toml): each
+    # combination's package type-checks with the dependencies its README installs.
+    _context, project, python = installed
+    result = run([str(python), "-m", "mypy"], cwd=project, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout
+
+
 # The logout race (issue 20): a loaded machine lost it about one run in eight with Motor
 # and Redis. Run it RACE_RUNS times in one pytest process while another process keeps a
 # core busy; every run must hold.
