@@ -620,44 +620,35 @@ def targets(r: dict[str, float | None], recovery: dict[str, Any] | None) -> list
         return {"target": name, "value": value, "goal": goal, "met": met}
 
     fan = r["fanout_deliveries_per_s_1000"]
-    mem = r["memory_per_idle_connection_1000"]
-    mem_py_over_node = round(1 / mem, 3) if mem else None
+    # The memory and CPU ratios are node/python (higher is better): python's share of
+    # Node's figure is their inverse.
+    mem = _inverse(r["memory_per_idle_connection_1000"])
+    cpu = _inverse(r["fanout_cpu_per_delivery_1000"])
     tok = r["token_issue_fraction_of_db_limit"]
     con = r["connect_fraction_of_db_limit"]
     rec = get(recovery, "fanout_1000", "cpu_per_delivery_on_over_off")
-    # The CPU ratio is node/python (higher is better): python's share of Node's CPU per
-    # delivery is its inverse.
-    cpu = r["fanout_cpu_per_delivery_1000"]
-    cpu_py_over_node = round(1 / cpu, 3) if cpu else None
     return [
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 0.5", _ge(fan, 0.5)),
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 1.0", _ge(fan, 1.0)),
         check("fan-out deliveries/s at 1000, python/node", fan, ">= 1.2", _ge(fan, 1.2)),
-        check(
-            "fan-out CPU per delivery at 1000, python/node",
-            cpu_py_over_node,
-            "<= 0.35",
-            None if cpu_py_over_node is None else cpu_py_over_node <= 0.35,
-        ),
-        check(
-            "memory per idle connection at 1000, python/node",
-            mem_py_over_node,
-            "<= 1.5",
-            None if mem_py_over_node is None else mem_py_over_node <= 1.5,
-        ),
+        check("fan-out CPU per delivery at 1000, python/node", cpu, "<= 0.35", _le(cpu, 0.35)),
+        check("memory per idle connection at 1000, python/node", mem, "<= 1.5", _le(mem, 1.5)),
         check("token issue rate / database limit", tok, ">= 0.7", _ge(tok, 0.7)),
         check("connect rate / database limit", con, ">= 0.7", _ge(con, 0.7)),
-        check(
-            "recovery CPU per delivery at 1000, on/off",
-            rec,
-            "<= 1.15",
-            None if rec is None else rec <= 1.15,
-        ),
+        check("recovery CPU per delivery at 1000, on/off", rec, "<= 1.15", _le(rec, 1.15)),
     ]
+
+
+def _inverse(value: float | None) -> float | None:
+    return round(1 / value, 3) if value else None
 
 
 def _ge(value: float | None, goal: float) -> bool | None:
     return None if value is None else value >= goal
+
+
+def _le(value: float | None, goal: float) -> bool | None:
+    return None if value is None else value <= goal
 
 
 # ---------------------------------------------------------------------------- machine
