@@ -63,3 +63,24 @@ def template_dir() -> Path:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """make test's workers keep each ``xdist_group`` on one worker: the suites that share
+    the one Redis never run at the same time, and a browser flow's module fixture runs
+    once. pytest-xdist applies a group by suffixing the test's id with ``@<group>``;
+    xdist 3.8 under pytest 9 did not (it sets an attribute pytest 9 no longer reads),
+    and the groups were silently spread over both workers. Stop rather than run so."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist did not apply xdist_group to {len(ungrouped)} tests "
+            f"(e.g. {ungrouped[0]}): check the pytest and pytest-xdist versions"
+        )
