@@ -1,4 +1,5 @@
-"""Finish the generated project: write ``.env`` with fresh secrets, prune unchosen options.
+"""Finish the generated project: build the engine's wheel, write ``.env`` with fresh
+secrets, prune unchosen options.
 
 Runs inside the generated project directory. Answers are read as data (``json.loads``
 of ``tojson``), like in ``pre_gen_project.py``.
@@ -7,8 +8,10 @@ of ``tojson``), like in ``pre_gen_project.py``.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,13 +22,8 @@ PACKAGE = PROJECT / ANSWERS["project_slug"]
 # Files that exist only for one option. Paths are relative to the project root;
 # "{pkg}" is the package directory.
 ONLY_WITH_REDIS = [
-    "{pkg}/realtime/redis_queue.py",
-    "{pkg}/realtime/redis_history.py",
     "{pkg}/worker.py",
-    "{pkg}/workers.py",
     "tests/test_scale_out.py",
-    "tests/test_presence_scale_out.py",
-    "tests/test_recovery_scale_out.py",
 ]
 ONLY_WITH_DOCKER = ["Dockerfile", "compose.yaml", ".dockerignore"]
 
@@ -37,6 +35,34 @@ def remove(relative_paths: list[str]) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+# The engine library, in the template's checkout (cookiecutter puts the checkout's path
+# in the context as _repo_dir, for a local path and for a cloned gh: template alike).
+ENGINE_FOLDER = "transom-socketio"
+# Wheels built from the same source are byte-identical (flit honours SOURCE_DATE_EPOCH).
+WHEEL_EPOCH = "315532800"
+
+
+def build_engine_wheel() -> str | None:
+    """Build transom-socketio's wheel into ``wheels/``, where the project's Makefile and
+    Dockerfile install it from until it is on a package index; None, or one error line."""
+    repo = ANSWERS.get("_repo_dir")
+    if not repo:
+        return "cannot build transom-socketio: cookiecutter gave no _repo_dir (needs 2.7+)"
+    source = (Path(os.environ.get("PWD", ".")) / repo).resolve() / ENGINE_FOLDER
+    if not (source / "pyproject.toml").is_file():
+        return f"cannot build transom-socketio: no {ENGINE_FOLDER}/pyproject.toml in {repo}"
+    wheels = PROJECT / "wheels"
+    wheels.mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    command += ["--wheel-dir", str(wheels), str(source)]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": WHEEL_EPOCH, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    built = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    if built.returncode != 0:
+        last = (built.stderr.strip().splitlines() or ["pip failed"])[-1]
+        return f"cannot build transom-socketio's wheel: {last}"
+    return None
 
 
 def write_env_file() -> None:
@@ -60,6 +86,10 @@ def ensure_env_is_ignored() -> None:
 
 
 def main() -> int:
+    error = build_engine_wheel()
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if ANSWERS["message_queue"] != "redis":
         remove(ONLY_WITH_REDIS)
     if ANSWERS["use_docker"] != "y":

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from .support import PASSWORD
+from transom_socketio.testing.clients import PASSWORD
 
 
 @pytest.mark.gen_test

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from bson import ObjectId
-
-from {{ cookiecutter.project_slug }} import registry as keys
+from transom_socketio import registry as keys
 
 
 @dataclass

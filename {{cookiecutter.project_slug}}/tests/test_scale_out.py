@@ -19,14 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from transom_socketio.config import load_settings
+from transom_socketio.realtime.redis_queue import close_write_only, write_only_message_client
+from transom_socketio.testing.clients import Api, Sockets
 
-from {{ cookiecutter.project_slug }}.config import load_settings
-from {{ cookiecutter.project_slug }}.realtime.redis_queue import (
-    close_write_only,
-    write_only_message_client,
-)
-
-from .support import Api, Sockets
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +61,7 @@ def shared_environment(mongodb_uri: str) -> dict[str, str]:
         "MONGODB_URI": mongodb_uri,
         "MONGODB_DB": f"test_{uuid.uuid4().hex[:16]}",
         "JWT_SECRET": "scale-out-" + "s" * 40,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
         "REDIS_CHANNEL": f"test-{uuid.uuid4().hex}",
     }
 
@@ -112,7 +110,7 @@ async def test_rooms_are_shared_between_processes(cluster, http_client, monkeypa
         # A process with no sockets (this one) reaches a socket on A, then disconnects it.
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        worker = write_only_message_client(load_settings(env_file=None))
+        worker = write_only_message_client(load_settings(env_file=None, settings_class=Settings))
         try:
             assert await worker.emitToUsers(ada.id, "message", {"text": "from a worker"}) == 1
             await ada_socket.wait_for("message", 3)

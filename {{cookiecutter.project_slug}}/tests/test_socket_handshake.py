@@ -7,9 +7,8 @@ import datetime as dt
 
 import pytest
 import socketio
-
-from {{ cookiecutter.project_slug }} import registry as keys
-from {{ cookiecutter.project_slug }}.auth.nonces import COLLECTION, token_hash
+from transom_socketio import registry as keys
+from transom_socketio.auth.nonces import COLLECTION, token_hash
 
 REFUSED = [{"message": "INVALID_TOKEN"}]
 

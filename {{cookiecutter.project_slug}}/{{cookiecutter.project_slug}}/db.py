@@ -1,101 +1,37 @@
-"""The MongoDB client, the database handle and index creation.
+"""The database: this app's driver and the indexes of its collections.
 
-This is the only module that knows which driver the project uses
-({{ cookiecutter.mongo_driver }}). Everything else talks to ``Database`` and
-``Collection`` through the methods both drivers share (``find_one``,
-``insert_one``, ``find_one_and_delete``...), and catches ``pymongo.errors``,
-which both drivers raise.
+The library's own collections (users, revoked JWTs, throttles) bring their indexes;
+the entities bring theirs (``models``). Listed here: the one-time socket tokens.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
 {% if cookiecutter.mongo_driver == "pymongo" -%}
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
-
-Client = AsyncMongoClient
-Database = AsyncDatabase
-Collection = AsyncCollection
+from pymongo import AsyncMongoClient as Client
 {%- else -%}
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
-from pymongo.errors import OperationFailure
-
-Client = AsyncIOMotorClient
-Database = AsyncIOMotorDatabase
-Collection = AsyncIOMotorCollection
+from motor.motor_asyncio import AsyncIOMotorClient as Client
 {%- endif %}
+from transom_socketio import db
+from transom_socketio.auth import nonces
+from transom_socketio.config import ConfigError
 
-log = logging.getLogger(__name__)
+from .settings import Settings
 
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """An index a module needs; created (idempotently) at start-up."""
-
-    collection: str
-    keys: Sequence[tuple[str, int]]
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def now() -> dt.datetime:
-    """The current UTC time at BSON's millisecond precision, so a document returned
-    right after an insert equals the one read back later."""
-    moment = dt.datetime.now(dt.UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+INDEXES = [
+    # A socket token is a document of the nonce collection, consumed by the handshake
+    # (find_one_and_delete); this TTL index makes MongoDB delete the ones nobody used
+    # once their expires_at has passed (SOCKET_TOKEN_TTL_SECONDS after issue).
+    db.IndexSpec(nonces.COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0}),
+]
 
 
-def connect(uri: str, timeout_ms: int) -> Client:
-    """Create the process's client. It connects lazily, on first use.
-
-    The timeouts bound how long a request waits when the database is down, so
-    callers answer 503 quickly instead of hanging.
-    """
-    return Client(
-        uri,
-        tz_aware=True,
+def connect(settings: Settings) -> db.Client:
+    """The process's client ({{ cookiecutter.mongo_driver }}); it connects on first use."""
+    if settings.mongodb_uri is None:
+        raise ConfigError("MONGODB_URI is unset: start the embedded database first")
+    return db.connect(
+        settings.mongodb_uri,
+        settings.mongodb_timeout_ms,
+        client_class=Client,
         appname="{{ cookiecutter.project_slug }}",
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=timeout_ms,
     )
-
-
-async def close(client: Client) -> None:
-{%- if cookiecutter.mongo_driver == "pymongo" %}
-    await client.close()
-{%- else %}
-    client.close()
-{%- endif %}
-
-
-async def ping(database: Database) -> None:
-    """Raise a ``pymongo.errors.PyMongoError`` if the database does not answer."""
-    await database.command("ping")
-
-
-async def ensure_indexes(database: Database, specs: Iterable[IndexSpec]) -> None:
-    """Create every index in ``specs``.
-
-    If an index exists with other options (a TTL changed, say), it is dropped and
-    created again with the new ones: index definitions live in code, not in the
-    database.
-    """
-    for spec in specs:
-        collection = database[spec.collection]
-        try:
-            await collection.create_index(list(spec.keys), **spec.options)
-        except OperationFailure as error:
-            if error.code not in (85, 86):  # IndexOptionsConflict, IndexKeySpecsConflict
-                raise
-            name = spec.options.get("name") or "_".join(f"{k}_{d}" for k, d in spec.keys)
-            log.warning("recreating index %s.%s with new options", spec.collection, name)
-            await collection.drop_index(name)
-            await collection.create_index(list(spec.keys), **spec.options)

@@ -13,10 +13,11 @@ import asyncio
 import sys
 
 from bson import ObjectId
+from transom_socketio import db
+from transom_socketio.config import ConfigError
+from transom_socketio.realtime.redis_queue import close_write_only, write_only_message_client
 
-from . import db
-from .config import ConfigError, load_settings
-from .realtime.redis_queue import close_write_only, write_only_message_client
+from .settings import load_settings
 
 
 async def notify(user_id: str, text: str) -> int:

@@ -6,9 +6,16 @@ To add an entity, write ``models/<name>.py`` (an ``Entity`` subclass and its
 
 from __future__ import annotations
 
+from transom_socketio.models.base import Entity
+
 from . import message
-from .base import Entity
 
 ENTITIES: tuple[Entity, ...] = (message.ENTITY,)
 
-__all__ = ["ENTITIES", "Entity"]
+# Where each entity's hooks live: models/actions/<entity>.py.
+ACTIONS_PACKAGE = f"{__name__}.actions"
+
+# The indexes the entities declare (Entity.indexes), created at start-up.
+INDEXES = [index for entity in ENTITIES for index in entity.indexes()]
+
+__all__ = ["ACTIONS_PACKAGE", "ENTITIES", "INDEXES", "Entity"]

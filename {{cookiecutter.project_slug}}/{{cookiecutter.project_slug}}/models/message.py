@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from bson import ObjectId
-
-from ..auth.tokens import Principal
-from ..db import IndexSpec
-from ..shapes import Ref, Shape, Text
-from .base import Entity
+from transom_socketio.auth.tokens import Principal
+from transom_socketio.db import IndexSpec
+from transom_socketio.models.base import Entity
+from transom_socketio.shapes import Ref, Shape, Text
 
 
 class Message(Entity):

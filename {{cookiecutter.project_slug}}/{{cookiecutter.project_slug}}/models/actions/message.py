@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ... import registry as keys
-from ..errors import TooManyRequests
-from . import ActionContext
+from transom_socketio import registry as keys
+from transom_socketio.models.actions import ActionContext
+from transom_socketio.models.errors import TooManyRequests
 
 _LINE_ENDINGS = re.compile(r"\r\n?")
 

@@ -1,0 +1,132 @@
+"""Composition: an app's Tornado application on its services, and its start and stop.
+
+A generated app's ``make_app`` builds ``Services.create(settings, client)`` and lists
+its routes: ``standard_routes`` (health, metrics, the OpenAPI document, presence), its
+own handlers, its entities' ``entity_routes`` and ``socketio_route``. ``application``
+only constructs objects (the database client
+connects lazily); ``start(app)`` does the start-up I/O (indexes) and ``stop(app)``
+releases everything. ``server.serve`` runs them around the HTTP server, and the
+tests do the same with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from . import db, logs
+from .auth import revocations, throttle, users
+from .ratelimit import RateLimiter
+from .registry import Registry
+from .services import Services
+from .web.application import Application
+from .web.base import NotFoundHandler
+from .web.health import HealthHandler
+from .web.metrics import MetricsHandler
+from .web.openapi import OPENAPI_PATH, OpenApiHandler, served_routes
+from .web.pages import StaticFiles
+from .web.presence import PresenceHandler
+
+log = logging.getLogger(__name__)
+
+Route = tuple[Any, ...]
+
+# The indexes of the library's own collections (users, revoked JWTs, throttles). The
+# app lists its own, with the socket tokens' TTL index (a generated app's db.py).
+LIBRARY_INDEXES: tuple[db.IndexSpec, ...] = (
+    *users.INDEXES,
+    *revocations.INDEXES,
+    *throttle.INDEXES,
+)
+
+
+def standard_routes(services: Services) -> list[Route]:
+    """The routes every app serves besides its own: health, metrics, the OpenAPI
+    document and presence."""
+    settings = services.settings
+    return [
+        (r"/health", HealthHandler),
+        (r"/metrics", MetricsHandler, {"metrics": services.metrics, "settings": settings}),
+        (OPENAPI_PATH, OpenApiHandler),
+        (
+            r"/api/v1/presence",
+            PresenceHandler,
+            {"per_user": RateLimiter(settings.presence_requests_per_minute_per_user)},
+        ),
+    ]
+
+
+def application(
+    services: Services,
+    routes: Sequence[Route],
+    *,
+    indexes: Iterable[db.IndexSpec] = (),
+    template_path: str | Path | None = None,
+    static_path: str | Path | None = None,
+    registry: Registry | None = None,
+) -> Application:
+    """The Tornado application serving ``routes`` on ``services``, with the services in
+    ``registry`` (a new one by default) under their transom names. ``indexes`` are the
+    app's own, created by ``start`` with the library's."""
+    metrics = services.metrics
+    registry = services.register(registry if registry is not None else Registry())
+
+    def request_finished(handler: tornado.web.RequestHandler) -> None:
+        logs.log_request(handler)
+        metrics.observe_request(handler)
+
+    app = Application(
+        list(routes),
+        trusted_proxy_hops=services.settings.trusted_proxy_hops,
+        registry=registry,
+        services=services,
+        indexes=[*LIBRARY_INDEXES, *indexes],
+        default_handler_class=NotFoundHandler,
+        template_path=None if template_path is None else str(template_path),
+        static_path=None if static_path is None else str(static_path),
+        static_handler_class=StaticFiles,
+        log_function=request_finished,
+        # The API authenticates with Bearer tokens, not cookies, so it needs no XSRF
+        # cookie; Socket.IO's handler opts out of XSRF checks in any case.
+        xsrf_cookies=False,
+        debug=False,
+    )
+    metrics.name_handlers(target for _, target, _ in served_routes(app.default_router))
+    return app
+
+
+async def start(app: tornado.web.Application) -> None:
+    """Start-up I/O: create the indexes (this also proves the database answers), and
+    start delivering the message client's emits."""
+    services: Services = app.settings["services"]
+    await db.ensure_indexes(services.database, app.settings["indexes"])
+    await services.message_client.start()
+
+
+async def stop(app: tornado.web.Application) -> None:
+    """Close every socket, stop Socket.IO's background tasks, close the client.
+
+    Sockets are closed at the transport, as when a process exits, not with
+    Socket.IO's disconnect packet: that packet tells a client the server sent it
+    away, and neither socket.io-client nor python-socketio reconnects after it
+    (python-socketio does not after engine.io's CLOSE packet either, which the
+    public ``eio.disconnect`` sends). After a closed transport they reconnect by
+    themselves (with a fresh socket token) to the restarted process, or to another
+    one. ``close_transports`` closes WebSockets (and, with the fast path, ends every
+    engine.io socket); long-polling requests end when the server closes the HTTP
+    connections.
+    """
+    services: Services = app.settings["services"]
+    sio = services.socket_server
+    await sio.close_transports()
+    await sio.shutdown()
+    await sio.handshake.close()
+    if sio.handshake.recovery is not None:
+        await sio.handshake.recovery.close()
+    await services.message_client.close()
+    services.passwords.close()
+    await db.close(services.mongo_client)

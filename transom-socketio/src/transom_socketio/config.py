@@ -1,0 +1,411 @@
+"""Settings from the environment (and ``.env``), validated once at start-up.
+
+Each setting is ONE field declaration of ``Settings``: its type, default, bounds and
+doc. The variable is the field's name in capitals (``port`` is ``PORT``);
+``.env.example`` lists every declared variable with its default (a test checks it).
+A bad value stops the process with one line naming the variable instead of surfacing
+later as a confusing error. Values of secrets and of URLs that may carry credentials
+(the fields declared with ``repr=False``) are never echoed back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from dotenv import dotenv_values
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+MAX_INTEGER = 2**31
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is the one line shown at start-up."""
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _comma_list(value: Any) -> Any:
+    """``"a, b"`` from the environment is the tuple ``("a", "b")``."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+Environment = Annotated[Literal["development", "test", "production"], BeforeValidator(_lower)]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lower)]
+EventLoop = Annotated[Literal["uvloop", "asyncio"], BeforeValidator(_lower)]
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+
+def _count(default: int, doc: str, *, minimum: int = 0, maximum: int = MAX_INTEGER) -> Any:
+    """An integer setting within ``[minimum, maximum]``."""
+    return Field(default, ge=minimum, le=maximum, description=doc)
+
+
+class Settings(BaseSettings):
+    """The validated configuration of one process.
+
+    ``load_settings()`` reads it from the environment and ``.env``; ``Settings(...)``
+    built in code (the tests do) holds exactly its arguments and the defaults.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    app_env: Environment = Field("development", description="development, test or production")
+    host: str = Field("127.0.0.1", description="The address the HTTP server listens on.")
+    port: int = _count(8000, "The HTTP port (0: any free port).", maximum=65535)
+    mongodb_uri: str | None = Field(
+        None,
+        repr=False,
+        description="Unset in development/test: the embedded database (SecantusDB) runs "
+        "in-process, data under DATA_DIR. Required in production.",
+    )
+    mongodb_db: str = Field("transom", description="The database name.")
+    mongodb_timeout_ms: int = _count(
+        5000,
+        "Server-selection, connect and socket timeout of the database client (ms).",
+        minimum=100,
+    )
+    jwt_secret: str = Field(
+        # Development without .env: a per-process secret; tokens die with the process.
+        default_factory=lambda: secrets.token_urlsafe(48),
+        repr=False,
+        description="At least 32 bytes; production refuses to start without it.",
+    )
+    jwt_previous_secret: str | None = Field(
+        None,
+        repr=False,
+        description="During a rotation: the previous secret, still accepted for verification.",
+    )
+    jwt_ttl_seconds: int = _count(3600, "Lifetime of an access token.", minimum=1)
+    socket_token_ttl_seconds: int = _count(30, "Lifetime of a one-time socket token.", minimum=1)
+    cors_allowed_origins: CommaList = Field(
+        (), description="Origins allowed to open a socket besides the app's own (comma list)."
+    )
+    redis_url: str | None = Field(
+        None,
+        repr=False,
+        description="Unset: one process, rooms, history and presence in memory. Set "
+        "(redis://127.0.0.1:6379/0): processes share them through this Redis "
+        "(pip install 'transom-socketio[redis]').",
+    )
+    redis_channel: str = Field("transom-socketio", description="Its channel (key prefix).")
+    presence_heartbeat_seconds: int = _count(
+        5,
+        "How often a process refreshes its presence; a dead process's sockets stop "
+        "counting within 3x this.",
+        minimum=1,
+        maximum=3600,
+    )
+    log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    log_format: LogFormat = Field("text", description="text or json")
+    data_dir: Path = Field(Path(".data"), description="Where the embedded database keeps data.")
+    trusted_proxy_hops: int = _count(
+        0,
+        "Proxies in front of the app that append to X-Forwarded-For; the client address "
+        "is the entry that many from the right (0: the TCP peer, proxy headers ignored).",
+        maximum=10,
+    )
+    metrics_token: str | None = Field(
+        None,
+        repr=False,
+        description="At least 32 bytes: /metrics then needs Authorization: Bearer <token>. "
+        "Unset: /metrics is open in development/test and absent (404) in production.",
+    )
+    login_max_failures: int = _count(5, "Login attempts per account and address.", minimum=1)
+    login_lockout_seconds: int = _count(300, "The login throttle's window.", minimum=1)
+    signups_per_address: int = _count(10, "Sign-ups per client address (0: no limit).")
+    signup_window_seconds: int = _count(3600, "The sign-up limit's window.", minimum=1)
+    password_hashing_concurrency: int = _count(
+        2, "Password hashes computed at once.", minimum=1, maximum=64
+    )
+    password_hashing_queue: int = _count(32, "Hashes that may wait; beyond that, 503.")
+    writes_per_minute_per_user: int = _count(120, "Writes under /api/v1/db (0: no limit).")
+    broadcasts_per_minute_per_user: int = _count(12, "Messages without to (0: no limit).")
+    presence_grace_seconds: int = _count(
+        3,
+        "A user whose last socket goes is announced offline only if none came back within "
+        "this many seconds.",
+        maximum=60,
+    )
+    presence_announcements_per_minute_per_user: int = _count(
+        10, "Online/offline announcements of one user a minute, per process (0: no cap)."
+    )
+    max_body_bytes: int = _count(64 * 1024, "Largest JSON request body.", minimum=1024)
+    http_idle_timeout_seconds: int = _count(
+        65, "Wait for a request's headers, or an idle connection's next.", minimum=1, maximum=3600
+    )
+    http_body_timeout_seconds: int = _count(
+        30, "Wait for a request's whole body.", minimum=1, maximum=3600
+    )
+    socketio_ping_interval: int = _count(25, "Socket.IO ping interval (s).", minimum=1)
+    socketio_ping_timeout: int = _count(20, "Socket.IO ping timeout (s).", minimum=1)
+    socketio_max_message_bytes: int = _count(64 * 1024, "Largest Socket.IO message.", minimum=1024)
+    socketio_transports: CommaList = Field(
+        ("polling", "websocket"), description="polling,websocket or websocket alone."
+    )
+    socketio_connect_timeout_seconds: int = _count(
+        20, "Seconds a new session has to complete Socket.IO's CONNECT.", minimum=1, maximum=3600
+    )
+    socketio_max_pending_per_address: int = _count(
+        20, "Sessions per address not connected yet (0: no limit)."
+    )
+    socketio_inbound_packets_per_second: int = _count(
+        10, "Packets a socket may send per second, after its burst (0: no limit).", maximum=10_000
+    )
+    socketio_inbound_burst: int = _count(
+        100, "Packets a socket may send at once.", minimum=10, maximum=100_000
+    )
+    max_sockets_per_user: int = _count(20, "Open sockets per user (on every process).", minimum=1)
+    socket_tokens_per_minute_per_user: int = _count(60, "Socket tokens per user (0: off).")
+    socket_tokens_per_minute_per_address: int = _count(600, "Socket tokens per address.")
+    handshakes_per_minute_per_address: int = _count(600, "Handshakes per address (0: off).")
+    presence_requests_per_minute_per_user: int = _count(
+        60, "GET /api/v1/presence requests per user (0: off)."
+    )
+    recovery_enabled: bool = Field(
+        True, description="Keep emitted messages so a reconnecting socket can recover them."
+    )
+    recovery_retention_seconds: int = _count(
+        600, "How long a message stays recoverable.", minimum=1, maximum=7 * 24 * 3600
+    )
+    recovery_max_messages: int = _count(
+        10_000, "Messages kept for recovery, for the whole deployment.", minimum=1
+    )
+    recovery_max_unsent_bytes: int = _count(
+        256 * 1024,
+        "Bytes a replay may hand a socket before its transport has taken them.",
+        minimum=16 * 1024,
+        maximum=64 * 1024 * 1024,
+    )
+    recovery_stall_seconds: int = _count(
+        10,
+        "A replay's socket that takes nothing for this long is cut off; also the longest "
+        "wait for a replay's turn.",
+        minimum=1,
+        maximum=300,
+    )
+    recovery_replays_per_user: int = _count(
+        2, "Replays of one user under way at once (per process).", minimum=1, maximum=100
+    )
+    recovery_replays_per_process: int = _count(
+        16, "Replays under way at once in one process.", minimum=1, maximum=10_000
+    )
+    recoveries_per_minute_per_user: int = _count(
+        40, "Recoveries a user may ask for a minute (per process; 0: no limit)."
+    )
+    fast_fanout: bool = Field(
+        True, description="The fast path (realtime/accel/); on only for its tested versions."
+    )
+    event_loop: EventLoop | None = Field(
+        None, description="uvloop or asyncio; empty: uvloop where it is installed."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        *_others: PydanticBaseSettingsSource,
+        **_named: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the arguments: ``load_settings`` alone reads the environment and ``.env``."""
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _production_requires(cls, values: Any) -> Any:
+        if isinstance(values, dict) and _lower(values.get("app_env")) == "production":
+            for name in ("mongodb_uri", "jwt_secret"):
+                if values.get(name) is None:
+                    raise ValueError(f"{name.upper()} is required when APP_ENV=production")
+        return values
+
+    @field_validator("jwt_secret", "jwt_previous_secret", "metrics_token")
+    @classmethod
+    def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            name = variable(info.field_name or "")
+            raise ValueError(f"{name} must be at least {MIN_SECRET_BYTES} bytes long")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("mongodb_db")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        if not 1 <= len(value) <= 63 or any(ch in value for ch in '/\\. "$'):
+            raise ValueError(
+                f'MONGODB_DB must be 1-63 characters without / \\ . space " or $, got {value!r}'
+            )
+        return value
+
+    @field_validator("socketio_transports")
+    @classmethod
+    def _transports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        transports = tuple(part.lower() for part in value)
+        if not transports or not set(transports) <= {"polling", "websocket"}:
+            raise ValueError(
+                f"SOCKETIO_TRANSPORTS must be polling, websocket or both, got {','.join(value)!r}"
+            )
+        return transports
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        origins = tuple(origin.rstrip("/") for origin in value)
+        for origin in origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"CORS_ALLOWED_ORIGINS entries must be * or start with http:// or https://, "
+                    f"got {origin!r}"
+                )
+        return origins
+
+    @field_validator("event_loop", mode="after")
+    @classmethod
+    def _installed_loop(cls, value: str | None) -> str:
+        """EVENT_LOOP: uvloop by default where it is installed (everywhere but Windows)."""
+        installed = importlib.util.find_spec("uvloop") is not None
+        if value is None:
+            return "uvloop" if installed else "asyncio"
+        if value == "uvloop" and not installed:
+            raise ValueError("EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        """Development and tests without MONGODB_URI run the embedded database."""
+        return self.mongodb_uri is None
+
+
+# An app's subclass of Settings, as load_settings returns it.
+AppSettings = TypeVar("AppSettings", bound=Settings)
+
+# Variables that no longer exist. Set to anything that turned them on, they stop
+# start-up with this line rather than being ignored: the rule they named changed.
+RETIRED = {
+    "TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS was replaced by TRUSTED_PROXY_HOPS, the number "
+    "of proxies that append to X-Forwarded-For (X-Real-IP is no longer read): set "
+    "TRUSTED_PROXY_HOPS=1 behind one proxy and remove TRUST_PROXY_HEADERS (SECURITY.md, "
+    '"Behind a proxy")',
+}
+_OFF = frozenset({"", "false", "0", "no", "off", "n", "f"})
+
+
+def variable(name: str) -> str:
+    """The environment variable of the setting ``name``."""
+    return name.upper()
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = Path(".env"),
+    settings_class: type[AppSettings] = Settings,  # type: ignore[assignment]
+) -> AppSettings:
+    """Read ``settings_class`` (the app's subclass of ``Settings``) from ``environ``
+    (default ``os.environ``) over the values of ``env_file``.
+
+    An empty variable counts as unset (the default, not the file's value). Raises
+    ConfigError with a one-line message naming the first bad variable.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    for name, replaced in RETIRED.items():
+        if values.get(name, "").strip().lower() not in _OFF:
+            raise ConfigError(replaced)
+    arguments: dict[str, Any] = {
+        name: values[variable(name)].strip()
+        for name in settings_class.model_fields
+        if values.get(variable(name), "").strip()
+    }
+    try:
+        return settings_class(**arguments)
+    except ValidationError as error:
+        raise ConfigError(one_line(error, arguments, settings_class)) from None
+
+
+def one_line(
+    error: ValidationError, given: Mapping[str, str], settings_class: type[Settings] = Settings
+) -> str:
+    """pydantic's first error as one line naming the variable, with the value as
+    ``given`` (before normalisation); the values of secrets are never shown."""
+    first = error.errors(include_url=False)[0]
+    if not first["loc"]:
+        return str(first["ctx"]["error"])
+    name = str(first["loc"][0])
+    field = settings_class.model_fields[name]
+    kind, value = first["type"], given.get(name, first.get("input"))
+    shown = "" if field.repr is False else f", got {value!r}"
+    if kind == "value_error":
+        return str(first["ctx"]["error"])
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{variable(name)} must be an integer{shown}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = _bounds(field)
+        return f"{variable(name)} must be between {low} and {high}, got {value}"
+    if kind == "literal_error":
+        allowed = ", ".join(_choices(field.annotation))
+        return f"{variable(name)} must be one of {allowed}{shown}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{variable(name)} must be true or false{shown}"
+    return f"{variable(name)} is invalid: {first['msg']}"
+
+
+def _bounds(field: FieldInfo) -> tuple[int, int]:
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), 0)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), MAX_INTEGER)
+    return low, high
+
+
+def _choices(annotation: Any) -> tuple[str, ...]:
+    """The values of the ``Literal[...]`` in ``annotation`` (also inside Annotated or | None)."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    for arg in typing.get_args(annotation):
+        if choices := _choices(arg):
+            return choices
+    return ()

@@ -1,0 +1,77 @@
+"""Socket.IO rooms shared between processes and hosts through Redis.
+
+python-socketio's ``AsyncRedisManager`` publishes every emit, disconnect and room
+change on a Redis channel that every process subscribes to, so
+``emitToUsers``/``emitToEveryone`` called in one process reach the sockets held
+by all of them. This subclass adds ``disconnect_room`` (logout, disconnectUsers),
+which python-socketio only offers per socket id: it travels as an emit of a
+reserved event that each process turns into a disconnect of its own sockets in
+that room (``RoomManager.emit``), and which is never sent to a client.
+"""
+
+from __future__ import annotations
+
+import socketio
+
+from .. import jsonutil
+from ..config import Settings
+from ..metrics import Metrics
+from .message_client import MessageClient
+from .positions import PositionCodec
+from .redis_history import RedisHistory
+from .redis_presence import RedisPresence
+from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
+
+
+class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
+    """python-socketio's Redis manager. Messages that arrive from Redis for this
+    process's sockets reach ``RoomManager.emit`` (it comes after the pub/sub layer in
+    the MRO), which turns ``DISCONNECT_ROOM_EVENT`` into a local disconnect and hands
+    the rest to ``deliver`` (the fast path's, with FAST_FANOUT)."""
+
+    def __init__(self, url: str, *, channel: str, write_only: bool = False) -> None:
+        # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
+        super().__init__(
+            url,
+            channel=channel,
+            write_only=write_only,
+            json=jsonutil,
+            # A Redis that does not answer fails an emit after seconds, not minutes. (No
+            # read timeout: the subscriber's read blocks for as long as the channel is quiet.)
+            redis_options={"socket_connect_timeout": 5},
+        )
+
+    async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
+        await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
+
+
+def write_only_message_client(settings: Settings) -> MessageClient:
+    """The message client of a process that holds no sockets (a worker, a cron job).
+
+    Its Socket.IO server never serves a request: it only publishes to Redis, and
+    the web processes deliver to their sockets.
+    """
+    manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel, write_only=True)
+    sio = socketio.AsyncServer(async_mode="tornado", client_manager=manager, json=jsonutil)
+    presence = RedisPresence(
+        settings.redis_url, settings.redis_channel, settings.presence_heartbeat_seconds
+    )
+    history = None
+    if settings.recovery_enabled:
+        # Only appends: the web processes read the stream and deliver.
+        history = RedisHistory(
+            sio,
+            settings.redis_url,
+            settings.redis_channel,
+            settings.recovery_retention_seconds,
+            settings.recovery_max_messages,
+            PositionCodec(settings.jwt_secret, settings.jwt_previous_secret),
+        )
+    return MessageClient(sio, Metrics(), presence, history)
+
+
+async def close_write_only(client: MessageClient) -> None:
+    await client.close()
+    redis = client.io.manager.redis
+    if redis is not None:
+        await redis.aclose()

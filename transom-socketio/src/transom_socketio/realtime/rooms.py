@@ -1,0 +1,176 @@
+"""Room names, and the room manager that can disconnect a whole room.
+
+Every authenticated socket joins three rooms: ``everyone`` (what
+``emitToEveryone`` targets), ``user:<id>`` and ``jwt:<jti>`` (so logging out
+disconnects the sockets opened with that JWT); and ``sockets:<id>``, which only
+counts them (``counted_room``). Broadcasts never go to
+Socket.IO's implicit all-sockets room, because a socket is already in it while
+its handshake is still being checked; for the same reason a socket joins
+``everyone`` last in its handshake (realtime/handshake.py).
+
+Disconnecting a room reaches the sockets still in their handshake too (they are in
+their rooms before their JWT is checked): python-socketio would pass over them, so
+the manager remembers them and ends each one when its handshake ends. That is what
+makes logout hold whatever the interleaving (SECURITY.md, "Sockets and sessions").
+
+Everything here uses python-socketio's public manager API only; the fast path
+(``realtime/accel/``) subclasses ``RoomManager`` when FAST_FANOUT is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable
+from typing import Any
+
+import socketio
+
+EVERYONE = "everyone"
+NAMESPACE = "/"
+# An emit of this event disconnects the room's sockets in each process that receives it
+# (how disconnect_room crosses Redis); it is never sent to a client.
+DISCONNECT_ROOM_EVENT = "\x00disconnect-room"
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def jwt_room(jti: str) -> str:
+    return f"jwt:{jti}"
+
+
+def counted_room(user_id: str) -> str:
+    """The room that counts a user's sockets on this process for MAX_SOCKETS_PER_USER:
+    a socket joins it as soon as it passes the check, nothing is ever sent to it, and
+    python-socketio takes it out when its handshake fails or it disconnects."""
+    return f"sockets:{user_id}"
+
+
+async def disconnect_local_sockets(manager: RoomManager, room: str, namespace: str) -> None:
+    """Disconnect the sockets of ``room`` that this process holds, including those whose
+    handshake is still running: each of these ends as soon as its handshake does."""
+    for sid, _eio_sid in list(manager.get_participants(namespace, room)):
+        if manager.is_connected(sid, namespace):
+            await manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        else:
+            manager.end_when_connected(sid, namespace)
+
+
+class RoomManager(socketio.AsyncManager):
+    """python-socketio's manager plus ``room_size``, ``disconnect_room`` and delivery counts.
+
+    ``emit`` is where a message for this process's sockets arrives, from a local
+    call or from another process through Redis; ``deliver`` writes it to
+    the sockets.
+    """
+
+    # Event deliveries to this process's sockets, by path (exported in /metrics).
+    delivered_fast = 0
+    delivered_normal = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Sockets whose deliveries wait while their missed messages are replayed
+        # (realtime/recovery.py), with what arrived for them meanwhile, in order.
+        self._held: dict[str, tuple[frozenset[Hashable], list[tuple[str, Any]]]] = {}
+        # Sockets that a room's disconnect reached during their handshake (logout, JWT
+        # expiry). python-socketio's ``disconnect`` passes over a socket that is not
+        # connected yet, and the handshake may have read its JWT as live before the
+        # revocation: each of these is refused, or disconnected once connected.
+        self._ended_in_handshake: set[tuple[str, str]] = set()
+
+    def hold(self, sid: str, rooms: Collection[Hashable]) -> None:
+        """Keep what is emitted from now on to ``sid`` or to ``rooms`` (the rooms it is
+        joining), instead of delivering it to ``sid``."""
+        self._held[sid] = (frozenset([*rooms, sid]), [])
+
+    def take_held(self, sid: str) -> list[tuple[str, Any]]:
+        """What was kept for ``sid`` since the last call (it stays held)."""
+        rooms, kept = self._held.get(sid, ((), []))
+        if not kept:
+            return []
+        self._held[sid] = (frozenset(rooms), [])
+        return kept
+
+    def held_count(self, sid: str) -> int:
+        """How many events wait for ``sid`` (kept since the last ``take_held``)."""
+        return len(self._held.get(sid, ((), []))[1])
+
+    def release(self, sid: str) -> None:
+        """Deliver to ``sid`` again (call once ``take_held`` returned nothing)."""
+        self._held.pop(sid, None)
+
+    def end_when_connected(self, sid: str, namespace: str = NAMESPACE) -> None:
+        """Disconnect ``sid``, whose handshake is still running, as soon as it connects."""
+        self._ended_in_handshake.add((namespace, sid))
+
+    def ended_in_handshake(self, sid: str, namespace: str = NAMESPACE) -> bool:
+        """Whether a room's disconnect reached ``sid`` during its handshake."""
+        return (namespace, sid) in self._ended_in_handshake
+
+    async def connect(self, sid: str, namespace: str) -> str:
+        """python-socketio's; a socket that a room's disconnect reached during its
+        handshake is disconnected at once (its client gets CONNECT, then DISCONNECT)."""
+        sid = await super().connect(sid, namespace)
+        if self.ended_in_handshake(sid, namespace):
+            await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        return sid
+
+    async def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """python-socketio's, for a socket connected or refused: it is forgotten here."""
+        self._ended_in_handshake.discard((namespace, sid))
+        await super().disconnect(sid, namespace, **kwargs)
+
+    def room_size(self, namespace: str, room: Hashable) -> int:
+        """How many sockets of this process are in ``room``."""
+        return sum(1 for _ in self.get_participants(namespace, room))
+
+    async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
+        await disconnect_local_sockets(self, room, namespace)
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if event == DISCONNECT_ROOM_EVENT:
+            await disconnect_local_sockets(self, room, namespace or NAMESPACE)
+            return
+        if self._held and callback is None:
+            skip_sid = self._keep_for_held(event, data, room, skip_sid)
+        await self.deliver(event, data, namespace, room, skip_sid, callback, **kwargs)
+
+    def _keep_for_held(self, event: str, data: Any, room: Any, skip_sid: Any) -> list[Any]:
+        """Keep the event for each held socket it targets; return the sockets to skip."""
+        skip = list(skip_sid) if isinstance(skip_sid, list) else [skip_sid]
+        targets = None if room is None else set(room if isinstance(room, list) else [room])
+        for sid, (rooms, kept) in self._held.items():
+            if sid in skip:
+                continue
+            if targets is None or not targets.isdisjoint(rooms):
+                kept.append((event, data))
+                skip.append(sid)
+        return skip
+
+    async def deliver(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """python-socketio's delivery: a task and a queued packet per socket."""
+        self.delivered_normal += sum(1 for _ in self.get_participants(namespace, room))
+        await super().emit(
+            event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+        )

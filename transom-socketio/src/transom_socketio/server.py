@@ -1,0 +1,136 @@
+"""Run an app: embedded database if needed, HTTP server, graceful shutdown.
+
+``make_app`` is the app's factory (``settings -> Application``, its ``app.make_app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from . import app as application
+from .config import AppSettings, Settings
+from .embedded_db import IN_MEMORY, client_uri, start_embedded_database
+
+log = logging.getLogger(__name__)
+
+# An app's factory: its settings in, its (not yet started) application out.
+MakeApp = Callable[[AppSettings], tornado.web.Application]
+
+# Tornado's own ceiling on any request body; the API's limit (MAX_BODY_BYTES) is
+# lower and answered with a JSON 413 by the handlers.
+HARD_BODY_LIMIT = 16 * 1024 * 1024
+SHUTDOWN_GRACE_SECONDS = 5.0
+# The cyclic garbage collector's thresholds for a server (CPython's are 700, 10, 10).
+# Each open socket keeps ~90 tracked objects alive, so with the defaults a storm of
+# connections triggers a collection every few handshakes that rescans every socket
+# opened before. With these, the youngest generation is collected every 50,000 net
+# allocations (cycles freed late cost a few MB at most) and the oldest ~140 times less
+# often. Reference counting still frees everything that is not in a cycle at once.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what start-up left alive and collect what comes after less often.
+
+    Call once the app is started: the modules and the embedded database's state
+    live as long as the process, so ``gc.freeze()`` keeps them out of every later
+    collection, which then scans only what requests and sockets create.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def http_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server of ``app``, with bounded waits for a request's parts.
+
+    Tornado waits an hour by default for a request's headers (and for the next request
+    on a kept-alive connection: one setting, ``idle_connection_timeout``) and another
+    for its body, so a client that sends them slowly, or stops, holds a connection and
+    its buffers that long. Requests being answered (a long-poll) and upgraded WebSockets
+    are not bounded by these: they have their own limits (SECURITY.md)."""
+    # No xheaders: the app applies its own client-address rule (web/application.py).
+    return tornado.httpserver.HTTPServer(
+        app,
+        max_body_size=HARD_BODY_LIMIT,
+        idle_connection_timeout=settings.http_idle_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
+
+
+def run(
+    settings: AppSettings, make_app: MakeApp[AppSettings], sockets: list[socket.socket] | None = None
+) -> None:
+    """``serve`` on the event loop EVENT_LOOP names (uvloop where it is installed)."""
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings, make_app, sockets))
+
+
+def event_loop_factory(name: str | None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for ``"uvloop"``; None (asyncio's default loop) otherwise.
+
+    Tornado, the driver and Socket.IO all run on asyncio's interfaces, so either loop
+    serves the same app; uvloop's, written in C, spends less CPU per callback, timer
+    and socket event (``benchmarks/README.md``).
+    """
+    if name != "uvloop":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+async def serve(
+    settings: AppSettings, make_app: MakeApp[AppSettings], sockets: list[socket.socket] | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM, then stop in order and return.
+
+    ``sockets``: listening sockets bound beforehand (several worker processes share
+    them); by default HOST:PORT is bound here.
+    """
+    embedded = None
+    if settings.uses_embedded_db:
+        storage = IN_MEMORY if settings.app_env == "test" else settings.data_dir / "db"
+        embedded = start_embedded_database(storage)
+        settings = settings.model_copy(update={"mongodb_uri": client_uri(embedded)})
+    try:
+        app = make_app(settings)
+        await application.start(app)
+        tune_garbage_collector()
+        server = http_server(app, settings)
+        if sockets is None:
+            sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        log.info(
+            "listening on http://%s:%d (APP_ENV=%s, event loop %s)",
+            settings.host,
+            port,
+            settings.app_env,
+            settings.event_loop,
+        )
+
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+
+        log.info("shutting down")
+        server.stop()  # stop accepting
+        await application.stop(app)  # sockets, Socket.IO tasks, database client
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    log.info("stopped")

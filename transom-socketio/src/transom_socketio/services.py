@@ -1,0 +1,127 @@
+"""The app's shared services, typed: ``Services.create`` builds them once per app.
+
+The app's own code reaches them as ``handler.services.users`` (a ``Services``, every
+attribute with its type). The registry (``registry['transomMsgClient']``...) holds
+the same objects under the transom names, for action modules and user code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+import socketio
+
+from . import registry as keys
+from .auth.accounts import Accounts
+from .auth.nonces import SocketTokenStore
+from .auth.passwords import Passwords
+from .auth.revocations import RevocationStore
+from .auth.throttle import LoginThrottle, SignupLimit
+from .auth.tokens import TokenService
+from .auth.users import UserStore
+from .config import Settings
+from .db import Client, Database
+from .metrics import Metrics
+from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
+from .realtime.message_client import MessageClient
+from .realtime.server import create_socket_server
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    mongo_client: Client
+    database: Database
+    passwords: Passwords
+    users: UserStore
+    tokens: TokenService
+    login_throttle: LoginThrottle
+    signup_limit: SignupLimit
+    write_limits: WriteLimits
+    socket_token_limits: SocketTokenLimits
+    nonces: SocketTokenStore
+    metrics: Metrics
+    socket_server: socketio.AsyncServer
+    message_client: MessageClient
+
+    @classmethod
+    def create(cls, settings: Settings, mongo_client: Client) -> Services:
+        """Every service of one app, on ``mongo_client`` (``db.connect``). Only builds
+        objects: the start-up I/O is ``app.start``'s."""
+        database = mongo_client[settings.mongodb_db]
+        nonce_store = SocketTokenStore(database, settings.socket_token_ttl_seconds)
+        metrics = Metrics()
+        sio = create_socket_server(settings, nonce_store, metrics)
+        return cls(
+            settings=settings,
+            mongo_client=mongo_client,
+            database=database,
+            passwords=Passwords.for_environment(
+                settings.app_env,
+                settings.password_hashing_concurrency,
+                settings.password_hashing_queue,
+            ),
+            users=UserStore(database),
+            tokens=TokenService(
+                settings.jwt_secret,
+                settings.jwt_ttl_seconds,
+                RevocationStore(database),
+                previous_secret=settings.jwt_previous_secret,
+            ),
+            login_throttle=LoginThrottle(
+                database, settings.login_max_failures, settings.login_lockout_seconds
+            ),
+            signup_limit=SignupLimit(
+                database, settings.signups_per_address, settings.signup_window_seconds
+            ),
+            write_limits=WriteLimits(
+                per_user=RateLimiter(settings.writes_per_minute_per_user),
+                broadcasts_per_user=RateLimiter(settings.broadcasts_per_minute_per_user),
+            ),
+            socket_token_limits=SocketTokenLimits(
+                per_user=RateLimiter(settings.socket_tokens_per_minute_per_user),
+                per_address=RateLimiter(settings.socket_tokens_per_minute_per_address),
+            ),
+            nonces=nonce_store,
+            metrics=metrics,
+            socket_server=sio,
+            message_client=MessageClient(sio, metrics, sio.handshake.presence, sio.history),
+        )
+
+    def replace(self, **changes: Any) -> Services:
+        """A copy with some services swapped (tests: ``services.replace(passwords=...)``)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def accounts(self) -> Accounts:
+        """Sign-up, login, logout and socket tokens on these services (the app's handlers)."""
+        return Accounts(self)
+
+    def register(self, registry: Registry) -> Registry:
+        """Put every service in ``registry`` under its registry name; return it."""
+        for item in fields(self):
+            registry.set(REGISTRY_NAMES[item.name], getattr(self, item.name))
+        registry.set(keys.MESSAGE_CLIENT_ALIAS, self.message_client)
+        return registry
+
+
+# The registry name of each attribute (registry.py lists the names).
+REGISTRY_NAMES = {
+    "settings": keys.SETTINGS,
+    "mongo_client": keys.MONGO_CLIENT,
+    "database": keys.DATABASE,
+    "passwords": keys.PASSWORDS,
+    "users": keys.USERS,
+    "tokens": keys.TOKENS,
+    "login_throttle": keys.LOGIN_THROTTLE,
+    "signup_limit": keys.SIGNUP_LIMIT,
+    "write_limits": keys.WRITE_LIMITS,
+    "socket_token_limits": keys.SOCKET_TOKEN_LIMITS,
+    "nonces": keys.NONCE_STORE,
+    "metrics": keys.METRICS,
+    "socket_server": keys.SOCKET_SERVER,
+    "message_client": keys.MESSAGE_CLIENT,
+}

@@ -1,0 +1,53 @@
+"""The library's suite runs against ``example_app``: the app a default bake of the
+template generates (its handlers, its ``message`` entity and hooks, its demo page)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable
+
+import pytest
+import tornado.web
+
+from example_app.app import make_app as example_make_app
+from example_app.settings import Settings
+from transom_socketio.testing.plugin import fast_fanout_default
+
+pytest_plugins = ["transom_socketio.testing.plugin"]
+
+# The realtime and security suites (``pytest -m realtime``): CI runs them with the fast
+# path on and off (FAST_FANOUT=false) and on the newest library releases.
+REALTIME_SUITES = (
+    "test_socket_*",
+    "test_handshake*",
+    "test_fanout*",
+    "test_queues*",
+    "test_message_client*",
+    "test_messages_api*",
+    "test_transport*",
+    "test_security*",
+    "test_scale_out*",
+    "test_restart*",
+    "test_recovery*",
+    "test_presence*",
+)
+
+FAST_FANOUT = fast_fanout_default()
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(fnmatch.fnmatch(item.path.name, pattern) for pattern in REALTIME_SUITES):
+            item.add_marker(pytest.mark.realtime)
+
+
+@pytest.fixture
+def make_app() -> Callable[..., tornado.web.Application]:
+    return example_make_app
+
+
+@pytest.fixture
+def settings_class() -> type[Settings]:
+    return Settings

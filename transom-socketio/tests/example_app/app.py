@@ -1,0 +1,49 @@
+"""The composition root: ``make_app(settings)`` builds the services and lists the routes.
+
+The services are one typed ``Services`` (a handler's ``self.services``); the registry
+holds the same objects under the transom names, so that action modules and your own
+code reach the message client as ``registry['transomMsgClient']``. Add a route to
+``routes`` below; add an entity in ``models/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transom_socketio.app import application, standard_routes
+from transom_socketio.realtime.server import socketio_route
+from transom_socketio.registry import Registry
+from transom_socketio.services import Services
+from transom_socketio.web.application import Application
+from transom_socketio.web.entities import entity_routes
+
+from . import auth, db
+from .models import ACTIONS_PACKAGE, ENTITIES, INDEXES
+from .pages import DemoPageHandler
+from .settings import Settings
+
+HERE = Path(__file__).parent
+
+
+def make_app(settings: Settings, registry: Registry | None = None) -> Application:
+    services = Services.create(settings, db.connect(settings))
+    routes = [
+        (r"/", DemoPageHandler),
+        *standard_routes(services),
+        (r"/api/v1/user/signup", auth.SignupHandler),
+        (r"/api/v1/user/login", auth.LoginHandler),
+        (r"/api/v1/user/logout", auth.LogoutHandler),
+        (r"/api/v1/user/me", auth.MeHandler),
+        (r"/api/v1/user/sockettoken", auth.SocketTokenHandler),
+        *entity_routes(ENTITIES, ACTIONS_PACKAGE),
+        # Socket.IO at /socket.io/: the handshake consumes a one-time socket token.
+        socketio_route(services.socket_server),
+    ]
+    return application(
+        services,
+        routes,
+        indexes=[*db.INDEXES, *INDEXES],
+        template_path=HERE / "templates",
+        static_path=HERE / "static",
+        registry=registry,
+    )

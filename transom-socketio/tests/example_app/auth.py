@@ -1,0 +1,99 @@
+"""The account routes: sign-up, login, logout, me, and one-time socket tokens.
+
+Each handler reads its body (one pydantic model, which also documents it in
+``/openapi.json``), calls one step of ``self.services.accounts`` (throttles, password
+hashing, revocations live there) and writes the answer. Change what a route answers or
+does around that step here; the ``@operation`` beside it keeps the document in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transom_socketio.auth.accounts import check_login_fields
+from transom_socketio.auth.shapes import (
+    LoggedOut,
+    Login,
+    LoginResult,
+    Signup,
+    SocketToken,
+    User,
+)
+from transom_socketio.web.base import AuthenticatedHandler, BaseHandler
+from transom_socketio.web.operations import Response, envelope, operation
+
+UserEnvelope = envelope("user", User)
+MeEnvelope = envelope("me", User)
+
+
+class SignupHandler(BaseHandler):
+    @operation(
+        "Create an account",
+        operation_id="signup",
+        body=Signup,
+        responses={201: Response("the new account", UserEnvelope)},
+        errors=(409, 429, 503),
+    )
+    async def post(self) -> None:
+        user = await self.services.accounts.sign_up(self.json_body(Signup), self.client_ip)
+        self.write_json({"user": user}, status=201)
+
+
+class LoginHandler(BaseHandler):
+    @operation(
+        "Log in: a Bearer JWT",
+        operation_id="login",
+        body=Login,
+        responses={200: LoginResult},
+        errors={401: "`invalid_credentials`, for an unknown account too.", 429: "", 503: ""},
+    )
+    async def post(self) -> None:
+        check_login_fields(self.json_body())
+        body = self.json_body(Login)
+        self.write_json(await self.services.accounts.log_in(body, self.client_ip))
+
+
+class LogoutHandler(AuthenticatedHandler):
+    @operation(
+        "Revoke this JWT and disconnect the sockets opened with it",
+        operation_id="logout",
+        auth=True,
+        responses={200: LoggedOut},
+        errors=(413, 503),
+    )
+    async def post(self) -> None:
+        await self.services.accounts.log_out(self.current_user)
+        self.write_json({"success": True})
+
+
+class MeHandler(AuthenticatedHandler):
+    @operation(
+        "The caller's account",
+        operation_id="me",
+        auth=True,
+        responses={200: Response("the account", MeEnvelope)},
+        errors=(503,),
+    )
+    async def get(self) -> None:
+        self.write_json({"me": await self.services.accounts.me(self.current_user)})
+
+
+SOCKET_TOKEN: dict[str, Any] = {
+    "summary": "A one-time socket token for the Socket.IO handshake",
+    "description": "Valid SOCKET_TOKEN_TTL_SECONDS, usable once, voided at logout.",
+    "auth": True,
+    "responses": {200: SocketToken},
+}
+
+
+class SocketTokenHandler(AuthenticatedHandler):
+    head_like_get = False  # its GET issues a token: HEAD answers 405
+
+    @operation(**SOCKET_TOKEN, operation_id="getSocketToken", errors=(429, 503))
+    async def get(self) -> None:
+        accounts = self.services.accounts
+        self.write_json(await accounts.socket_token(self.current_user, self.client_ip))
+
+    @operation(**SOCKET_TOKEN, operation_id="postSocketToken", errors=(413, 429, 503))
+    async def post(self) -> None:
+        await self.get()

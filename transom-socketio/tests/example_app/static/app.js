@@ -1,0 +1,313 @@
+// The demo client: REST for the account and messages, Socket.IO for live delivery.
+// Plain JavaScript with the socket.io-client 4 served by the app (static/vendor) and
+// static/recovery.js, which recovers the messages missed while the socket was cut.
+(() => {
+  "use strict";
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    jwt: sessionStorage.getItem("jwt"),
+    me: null,
+    socket: null,
+    live: null, // the TransomRecovery handle of the socket
+    position: null, // the last position received, kept across Disconnect / Connect
+    connectedBefore: false,
+    reloading: null, // while the list reloads: the socket's messages, shown after it
+  };
+
+  function notice(text) {
+    $("notice").textContent = text || "";
+  }
+
+  function setStatus(text, kind) {
+    $("status").textContent = text;
+    $("status").dataset.state = kind;
+  }
+
+  async function api(method, path, body) {
+    const headers = { "Content-Type": "application/json" };
+    if (state.jwt) headers.Authorization = `Bearer ${state.jwt}`;
+    const response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = response.status === 204 ? null : await response.json();
+    if (!response.ok) {
+      const error = new Error(data && data.error ? data.error.message : response.statusText);
+      error.code = data && data.error ? data.error.code : "http_error";
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  // A fresh one-time token for every (re)connection: a token works only once. Its
+  // answer also holds the newest position, where a first connection starts from.
+  function fetchSocketToken() {
+    return api("POST", "/api/v1/user/sockettoken");
+  }
+
+  function credentials() {
+    const email = $("email").value.trim();
+    const username = $("username").value.trim();
+    return { email, username, password: $("password").value };
+  }
+
+  async function signup() {
+    const { email, username, password } = credentials();
+    const body = { email, password };
+    if (username) body.username = username;
+    await api("POST", "/api/v1/user/signup", body);
+    await login();
+  }
+
+  async function login() {
+    const { email, username, password } = credentials();
+    const { token } = await api("POST", "/api/v1/user/login", { username: username || email, password });
+    state.jwt = token;
+    sessionStorage.setItem("jwt", token);
+    await showSession();
+  }
+
+  async function showSession() {
+    const { me } = await api("GET", "/api/v1/user/me");
+    state.me = me;
+    $("me-name").textContent = me.username;
+    $("me-id").textContent = me._id;
+    $("auth-form").hidden = true;
+    $("session").hidden = false;
+    $("connect").disabled = false;
+    $("send").disabled = false;
+    await loadHistory();
+  }
+
+  async function logout() {
+    try {
+      await api("POST", "/api/v1/user/logout");
+    } finally {
+      disconnect();
+      state.jwt = null;
+      state.me = null;
+      sessionStorage.removeItem("jwt");
+      $("auth-form").hidden = false;
+      $("session").hidden = true;
+      $("connect").disabled = true;
+      $("send").disabled = true;
+      $("messages").replaceChildren();
+      $("online").replaceChildren();
+      recoveryNote("");
+      state.position = null;
+      state.connectedBefore = false;
+      knownUsers.clear();
+    }
+  }
+
+  function connect() {
+    if (state.socket) return;
+    setStatus("connecting…", "connecting");
+    // A fresh token on every (re)connection, sent with the last position received.
+    const live = TransomRecovery.connect(io, {
+      socketOptions: { transports: document.body.dataset.transports.split(",") },
+      fetchToken: fetchSocketToken,
+      position: state.position,
+      onRecovery: showRecovery,
+      onTokenError: (error) => setStatus(`error: ${error.message}`, "error"),
+    });
+    const socket = live.socket;
+    socket.on("connect", () => {
+      setStatus("connected", "connected");
+      refreshPresence().catch((error) => notice(error.message));
+      $("connect").disabled = true;
+      $("disconnect").disabled = false;
+      $("drop").disabled = false;
+      state.connectedBefore = true;
+    });
+    socket.on("connect_error", (error) => {
+      setStatus(`error: ${error.message}`, "error");
+      // The server refused the handshake (INVALID_TOKEN...): the client does not
+      // retry by itself, so let Connect start over with a fresh token. A network
+      // failure leaves the socket active: it keeps retrying on its own.
+      if (!socket.active) {
+        socket.disconnect();
+        if (state.socket === socket) forgetSocket();
+      }
+    });
+    socket.on("disconnect", (reason) => {
+      setStatus(`disconnected (${reason})`, "disconnected");
+      $("drop").disabled = true;
+      if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry
+    });
+    // meta: the trailing {position}; recovery.js marks the replayed messages.
+    socket.on("message", (message, meta) => {
+      received(message, meta && meta.recovered ? "recovered" : "live");
+    });
+    socket.on("presence", (event) => {
+      knownUsers.set(event.user._id, event.user);
+      showPresence(event.user, event.online);
+    });
+    state.socket = socket;
+    state.live = live;
+  }
+
+  function forgetSocket() {
+    if (state.live) state.position = state.live.position;
+    state.socket = null;
+    state.live = null;
+    $("connect").disabled = !state.jwt;
+    $("disconnect").disabled = true;
+    $("drop").disabled = true;
+  }
+
+  function disconnect() {
+    if (!state.socket) return;
+    state.socket.disconnect();
+    forgetSocket();
+    setStatus("disconnected", "disconnected");
+  }
+
+  // What a network failure does: the transport closes under the socket, which
+  // reconnects by itself (a fresh token, the last position) and recovers what it missed.
+  function dropConnection() {
+    if (state.socket && state.socket.io.engine) state.socket.io.engine.close();
+  }
+
+  function recoveryNote(text, kind) {
+    $("recovery").textContent = text;
+    $("recovery").dataset.state = kind || "";
+  }
+
+  // The server's answer to a (re)connection with a position: how many missed messages
+  // it replays (they follow, marked recovered), or that it could not replay them all.
+  function showRecovery({ complete, count }) {
+    const plural = count === 1 ? "message" : "messages";
+    if (!complete) {
+      recoveryNote(
+        "Recovery was incomplete: some messages sent while you were disconnected could not be " +
+          "replayed. The message list was reloaded.",
+        "incomplete",
+      );
+      reloadMessages().catch((error) => notice(error.message));
+    } else if (count > 0) {
+      recoveryNote(`Recovered ${count} ${plural} sent while you were disconnected.`, "complete");
+    } else if (state.connectedBefore) {
+      recoveryNote("Reconnected: no message was missed.", "complete");
+    }
+  }
+
+  // Who is online: the users this page knows of (message authors, presence events),
+  // checked through GET /api/v1/presence on each (re)connection, then kept live by the
+  // server's `presence` events (a user's first socket in, last socket out).
+  function showPresence(user, online) {
+    if (state.me && user._id === state.me._id) return;
+    let item = document.querySelector(`#online li[data-id="${user._id}"]`);
+    if (!item) {
+      item = document.createElement("li");
+      item.dataset.id = user._id;
+      $("online").append(item);
+    }
+    item.dataset.online = online ? "true" : "false";
+    item.textContent = `${user.username} — ${online ? "online" : "offline"}`;
+  }
+
+  const knownUsers = new Map();
+
+  async function refreshPresence() {
+    const ids = [...knownUsers.keys()].slice(0, 100);
+    if (!ids.length) return;
+    const { presence } = await api("GET", `/api/v1/presence?users=${ids.join(",")}`);
+    for (const [id, { online }] of Object.entries(presence)) showPresence(knownUsers.get(id), online);
+  }
+
+  // A message from the socket; while the list reloads, it waits for the reload.
+  function received(message, how) {
+    if (state.reloading) state.reloading.push([message, how]);
+    else showMessage(message, how);
+  }
+
+  // how: "live" (from the socket), "recovered" (replayed after a reconnection) or
+  // "history" (from the REST API).
+  function showMessage(message, how) {
+    if (message.author && message.author._id) knownUsers.set(message.author._id, message.author);
+    if (document.querySelector(`#messages li[data-id="${message._id}"]`)) return;
+    const item = document.createElement("li");
+    item.dataset.id = message._id;
+    item.dataset.live = how === "live" ? "true" : "false";
+    item.dataset.recovered = how === "recovered" ? "true" : "false";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const when = new Date(message.created_at).toLocaleTimeString();
+    const scope = message.to ? "direct" : "everyone";
+    meta.textContent = `${message.author.username} → ${scope} · ${when}`;
+    if (message.to) meta.classList.add("direct");
+    if (how === "recovered") {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "recovered";
+      meta.append(" ", tag);
+    }
+    const text = document.createElement("div");
+    text.className = "text";
+    text.textContent = message.text;
+    item.append(meta, text);
+    $("messages").prepend(item);
+  }
+
+  async function loadHistory() {
+    const { messages } = await api("GET", "/api/v1/db/message?limit=20");
+    messages.reverse().forEach((message) => showMessage(message, "history"));
+  }
+
+  // After an incomplete recovery: the list again from the REST API; what the socket
+  // delivers meanwhile is shown after it (once: messages are keyed by id).
+  async function reloadMessages() {
+    if (state.reloading) return;
+    state.reloading = [];
+    try {
+      const { messages } = await api("GET", "/api/v1/db/message?limit=20");
+      $("messages").replaceChildren();
+      messages.reverse().forEach((message) => showMessage(message, "history"));
+    } finally {
+      const waiting = state.reloading;
+      state.reloading = null;
+      waiting.forEach(([message, how]) => showMessage(message, how));
+    }
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const body = { text: $("text").value };
+    const to = $("to").value.trim();
+    if (to) body.to = to;
+    const { message } = await api("POST", "/api/v1/db/message", body);
+    $("text").value = "";
+    showMessage(message, "history");
+  }
+
+  // Every action reports its error in the notice line instead of failing silently.
+  const guarded = (action) => async (event) => {
+    if (event && event.type === "submit") event.preventDefault();
+    notice("");
+    try {
+      await action(event);
+    } catch (error) {
+      notice(error.message);
+    }
+  };
+
+  $("signup").addEventListener("click", guarded(signup));
+  $("auth-form").addEventListener("submit", guarded(login));
+  $("logout").addEventListener("click", guarded(logout));
+  $("connect").addEventListener("click", guarded(connect));
+  $("disconnect").addEventListener("click", guarded(disconnect));
+  $("drop").addEventListener("click", guarded(dropConnection));
+  $("message-form").addEventListener("submit", guarded(send));
+
+  // A reload keeps the session of this tab, unless the JWT expired or was revoked.
+  if (state.jwt) {
+    showSession().catch(() => {
+      state.jwt = null;
+      sessionStorage.removeItem("jwt");
+    });
+  }
+})();

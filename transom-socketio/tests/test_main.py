@@ -1,0 +1,129 @@
+"""``python -m transom_socketio`` as a user runs it: start, serve, stop, refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LISTENING = re.compile(r"listening on (http://[^\s:]+:\d+)")
+START_TIMEOUT = 20.0
+
+
+def environment(**overrides: str) -> dict[str, str]:
+    """The caller's environment without database or secret settings, plus ``overrides``.
+
+    Variables set to "" count as unset, and they win over the project's ``.env``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "JWT_"))}
+    env.update({"MONGODB_URI": "", "PYTHONUNBUFFERED": "1", **overrides})
+    return env
+
+
+def run_to_exit(**overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "transom_socketio"],
+        cwd=PROJECT_ROOT,
+        env=environment(**overrides),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+class Server:
+    """The app in a child process, with its log lines collected as they arrive."""
+
+    def __init__(self, **overrides: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "transom_socketio"],
+            cwd=PROJECT_ROOT,
+            env=environment(**overrides),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._incoming: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._incoming.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: re.Pattern[str], within: float) -> re.Match[str]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                line = self._incoming.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self._incoming.empty():
+                    break
+                continue
+            self.lines.append(line)
+            match = pattern.search(line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern.pattern!r}; got {self.lines}")
+
+    def drain(self) -> None:
+        while not self._incoming.empty():
+            self.lines.append(self._incoming.get())
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_serves_health_and_exits_0_on_sigint(event_loop):
+    server = Server(
+        PORT="0", HOST="127.0.0.1", APP_ENV="test", LOG_LEVEL="INFO", EVENT_LOOP=event_loop
+    )
+    try:
+        listening = server.wait_for(LISTENING, START_TIMEOUT)
+        assert listening.string.rstrip().endswith(f"event loop {event_loop})")
+        url = listening.group(1)
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:  # noqa: S310
+            assert response.status == 200
+            assert json.loads(response.read()) == {"status": "ok", "mongo": "ok"}
+
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=10) == 0
+        server.drain()
+        embedded = [line for line in server.lines if "embedded database" in line.lower()]
+        assert len(embedded) == 1, server.lines
+        assert "memory" in embedded[0]
+        assert not any("Traceback" in line for line in server.lines), server.lines
+    finally:
+        server.kill()
+
+
+def test_a_bad_setting_exits_non_zero_with_one_line_naming_it():
+    result = run_to_exit(PORT="abc", APP_ENV="test")
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert "PORT" in output[0]
+
+
+def test_production_without_mongodb_uri_exits_non_zero_naming_it():
+    result = run_to_exit(APP_ENV="production", JWT_SECRET="p" * 48)
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert "MONGODB_URI" in output[0]
