@@ -58,7 +58,7 @@ def build_engine_wheel() -> str | None:
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
     command += ["--wheel-dir", str(wheels), str(source)]
     env = {**os.environ, "SOURCE_DATE_EPOCH": WHEEL_EPOCH, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    built = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    built = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if built.returncode != 0:
         last = (built.stderr.strip().splitlines() or ["pip failed"])[-1]
         return f"cannot build transom-socketio's wheel: {last}"

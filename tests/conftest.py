@@ -14,6 +14,10 @@ import pytest
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 DEFAULT_SLUG = "transom_app"
+# The engine library's folder, and the environment make test installs it in (with its
+# dev extra): template tests that need the engine's code without baking run there.
+LIBRARY = TEMPLATE / "transom-socketio"
+LIBRARY_PYTHON = TEMPLATE / "build" / "lib-venv" / "bin" / "python"
 
 DRIVERS = ("pymongo", "motor")
 QUEUES = ("none", "redis")
@@ -48,10 +52,12 @@ def make_venv(project: Path) -> Path:
     python = env_dir / "bin" / "python"
     for cmd in (
         [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-        [str(python), "-m", "pip", "install", "--quiet", "-e", ".[dev]"],
+        # As the project's Makefile does: the engine's wheel from wheels/.
+        [str(python), "-m", "pip", "install", "--quiet", "--find-links", "wheels", "-e", ".[dev]"],
     ):
         result = run(cmd, cwd=project)
         assert result.returncode == 0, result.stdout + result.stderr
+    (env_dir / ".installed").touch()  # the Makefile's stamp: make sees it installed
     return python
 
 

@@ -1,17 +1,18 @@
-"""The generated app on stock python-socketio, on the tested and the newest library releases.
+"""The engine on stock python-socketio, on the tested and the newest library releases.
 
-The fast path (``realtime/accel/``) runs only on the exact python-socketio,
-python-engineio and Tornado versions it was tested with (``accel/versions.py``);
-on any other release within the majors pyproject.toml allows, the app runs stock
-python-socketio. So the realtime and security suites (``pytest -m realtime`` in the
-generated project) must pass on stock python-socketio:
+The fast path (``transom_socketio/realtime/accel/``) runs only on the exact
+python-socketio, python-engineio and Tornado versions it was tested with
+(``accel/versions.py``); on any other release within the majors the engine's
+pyproject.toml allows, apps run stock python-socketio. So the engine's realtime and
+security suites (``pytest -m realtime`` in ``transom-socketio/``) must pass on stock
+python-socketio:
 
 - with the tested versions, and FAST_FANOUT=false (the switch off);
 - with the newest releases within the majors, as ``pip install --upgrade`` would
   install them for a security fix.
 
-One baked project and one virtual environment serve both. When the newest releases
-are the tested ones (as they were when this test was written), the two runs would be
+One virtual environment (not make test's: this one is upgraded) serves both. When the
+newest releases are the tested ones (as they were when this test was written), the two runs would be
 the same run, and it runs once.
 """
 
@@ -19,18 +20,19 @@ from __future__ import annotations
 
 import ast
 import re
+import venv
 
 import pytest
 
-from .conftest import make_venv, run
+from .conftest import LIBRARY, run
 
 UPGRADE = ["python-socketio<6", "python-engineio<5", "tornado<7"]
-VERSIONS_FILE = "realtime/accel/versions.py"
+VERSIONS_FILE = LIBRARY / "src" / "transom_socketio" / "realtime" / "accel" / "versions.py"
 
 
-def read_tested_versions(package) -> dict[str, str]:
-    """The TESTED constant of the baked project's accel/versions.py."""
-    tree = ast.parse((package / VERSIONS_FILE).read_text())
+def read_tested_versions() -> dict[str, str]:
+    """The TESTED constant of the engine's accel/versions.py."""
+    tree = ast.parse(VERSIONS_FILE.read_text())
     for node in tree.body:
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "TESTED":
             return ast.literal_eval(node.value)
@@ -47,7 +49,7 @@ def installed_versions(python, project, names) -> dict[str, str]:
 
 def realtime_suites_pass_stock(python, project, label: str) -> None:
     result = run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "realtime"],
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "realtime", "tests"],
         cwd=project,
         env={"FAST_FANOUT": "false"},
     )
@@ -57,26 +59,26 @@ def realtime_suites_pass_stock(python, project, label: str) -> None:
     assert summary and int(summary.group(1)) > 0, tail
 
 
-@pytest.mark.xdist_group("library-upgrades")
+@pytest.mark.xdist_group("queue-redis")  # the engine's suite uses the shared Redis
 def test_realtime_and_security_suites_pass_stock_on_tested_and_newest_releases(
-    cookies_session, capsys
+    tmp_path, capsys
 ):
-    result = cookies_session.bake(extra_context={"use_docker": "n"})
-    assert result.exit_code == 0, result.exception
-    project = result.project_path
-    python = make_venv(project)
-    tested = read_tested_versions(project / project.name)
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    tested = read_tested_versions()
     pins = [f"{name}=={version}" for name, version in tested.items()]
-    pinned = run([str(python), "-m", "pip", "install", "--quiet", *pins], cwd=project)
-    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
-    realtime_suites_pass_stock(python, project, f"tested releases {tested}")
+    install = [str(python), "-m", "pip", "install", "--quiet", f"{LIBRARY}[dev]", *pins]
+    installed = run(install, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    realtime_suites_pass_stock(python, LIBRARY, f"tested releases {tested}")
 
     upgraded = run(
-        [str(python), "-m", "pip", "install", "--quiet", "--upgrade", *UPGRADE], cwd=project
+        [str(python), "-m", "pip", "install", "--quiet", "--upgrade", *UPGRADE], cwd=tmp_path
     )
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    newest = installed_versions(python, project, list(tested))
+    newest = installed_versions(python, tmp_path, list(tested))
     with capsys.disabled():
         print(f"\nlibrary upgrades: tested {tested}, newest within the majors {newest}")
     if newest != tested:
-        realtime_suites_pass_stock(python, project, f"newest releases {newest}")
+        realtime_suites_pass_stock(python, LIBRARY, f"newest releases {newest}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from example_app.settings import Settings as ExampleSettings
 from transom_socketio import config
 from transom_socketio.config import ConfigError, Settings, load_settings
 
@@ -33,7 +33,8 @@ def test_defaults(tmp_path):
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.mongodb_uri is None
     assert settings.uses_embedded_db
-    assert settings.mongodb_db == "transom_socketio"
+    assert settings.mongodb_db == "transom"
+    assert settings.redis_url is None  # one process: rooms, history and presence in memory
     assert settings.jwt_ttl_seconds == 3600
     assert settings.socket_token_ttl_seconds == 30
     assert settings.cors_allowed_origins == ()
@@ -70,6 +71,7 @@ def test_values_are_parsed(tmp_path):
         TRUSTED_PROXY_HOPS="2",
         MONGODB_URI="mongodb://127.0.0.1:27017/",
         MONGODB_DB="other_db",
+        REDIS_URL="redis://127.0.0.1:6379/0",
         SOCKETIO_CONNECT_TIMEOUT_SECONDS="5",
         SOCKETIO_MAX_PENDING_PER_ADDRESS="100",
     )
@@ -82,6 +84,7 @@ def test_values_are_parsed(tmp_path):
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017/"
     assert not settings.uses_embedded_db
     assert settings.mongodb_db == "other_db"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.socketio_connect_timeout_seconds == 5
     assert settings.socketio_max_pending_per_address == 100
 
@@ -135,6 +138,7 @@ def test_event_loop_is_asyncio_on_request_or_where_uvloop_is_missing(tmp_path, m
         ("MONGODB_URI", "http://db.example:27017/"),
         ("MONGODB_DB", "bad.name"),
         ("CORS_ALLOWED_ORIGINS", "example.com"),
+        ("REDIS_URL", "localhost:6379"),
         ("SOCKETIO_CONNECT_TIMEOUT_SECONDS", "0"),
         ("SOCKETIO_CONNECT_TIMEOUT_SECONDS", "20s"),
         ("SOCKETIO_MAX_PENDING_PER_ADDRESS", "-1"),
@@ -199,7 +203,7 @@ def test_dotenv_is_read_and_the_real_environment_overrides_it(tmp_path):
     assert settings.log_level == "WARNING"
     assert settings.jwt_secret == SECRET
     # An empty variable in the environment counts as unset: the default, not the file.
-    assert settings.mongodb_db == "transom_socketio"
+    assert settings.mongodb_db == "transom"
 
 
 def test_a_bad_value_in_dotenv_is_reported_like_one_in_the_environment(tmp_path):
@@ -251,18 +255,43 @@ def documented_default(field: FieldInfo) -> str:
     return str(default)
 
 
-def test_env_example_lists_exactly_the_declared_settings_with_their_defaults():
-    example = Path(__file__).parents[1] / ".env.example"
-    listed = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", example.read_text(), re.M))
-    declared = {
-        config.variable(name): documented_default(field)
-        for name, field in Settings.model_fields.items()
-    }
-    assert listed == declared
+def test_every_setting_is_described_and_read_from_its_variable():
+    """What an app's ``.env.example`` lists (the template checks its own file): every
+    setting has a description and is read from its name in capitals."""
+    for settings_class in (Settings, ExampleSettings):
+        for name, field in settings_class.model_fields.items():
+            assert field.description, f"{name} has no description"
+            assert config.variable(name) == name.upper()
+
+
+def test_a_file_listing_every_setting_with_its_default_loads_the_defaults(tmp_path):
+    """An ``.env.example`` written from the fields (a setting per line, empty for a
+    computed or unset default) changes nothing."""
+    example = tmp_path / ".env.example"
+    example.write_text(
+        "".join(
+            f"{config.variable(name)}={documented_default(field)}\n"
+            for name, field in Settings.model_fields.items()
+        )
+    )
     loaded = load_settings(environ={}, env_file=example)
     assert loaded.model_dump(exclude={"jwt_secret"}) == Settings().model_dump(
         exclude={"jwt_secret"}
     )
+
+
+def test_an_app_s_settings_class_is_loaded_with_its_own_defaults_and_fields(tmp_path):
+    settings = load_settings(
+        environ={"PORT": "9003"}, env_file=tmp_path / "missing.env", settings_class=ExampleSettings
+    )
+    assert isinstance(settings, ExampleSettings)
+    assert (settings.mongodb_db, settings.port) == ("example_app", 9003)
+    with pytest.raises(ConfigError, match="MONGODB_DB"):
+        load_settings(
+            environ={"MONGODB_DB": "bad.name"},
+            env_file=tmp_path / "missing.env",
+            settings_class=ExampleSettings,
+        )
 
 
 def test_settings_built_in_code_hold_their_arguments_not_the_environment(monkeypatch):

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from example_app.app import make_app
 from transom_socketio import app as application
 
 
@@ -30,7 +31,7 @@ async def test_health_answers_503_json_when_the_database_is_unreachable(
     unreachable = settings.model_copy(
         update={"mongodb_uri": f"mongodb://127.0.0.1:{_closed_port()}/", "mongodb_timeout_ms": 300}
     )
-    down_app = application.make_app(unreachable)
+    down_app = make_app(unreachable)
     import tornado.httpserver
     import tornado.testing
 

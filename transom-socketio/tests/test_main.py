@@ -1,4 +1,5 @@
-"""``python -m transom_socketio`` as a user runs it: start, serve, stop, refuse."""
+"""``python -m example_app`` (``transom_socketio.cli.main``) as a user runs it: start,
+serve, stop, refuse."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The folder holding example_app (and no .env).
+PROJECT_ROOT = Path(__file__).resolve().parent
 LISTENING = re.compile(r"listening on (http://[^\s:]+:\d+)")
 START_TIMEOUT = 20.0
 
@@ -33,7 +35,7 @@ def environment(**overrides: str) -> dict[str, str]:
 
 def run_to_exit(**overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "transom_socketio"],
+        [sys.executable, "-m", "example_app"],
         cwd=PROJECT_ROOT,
         env=environment(**overrides),
         capture_output=True,
@@ -48,7 +50,7 @@ class Server:
 
     def __init__(self, **overrides: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "transom_socketio"],
+            [sys.executable, "-m", "example_app"],
             cwd=PROJECT_ROOT,
             env=environment(**overrides),
             stdout=subprocess.PIPE,

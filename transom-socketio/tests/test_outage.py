@@ -247,7 +247,7 @@ def set_slow_commands(uri: str, block_ms: int | None) -> None:
             "failCommands": ["find", "insert", "update", "delete", "findAndModify", "ping"],
             "blockConnection": True,
             "blockTimeMS": block_ms,
-            "appName": "transom_socketio",  # the app's client, not ours
+            "appName": "example_app",  # the app's client (example_app/db.py), not ours
         }
     with MongoClient(uri, directConnection=True) as admin:
         admin.admin.command(failpoint)

@@ -1,6 +1,6 @@
 """A process restart and reconnecting clients (issue 6): what survives, what comes back.
 
-The app is stopped the way ``python -m transom_socketio`` stops on SIGTERM
+The app is stopped the way ``python -m example_app`` (``transom_socketio.server``) stops on SIGTERM
 (server.py: stop accepting, ``application.stop``, close the connections), then a new
 app is started on the same port and database, as a process manager restarting it
 would. The client is a real python-socketio client that reconnects by itself and asks
@@ -21,6 +21,7 @@ import tornado.testing
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 
+from example_app.app import make_app
 from transom_socketio import app as application
 from transom_socketio.config import Settings
 
@@ -40,7 +41,7 @@ class Process:
         self.server: tornado.httpserver.HTTPServer | None = None
 
     async def start(self) -> None:
-        self.app = application.make_app(self.settings)
+        self.app = make_app(self.settings)
         await application.start(self.app)
         self.server = tornado.httpserver.HTTPServer(self.app)
         self.server.add_sockets(tornado.netutil.bind_sockets(self.port, "127.0.0.1"))

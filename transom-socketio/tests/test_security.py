@@ -19,6 +19,7 @@ import tornado.httpserver
 import tornado.testing
 import tornado.websocket
 
+from example_app.app import make_app
 from transom_socketio import app as application
 from transom_socketio import logs
 from transom_socketio.config import Settings
@@ -456,7 +457,7 @@ SECRET_B = "the-new-secret-" + "b" * 40
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, **changes: Any) -> AsyncIterator[Api]:
     """Another process of the same deployment (same database), with other settings."""
-    other = application.make_app(settings.model_copy(update=changes))
+    other = make_app(settings.model_copy(update=changes))
     sock, port = tornado.testing.bind_unused_port()
     server = tornado.httpserver.HTTPServer(other)
     server.add_socket(sock)

@@ -101,7 +101,7 @@ def test_a_second_app_on_the_same_data_dir_stops_with_one_line(tmp_path: Path):
     try:
         url = first.wait_for(LISTENING, START_TIMEOUT).group(1)
         second = subprocess.run(
-            [sys.executable, "-m", "transom_socketio"],
+            [sys.executable, "-m", "example_app"],
             cwd=PROJECT_ROOT,
             env=environment(PORT="0", APP_ENV="development", DATA_DIR=data_dir),
             capture_output=True,

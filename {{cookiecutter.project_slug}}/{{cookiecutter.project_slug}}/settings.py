@@ -14,9 +14,9 @@ from transom_socketio.config import load_settings as load
 
 class Settings(EngineSettings):
     mongodb_db: str = Field("{{ cookiecutter.project_slug }}", description="The database name.")
-    redis_channel: str = Field(
-        "{{ cookiecutter.project_slug }}-socketio", description="Its key prefix in Redis."
-    )
+{%- if cookiecutter.message_queue == "redis" %}
+    redis_channel: str = Field("{{ cookiecutter.project_slug }}-socketio", description="Redis keys prefix.")
+{%- endif %}
 
 
 def load_settings() -> Settings:
