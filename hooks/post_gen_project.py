@@ -44,15 +44,31 @@ ENGINE_FOLDER = "transom-socketio"
 WHEEL_EPOCH = "315532800"
 
 
+def engine_source() -> Path | None:
+    """The engine's folder in the template checkout: cookiecutter names the checkout
+    ``_repo_dir``; cruft, which renders without it, names a local template ``_template``."""
+    for key in ("_repo_dir", "_template"):
+        repo = ANSWERS.get(key)
+        if repo:
+            source = (Path(os.environ.get("PWD", ".")) / repo).resolve() / ENGINE_FOLDER
+            if (source / "pyproject.toml").is_file():
+                return source
+    return None
+
+
 def build_engine_wheel() -> str | None:
     """Build transom-socketio's wheel into ``wheels/``, where the project's Makefile and
     Dockerfile install it from until it is on a package index; None, or one error line."""
-    repo = ANSWERS.get("_repo_dir")
-    if not repo:
-        return "cannot build transom-socketio: cookiecutter gave no _repo_dir (needs 2.7+)"
-    source = (Path(os.environ.get("PWD", ".")) / repo).resolve() / ENGINE_FOLDER
-    if not (source / "pyproject.toml").is_file():
-        return f"cannot build transom-socketio: no {ENGINE_FOLDER}/pyproject.toml in {repo}"
+    source = engine_source()
+    if source is None:
+        # cruft update renders from a remote template without naming its checkout: the
+        # project keeps the wheels it has (``make upgrade`` moves the engine).
+        print(
+            "warning: transom-socketio's wheel not built (template checkout not found); "
+            "install it from a package index or with pip wheel <template>/transom-socketio",
+            file=sys.stderr,
+        )
+        return None
     wheels = PROJECT / "wheels"
     wheels.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]

@@ -10,9 +10,14 @@ from collections.abc import Callable
 import pytest
 import tornado.web
 
-from example_app.app import make_app as example_make_app
-from example_app.settings import Settings
-from transom_socketio.testing.plugin import fast_fanout_default
+# The plugin and its clients are imported below, before pytest_plugins is read: have
+# pytest rewrite their asserts all the same (Api.new_user's, for one).
+pytest.register_assert_rewrite("transom_socketio.testing")
+
+from example_app.app import make_app as example_make_app  # noqa: E402
+from example_app.settings import Settings  # noqa: E402
+
+from transom_socketio.testing.plugin import fast_fanout_default  # noqa: E402
 
 pytest_plugins = ["transom_socketio.testing.plugin"]
 
@@ -37,10 +42,26 @@ FAST_FANOUT = fast_fanout_default()
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if any(fnmatch.fnmatch(item.path.name, pattern) for pattern in REALTIME_SUITES):
             item.add_marker(pytest.mark.realtime)
+    # The modules that use the one Redis (pytestmark = xdist_group("redis")) run on one
+    # worker under ``-n 2 --dist loadgroup``, which pytest-xdist applies by suffixing
+    # their ids with ``@redis``. Stop rather than run them on both workers at once.
+    if not getattr(config.option, "loadgroup", False):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist did not apply xdist_group to {len(ungrouped)} tests "
+            f"(e.g. {ungrouped[0]}): check the pytest and pytest-xdist versions"
+        )
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from bson import ObjectId
 
 from transom_socketio import registry as keys
 from transom_socketio.auth.passwords import Passwords
-
 from transom_socketio.testing.clients import PASSWORD, replace_service
 
 LOGIN = "/api/v1/user/login"

@@ -9,7 +9,6 @@ import pytest
 from bson import ObjectId
 
 from transom_socketio.auth.shapes import Signup
-
 from transom_socketio.testing.clients import PASSWORD
 
 SIGNUP = "/api/v1/user/signup"

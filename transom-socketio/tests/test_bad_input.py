@@ -10,7 +10,6 @@ import pytest
 import tornado.escape
 
 from transom_socketio.logs import REDACTED, redact_url
-
 from transom_socketio.testing.clients import PASSWORD, Response
 
 SIGNUP = "/api/v1/user/signup"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from example_app.settings import Settings as ExampleSettings
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from example_app.settings import Settings as ExampleSettings
 from transom_socketio import config
 from transom_socketio.config import ConfigError, Settings, load_settings
 

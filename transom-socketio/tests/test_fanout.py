@@ -16,7 +16,6 @@ from engineio import packet as eio_packet
 
 from transom_socketio import registry as keys
 from transom_socketio.realtime.accel.fanout import websocket_text_frame
-
 from transom_socketio.testing.clients import requires_accel
 
 pytestmark = requires_accel

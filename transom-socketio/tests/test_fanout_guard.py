@@ -20,7 +20,6 @@ import socketio
 import transom_socketio
 from transom_socketio import registry as keys
 from transom_socketio.realtime.accel import versions
-
 from transom_socketio.testing.clients import requires_accel
 
 ACCEL = "transom_socketio.realtime.accel"

@@ -41,9 +41,8 @@ from schemathesis.specs.openapi.checks import (
 
 from transom_socketio import registry as keys
 from transom_socketio.auth.tokens import TokenService
-from transom_socketio.web.openapi import OPENAPI_PATH
-
 from transom_socketio.testing.clients import Api
+from transom_socketio.web.openapi import OPENAPI_PATH
 
 # Generated requests per operation and mode (valid / invalid data): the whole run
 # stays well under a minute. FUZZ_MAX_EXAMPLES=1000 make test digs deeper.

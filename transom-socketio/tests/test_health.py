@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from example_app.app import make_app
+
 from transom_socketio import app as application
 
 

@@ -26,11 +26,10 @@ from typing import Any, TypeVar
 import engineio.async_socket
 import pytest
 import socketio
+from conftest import FAST_FANOUT
 from tornado.httpclient import AsyncHTTPClient
 
 from transom_socketio import registry as keys
-
-from conftest import FAST_FANOUT
 from transom_socketio.testing.clients import Api, Report, SocketClient, Sockets, User
 
 T = TypeVar("T")

@@ -33,9 +33,9 @@ def environment(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_to_exit(**overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "example_app"],
+def run_to_exit(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (this suite's own arguments)
+        [sys.executable, "-m", "example_app", *args],
         cwd=PROJECT_ROOT,
         env=environment(**overrides),
         capture_output=True,
@@ -129,3 +129,14 @@ def test_production_without_mongodb_uri_exits_non_zero_naming_it():
     output = (result.stdout + result.stderr).strip().splitlines()
     assert len(output) == 1, output
     assert "MONGODB_URI" in output[0]
+
+
+def test_workers_without_redis_url_exit_non_zero_naming_it():
+    # Redis is chosen at run time: without REDIS_URL the rooms live in one process.
+    result = run_to_exit(
+        "--workers", "2", APP_ENV="test", MONGODB_URI="mongodb://127.0.0.1:1/", REDIS_URL=""
+    )
+    assert result.returncode == 2
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert "REDIS_URL" in output[0]

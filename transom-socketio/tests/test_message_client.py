@@ -10,6 +10,8 @@ import pytest
 from bson import ObjectId
 
 from transom_socketio import registry as keys
+from transom_socketio.config import ConfigError
+from transom_socketio.realtime.redis_queue import write_only_message_client
 
 
 @dataclass
@@ -128,3 +130,10 @@ async def test_disconnect_users_closes_every_socket_of_those_users(api, sockets,
     await asyncio.sleep(0.2)
     assert bob_socket.client.connected
     await messages.disconnect_users({"_id": ada.id})  # nobody left: a no-op
+
+
+def test_a_process_without_sockets_needs_redis_url(settings):
+    # Without Redis its emits would reach no socket: refused, not silently lost.
+    assert settings.redis_url is None
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        write_only_message_client(settings)

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import pytest
 from bson import ObjectId
-
 from example_app import models as app_models
 from example_app.models import ACTIONS_PACKAGE, ENTITIES
 from example_app.models import actions as app_actions
+
 from transom_socketio.config import ConfigError
 from transom_socketio.models import actions
 from transom_socketio.models.base import Entity

@@ -16,9 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from transom_socketio import logs
 from transom_socketio import registry as keys
 from transom_socketio.metrics import HTTP_METHODS
-from transom_socketio.web.openapi import served_routes
-
 from transom_socketio.testing.clients import PASSWORD
+from transom_socketio.web.openapi import served_routes
 
 
 async def scrape(api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,10 +13,10 @@ import pytest
 import tornado.routing
 import tornado.web
 from bson import ObjectId
+from example_app.models import ACTIONS_PACKAGE, ENTITIES
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from example_app.models import ACTIONS_PACKAGE, ENTITIES
 from transom_socketio.models.base import Entity
 from transom_socketio.shapes import Ref, Shape, Text
 from transom_socketio.web.entities import entity_routes

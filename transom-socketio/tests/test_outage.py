@@ -29,7 +29,6 @@ from transom_socketio.embedded_db import (
     client_uri,
     start_embedded_database,
 )
-
 from transom_socketio.testing.clients import Api, Report, Response, Sockets, User
 
 T = TypeVar("T")

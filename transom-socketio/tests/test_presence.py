@@ -13,7 +13,6 @@ import socketio
 
 from transom_socketio import registry as keys
 from transom_socketio.realtime.grace import Grace
-
 from transom_socketio.testing.clients import Api, SocketClient, Sockets
 
 

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from transom_socketio.realtime.accel.queues import PacketQueue
-
 from transom_socketio.testing.clients import requires_accel
 
 pytestmark = requires_accel

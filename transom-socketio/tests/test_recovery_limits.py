@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from transom_socketio.realtime.rooms import NAMESPACE, user_room
-
 from transom_socketio.testing.clients import Api, Report, Sockets
 
 BUSY_HISTORY = 10_000  # RECOVERY_MAX_MESSAGES' default

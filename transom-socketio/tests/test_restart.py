@@ -1,10 +1,10 @@
 """A process restart and reconnecting clients (issue 6): what survives, what comes back.
 
-The app is stopped the way ``python -m example_app`` (``transom_socketio.server``) stops on SIGTERM
-(server.py: stop accepting, ``application.stop``, close the connections), then a new
-app is started on the same port and database, as a process manager restarting it
-would. The client is a real python-socketio client that reconnects by itself and asks
-for a fresh socket token on every attempt, as the demo page does.
+The app is stopped the way ``python -m example_app`` stops on SIGTERM (the library's
+server.py: stop accepting, ``application.stop``, close the connections), then a new app
+is started on the same port and database, as a process manager restarting it would.
+The client is a real python-socketio client that reconnects by itself and asks for a
+fresh socket token on every attempt, as the demo page does.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.testing
 import tornado.web
+from example_app.app import make_app
 from tornado.httpclient import AsyncHTTPClient
 
-from example_app.app import make_app
 from transom_socketio import app as application
 from transom_socketio.config import Settings
-
 from transom_socketio.testing.clients import Api, Sockets
 
 MESSAGES = "/api/v1/db/message"

@@ -18,14 +18,13 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 import tornado.websocket
-
 from example_app.app import make_app
+
 from transom_socketio import app as application
 from transom_socketio import logs
 from transom_socketio.config import Settings
-from transom_socketio.web.base import BaseHandler
-
 from transom_socketio.testing.clients import Api, Response, Sockets, User
+from transom_socketio.web.base import BaseHandler
 
 REFUSED = [{"message": "INVALID_TOKEN"}]
 SOCKET_TOKEN = "/api/v1/user/sockettoken"

@@ -12,7 +12,6 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-
 from test_main import LISTENING, PROJECT_ROOT, START_TIMEOUT, Server, environment
 
 # Requests answered before their handler runs (authentication, routing, body size).

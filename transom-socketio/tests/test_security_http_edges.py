@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 import tornado.websocket
+from test_main import LISTENING, START_TIMEOUT, Server
 from tornado.httpclient import HTTPRequest
 
 from transom_socketio.web.base import BaseHandler
-
-from test_main import LISTENING, START_TIMEOUT, Server
 
 TIMEOUT = 1  # HTTP_IDLE_TIMEOUT_SECONDS and HTTP_BODY_TIMEOUT_SECONDS in the test
 # How much later than its timeout a connection may be closed on a loaded machine: the

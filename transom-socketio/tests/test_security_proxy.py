@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 import socketio
-
-from transom_socketio.web.application import client_address, forwarded_protocol
-
 from rawsocket import SOCKET_PATH
+
 from transom_socketio.testing.clients import Api, Sockets
+from transom_socketio.web.application import client_address, forwarded_protocol
 
 PEER = "127.0.0.1"
 

@@ -11,7 +11,6 @@ import pytest
 from argon2 import PasswordHasher, profiles
 
 from transom_socketio.auth.passwords import Passwords
-
 from transom_socketio.testing.clients import PASSWORD, replace_service
 
 

@@ -14,7 +14,6 @@ import tornado.httpclient
 from transom_socketio import registry as keys
 from transom_socketio.auth.throttle import ADDRESS_FACTOR, COLLECTION, LoginThrottle, Throttled
 from transom_socketio.ratelimit import address_key
-
 from transom_socketio.testing.clients import Api, Response
 
 SHORT_WINDOW = {"login_max_failures": 3, "login_lockout_seconds": 2}

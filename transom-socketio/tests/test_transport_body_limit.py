@@ -12,7 +12,6 @@ import json
 import logging
 
 import pytest
-
 from rawsocket import (
     Bystanders,
     RawPolling,

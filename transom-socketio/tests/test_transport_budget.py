@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import tornado.websocket
-
 from rawsocket import TRANSPORTS, Attacker, Bystanders, errors
+
 from transom_socketio.testing.clients import Api, Sockets
 
 CUT = "SOCKETIO_INBOUND_BURST"

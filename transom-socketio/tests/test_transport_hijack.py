@@ -22,7 +22,6 @@ import tornado.websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from transom_socketio import registry as keys
-
 from transom_socketio.testing.clients import Api, SocketClient, Sockets
 
 MESSAGES = "/api/v1/db/message"

@@ -14,7 +14,6 @@ import logging
 import pytest
 import tornado.httpclient
 import tornado.websocket
-
 from rawsocket import SOCKET_PATH, Bystanders, RawPolling, RawWebSocket, dropped_lines, errors
 
 

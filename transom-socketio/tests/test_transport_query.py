@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 import tornado.websocket
+from rawsocket import RawWebSocket, errors
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from transom_socketio import registry as keys
 from transom_socketio.realtime import eio_query
-
-from rawsocket import RawWebSocket, errors
 from transom_socketio.testing.clients import Api, Sockets
 
 MESSAGES = "/api/v1/db/message"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import tornado.websocket
-
 from rawsocket import CLOSED, RawPolling, RawWebSocket, errors
+
 from transom_socketio.testing.clients import Api, User
 
 # Well within the default ping interval and timeout (25 s + 20 s): a session closed in

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import pytest
 from bson import ObjectId
+from example_app.models import ACTIONS_PACKAGE, ENTITIES
 from pydantic import create_model
 
 from transom_socketio import registry as keys
-from example_app.models import ACTIONS_PACKAGE, ENTITIES
 from transom_socketio.models.base import Entity
 from transom_socketio.shapes import Shape, Text
 from transom_socketio.web.entities import entity_routes

@@ -68,7 +68,9 @@ def http_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
 
 
 def run(
-    settings: AppSettings, make_app: MakeApp[AppSettings], sockets: list[socket.socket] | None = None
+    settings: AppSettings,
+    make_app: MakeApp[AppSettings],
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """``serve`` on the event loop EVENT_LOOP names (uvloop where it is installed)."""
     with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
@@ -90,7 +92,9 @@ def event_loop_factory(name: str | None) -> Callable[[], asyncio.AbstractEventLo
 
 
 async def serve(
-    settings: AppSettings, make_app: MakeApp[AppSettings], sockets: list[socket.socket] | None = None
+    settings: AppSettings,
+    make_app: MakeApp[AppSettings],
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop in order and return.
 

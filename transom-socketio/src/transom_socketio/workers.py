@@ -58,7 +58,9 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 def run_workers(settings: AppSettings, count: int, make_app: MakeApp[AppSettings]) -> int:
     """Fork ``count`` workers and wait for them; returns the exit status for the shell."""
     if settings.redis_url is None:
-        raise ConfigError("--workers needs REDIS_URL: the processes share their rooms through Redis")
+        raise ConfigError(
+            "--workers needs REDIS_URL: the processes share their rooms through Redis"
+        )
     if settings.uses_embedded_db:
         raise ConfigError("--workers needs MONGODB_URI: the embedded database lives in one process")
     if "polling" in settings.socketio_transports:

@@ -7,6 +7,7 @@ the entities bring theirs (``models``). Listed here: the one-time socket tokens.
 from __future__ import annotations
 
 from pymongo import AsyncMongoClient as Client
+
 from transom_socketio import db
 from transom_socketio.auth import nonces
 from transom_socketio.config import ConfigError

@@ -8,6 +8,7 @@ fields; a bad value stops start-up with one line naming the variable.
 from __future__ import annotations
 
 from pydantic import Field
+
 from transom_socketio.config import Settings as EngineSettings
 from transom_socketio.config import load_settings as load
 

@@ -44,8 +44,6 @@ from .rooms import user_room
 log = logging.getLogger(__name__)
 
 
-
-
 # How many heartbeats a process may miss before its sockets stop counting.
 MISSED_HEARTBEATS = 3
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socketio
 
 from .. import jsonutil
-from ..config import Settings
+from ..config import ConfigError, Settings
 from ..metrics import Metrics
 from .message_client import MessageClient
 from .positions import PositionCodec
@@ -49,19 +49,24 @@ def write_only_message_client(settings: Settings) -> MessageClient:
     """The message client of a process that holds no sockets (a worker, a cron job).
 
     Its Socket.IO server never serves a request: it only publishes to Redis, and
-    the web processes deliver to their sockets.
+    the web processes deliver to their sockets. ConfigError without REDIS_URL: with
+    nothing to publish to, every emit would be lost.
     """
-    manager = RedisRoomManager(settings.redis_url, channel=settings.redis_channel, write_only=True)
+    url = settings.redis_url
+    if url is None:
+        raise ConfigError(
+            "REDIS_URL is unset: a process without sockets reaches the web processes "
+            "only through Redis"
+        )
+    manager = RedisRoomManager(url, channel=settings.redis_channel, write_only=True)
     sio = socketio.AsyncServer(async_mode="tornado", client_manager=manager, json=jsonutil)
-    presence = RedisPresence(
-        settings.redis_url, settings.redis_channel, settings.presence_heartbeat_seconds
-    )
+    presence = RedisPresence(url, settings.redis_channel, settings.presence_heartbeat_seconds)
     history = None
     if settings.recovery_enabled:
         # Only appends: the web processes read the stream and deliver.
         history = RedisHistory(
             sio,
-            settings.redis_url,
+            url,
             settings.redis_channel,
             settings.recovery_retention_seconds,
             settings.recovery_max_messages,

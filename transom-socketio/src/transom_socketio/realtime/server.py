@@ -21,7 +21,7 @@ from .history import History, LocalHistory
 from .inbound import ClientPacket
 from .outflow import Flow, Outflow
 from .positions import PositionCodec
-from .presence import LocalPresence
+from .presence import LocalPresence, Presence
 from .recovery import Recovery
 from .rooms import NAMESPACE, RoomManager
 from .transport import EngineIOLog, close_session, guarded

@@ -23,7 +23,7 @@ import tornado.web
 from ..realtime.accel import versions
 from ..services import REGISTRY_NAMES
 
-PASSWORD = "correct horse battery"
+PASSWORD = "correct horse battery"  # noqa: S105 (the test users' password)
 
 # Tests of the fast path's own parts: on library versions it was not tested with, the
 # app runs stock python-socketio and there is nothing of it to test.

@@ -319,7 +319,11 @@ def entity_routes(
     routes: list[tuple[str, type, dict[str, Any]]] = []
     for entity in entities:
         entity.check(set(by_name))
-        kwargs = {"entity": entity, "actions": load_actions(actions_package, entity.name), "entities": by_name}
+        kwargs = {
+            "entity": entity,
+            "actions": load_actions(actions_package, entity.name),
+            "entities": by_name,
+        }
         routes.append((rf"/api/v1/db/{entity.name}", EntityCollectionHandler, kwargs))
         routes.append((rf"/api/v1/db/{entity.name}/([^/]+)", EntityItemHandler, kwargs))
     return routes

@@ -34,6 +34,7 @@ try:  # the redis extra: its presence store raises RedisError when Redis does no
 except ImportError:  # pragma: no cover - without the extra, presence is in memory
     PRESENCE_STORE_ERRORS = ()
 
+
 class UserPresence(PublicShape):
     online: bool
     sockets: Annotated[int, Field(ge=0)]

@@ -12,8 +12,8 @@ from bson import ObjectId
 
 from transom_socketio.auth.tokens import Principal
 from transom_socketio.db import IndexSpec
-from transom_socketio.shapes import Ref, Shape, Text
 from transom_socketio.models.base import Entity
+from transom_socketio.shapes import Ref, Shape, Text
 
 
 class Message(Entity):
