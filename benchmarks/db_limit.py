@@ -83,13 +83,16 @@ def nonce_doc(user_id: str, jti: str, ttl: int) -> dict[str, Any]:
 
 
 async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
-    db = importlib.import_module(f"{PACKAGE}.db")
-    app = importlib.import_module(f"{PACKAGE}.app")
+    db = importlib.import_module("transom_socketio.db")
+    engine = importlib.import_module("transom_socketio.app")
+    app_db = importlib.import_module(f"{PACKAGE}.db")
+    models = importlib.import_module(f"{PACKAGE}.models")
     client = db.connect(uri, 5000)
     database = client[f"bench_db_limit_{secrets.token_hex(4)}"]
-    await db.ensure_indexes(database, app.all_indexes())
+    indexes = [*engine.LIBRARY_INDEXES, *app_db.INDEXES, *models.INDEXES]
+    await db.ensure_indexes(database, indexes)
     # The garbage collector set up as the app's server sets it up once started.
-    importlib.import_module(f"{PACKAGE}.server").tune_garbage_collector()
+    importlib.import_module("transom_socketio.server").tune_garbage_collector()
     revoked = database["revoked_tokens"]
     nonces = database["socket_tokens"]
     user_id = "0" * 24
@@ -280,14 +283,14 @@ def main() -> None:
     embedded = None
     uri = args.uri
     if uri is None:
-        embedded_db = importlib.import_module(f"{PACKAGE}.embedded_db")
+        embedded_db = importlib.import_module("transom_socketio.embedded_db")
         embedded = embedded_db.start_embedded_database(embedded_db.IN_MEMORY)
         # The URI the app itself uses for the embedded database (same client options).
         uri = embedded_db.client_uri(embedded)
     # The event loop the app's own settings choose (EVENT_LOOP, read like the app reads
     # it), so the driver costs here what it costs in the app.
-    settings = importlib.import_module(f"{PACKAGE}.config").load_settings()
-    server = importlib.import_module(f"{PACKAGE}.server")
+    settings = importlib.import_module(f"{PACKAGE}.settings").load_settings()
+    server = importlib.import_module("transom_socketio.server")
     try:
         with asyncio.Runner(loop_factory=server.event_loop_factory(settings.event_loop)) as runner:
             result = runner.run(measure(args, uri))

@@ -47,7 +47,7 @@ import tornado.web
 
 PACKAGE = os.environ.get("BENCH_APP_PACKAGE", "transom_app")
 CHANNEL = "bench"
-EVERYONE = "everyone"  # the room emitToEveryone targets (<slug>/realtime/rooms.py)
+EVERYONE = "everyone"  # the room emitToEveryone targets (transom_socketio/realtime/rooms.py)
 NAMESPACE = "/"
 
 
@@ -150,8 +150,8 @@ ROUTES = [
 
 def without_database() -> None:
     """Socket tokens and revocations in a dict: the app's own cost of a token, a handshake."""
-    nonces = importlib.import_module(f"{PACKAGE}.auth.nonces")
-    revocations = importlib.import_module(f"{PACKAGE}.auth.revocations")
+    nonces = importlib.import_module("transom_socketio.auth.nonces")
+    revocations = importlib.import_module("transom_socketio.auth.revocations")
     live: dict[str, dict[str, Any]] = {}
 
     async def issue(self: Any, principal: Any) -> Any:
@@ -176,7 +176,8 @@ def main() -> int:
     if os.environ.get("BENCH_NO_DATABASE") == "1":
         without_database()
     application = importlib.import_module(f"{PACKAGE}.app")
-    entry = importlib.import_module(f"{PACKAGE}.__main__")
+    settings = importlib.import_module(f"{PACKAGE}.settings")
+    cli = importlib.import_module("transom_socketio.cli")
     original = application.make_app
 
     def make_app(settings: Any, registry: Any = None) -> tornado.web.Application:
@@ -185,10 +186,9 @@ def main() -> int:
         app.add_handlers(r".*", ROUTES)
         return app
 
-    application.make_app = make_app
     # The "listening on" line is what the benchmark waits for, whatever LOG_LEVEL is.
-    logging.getLogger(f"{PACKAGE}.server").setLevel(logging.INFO)
-    return entry.main()
+    logging.getLogger("transom_socketio.server").setLevel(logging.INFO)
+    return int(cli.main(f"python -m {PACKAGE}", settings.load_settings, make_app))
 
 
 if __name__ == "__main__":
