@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import tornado.web
@@ -14,6 +15,7 @@ import tornado.web
 # pytest rewrite their asserts all the same (Api.new_user's, for one).
 pytest.register_assert_rewrite("transom_socketio.testing")
 
+from example_app import db as example_db  # noqa: E402
 from example_app.app import make_app as example_make_app  # noqa: E402
 from example_app.settings import Settings  # noqa: E402
 
@@ -65,8 +67,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def make_app() -> Callable[..., tornado.web.Application]:
+def make_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tornado.web.Application]:
+    """example_app's factory; on Motor (the app's other driver) with TEST_MONGO_DRIVER=motor."""
+    if os.environ.get("TEST_MONGO_DRIVER", "pymongo") == "motor":
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        monkeypatch.setattr(example_db, "Client", AsyncIOMotorClient)
     return example_make_app
+
+
+@pytest.fixture
+def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
+    """The plugin's test settings; with TEST_REDIS=1 every test shares rooms through Redis."""
+    if os.environ.get("TEST_REDIS") == "1":
+        return {**test_settings, "redis_url": REDIS_URL}
+    return test_settings
 
 
 @pytest.fixture

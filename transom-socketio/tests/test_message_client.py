@@ -10,8 +10,9 @@ import pytest
 from bson import ObjectId
 
 from transom_socketio import registry as keys
-from transom_socketio.config import ConfigError
+from transom_socketio.config import ConfigError, Settings
 from transom_socketio.realtime.redis_queue import write_only_message_client
+from transom_socketio.testing.plugin import TEST_SECRET
 
 
 @dataclass
@@ -132,8 +133,7 @@ async def test_disconnect_users_closes_every_socket_of_those_users(api, sockets,
     await messages.disconnect_users({"_id": ada.id})  # nobody left: a no-op
 
 
-def test_a_process_without_sockets_needs_redis_url(settings):
+def test_a_process_without_sockets_needs_redis_url():
     # Without Redis its emits would reach no socket: refused, not silently lost.
-    assert settings.redis_url is None
     with pytest.raises(ConfigError, match="REDIS_URL"):
-        write_only_message_client(settings)
+        write_only_message_client(Settings(app_env="test", jwt_secret=TEST_SECRET))

@@ -119,7 +119,7 @@ class Api:
     async def signup(self, **fields: Any) -> Response:
         return await self.request("POST", "/api/v1/user/signup", fields)
 
-    async def login(self, login: str, password: str = PASSWORD, **extra: str) -> Response:
+    async def login(self, login: str, password: str = PASSWORD, **extra: Any) -> Response:
         return await self.request(
             "POST", "/api/v1/user/login", {"username": login, "password": password}, **extra
         )

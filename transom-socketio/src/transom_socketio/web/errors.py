@@ -105,9 +105,9 @@ class JsonErrorHandler(NoServerHeader):
         super().__init_subclass__(**kwargs)
         serves_get = cls.get is not tornado.web.RequestHandler.get
         if cls.head_like_get and serves_get and cls.head is tornado.web.RequestHandler.head:
-            cls.head = _head_like_get  # type: ignore[method-assign]
+            cls.head = _head_like_get
         elif not (cls.head_like_get and serves_get) and cls.head is _head_like_get:
-            cls.head = tornado.web.RequestHandler.head  # type: ignore[method-assign]
+            cls.head = tornado.web.RequestHandler.head
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
