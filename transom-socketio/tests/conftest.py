@@ -44,11 +44,14 @@ FAST_FANOUT = fast_fanout_default()
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark the realtime suites as they are collected, before ``-m realtime`` selects."""
+    if any(fnmatch.fnmatch(item.path.name, pattern) for pattern in REALTIME_SUITES):
+        item.add_marker(pytest.mark.realtime)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(fnmatch.fnmatch(item.path.name, pattern) for pattern in REALTIME_SUITES):
-            item.add_marker(pytest.mark.realtime)
     # The modules that use the one Redis (pytestmark = xdist_group("redis")) run on one
     # worker under ``-n 2 --dist loadgroup``, which pytest-xdist applies by suffixing
     # their ids with ``@redis``. Stop rather than run them on both workers at once.
