@@ -48,8 +48,10 @@ def installed_versions(python, project, names) -> dict[str, str]:
 
 
 def realtime_suites_pass_stock(python, project, label: str) -> None:
+    pytest_cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     result = run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "realtime", "tests"],
+        # Two workers: the suites mostly wait (timeouts, reconnections), not compute.
+        [*pytest_cmd, "-m", "realtime", "-n", "2", "--dist", "loadgroup", "tests"],
         cwd=project,
         env={"FAST_FANOUT": "false"},
     )
