@@ -62,9 +62,7 @@ def realtime_suites_pass_stock(python, project, label: str) -> None:
 
 
 @pytest.mark.xdist_group("queue-redis")  # the engine's suite uses the shared Redis
-def test_realtime_and_security_suites_pass_stock_on_tested_and_newest_releases(
-    tmp_path, capsys
-):
+def test_realtime_and_security_suites_pass_stock_on_tested_and_newest_releases(tmp_path, capsys):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
