@@ -38,6 +38,8 @@ REALTIME_SUITES = (
     "test_restart*",
     "test_recovery*",
     "test_presence*",
+    "test_client_events*",
+    "test_ephemeral*",
 )
 
 FAST_FANOUT = fast_fanout_default()

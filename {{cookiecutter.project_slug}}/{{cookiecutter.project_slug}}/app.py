@@ -3,7 +3,8 @@
 The services are one typed ``Services`` (a handler's ``self.services``); the registry
 holds the same objects under the transom names, so that action modules and your own
 code reach the message client as ``registry['transomMsgClient']``. Add a route to
-``routes`` below; add an entity in ``models/``.
+``routes`` below; add an entity in ``models/``; add an event that sockets may send in
+``events.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from transom_socketio.web.application import Application
 from transom_socketio.web.entities import entity_routes
 
 from . import auth, db
+from .events import events
 from .models import ACTIONS_PACKAGE, ENTITIES, INDEXES
 from .pages import DemoPageHandler
 from .settings import Settings
@@ -26,7 +28,8 @@ HERE = Path(__file__).parent
 
 
 def make_app(settings: Settings, registry: Registry | None = None) -> Application:
-    services = Services.create(settings, db.connect(settings))
+    # ``events``: what the app's sockets may send (events.py).
+    services = Services.create(settings, db.connect(settings), client_events=events)
     routes = [
         (r"/", DemoPageHandler),
         *standard_routes(services),

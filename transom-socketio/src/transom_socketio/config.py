@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_format: LogFormat = Field("text", description="text or json")
+    check_responses: bool = Field(
+        True,
+        description="Development and test: check each API answer against the status and "
+        "model its @operation declares; a mismatch is logged (ERROR) and, with APP_ENV=test, "
+        "answered 500 response_mismatch. Never in production.",
+    )
     data_dir: Path = Field(Path(".data"), description="Where the embedded database keeps data.")
     trusted_proxy_hops: int = _count(
         0,
@@ -313,6 +319,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def checks_responses(self) -> bool:
+        """Whether API answers are checked against their operations (web/response_checks.py):
+        CHECK_RESPONSES, and never in production."""
+        return self.check_responses and not self.is_production
 
     @property
     def uses_embedded_db(self) -> bool:

@@ -25,6 +25,7 @@ from .config import Settings
 from .db import Client, Database
 from .metrics import Metrics
 from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
+from .realtime.events import ClientEvents
 from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server
 from .registry import Registry
@@ -48,14 +49,21 @@ class Services:
     message_client: MessageClient
 
     @classmethod
-    def create(cls, settings: Settings, mongo_client: Client) -> Services:
+    def create(
+        cls,
+        settings: Settings,
+        mongo_client: Client,
+        *,
+        client_events: ClientEvents | None = None,
+    ) -> Services:
         """Every service of one app, on ``mongo_client`` (``db.connect``). Only builds
-        objects: the start-up I/O is ``app.start``'s."""
+        objects: the start-up I/O is ``app.start``'s. ``client_events``: the events the
+        app's sockets may send (realtime/events.py); without it, none is handled."""
         database = mongo_client[settings.mongodb_db]
         nonce_store = SocketTokenStore(database, settings.socket_token_ttl_seconds)
         metrics = Metrics()
         sio = create_socket_server(settings, nonce_store, metrics)
-        return cls(
+        services = cls(
             settings=settings,
             mongo_client=mongo_client,
             database=database,
@@ -90,6 +98,10 @@ class Services:
             socket_server=sio,
             message_client=MessageClient(sio, metrics, sio.handshake.presence, sio.history),
         )
+        if client_events is not None:
+            # Handlers get these services (not a copy made later by ``replace``).
+            client_events.bind(sio, services)
+        return services
 
     def replace(self, **changes: Any) -> Services:
         """A copy with some services swapped (tests: ``services.replace(passwords=...)``)."""

@@ -1,4 +1,5 @@
-"""What an entity is: its fields, who may see it, who owns it, how it looks in JSON.
+"""What an entity is: its fields, who owns it, who may read, change or delete it
+(its access policy, models/access.py), how it looks in JSON.
 
 An entity module (``models/<name>.py``) defines a subclass of ``Entity`` and an
 instance of it called ``ENTITY``; the generic REST handlers serve it at
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import types
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -24,6 +25,7 @@ from .. import db
 from ..auth.tokens import Principal
 from ..db import IndexSpec
 from ..shapes import DateTimeOut, ObjectIdOut, PublicShape, Ref, Shape, Text, explain
+from .access import OWNER, SIGNED_IN, Query, Rule
 from .errors import Invalid, ModelError
 
 SUPPORTED = (
@@ -33,6 +35,16 @@ SUPPORTED = (
 
 
 M = TypeVar("M", bound=BaseModel)
+
+Action = Literal["read", "create", "update", "delete"]
+# The methods that decide each action, in the order they are looked up: an entity that
+# overrides one decides that action itself (``visible_to``: the former ``readable_by``).
+ACCESS_METHODS: dict[Action, tuple[str, ...]] = {
+    "read": ("readable_by", "visible_to"),
+    "create": ("may_create",),
+    "update": ("changeable_by",),
+    "delete": ("deletable_by",),
+}
 
 
 def validated(model: type[M], body: dict[str, Any]) -> M:
@@ -91,6 +103,12 @@ class Entity:
     # Keys of the default public document left out of responses (e.g. "updated_at").
     hidden: ClassVar[tuple[str, ...]] = ()
     owner_field: ClassVar[str] = "owner"
+    # The access policy (models/access.py): who may read, change (PUT) and delete a
+    # document. The handlers put each rule in the query itself. Anyone signed in may
+    # create one (override ``may_create`` to refuse).
+    read: ClassVar[Rule] = OWNER
+    update: ClassVar[Rule] = OWNER
+    delete: ClassVar[Rule] = OWNER
     page_size: ClassVar[int] = 50
     max_page_size: ClassVar[int] = 100
 
@@ -136,6 +154,14 @@ class Entity:
                     f"entity {self.name}, field {name}: Ref({target!r}) names no entity "
                     f"(known: user, {', '.join(sorted(known))})"
                 )
+        for action in ("read", "update", "delete"):
+            rule = getattr(self, action)
+            if not isinstance(rule, Rule):
+                raise ModelError(
+                    f"entity {self.name}: {action} must be a Rule (OWNER, SIGNED_IN, "
+                    f"NOBODY, user_field(...), Custom(...)), not {rule!r}"
+                )
+            rule.check(self)
         for name in self.create_only:
             if name not in fields.model_fields:
                 raise ModelError(f"entity {self.name}: create_only names no field {name!r}")
@@ -202,9 +228,51 @@ class Entity:
     def owner_id(self, doc: dict[str, Any]) -> str:
         return str(doc[self.owner_field]["_id"])
 
-    def visible_to(self, user: Principal) -> dict[str, Any]:
-        """The query filter of the documents ``user`` may read. Default: their own."""
-        return {f"{self.owner_field}._id": ObjectId(user.user_id)}
+    # The access policy, as the handlers apply it. Each of the three filters is part of
+    # the query that reads, updates or deletes, so no document outside it is ever
+    # listed, changed or deleted, however requests interleave. By default each applies
+    # its class attribute's rule; override one for a policy the rules cannot say (its
+    # docstring's first line then describes it in the OpenAPI document).
+
+    def readable_by(self, user: Principal) -> Query:
+        """The query filter of the documents ``user`` may read (``read``; default: their
+        own). Lists, GETs and ``Ref`` checks see only these."""
+        return self.visible_to(user)
+
+    def visible_to(self, user: Principal) -> Query:
+        """The former name of ``readable_by``: entities that override it keep working."""
+        return self.read.query(self, user)
+
+    def changeable_by(self, user: Principal) -> Query:
+        """The query filter of the documents ``user`` may change (``update``; default:
+        their own). Only documents they may also read."""
+        return self.update.query(self, user)
+
+    def deletable_by(self, user: Principal) -> Query:
+        """The query filter of the documents ``user`` may delete (``delete``; default:
+        their own). Only documents they may also read."""
+        return self.delete.query(self, user)
+
+    def may_create(self, user: Principal) -> bool:
+        """Whether ``user`` may create documents (default: yes). To decide on the
+        document's values, raise ``Forbidden`` in the ``before_insert`` hook."""
+        return True
+
+    def access(self, action: Action) -> str:
+        """Who may ``action`` a document, in words (the OpenAPI document says it): the
+        rule's description, or the docstring's first line of the method overriding it."""
+        for method in ACCESS_METHODS[action]:
+            own = getattr(type(self), method)
+            if own is not getattr(Entity, method):
+                lines = (own.__doc__ or "").strip().splitlines()
+                if not lines:
+                    return f"as {type(self).__name__}.{method} decides"
+                text = lines[0].strip().rstrip(".")
+                return text[:1].lower() + text[1:]
+        if action == "create":
+            return SIGNED_IN.describe(self)
+        rule: Rule = getattr(self, action)
+        return rule.describe(self)
 
     def to_public(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The JSON clients receive (ObjectIds and datetimes are encoded on output): the

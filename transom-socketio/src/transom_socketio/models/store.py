@@ -4,8 +4,9 @@ Every document carries a ``version``: 1 when it is created, one more on each upd
 Responses show it as a strong ``ETag`` (``"3"``), and a client that sends it back in
 ``If-Match`` changes the document only if nobody changed it since it read it.
 
-An update is ONE ``find_one_and_update``: its filter names the document, its owner
-and (with ``If-Match``) the versions the client accepts; it ``$set``s only the fields
+An update is ONE ``find_one_and_update``: its filter names the document, the entity's
+access rule for the caller (models/access.py: by default, its owner) and (with
+``If-Match``) the versions the client accepts; it ``$set``s only the fields
 the request names and ``$inc``s the version. Two updates of different fields therefore
 both land, and of two updates made from the same version only one does.
 
@@ -96,7 +97,8 @@ async def update_fields(
     """Set ``fields`` of the document ``doc_id`` matching ``owned_by``, atomically.
 
     Returns the document as stored after the update, or None when no document
-    matched: it is gone, changed owner, or (with ``accepted``) has another version.
+    matched: it is gone, no longer matches ``owned_by`` (the caller's access rule:
+    a new owner or assignee...), or (with ``accepted``) has another version.
     """
     changes = {name: value for name, value in fields.items() if name not in ("_id", VERSION)}
     return await collection.find_one_and_update(

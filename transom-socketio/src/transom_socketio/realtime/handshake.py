@@ -120,7 +120,9 @@ class Handshake:
         # Counted from here on, with no await since the count: a concurrent handshake
         # of this user on this process sees this one.
         self._sio.manager.basic_enter_room(sid, NAMESPACE, counted_room(user_id))
-        await self._sio.save_session(sid, {"user": user, "jti": grant["jti"]})
+        # What a client event's handler gets as its ``Principal`` (realtime/events.py).
+        session = {"user": user, "jti": grant["jti"], "exp": grant["exp"]}
+        await self._sio.save_session(sid, session)
         if self.recovery is not None:
             await self.recovery.history.start()  # delivers the message client's emits
         recovery_from = self._hold_for_recovery(sid, auth, user_id)

@@ -1,9 +1,11 @@
 """What a client may send on a socket, checked before python-socketio sees it.
 
-The app speaks JSON and handles no events that clients send, so a well-behaved
-client sends only engine.io control packets and the Socket.IO packets CONNECT,
-DISCONNECT, EVENT and ACK. ``refusal`` names what is wrong with anything else,
-and the transport (realtime/transport.py) closes the socket with one INFO line:
+The app speaks JSON and handles only the client events it declares
+(realtime/events.py: each checked by its pydantic model and rate limited per
+socket; any other EVENT is dropped), so a well-behaved client sends only engine.io
+control packets and the Socket.IO packets CONNECT, DISCONNECT, EVENT and ACK.
+``refusal`` names what is wrong with anything else, and the transport
+(realtime/transport.py) closes the socket with one INFO line:
 
 - binary data (WebSocket binary frames, base64 ``b`` long-polling packets, the
   Socket.IO BINARY_EVENT and BINARY_ACK types) is refused, not bounded: the app
@@ -18,8 +20,10 @@ it into a CONNECT whose ``auth`` is a ``MalformedConnect``, which the handshake
 refuses with ``INVALID_TOKEN``, as a client waiting for its connection expects.
 
 Even packets a client may send cost CPU (a decode, a ping timer, an event nobody
-handles): each session has an ``InboundBudget`` of packets, and one that sends more
-is closed (SOCKETIO_INBOUND_PACKETS_PER_SECOND, SOCKETIO_INBOUND_BURST).
+handles, or one a handler runs for): each session has an ``InboundBudget`` of
+packets, and one that sends more is closed (SOCKETIO_INBOUND_PACKETS_PER_SECOND,
+SOCKETIO_INBOUND_BURST). A declared event has a per-socket limit of its own on top,
+answered in its acknowledgement rather than by closing the socket.
 """
 
 from __future__ import annotations

@@ -17,6 +17,15 @@ argument: a client that reconnects with the last position it received gets what
 it missed (realtime/recovery.py, the README's "Recovering missed messages"). An emit
 may name a ``key`` for what it carries (``key="message:<id>"``): ``retract(key)`` and
 ``replace(key, data)`` then change what a later recovery replays of it.
+
+An emit with ``ephemeral=True`` (a typing indicator, a cursor) is delivered to the
+sockets connected now and kept nowhere: no position, no replay after a reconnect. It
+travels the room manager's way (Redis pub/sub with REDIS_URL, so it reaches every
+process's sockets), not the history's stream, so it is not ordered with recorded emits.
+
+``socket_counts(users)`` and ``online_counts()`` count sockets and users across every
+process (the presence store's counts), where ``io.manager.room_size`` sees only this
+process's.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from bson import ObjectId
 
 from ..metrics import Metrics
 from .history import RETRACTED, History, arguments, check_key
-from .presence import Presence
+from .presence import OnlineCounts, Presence
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
 
 
@@ -61,6 +70,14 @@ def user_ids_of(users: Any) -> list[str]:
     return list(dict.fromkeys(user_id_of(user) for user in users))
 
 
+def _check_key(key: str | None, ephemeral: bool) -> str | None:
+    if key is None:
+        return None
+    if ephemeral:
+        raise ValueError("an ephemeral emit is not recorded: it takes no key")
+    return check_key(key)
+
+
 def _check_channel(channel: object) -> str:
     if not isinstance(channel, str) or not channel:
         raise ValueError("channelName must be a non-empty string")
@@ -90,7 +107,13 @@ class MessageClient:
         return self._io.manager
 
     async def emitToUsers(
-        self, users: Any, channelName: str, data: Any = None, *, key: str | None = None
+        self,
+        users: Any,
+        channelName: str,
+        data: Any = None,
+        *,
+        key: str | None = None,
+        ephemeral: bool = False,
     ) -> int:
         """Send event ``channelName`` with ``data`` to every socket of each user.
 
@@ -98,29 +121,41 @@ class MessageClient:
         strings, ObjectIds); duplicates collapse and users without a socket are
         skipped. Returns the number of distinct users targeted. ``key`` names what
         ``data`` is (``"message:<id>"``), for ``retract`` and ``replace``.
+        ``ephemeral``: delivered live only, never recorded for recovery (no position,
+        no ``key``).
         """
         channel = _check_channel(channelName)
         ids = user_ids_of(users)
-        key = None if key is None else check_key(key)
+        key = _check_key(key, ephemeral)
         self._metrics.emits.labels("users").inc()
         self._metrics.emit_recipients.labels("users").inc(len(ids))
         if ids:
-            await self._send(channel, data, [user_room(uid) for uid in ids], key)
+            await self._send(channel, data, [user_room(uid) for uid in ids], key, ephemeral)
         return len(ids)
 
     async def emitToEveryone(
-        self, channelName: str, data: Any = None, *, key: str | None = None
+        self,
+        channelName: str,
+        data: Any = None,
+        *,
+        key: str | None = None,
+        ephemeral: bool = False,
     ) -> None:
-        """Send event ``channelName`` with ``data`` to every authenticated socket."""
+        """Send event ``channelName`` with ``data`` to every authenticated socket
+        (``ephemeral``: live only, as for ``emitToUsers``)."""
         channel = _check_channel(channelName)
-        key = None if key is None else check_key(key)
+        key = _check_key(key, ephemeral)
         local_sockets = self._manager.room_size(NAMESPACE, EVERYONE)
         self._metrics.emits.labels("everyone").inc()
         self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
-        await self._send(channel, data, [EVERYONE], key)
+        await self._send(channel, data, [EVERYONE], key, ephemeral)
 
-    async def _send(self, channel: str, data: Any, rooms: list[str], key: str | None) -> None:
-        if self._history is None:
+    async def _send(
+        self, channel: str, data: Any, rooms: list[str], key: str | None, ephemeral: bool
+    ) -> None:
+        if self._history is None or ephemeral:
+            # The room manager's way: this process's sockets now, the others' through
+            # Redis pub/sub (with REDIS_URL); a socket held for its replay gets it after.
             await self._io.emit(channel, data, to=rooms, namespace=NAMESPACE)
         else:
             await self._history.emit(channel, arguments(data), rooms, key)
@@ -171,6 +206,28 @@ class MessageClient:
         counts = await self._presence.counts(user_ids_of(users))
         return {uid: {"online": n > 0, "sockets": n} for uid, n in counts.items()}
 
+    async def socket_counts(self, users: Any) -> dict[str, int]:
+        """How many sockets each of ``users`` has open, across every process.
+
+        ``users`` takes the forms ``emitToUsers`` takes; returns ``{user_id: n}`` for
+        each distinct user (0: offline). A socket counts once its handshake is accepted,
+        until it disconnects; a process that stopped without closing its sockets stops
+        counting within ``3 x PRESENCE_HEARTBEAT_SECONDS``. With REDIS_URL, one round
+        trip; raises ``redis.RedisError`` when Redis does not answer.
+        """
+        return await self._presence.counts(user_ids_of(users))
+
+    async def online_counts(self) -> OnlineCounts:
+        """How many users are online (with at least one socket) and how many sockets
+        they hold, across every process (the same counts as ``socket_counts``).
+
+        Without REDIS_URL, a dict's size; with it, one Lua script that reads the users
+        of each live process: its cost grows with the number of online users, so call
+        it for a dashboard or a metric, not once per message. Raises
+        ``redis.RedisError`` when Redis does not answer.
+        """
+        return await self._presence.online()
+
     async def close(self) -> None:
         """Release what presence and the history hold (tasks and connections, if any)."""
         await self._presence.close()
@@ -178,6 +235,8 @@ class MessageClient:
             await self._history.close()
 
     presenceOf = presence
+    socketCounts = socket_counts
+    onlineCounts = online_counts
     emit_to_users = emitToUsers
     emit_to_everyone = emitToEveryone
     disconnect_users = disconnectUsers

@@ -10,7 +10,8 @@ news for everyone else (realtime/presence_events.py announces it):
 - a first socket is news unless it clears a *leaving* mark: the user came back
   within the grace, and nobody was told they had gone.
 
-``counts`` answers ``registry['transomMsgClient'].presence(users)``.
+``counts`` answers ``registry['transomMsgClient'].presence(users)`` and
+``socket_counts(users)``; ``online`` answers ``online_counts()``.
 
 ``LocalPresence`` keeps the counts of one process in memory; with ``REDIS_URL`` set,
 ``RedisPresence`` (``redis_presence.py``) shares them between processes.
@@ -30,6 +31,13 @@ class Counted(NamedTuple):
     news: bool
 
 
+class OnlineCounts(NamedTuple):
+    """Users with at least one socket, and the sockets they hold (every process's)."""
+
+    users: int
+    sockets: int
+
+
 class Presence(Protocol):
     """What the handshake, the presence events and the message client need of a
     presence store; ``LocalPresence`` and ``RedisPresence`` are the two."""
@@ -38,6 +46,7 @@ class Presence(Protocol):
     async def disconnected(self, user_id: str, mark: str) -> Counted | None: ...
     async def left(self, user_id: str, mark: str) -> bool: ...
     async def counts(self, user_ids: list[str]) -> dict[str, int]: ...
+    async def online(self) -> OnlineCounts: ...
     async def sockets_elsewhere(self, user_id: str) -> int | None: ...
     async def close(self) -> None: ...
 
@@ -54,15 +63,19 @@ class LocalPresence:
 
     def __init__(self) -> None:
         self._sockets: Counter[str] = Counter()
+        self._total = 0  # the sum of ``_sockets``
         self._leaving: dict[str, str] = {}  # user -> the mark of their grace period
 
     async def connected(self, user_id: str) -> Counted | None:
         self._sockets[user_id] += 1
+        self._total += 1
         total = self._sockets[user_id]
         came_back = total == 1 and self._leaving.pop(user_id, None) is not None
         return Counted(total, total == 1 and not came_back)
 
     async def disconnected(self, user_id: str, mark: str) -> Counted | None:
+        if user_id in self._sockets:
+            self._total -= 1
         self._sockets[user_id] -= 1
         left = self._sockets[user_id]
         if left > 0:
@@ -79,6 +92,9 @@ class LocalPresence:
 
     async def counts(self, user_ids: list[str]) -> dict[str, int]:
         return {user_id: self._sockets.get(user_id, 0) for user_id in user_ids}
+
+    async def online(self) -> OnlineCounts:
+        return OnlineCounts(len(self._sockets), self._total)
 
     async def sockets_elsewhere(self, user_id: str) -> int | None:
         """The user's sockets on other processes: none, this process holds them all."""

@@ -10,10 +10,13 @@ news for everyone else (realtime/presence_events.py announces it):
 - a first socket is news unless it clears a *leaving* mark: the user came back
   within the grace, and nobody was told they had gone.
 
-``counts`` answers ``registry['transomMsgClient'].presence(users)``.
+``counts`` answers ``registry['transomMsgClient'].presence(users)`` and
+``socket_counts(users)``; ``online`` answers ``online_counts()``.
 
 In Redis, each user has a hash ``<channel>:presence:user:<id>`` of socket counts
-by process id, and the sorted set ``<channel>:presence:processes`` holds each
+by process id, each process a hash ``<channel>:presence:process:<id>`` of the same
+counts by user (what ``online`` reads: the users of the live processes), and the
+sorted set ``<channel>:presence:processes`` holds each
 process's last heartbeat (Redis server time). A count is only believed while its
 process's heartbeat is younger than ``3 x PRESENCE_HEARTBEAT_SECONDS``; each
 process refreshes its own heartbeat every PRESENCE_HEARTBEAT_SECONDS from one
@@ -38,7 +41,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from .presence import Counted
+from .presence import Counted, OnlineCounts
 from .rooms import user_room
 
 log = logging.getLogger(__name__)
@@ -72,26 +75,65 @@ end
 return totals
 """
 
+# KEYS: the heartbeat set, this process's hash of users. ARGV: this process, the age
+# after which a process is forgotten, the prefix of process hashes. A forgotten
+# process's hash goes with it; this one's expires if its heartbeats stop for as long.
 _HEARTBEAT = """
 local now = redis.call('TIME')[1]
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+local cutoff = now - tonumber(ARGV[2])
+for _, process in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)) do
+  redis.call('DEL', ARGV[3] .. process)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+"""
+
+# KEYS: the heartbeat set. ARGV: the stale age, the prefix of process hashes. Returns
+# {users with a socket on a live process, those sockets}: a user on several processes
+# counts once.
+_ONLINE = """
+local now = tonumber(redis.call('TIME')[1])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+local users, sockets, seen = 0, 0, {}
+for _, process in ipairs(live) do
+  local counts = redis.call('HGETALL', ARGV[2] .. process)
+  for i = 1, #counts, 2 do
+    local n = tonumber(counts[i + 1])
+    if n > 0 then
+      sockets = sockets + n
+      if #live == 1 then
+        users = users + 1
+      elseif not seen[counts[i]] then
+        seen[counts[i]] = true
+        users = users + 1
+      end
+    end
+  end
+end
+return {users, sockets}
 """
 
 # How long a leaving mark outlives the grace period, at most: it covers the wait for the
 # announcement budget (a minute at most) and a stalled process.
 LEAVING_MARK_SECONDS = 90
 
-# KEYS: the user's hash, the heartbeat set, the user's leaving mark. ARGV: this process,
-# the change ('1': a socket came, '-1': one went, '0': a grace period ended), the age
-# after which a heartbeat is stale, the mark's lifetime (ms), the caller's mark.
-# Returns {the user's live total, 1 if that is news for everyone else}.
+# KEYS: the user's hash, the heartbeat set, the user's leaving mark, this process's hash
+# of users. ARGV: this process, the change ('1': a socket came, '-1': one went, '0': a
+# grace period ended), the age after which a heartbeat is stale, the mark's lifetime
+# (ms), the caller's mark, the user. Returns {the user's live total, 1 if that is news
+# for everyone else}.
 _TRANSITION = """
 local now = redis.call('TIME')[1]
 local change = ARGV[2]
 if change ~= '0' then
   local left = redis.call('HINCRBY', KEYS[1], ARGV[1], change)
-  if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+  if left <= 0 then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('HDEL', KEYS[4], ARGV[6])
+  else
+    redis.call('HSET', KEYS[4], ARGV[6], left)
+  end
 end
 local total = 0
 local counts = redis.call('HGETALL', KEYS[1])
@@ -134,15 +176,32 @@ class RedisPresence:
         self._leaving_ms = str(1000 * LEAVING_MARK_SECONDS)
         self._beat = self._redis.register_script(_HEARTBEAT)
         self._count_many = self._redis.register_script(_COUNT_MANY)
+        self._online = self._redis.register_script(_ONLINE)
         self._heartbeats: asyncio.Future[None] | None = None
         self._starting = asyncio.Lock()
 
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}:{user_room(user_id)}"
 
+    @property
+    def _process_prefix(self) -> str:
+        return f"{self._prefix}:process:"
+
     async def _change_to(self, user_id: str, change: int, mark: str = "") -> Counted:
-        keys = [self._user_key(user_id), f"{self._prefix}:processes", self._leaving_key(user_id)]
-        args: list[str | int] = [self._process, change, self._stale_after, self._leaving_ms, mark]
+        keys = [
+            self._user_key(user_id),
+            f"{self._prefix}:processes",
+            self._leaving_key(user_id),
+            self._process_prefix + self._process,
+        ]
+        args: list[str | int] = [
+            self._process,
+            change,
+            self._stale_after,
+            self._leaving_ms,
+            mark,
+            user_id,
+        ]
         total, news = await self._transition(keys=keys, args=args)
         return Counted(int(total), bool(news))
 
@@ -186,6 +245,15 @@ class RedisPresence:
         totals = await self._count_many(keys=keys, args=[self._stale_after, skip])
         return {user_id: int(total) for user_id, total in zip(user_ids, totals, strict=True)}
 
+    async def online(self) -> OnlineCounts:
+        """Users with a socket on a live process, and those sockets, in one round trip.
+        Raises ``redis.RedisError`` when Redis does not answer."""
+        keys = [f"{self._prefix}:processes"]
+        users, sockets = await self._online(
+            keys=keys, args=[self._stale_after, self._process_prefix]
+        )
+        return OnlineCounts(int(users), int(sockets))
+
     async def sockets_elsewhere(self, user_id: str) -> int | None:
         """The user's sockets on the other processes; None if Redis did not answer."""
         try:
@@ -203,8 +271,9 @@ class RedisPresence:
                 self._heartbeats = asyncio.ensure_future(self._beat_forever())
 
     async def _heartbeat(self) -> None:
-        keys = [f"{self._prefix}:processes"]
-        await self._beat(keys=keys, args=[self._process, self._forgotten_after])
+        keys = [f"{self._prefix}:processes", self._process_prefix + self._process]
+        args = [self._process, self._forgotten_after, self._process_prefix]
+        await self._beat(keys=keys, args=args)
 
     async def _beat_forever(self) -> None:
         while True:
@@ -222,4 +291,5 @@ class RedisPresence:
                 await self._heartbeats
             with contextlib.suppress(aioredis.RedisError):
                 await self._redis.zrem(f"{self._prefix}:processes", self._process)
+                await self._redis.delete(self._process_prefix + self._process)
         await self._redis.aclose()

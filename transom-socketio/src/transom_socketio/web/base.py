@@ -11,7 +11,9 @@ logged-in user) and you get, for free:
 - ``self.services``: the app's services, typed (``self.services.message_client``...);
 - ``self.registry``: the same under the transom names (``self.registry['transomMsgClient']``);
 - ``self.write_json(payload, status)``;
-- ``@operation(...)`` on each method: its entry in the OpenAPI document (web/openapi.py);
+- ``@operation(...)`` on each method: its entry in the OpenAPI document (web/openapi.py)
+  and, in development and test, the contract every answer is checked against
+  (web/response_checks.py: a mismatch is logged, and answered 500 in tests);
 - errors of the data model (models/errors.py) and every exception turned into
   ``{"error": {"code", "message"}}`` with the right status, never a traceback.
 """
@@ -19,8 +21,10 @@ logged-in user) and you get, for free:
 from __future__ import annotations
 
 import logging
+from asyncio import Future
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import tornado.escape
 import tornado.httputil
 import tornado.web
 from pydantic import BaseModel, ValidationError
@@ -32,6 +36,7 @@ from ..auth.tokens import InvalidToken, Principal
 from ..models.errors import DomainError
 from ..registry import Registry
 from ..shapes import explain
+from . import response_checks
 from .errors import (
     ApiError,
     JsonErrorHandler,
@@ -64,11 +69,24 @@ class BaseHandler(JsonErrorHandler):
     """JSON API handler. The body is streamed so oversized bodies get a JSON 413."""
 
     current_user: Principal | None
+    # Whether answers are checked against the operation's declaration (Settings.checks_responses).
+    _checks_responses = False
+
+    def __init__(
+        self,
+        application: tornado.web.Application,
+        request: tornado.httputil.HTTPServerRequest,
+        **kwargs: Any,
+    ) -> None:
+        # The route's arguments: the operations of a generic handler depend on them.
+        self._route_kwargs = kwargs
+        super().__init__(application, request, **kwargs)
 
     def initialize(self) -> None:
         self.registry: Registry = self.application.settings["registry"]
         self.services: Services = self.application.settings["services"]
         self.settings_ = self.services.settings
+        self._checks_responses = self.settings_.checks_responses
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         self._form_parsed = False
@@ -200,6 +218,51 @@ class BaseHandler(JsonErrorHandler):
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(jsonutil.dumps(payload))
+
+    def clear(self) -> None:
+        super().clear()
+        self._answer: list[bytes] = []  # the body written so far (kept when it is checked)
+
+    def write(self, chunk: str | bytes | dict[str, Any]) -> None:
+        super().write(chunk)
+        if self._checks_responses:
+            encoded = tornado.escape.json_encode(chunk) if isinstance(chunk, dict) else chunk
+            self._answer.append(tornado.escape.utf8(encoded))
+
+    def finish(self, chunk: str | bytes | dict[Any, Any] | None = None) -> Future[None]:
+        if self._checks_responses and not self._finished and not self._headers_written:
+            if chunk is not None:
+                self.write(chunk)
+                chunk = None
+            try:
+                self._check_response()
+            except Exception:  # a fault of the check must not cost the answer
+                response_checks.log.exception("response check failed")
+        return super().finish(chunk)
+
+    def _check_response(self) -> None:
+        """The answer about to go out, checked against the operation of this method
+        (web/response_checks.py): a mismatch is logged, and in tests answered 500."""
+        method = (self.request.method or "").lower()
+        cache = response_checks.operations_cache(self.application.settings)
+        op = response_checks.route_operations(cache, type(self), self._route_kwargs).get(method)
+        if op is None:
+            return  # a method without a declaration: nothing to check against
+        name = response_checks.operation_name(type(self), method, op)
+        content_type = str(self._headers.get("Content-Type", ""))
+        body = b"".join(self._answer)
+        found = response_checks.mismatch(
+            name, op, self.get_status(), body, content_type, before_method=self._answered_early
+        )
+        if found is None:
+            return
+        response_checks.log.error("response mismatch: %s (values not logged)", found.describe())
+        if self.settings_.app_env == "test":
+            self.clear()
+            if self._answered_early:
+                self.set_header("Connection", "close")
+            self.set_status(500)
+            self.write(jsonutil.dumps(found.body()))
 
     def error_response(
         self, status_code: int, error: BaseException | None

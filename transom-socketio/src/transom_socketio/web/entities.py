@@ -1,21 +1,26 @@
 """Generic REST handlers serving every entity at ``/api/v1/db/<name>[/<id>]``.
 
-Reads are limited to what ``entity.visible_to(user)`` allows; only the owner may
-change or delete a document. Writes run the entity's action hooks around them.
+The entity's access policy (``Entity.read``/``update``/``delete``, models/access.py)
+is part of each query: a list or a GET finds only what ``entity.readable_by(user)``
+allows, and an update (a delete) filters on both ``readable_by`` and
+``changeable_by`` (``deletable_by``), so a write never lands on a document the caller
+may not change, even if its owner or assignee changed since the handler read it. A
+refused write answers 403 when the caller may read the document, else 404 (no leak of
+its existence). Writes run the entity's action hooks around them.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from bson import ObjectId
 from pydantic import create_model
 
 from .. import db
 from ..auth.users import parse_object_id
 from ..db import Collection
 from ..models import store
+from ..models.access import SIGNED_IN, Query
 from ..models.actions import ActionContext, Actions, check_action_modules, load_actions
 from ..models.base import Entity
 from ..models.errors import ModelError, NotFound
@@ -24,6 +29,8 @@ from .base import AuthenticatedHandler
 from .errors import ApiError, bad_request, forbidden, not_found, too_many_requests
 from .operations import Operation, Response, envelope
 
+# The writes an entity's policy rules on an existing document.
+Write = Literal["update", "delete"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A document's version (models/store.py), in the answers that carry it and in If-Match.
 ETAG_HEADER = {
@@ -86,7 +93,7 @@ class EntityHandler(AuthenticatedHandler):
                 found = await users.exists(value)
             else:
                 other = self.entities[target]
-                query = {"$and": [{"_id": value}, other.visible_to(self.current_user)]}
+                query = {"$and": [{"_id": value}, other.readable_by(self.current_user)]}
                 found = await database[other.collection].find_one(query) is not None
             if not found:
                 raise NotFound(f"{name}: no such {target}", field=name)
@@ -114,6 +121,7 @@ class EntityCollectionHandler(EntityHandler):
             "maximum": entity.max_page_size,
             "default": entity.page_size,
         }
+        create = entity.access("create")
         return {
             "get": Operation(
                 f"The {entity.plural} the caller may see, newest first",
@@ -121,6 +129,8 @@ class EntityCollectionHandler(EntityHandler):
                 auth=True,
                 errors=dict.fromkeys((400, 503), ""),
                 operation_id=f"list{title}",
+                description=f"Who may read a {name}: {entity.access('read')}. "
+                "The list holds no other.",
                 parameters=(
                     {"name": "limit", "in": "query", "schema": limit},
                     {
@@ -132,7 +142,9 @@ class EntityCollectionHandler(EntityHandler):
                 ),
             ),
             "post": Operation(
-                f"Create a {name}",
+                f"Create a {name}"
+                if create == SIGNED_IN.describe(entity)
+                else f"Create a {name} ({create})",
                 {
                     201: Response(
                         "created", envelope(name, public, f"{title}Envelope"), headers=ETAG_HEADER
@@ -140,14 +152,20 @@ class EntityCollectionHandler(EntityHandler):
                 },
                 body=entity.new_model,
                 auth=True,
-                errors=dict.fromkeys((404, 429, 503), ""),
+                errors={
+                    **dict.fromkeys((404, 429, 503), ""),
+                    403: f"`forbidden`: the caller may not create a {name} ({create}), "
+                    "or an action hook refused it.",
+                },
                 operation_id=f"create{title}",
+                description=f"Who may create a {name}: {create}. Its creator is its "
+                f"{entity.owner_field}.",
             ),
         }
 
     async def get(self) -> None:
         limit = self._limit()
-        query = self.entity.visible_to(self.current_user)
+        query = self.entity.readable_by(self.current_user)
         before = self.get_query_argument("before", None)
         if before is not None:
             before_id = parse_object_id(before)
@@ -175,6 +193,8 @@ class EntityCollectionHandler(EntityHandler):
         return int(raw)
 
     async def post(self) -> None:
+        if not self.entity.may_create(self.current_user):
+            raise forbidden(f"you may not create a {self.entity.name}")
         values = self.entity.parse_new(self.json_body())
         await self.check_references(values)
         doc = store.new_document(self.entity.new_document(values, self.current_user))
@@ -187,7 +207,8 @@ class EntityCollectionHandler(EntityHandler):
 
 
 class EntityItemHandler(EntityHandler):
-    """``GET``, ``PUT`` (owner only) and ``DELETE`` (owner only) of one document.
+    """``GET``, ``PUT`` and ``DELETE`` of one document, as the entity's policy allows
+    (by default: the owner only for ``PUT`` and ``DELETE``).
 
     ``PUT`` changes only the fields its body names, atomically (models/store.py);
     with ``If-Match``, ``PUT`` and ``DELETE`` act only if the document is still at
@@ -197,7 +218,12 @@ class EntityItemHandler(EntityHandler):
     @classmethod
     def openapi_operations(cls, kwargs: dict[str, Any]) -> dict[str, Operation]:
         entity: Entity = kwargs["entity"]
-        name, title, owner = entity.name, entity.title, entity.owner_field
+        name, title = entity.name, entity.title
+        read, update, delete = (
+            entity.access("read"),
+            entity.access("update"),
+            entity.access("delete"),
+        )
         one = envelope(name, entity.public_model, f"{title}Envelope")
         id_parameter = {"name": "id", "in": "path", "required": True, "schema": OBJECT_ID_IN}
         common: dict[str, Any] = {"auth": True, "parameters": (id_parameter,)}
@@ -207,49 +233,104 @@ class EntityItemHandler(EntityHandler):
                 {200: Response(f"the {name}", one, headers=ETAG_HEADER)},
                 errors=dict.fromkeys((400, 404, 503), ""),
                 operation_id=f"get{title}",
+                description=f"Who may read a {name}: {read}; to anyone else, 404.",
                 **common,
             ),
             "put": Operation(
-                f"Change a {name} (its {owner} only)",
+                f"Change a {name} ({update})",
                 {200: Response(f"the changed {name}", one, headers=ETAG_HEADER)},
                 body=entity.changes_model,
-                errors=dict.fromkeys((403, 404, 412, 429, 503), ""),
+                errors={
+                    **dict.fromkeys((404, 412, 429, 503), ""),
+                    403: f"`forbidden`: the caller may read this {name} but not change it "
+                    f"({update}), or an action hook refused the change.",
+                },
                 operation_id=f"update{title}",
-                description="Changes only the fields the body names, atomically. With "
-                "`If-Match` (an `ETag` of this document), only if it is still at that "
-                "version, else 412.",
+                description=f"Who may change a {name}: {update}; a caller who may read "
+                "it but not change it gets 403, one who may not read it 404. Changes only "
+                "the fields the body names, atomically. With `If-Match` (an `ETag` of this "
+                "document), only if it is still at that version, else 412.",
                 auth=True,
                 parameters=(id_parameter, IF_MATCH_PARAMETER),
             ),
             "delete": Operation(
-                f"Delete a {name} (its {owner} only)",
+                f"Delete a {name} ({delete})",
                 {204: Response("deleted")},
-                errors=dict.fromkeys((400, 403, 404, 412, 429, 503), ""),
+                errors={
+                    **dict.fromkeys((400, 404, 412, 429, 503), ""),
+                    403: f"`forbidden`: the caller may read this {name} but not delete it "
+                    f"({delete}), or an action hook refused.",
+                },
                 operation_id=f"delete{title}",
-                description="With `If-Match` (an `ETag` of this document), only if it is "
-                "still at that version, else 412 and nothing is deleted.",
+                description=f"Who may delete a {name}: {delete}; a caller who may read "
+                "it but not delete it gets 403, one who may not read it 404. With "
+                "`If-Match` (an `ETag` of this document), only if it is still at that "
+                "version, else 412 and nothing is deleted.",
                 auth=True,
                 parameters=(id_parameter, IF_MATCH_PARAMETER),
             ),
         }
 
-    async def _visible(self, raw_id: str) -> dict[str, Any]:
+    def _readable(self) -> Query:
+        return self.entity.readable_by(self.current_user)
+
+    def _allowed(self, action: Write) -> Query:
+        """The filter of the documents the caller may ``action`` ("update" or "delete"):
+        those they may read and the entity's rule lets them change or delete."""
+        user = self.current_user
+        rule = (
+            self.entity.changeable_by(user)
+            if action == "update"
+            else self.entity.deletable_by(user)
+        )
+        return {"$and": [self._readable(), rule]}
+
+    def _object_id(self, raw_id: str) -> Any:
         oid = parse_object_id(raw_id)
         if oid is None:
             raise ApiError(400, "invalid_id", "the id must be 24 hex digits")
-        query = {"$and": [{"_id": oid}, self.entity.visible_to(self.current_user)]}
-        doc = await self.collection.find_one(query)
+        return oid
+
+    async def _find(self, oid: Any, allowed: Query) -> dict[str, Any] | None:
+        return await self.collection.find_one({"$and": [{"_id": oid}, allowed]})
+
+    async def _visible(self, raw_id: str) -> dict[str, Any]:
+        doc = await self._find(self._object_id(raw_id), self._readable())
         if doc is None:
             raise not_found(self.entity.name)
         return doc
 
-    async def _owned(self, raw_id: str) -> dict[str, Any]:
-        doc = await self._visible(raw_id)
-        if self.entity.owner_id(doc) != self.current_user.user_id:
-            raise forbidden(
-                f"only the {self.entity.owner_field} may change this {self.entity.name}"
-            )
+    async def _allowed_doc(self, raw_id: str, action: Write) -> dict[str, Any]:
+        """The document, if the caller may ``action`` it: else 403 if they may read it
+        (it exists for them), 404 if not."""
+        oid = self._object_id(raw_id)
+        doc = await self._find(oid, self._allowed(action))
+        if doc is None:
+            raise await self._refusal(oid, action)
         return doc
+
+    async def _refusal(self, oid: Any, action: Write) -> ApiError:
+        """Why the caller may not ``action`` the document ``oid``, as it is now."""
+        if await self._find(oid, self._readable()) is None:
+            return not_found(self.entity.name)
+        verb = "change" if action == "update" else "delete"
+        who = self.entity.access(action)
+        return forbidden(f"you may not {verb} this {self.entity.name} ({who})")
+
+    async def _unmatched(
+        self, oid: Any, action: Write, accepted: frozenset[int] | None
+    ) -> ApiError | None:
+        """Why a write matched nothing although the handler had found the document
+        allowed: it changed in between so that the caller may no longer read it (404)
+        or act on it (403), or its version moved (412); None if it was deleted."""
+        if await self.collection.find_one({"_id": oid}, {"_id": 1}) is None:
+            return None
+        if await self._find(oid, self._allowed(action)) is None:
+            return await self._refusal(oid, action)
+        if accepted is not None:
+            return precondition_failed()
+        # Allowed again by now: it was out of the caller's reach at the write.
+        return forbidden(f"this {self.entity.name} changed as you wrote it: try again")
 
     async def get(self, raw_id: str) -> None:
         self.respond(await self._visible(raw_id))
@@ -257,7 +338,7 @@ class EntityItemHandler(EntityHandler):
     async def put(self, raw_id: str) -> None:
         changes = self.entity.parse_changes(self.json_body())
         accepted = store.accepted_versions(self.request.headers.get("If-Match"))
-        existing = await self._owned(raw_id)
+        existing = await self._allowed_doc(raw_id, "update")
         self._check_version(existing, accepted)
         await self.check_references(changes)
         doc = {**existing, **changes, "updated_at": db.now()}
@@ -265,12 +346,18 @@ class EntityItemHandler(EntityHandler):
         await self.actions.before("update", ctx, doc)
         # The fields the request named and those the before_update hook set: only these.
         named = {key: value for key, value in doc.items() if existing.get(key, ...) != value}
-        owned_by = {f"{self.entity.owner_field}._id": ObjectId(self.current_user.user_id)}
+        # The rule is in the filter: a document whose owner (assignee...) changed since
+        # it was read matches nothing, and nothing changes.
         stored = await store.update_fields(
-            self.collection, owned_by, existing["_id"], named, accepted
+            self.collection, self._allowed("update"), existing["_id"], named, accepted
         )
         if stored is None:  # changed or deleted since it was read
-            raise precondition_failed() if accepted is not None else not_found(self.entity.name)
+            refusal = await self._unmatched(existing["_id"], "update", accepted)
+            if refusal is None:  # deleted since it was read
+                refusal = (
+                    precondition_failed() if accepted is not None else not_found(self.entity.name)
+                )
+            raise refusal
         await self.actions.after("update", ctx, stored)
         self.respond(stored)
 
@@ -282,16 +369,21 @@ class EntityItemHandler(EntityHandler):
 
     async def delete(self, raw_id: str) -> None:
         accepted = store.accepted_versions(self.request.headers.get("If-Match"))
-        existing = await self._owned(raw_id)
+        existing = await self._allowed_doc(raw_id, "delete")
         self._check_version(existing, accepted)
         ctx = self.action_context()
         await self.actions.before("delete", ctx, existing)
-        owned_by = {f"{self.entity.owner_field}._id": ObjectId(self.current_user.user_id)}
-        deleted = await store.delete_document(self.collection, owned_by, existing["_id"], accepted)
+        deleted = await store.delete_document(
+            self.collection, self._allowed("delete"), existing["_id"], accepted
+        )
         if deleted:
             await self.actions.after("delete", ctx, existing)
-        elif accepted is not None:  # changed (or deleted) since it was read
-            raise precondition_failed()
+        else:  # changed (or deleted) since it was read
+            refusal = await self._unmatched(existing["_id"], "delete", accepted)
+            if refusal is not None:
+                raise refusal
+            if accepted is not None:  # deleted by another request: not at that version
+                raise precondition_failed()
         self.set_status(204)
         self.finish()
 

@@ -64,7 +64,8 @@ ERROR_CODES: dict[int, str] = {
     "`error.field` names it) or `invalid_id` (the id is not 24 hex digits).",
     401: "`authentication_required` (no Authorization header) or `invalid_token` "
     "(the JWT is malformed, forged, expired or revoked).",
-    403: "`forbidden`: only the owner may change or delete it.",
+    403: "`forbidden`: the caller may not do this (the entity's access policy, or an "
+    "action hook refusing).",
     404: "`not_found`: no such document, or none the caller may see.",
     409: "`email_taken` or `username_taken`.",
     412: "`precondition_failed`: `If-Match` names a version the document is no longer at "
