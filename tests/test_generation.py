@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import tomllib
 
 import pytest
 
-from .conftest import ALL_COMBINATIONS, DEFAULT_SLUG, combination_id, run
+from .conftest import ALL_COMBINATIONS, DEFAULT_SLUG, LIBRARY, combination_id, run
 
 UNRENDERED = re.compile(r"{{\s*cookiecutter|{%-?\s*(if|for|endif)\b|cookiecutter\.")
 OPTION_FILES = {
@@ -128,3 +129,43 @@ def test_every_python_file_compiles(baked):
     _context, project = baked
     result = run([sys.executable, "-m", "compileall", "-q", "."], cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def public_api() -> dict[str, set[str]]:
+    """The engine README's "Public API" table: module -> the names it lists."""
+    readme = (LIBRARY / "README.md").read_text()
+    table = readme[readme.index("## Public API") :].split("\n## ", 1)[0]
+    api: dict[str, set[str]] = {}
+    for module, names in re.findall(r"^\| `(transom_socketio[\w.]*)` \| (.*) \|$", table, re.M):
+        api[module] = set(re.findall(r"`([A-Za-z_]\w*)", names))
+    return api
+
+
+ENGINE = "transom_socketio"
+
+
+def engine_imports(project) -> set[tuple[str, str]]:
+    """(module, name) of every import from transom_socketio in the project's code."""
+    found = set()
+    for path in project.rglob("*.py"):
+        if "wheels" in path.parts or ".venv" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(ENGINE):
+                found.update((node.module, alias.name) for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update((a.name, "") for a in node.names if a.name.startswith(ENGINE))
+    return found
+
+
+def test_the_project_imports_only_the_engines_public_api(baked):
+    _context, project = baked
+    api = public_api()
+    imports = engine_imports(project)
+    assert imports, "the project is built on the engine"
+    for module, name in sorted(imports):
+        assert not any(part.startswith("_") for part in [*module.split("."), name]), (module, name)
+        submodule = f"{module}.{name}"
+        assert module in api or submodule in api, f"{module} is not in the public API"
+        if module in api and submodule not in api:
+            assert name in api[module], f"{module}.{name} is not in the public API table"
