@@ -31,6 +31,8 @@ from .web.openapi import OPENAPI_PATH, OpenApiHandler, served_routes
 from .web.pages import StaticFiles
 from .web.presence import PresenceHandler
 
+__all__ = ["application", "standard_routes", "start", "stop"]
+
 log = logging.getLogger(__name__)
 
 Route = tuple[Any, ...]

@@ -19,6 +19,8 @@ from .logs import configure_logging
 from .server import MakeApp, run
 from .workers import run_workers
 
+__all__ = ["main"]
+
 
 def parse_args(prog: str, argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(

@@ -30,6 +30,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+__all__ = ["ConfigError", "Settings", "load_settings", "variable"]
+
 MIN_SECRET_BYTES = 32
 MAX_INTEGER = 2**31
 

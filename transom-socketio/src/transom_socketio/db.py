@@ -20,6 +20,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
+__all__ = ["Client", "IndexSpec", "connect", "now"]
+
 # Either driver's objects: both offer the methods used here, with the same arguments.
 Client = Any
 Database = Any

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+__all__ = ["MESSAGE_CLIENT", "MESSAGE_CLIENT_ALIAS", "NONCE_STORE", "SOCKET_SERVER", "Registry"]
+
 # Well-known keys, so a typo is a NameError rather than a KeyError at run time.
 SETTINGS = "settings"
 MONGO_CLIENT = "mongoClient"

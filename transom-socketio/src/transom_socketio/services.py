@@ -30,6 +30,8 @@ from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server
 from .registry import Registry
 
+__all__ = ["REGISTRY_NAMES", "Services"]
+
 
 @dataclass(frozen=True)
 class Services:

@@ -20,6 +20,8 @@ from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+__all__ = ["PublicShape", "Ref", "Shape", "Text"]
+
 # Control characters other than tab and line breaks.
 UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Lone UTF-16 surrogates: JSON's "\ud800" decodes to one, and it cannot be encoded as

@@ -22,6 +22,8 @@ from .users import EmailTaken, UsernameTaken, normalise_identifier, public_user
 if TYPE_CHECKING:
     from ..services import Services
 
+__all__ = ["Accounts", "check_login_fields"]
+
 
 def invalid_credentials() -> ApiError:
     # One answer for an unknown account and a wrong password.

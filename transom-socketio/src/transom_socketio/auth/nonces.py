@@ -35,6 +35,8 @@ from ..db import Database, IndexSpec
 from .revocations import RevocationStore
 from .tokens import Principal
 
+__all__ = ["COLLECTION", "SocketTokenStore", "token_hash"]
+
 COLLECTION = "socket_tokens"
 INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
 TOKEN_BYTES = 32

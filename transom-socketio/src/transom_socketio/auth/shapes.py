@@ -11,6 +11,8 @@ from .nonces import TOKEN_SHAPE
 from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from .users import EMAIL_RULE, USERNAME_RULE
 
+__all__ = ["LoggedOut", "Login", "LoginResult", "Signup", "SocketToken", "User"]
+
 LOGIN_NAME = Text(max_length=254)
 
 

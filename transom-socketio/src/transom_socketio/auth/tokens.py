@@ -17,6 +17,8 @@ from bson import ObjectId
 
 from .revocations import RevocationStore
 
+__all__ = ["Principal"]
+
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti"]
 # The last second of year 9999: a later ``exp`` is no date Python (or BSON) can hold.

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from ..services import Services
     from .base import Entity
 
+__all__ = ["ActionContext"]
+
 log = logging.getLogger(__name__)
 
 HOOK_NAMES = (

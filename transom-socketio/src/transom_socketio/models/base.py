@@ -28,6 +28,8 @@ from ..shapes import DateTimeOut, ObjectIdOut, PublicShape, Ref, Shape, Text, ex
 from .access import OWNER, SIGNED_IN, Query, Rule
 from .errors import Invalid, ModelError
 
+__all__ = ["Entity"]
+
 SUPPORTED = (
     "int, float, bool, Annotated[str, Text(...)] or Annotated[ObjectId, Ref(...)], "
     "optionally '| None'"

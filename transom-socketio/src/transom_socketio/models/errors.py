@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ..config import ConfigError
 
+__all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "TooManyRequests"]
+
 
 class DomainError(Exception):
     """A write or read the model refuses; ``code`` is the API's ``error.code``."""

@@ -68,6 +68,8 @@ from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE
 if TYPE_CHECKING:
     from ..services import Services
 
+__all__ = ["RESERVED_NAMES", "ClientEvents", "ClientSocket"]
+
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)

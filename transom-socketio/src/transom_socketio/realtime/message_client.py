@@ -41,6 +41,8 @@ from .history import RETRACTED, History, arguments, check_key
 from .presence import OnlineCounts, Presence
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
 
+__all__ = ["MessageClient"]
+
 
 def user_id_of(user: Any) -> str:
     """The id of one user given as a dict, an object, an ObjectId or a 24-hex string."""

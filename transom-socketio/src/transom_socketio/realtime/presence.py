@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import NamedTuple, Protocol
 
+__all__ = ["OnlineCounts"]
+
 
 class Counted(NamedTuple):
     """A user's sockets after a change, and whether the change is news for everyone else

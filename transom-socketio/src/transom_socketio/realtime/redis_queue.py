@@ -22,6 +22,8 @@ from .redis_history import RedisHistory
 from .redis_presence import RedisPresence
 from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
 
+__all__ = ["close_write_only", "write_only_message_client"]
+
 
 class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
     """python-socketio's Redis manager. Messages that arrive from Redis for this

@@ -26,6 +26,8 @@ from .recovery import Recovery
 from .rooms import NAMESPACE, RoomManager
 from .transport import EngineIOLog, close_session, guarded
 
+__all__ = ["socketio_route"]
+
 log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = r"/socket.io/"

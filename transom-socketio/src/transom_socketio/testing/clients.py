@@ -23,6 +23,8 @@ import tornado.web
 from ..realtime.accel import versions
 from ..services import REGISTRY_NAMES
 
+__all__ = ["PASSWORD", "Api", "Sockets"]
+
 PASSWORD = "correct horse battery"  # noqa: S105 (the test users' password)
 
 # Tests of the fast path's own parts: on library versions it was not tested with, the

@@ -10,6 +10,8 @@ import tornado.web
 
 from ..web.openapi import UNDOCUMENTED_ROUTES, served_routes
 
+__all__ = ["mismatches", "operations"]
+
 HTTP_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 

@@ -38,6 +38,24 @@ from ..config import Settings
 from ..embedded_db import IN_MEMORY, client_uri, start_embedded_database
 from .clients import Api, Report, Sockets
 
+__all__ = [
+    "api",
+    "app",
+    "base_url",
+    "db",
+    "debug_logging",
+    "io_loop",
+    "make_app",
+    "mongodb_uri",
+    "registry",
+    "report",
+    "settings",
+    "settings_class",
+    "settings_overrides",
+    "sockets",
+    "test_settings",
+]
+
 TEST_SECRET = "test-secret-" + "x" * 40
 
 

@@ -28,6 +28,8 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 
+__all__ = ["Application"]
+
 FORWARDED_FOR = "X-Forwarded-For"
 FORWARDED_PROTO = "X-Forwarded-Proto"
 

@@ -50,6 +50,8 @@ from .errors import (
 if TYPE_CHECKING:
     from ..services import Services
 
+__all__ = ["AuthenticatedHandler", "BaseHandler"]
+
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 

@@ -29,6 +29,8 @@ from .base import AuthenticatedHandler
 from .errors import ApiError, bad_request, forbidden, not_found, too_many_requests
 from .operations import Operation, Response, envelope
 
+__all__ = ["entity_routes"]
+
 # The writes an entity's policy rules on an existing document.
 Write = Literal["update", "delete"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -30,6 +30,8 @@ from .base import BaseHandler
 from .errors import Error
 from .operations import JSON, Operation, Response, declared_operations, operation
 
+__all__ = ["OPENAPI_PATH", "build_document"]
+
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 # Routes of the app that are not part of the REST API (Tornado route patterns), and why.

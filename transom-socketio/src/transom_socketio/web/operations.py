@@ -24,6 +24,8 @@ from pydantic import BaseModel, create_model
 
 from ..shapes import PublicShape
 
+__all__ = ["Response", "envelope", "operation"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 JSON = "application/json"
 

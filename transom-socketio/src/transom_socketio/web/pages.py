@@ -13,6 +13,8 @@ from .errors import BodilessHandler
 if TYPE_CHECKING:
     from ..services import Services
 
+__all__ = ["PageHandler"]
+
 # The page loads only its own scripts and styles, and talks only to this origin.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
