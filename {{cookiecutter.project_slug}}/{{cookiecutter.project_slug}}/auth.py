@@ -1,4 +1,5 @@
-"""The account routes: sign-up, login, logout, me, and one-time socket tokens.
+"""The account routes: sign-up, login, logout, me, one-time socket tokens, email
+verification, and password reset and change.
 
 Each handler reads its body (one pydantic model, which also documents it in
 ``/openapi.json``), calls one step of ``self.services.accounts`` (throttles, password
@@ -12,12 +13,17 @@ from typing import Any
 
 from transom_socketio.auth.accounts import check_login_fields
 from transom_socketio.auth.shapes import (
+    ChangePassword,
+    EmailAddress,
     LoggedOut,
     Login,
     LoginResult,
+    ResetPassword,
     Signup,
     SocketToken,
+    Success,
     User,
+    VerifyEmail,
 )
 from transom_socketio.web.base import AuthenticatedHandler, BaseHandler
 from transom_socketio.web.operations import Response, envelope, operation
@@ -31,6 +37,7 @@ class SignupHandler(BaseHandler):
         "Create an account",
         operation_id="signup",
         body=Signup,
+        description="Mails a verification link to the address (PUBLIC_URL/verify?token=...).",
         responses={201: Response("the new account", UserEnvelope)},
         errors=(409, 429, 503),
     )
@@ -45,7 +52,12 @@ class LoginHandler(BaseHandler):
         operation_id="login",
         body=Login,
         responses={200: LoginResult},
-        errors={401: "`invalid_credentials`, for an unknown account too.", 429: "", 503: ""},
+        errors={
+            401: "`invalid_credentials`, for an unknown account too.",
+            403: "`email_not_verified`: the password is right, the address not verified yet.",
+            429: "",
+            503: "",
+        },
     )
     async def post(self) -> None:
         check_login_fields(self.json_body())
@@ -97,3 +109,81 @@ class SocketTokenHandler(AuthenticatedHandler):
     @operation(**SOCKET_TOKEN, operation_id="postSocketToken", errors=(413, 429, 503))
     async def post(self) -> None:
         await self.get()
+
+
+# The answer of the mail requests: the same whether or not the address has an account.
+MAIL_REQUESTED = Response("accepted: a mail goes out if the address has an account", Success)
+
+
+class VerifyEmailHandler(BaseHandler):
+    @operation(
+        "Verify an email address with the token of its mailed link",
+        operation_id="verifyEmail",
+        body=VerifyEmail,
+        responses={200: Success},
+        errors={400: "`invalid_token`: unknown, used or expired.", 429: "", 503: ""},
+    )
+    async def post(self) -> None:
+        await self.services.accounts.verify_email(self.json_body(VerifyEmail), self.client_ip)
+        self.write_json({"success": True})
+
+
+class ResendVerificationHandler(BaseHandler):
+    @operation(
+        "Mail a new verification link",
+        operation_id="resendVerification",
+        body=EmailAddress,
+        responses={202: MAIL_REQUESTED},
+        errors=(429, 503),
+    )
+    async def post(self) -> None:
+        body = self.json_body(EmailAddress)
+        await self.services.accounts.resend_verification(body, self.client_ip)
+        self.write_json({"success": True}, status=202)
+
+
+class ForgotPasswordHandler(BaseHandler):
+    @operation(
+        "Mail a password-reset link",
+        operation_id="forgotPassword",
+        description="The link (PUBLIC_URL/reset?token=...) works once, for "
+        "RESET_TOKEN_TTL_SECONDS.",
+        body=EmailAddress,
+        responses={202: MAIL_REQUESTED},
+        errors=(429, 503),
+    )
+    async def post(self) -> None:
+        body = self.json_body(EmailAddress)
+        await self.services.accounts.forgot_password(body, self.client_ip)
+        self.write_json({"success": True}, status=202)
+
+
+class ResetPasswordHandler(BaseHandler):
+    @operation(
+        "Set a new password with the token of a reset mail",
+        operation_id="resetPassword",
+        description="Every JWT of the user is revoked and every socket of theirs closed.",
+        body=ResetPassword,
+        responses={200: Success},
+        errors={400: "`invalid_token`, or an invalid password.", 429: "", 503: ""},
+    )
+    async def post(self) -> None:
+        await self.services.accounts.reset_password(self.json_body(ResetPassword), self.client_ip)
+        self.write_json({"success": True})
+
+
+class ChangePasswordHandler(AuthenticatedHandler):
+    @operation(
+        "Change the password",
+        operation_id="changePassword",
+        description="The caller's other JWTs are revoked and the user's sockets closed "
+        "(this JWT's reconnect with a new socket token).",
+        auth=True,
+        body=ChangePassword,
+        responses={200: Success},
+        errors={403: "`invalid_credentials`: the current password is wrong.", 429: "", 503: ""},
+    )
+    async def post(self) -> None:
+        body = self.json_body(ChangePassword)
+        await self.services.accounts.change_password(self.current_user, body, self.client_ip)
+        self.write_json({"success": True})

@@ -20,11 +20,13 @@ import tornado.web
 
 from . import db, logs
 from .auth import revocations, throttle, users
+from .mail import transports as mail_transports
 from .ratelimit import RateLimiter
 from .registry import Registry
 from .services import Services
 from .web.application import Application
 from .web.base import NotFoundHandler
+from .web.dev_mail import DevMailHandler
 from .web.health import HealthHandler
 from .web.metrics import MetricsHandler
 from .web.openapi import OPENAPI_PATH, OpenApiHandler, served_routes
@@ -48,9 +50,12 @@ LIBRARY_INDEXES: tuple[db.IndexSpec, ...] = (
 
 def standard_routes(services: Services) -> list[Route]:
     """The routes every app serves besides its own: health, metrics, the OpenAPI
-    document and presence."""
+    document, presence and, in development and test without SMTP_URL, the development
+    outbox (``/dev/mail``)."""
     settings = services.settings
+    dev_mail = [(r"/dev/mail", DevMailHandler)] if services.outbox is not None else []
     return [
+        *dev_mail,
         (r"/health", HealthHandler),
         (r"/metrics", MetricsHandler, {"metrics": services.metrics, "settings": settings}),
         (OPENAPI_PATH, OpenApiHandler),
@@ -105,7 +110,10 @@ async def start(app: tornado.web.Application) -> None:
     """Start-up I/O: create the indexes (this also proves the database answers), and
     start delivering the message client's emits."""
     services: Services = app.settings["services"]
-    await db.ensure_indexes(services.database, app.settings["indexes"])
+    indexes = list(app.settings["indexes"])
+    if services.outbox is not None:
+        indexes += mail_transports.INDEXES
+    await db.ensure_indexes(services.database, indexes)
     await services.message_client.start()
 
 
@@ -130,5 +138,6 @@ async def stop(app: tornado.web.Application) -> None:
     if sio.handshake.recovery is not None:
         await sio.handshake.recovery.close()
     await services.message_client.close()
+    await services.mailer.close(timeout=5.0)
     services.passwords.close()
     await db.close(services.mongo_client)

@@ -124,6 +124,38 @@ class Settings(BaseSettings):
         minimum=1,
         maximum=3600,
     )
+    require_verified_email: bool = Field(
+        True,
+        description="Login answers 403 email_not_verified until the address is verified "
+        "(accounts created before verification existed count as verified).",
+    )
+    smtp_url: str | None = Field(
+        None,
+        repr=False,
+        description="smtp://user:pass@host:port (STARTTLS when offered) or smtps://... "
+        "Unset in development/test: mail goes to the development outbox (GET /dev/mail). "
+        "Required in production.",
+    )
+    mail_from: str = Field("no-reply@localhost", description="The sender of every mail.")
+    public_url: str | None = Field(
+        None, description="The base of the links in mails (default http://HOST:PORT)."
+    )
+    verify_token_ttl_seconds: int = _count(
+        86400, "Lifetime of an email-verification token.", minimum=60
+    )
+    reset_token_ttl_seconds: int = _count(3600, "Lifetime of a password-reset token.", minimum=60)
+    mail_requests_per_account: int = _count(
+        5, "Verification and reset mails asked for one address, per window (0: no limit)."
+    )
+    mail_requests_per_address: int = _count(
+        20, "Verification and reset mails asked from one client address, per window (0: off)."
+    )
+    token_attempts_per_address: int = _count(
+        30, "Verification and reset tokens tried from one client address, per window (0: off)."
+    )
+    account_mail_window_seconds: int = _count(
+        3600, "The window of the three limits above.", minimum=1
+    )
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_format: LogFormat = Field("text", description="text or json")
     check_responses: bool = Field(
@@ -249,7 +281,7 @@ class Settings(BaseSettings):
     @classmethod
     def _production_requires(cls, values: Any) -> Any:
         if isinstance(values, dict) and _lower(values.get("app_env")) == "production":
-            for name in ("mongodb_uri", "jwt_secret"):
+            for name in ("mongodb_uri", "jwt_secret", "smtp_url"):
                 if values.get(name) is None:
                     raise ValueError(f"{name.upper()} is required when APP_ENV=production")
         return values
@@ -268,6 +300,20 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("SMTP_URL must start with smtp:// or smtps://")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"PUBLIC_URL must start with http:// or https://, got {value!r}")
+        return None if value is None else value.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod
@@ -327,6 +373,16 @@ class Settings(BaseSettings):
         """Whether API answers are checked against their operations (web/response_checks.py):
         CHECK_RESPONSES, and never in production."""
         return self.check_responses and not self.is_production
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of the links in mails: PUBLIC_URL, else http://HOST:PORT."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def uses_dev_outbox(self) -> bool:
+        """Mail goes to the development outbox (GET /dev/mail): no SMTP_URL, not production."""
+        return self.smtp_url is None and not self.is_production
 
     @property
     def uses_embedded_db(self) -> bool:

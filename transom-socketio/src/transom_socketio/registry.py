@@ -28,6 +28,11 @@ MESSAGE_CLIENT = "transomMsgClient"
 MESSAGE_CLIENT_ALIAS = "transomMessageClient"
 SOCKET_SERVER = "socketServer"
 METRICS = "metrics"
+MAILER = "mailer"
+DEV_OUTBOX = "devOutbox"
+VERIFY_TOKENS = "verifyTokens"
+RESET_TOKENS = "resetTokens"
+MAIL_LIMITS = "mailLimits"
 
 _MISSING = object()
 

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import socketio
 
 from . import registry as keys
+from .auth.account_tokens import AccountTokens
 from .auth.accounts import Accounts
+from .auth.admin import Administration
 from .auth.nonces import SocketTokenStore
 from .auth.passwords import Passwords
 from .auth.revocations import RevocationStore
-from .auth.throttle import LoginThrottle, SignupLimit
+from .auth.throttle import AccountMailLimits, LoginThrottle, SignupLimit
 from .auth.tokens import TokenService
 from .auth.users import UserStore
-from .config import Settings
+from .config import ConfigError, Settings
 from .db import Client, Database
+from .mail.sender import Mailer
+from .mail.templates import MailTemplates
+from .mail.transports import DevOutbox, MailTransport, SmtpTransport
 from .metrics import Metrics
 from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
 from .realtime.events import ClientEvents
@@ -49,6 +55,12 @@ class Services:
     metrics: Metrics
     socket_server: socketio.AsyncServer
     message_client: MessageClient
+    mailer: Mailer
+    # The development outbox (GET /dev/mail) when mail goes there, else None.
+    outbox: DevOutbox | None
+    verify_tokens: AccountTokens
+    reset_tokens: AccountTokens
+    mail_limits: AccountMailLimits
 
     @classmethod
     def create(
@@ -57,11 +69,32 @@ class Services:
         mongo_client: Client,
         *,
         client_events: ClientEvents | None = None,
+        mail_templates: Path | None = None,
     ) -> Services:
         """Every service of one app, on ``mongo_client`` (``db.connect``). Only builds
         objects: the start-up I/O is ``app.start``'s. ``client_events``: the events the
-        app's sockets may send (realtime/events.py); without it, none is handled."""
+        app's sockets may send (realtime/events.py); without it, none is handled.
+        ``mail_templates``: the app's folder of mail templates (``verify.txt``...),
+        read before the library's defaults."""
         database = mongo_client[settings.mongodb_db]
+        templates = MailTemplates(mail_templates)
+        try:
+            templates.check(*MAIL_KINDS)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        outbox = DevOutbox(database) if settings.uses_dev_outbox else None
+        transport: MailTransport
+        if outbox is not None:
+            transport = outbox
+        else:
+            try:
+                transport = SmtpTransport.from_url(settings.smtp_url or "")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+        try:
+            mailer = Mailer(transport, settings.mail_from, templates)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         nonce_store = SocketTokenStore(database, settings.socket_token_ttl_seconds)
         metrics = Metrics()
         sio = create_socket_server(settings, nonce_store, metrics)
@@ -99,6 +132,17 @@ class Services:
             metrics=metrics,
             socket_server=sio,
             message_client=MessageClient(sio, metrics, sio.handshake.presence, sio.history),
+            mailer=mailer,
+            outbox=outbox,
+            verify_tokens=AccountTokens(database, "verify", settings.verify_token_ttl_seconds),
+            reset_tokens=AccountTokens(database, "reset", settings.reset_token_ttl_seconds),
+            mail_limits=AccountMailLimits(
+                database,
+                per_account=settings.mail_requests_per_account,
+                per_address=settings.mail_requests_per_address,
+                token_attempts_per_address=settings.token_attempts_per_address,
+                window_seconds=settings.account_mail_window_seconds,
+            ),
         )
         if client_events is not None:
             # Handlers get these services (not a copy made later by ``replace``).
@@ -111,8 +155,14 @@ class Services:
 
     @property
     def accounts(self) -> Accounts:
-        """Sign-up, login, logout and socket tokens on these services (the app's handlers)."""
+        """Sign-up, login, logout, socket tokens, verification and password reset and
+        change on these services (the app's handlers)."""
         return Accounts(self)
+
+    @property
+    def admin(self) -> Administration:
+        """The administration of accounts (the admin API's handlers, createadmin)."""
+        return Administration(self)
 
     def register(self, registry: Registry) -> Registry:
         """Put every service in ``registry`` under its registry name; return it."""
@@ -138,4 +188,12 @@ REGISTRY_NAMES = {
     "metrics": keys.METRICS,
     "socket_server": keys.SOCKET_SERVER,
     "message_client": keys.MESSAGE_CLIENT,
+    "mailer": keys.MAILER,
+    "outbox": keys.DEV_OUTBOX,
+    "verify_tokens": keys.VERIFY_TOKENS,
+    "reset_tokens": keys.RESET_TOKENS,
+    "mail_limits": keys.MAIL_LIMITS,
 }
+
+# The mails the library sends: each needs its template (mail/templates/<kind>.txt).
+MAIL_KINDS = ("verify", "reset", "password_changed")

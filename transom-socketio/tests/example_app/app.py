@@ -18,7 +18,7 @@ from transom_socketio.services import Services
 from transom_socketio.web.application import Application
 from transom_socketio.web.entities import entity_routes
 
-from . import auth, db
+from . import admin, auth, db
 from .events import events
 from .models import ACTIONS_PACKAGE, ENTITIES, INDEXES
 from .pages import DemoPageHandler
@@ -29,7 +29,9 @@ HERE = Path(__file__).parent
 
 def make_app(settings: Settings, registry: Registry | None = None) -> Application:
     # ``events``: what the app's sockets may send (events.py).
-    services = Services.create(settings, db.connect(settings), client_events=events)
+    services = Services.create(
+        settings, db.connect(settings), client_events=events, mail_templates=HERE / "mail"
+    )
     routes = [
         (r"/", DemoPageHandler),
         *standard_routes(services),
@@ -38,6 +40,14 @@ def make_app(settings: Settings, registry: Registry | None = None) -> Applicatio
         (r"/api/v1/user/logout", auth.LogoutHandler),
         (r"/api/v1/user/me", auth.MeHandler),
         (r"/api/v1/user/sockettoken", auth.SocketTokenHandler),
+        (r"/api/v1/user/verify", auth.VerifyEmailHandler),
+        (r"/api/v1/user/verify/resend", auth.ResendVerificationHandler),
+        (r"/api/v1/user/forgot", auth.ForgotPasswordHandler),
+        (r"/api/v1/user/reset", auth.ResetPasswordHandler),
+        (r"/api/v1/user/password", auth.ChangePasswordHandler),
+        (r"/api/v1/admin/users", admin.UsersHandler),
+        (r"/api/v1/admin/users/(?P<user_id>[^/]+)/groups", admin.UserGroupsHandler),
+        (r"/api/v1/admin/users/(?P<user_id>[^/]+)/logout", admin.UserLogoutHandler),
         *entity_routes(ENTITIES, ACTIONS_PACKAGE),
         # Socket.IO at /socket.io/: the handshake consumes a one-time socket token.
         socketio_route(services.socket_server),

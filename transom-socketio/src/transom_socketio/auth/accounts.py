@@ -1,4 +1,5 @@
-"""Local accounts: sign-up, login, logout and socket tokens, as the app's handlers call them.
+"""Local accounts: sign-up, login, logout, socket tokens, email verification and
+password reset and change, as the app's handlers call them.
 
 Each method does one user-facing step with every rule of it (throttles, password
 hashing off the event loop, revocations), and raises an ``ApiError`` with the status
@@ -9,25 +10,50 @@ short: read the body, call one method, write the answer.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
 
 from ..ratelimit import address_key
 from ..web.errors import ApiError, bad_request, too_many_requests, unauthorized
 from .passwords import HashingBusy
-from .shapes import Login, Signup
+from .shapes import ChangePassword, EmailAddress, Login, ResetPassword, Signup, VerifyEmail
 from .throttle import Throttled
 from .tokens import Principal
-from .users import EmailTaken, UsernameTaken, normalise_identifier, public_user
+from .users import (
+    EmailTaken,
+    UsernameTaken,
+    is_verified,
+    normalise_identifier,
+    parse_object_id,
+    public_user,
+)
 
 if TYPE_CHECKING:
     from ..services import Services
 
-__all__ = ["Accounts", "check_login_fields"]
+__all__ = ["Accounts", "account_id", "check_login_fields"]
 
 
 def invalid_credentials() -> ApiError:
     # One answer for an unknown account and a wrong password.
     return ApiError(401, "invalid_credentials", "invalid username or password")
+
+
+def invalid_token() -> ApiError:
+    return ApiError(
+        400, "invalid_token", "this link is unknown, used or expired: ask for a new one"
+    )
+
+
+async def throttled(reservation: Awaitable[None], message: str) -> None:
+    """Await a limit's reservation; 429 with Retry-After when it is full."""
+    try:
+        await reservation
+    except Throttled as full:
+        raise too_many_requests(full.retry_after, message) from None
 
 
 def check_login_fields(raw: dict[str, Any]) -> None:
@@ -67,6 +93,7 @@ class Accounts:
             ) from None
         except UsernameTaken:
             raise ApiError(409, "username_taken", "this username is already taken") from None
+        await self.send_verification(user)
         return public_user(user)
 
     async def log_in(self, body: Login, client_ip: str) -> dict[str, Any]:
@@ -94,6 +121,14 @@ class Accounts:
         if user is None or not matches:
             raise invalid_credentials()
         await throttle.succeeded(reservation, account, client_ip)
+        if services.settings.require_verified_email and not is_verified(user):
+            # Told only to whoever knows the password.
+            raise ApiError(
+                403,
+                "email_not_verified",
+                "verify your email address first: follow the link in the mail we sent "
+                "(POST /api/v1/user/verify/resend sends another)",
+            )
         if needs_rehash:
             with contextlib.suppress(HashingBusy):  # the upgrade can wait for the next login
                 hashed = await services.passwords.hash(body.password)
@@ -129,3 +164,152 @@ class Accounts:
         services.metrics.socket_tokens_issued.inc()
         position = await services.message_client.position()
         return {"token": issued.token, "expires_in": issued.expires_in, "position": position}
+
+    # Email verification and password reset -------------------------------------------
+
+    async def send_verification(self, user: dict[str, Any]) -> None:
+        """Mail the user a verification link (a new one-time token); the mail goes out
+        in the background."""
+        services = self.services
+        token = await services.verify_tokens.issue(user["_id"])
+        self._mail(user, "verify", "/verify", token, services.verify_tokens.ttl_seconds)
+
+    def _mail(self, user: dict[str, Any], kind: str, path: str, token: str, ttl: int) -> None:
+        base = self.services.settings.public_base_url
+        self.services.mailer.send(
+            kind,
+            user["email"],
+            link=f"{base}{path}?token={token}",
+            user=public_user(user),
+            expires_minutes=max(1, ttl // 60),
+            app_name=self.services.settings.mongodb_db,
+            public_url=base,
+        )
+
+    async def verify_email(self, body: VerifyEmail, client_ip: str) -> None:
+        """Consume a verification token; 400 ``invalid_token`` for an unknown, used or
+        expired one, 429 past TOKEN_ATTEMPTS_PER_ADDRESS."""
+        services = self.services
+        await throttled(
+            services.mail_limits.reserve_token_attempt(client_ip),
+            "too many links tried from this address, try again later",
+        )
+        user_id = await services.verify_tokens.consume(body.token)
+        if user_id is None or not await services.users.mark_verified(user_id):
+            raise invalid_token()
+
+    async def _mail_request(self, body: EmailAddress, client_ip: str) -> dict[str, Any] | None:
+        """Count one mail request (429 past its limits); the account of the address."""
+        services = self.services
+        await throttled(
+            services.mail_limits.reserve_mail(normalise_identifier(body.email), client_ip),
+            "too many mails asked for, try again later",
+        )
+        return await services.users.find_by_email(body.email)
+
+    async def resend_verification(self, body: EmailAddress, client_ip: str) -> None:
+        """Mail a new verification link if the address has an unverified account. The
+        caller learns nothing either way: the answer is the same."""
+        user = await self._mail_request(body, client_ip)
+        if user is not None and not is_verified(user):
+            await self.send_verification(user)
+
+    async def forgot_password(self, body: EmailAddress, client_ip: str) -> None:
+        """Mail a password-reset link if the address has an account; the same answer
+        either way."""
+        user = await self._mail_request(body, client_ip)
+        if user is not None:
+            tokens = self.services.reset_tokens
+            token = await tokens.issue(user["_id"])
+            self._mail(user, "reset", "/reset", token, tokens.ttl_seconds)
+
+    async def reset_password(self, body: ResetPassword, client_ip: str) -> None:
+        """Set the new password with a reset token; every session of the user ends.
+
+        The password is hashed before the token is consumed, so a busy hasher (503)
+        leaves the token usable. Of two resets with one token, exactly one consumes it.
+        Following the mailed link proves the address: the account is verified too."""
+        services = self.services
+        await throttled(
+            services.mail_limits.reserve_token_attempt(client_ip),
+            "too many links tried from this address, try again later",
+        )
+        password_hash = await services.passwords.hash(body.password)
+        user_id = await services.reset_tokens.consume(body.token)
+        if user_id is None:
+            raise invalid_token()
+        changes = {"password_hash": password_hash, "verified": True}
+        user = await services.users.new_session_epoch(user_id, changes)
+        if user is None:
+            raise invalid_token()
+        await self.end_sessions(user)
+        self._notify_password_changed(user)
+
+    async def change_password(
+        self, principal: Principal, body: ChangePassword, client_ip: str
+    ) -> None:
+        """Check the current password (under the login throttle; 403
+        ``invalid_credentials`` when wrong), set the new one and end every other
+        session of the user: the caller's JWT stays valid."""
+        services = self.services
+        user = await services.users.get(principal.user_id)
+        if user is None:
+            raise unauthorized("invalid_token", "the account no longer exists")
+        account = f"user:{user['_id']}"
+        throttle = services.login_throttle
+        try:
+            reservation = await throttle.reserve(account, client_ip)
+        except Throttled as full:
+            message = "too many wrong passwords, retry later"
+            raise too_many_requests(full.retry_after, message) from None
+        try:
+            matches, _rehash = await services.passwords.verify(
+                user.get("password_hash"), body.current_password
+            )
+        except HashingBusy:
+            await throttle.release(reservation)
+            raise
+        if not matches:
+            raise ApiError(403, "invalid_credentials", "the current password is wrong")
+        await throttle.succeeded(reservation, account, client_ip)
+        password_hash = await services.passwords.hash(body.new_password)
+        updated = await services.users.new_session_epoch(
+            user["_id"], {"password_hash": password_hash}
+        )
+        if updated is None:
+            raise unauthorized("invalid_token", "the account no longer exists")
+        await self.end_sessions(updated, keep_jti=principal.jti)
+        self._notify_password_changed(updated)
+
+    def _notify_password_changed(self, user: dict[str, Any]) -> None:
+        base = self.services.settings.public_base_url
+        self.services.mailer.send(
+            "password_changed",
+            user["email"],
+            link=f"{base}/forgot",
+            user=public_user(user),
+            app_name=self.services.settings.mongodb_db,
+            public_url=base,
+        )
+
+    async def end_sessions(self, user: dict[str, Any], keep_jti: str | None = None) -> None:
+        """End every session of ``user`` (as just updated by ``new_session_epoch``) but
+        the JWT ``keep_jti``: its JWTs of earlier epochs are revoked, its unused socket
+        and reset tokens voided, and its sockets disconnected on every process (with
+        ``keep_jti``, those of that session too: its client reconnects with a new
+        socket token, which its JWT still gets)."""
+        services = self.services
+        user_id = str(user["_id"])
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=services.settings.jwt_ttl_seconds)
+        await services.tokens.end_sessions(user_id, int(user["session_epoch"]), keep_jti, until)
+        await services.nonces.discard_for_user(user_id, keep_jti)
+        await services.reset_tokens.discard_for_user(user["_id"])
+        await services.message_client.disconnectUsers(user_id)
+
+
+def account_id(raw: str) -> ObjectId:
+    """The id of an account in a path; 404 when it is not an id."""
+    oid = parse_object_id(raw)
+    if oid is None:
+        raise ApiError(404, "not_found", "no such user")
+    return oid

@@ -42,7 +42,8 @@ INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})
 TOKEN_BYTES = 32
 # token_urlsafe(32) is 43 characters; anything else cannot be one of ours.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-GRANT = {"_id": 0, "user": 1, "jti": 1, "exp": 1}  # what a handshake needs of the document
+# What a handshake needs of the document.
+GRANT = {"_id": 0, "user": 1, "jti": 1, "exp": 1, "sep": 1}
 CLAIM = "claimed_by"  # the id of the batch of handshakes consuming the token
 # Grants remembered for the tokens this process issued (~0.9 KB each, ~9 MB at most);
 # beyond this, the oldest are forgotten and their handshakes read the grant back.
@@ -85,6 +86,7 @@ class SocketTokenStore:
             "user": principal.snapshot(),
             "jti": principal.jti,
             "exp": int(principal.expires_at.timestamp()),
+            "sep": principal.session_epoch,
         }
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl)
         await self._inserts.submit({"_id": key, **grant, "expires_at": expires_at})
@@ -163,7 +165,7 @@ class SocketTokenStore:
             found = dict(zip(keys, remembered, strict=True))  # keys are distinct: all ours
         else:
             claimed = self._collection.find(
-                {"_id": {"$in": keys}, CLAIM: batch}, projection={"user": 1, "jti": 1, "exp": 1}
+                {"_id": {"$in": keys}, CLAIM: batch}, projection={**GRANT, "_id": 1}
             )
             found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
         if found:
@@ -177,8 +179,19 @@ class SocketTokenStore:
         exp = grant.get("exp")
         if not isinstance(exp, int) or exp <= time.time():
             return False
-        return not await self._revocations.is_revoked(grant["jti"])
+        user_id = str(grant["user"]["_id"])
+        epoch = grant.get("sep", 0)
+        epoch = epoch if isinstance(epoch, int) else 0
+        return not await self._revocations.is_revoked(grant["jti"], user_id, epoch)
 
     async def discard_for_jwt(self, jti: str) -> None:
         """Void the unused socket tokens minted with a JWT (on logout)."""
         await self._collection.delete_many({"jti": jti})
+
+    async def discard_for_user(self, user_id: str, keep_jti: str | None = None) -> None:
+        """Void the unused socket tokens of a user, but those minted with ``keep_jti``
+        (when every session of the user ends, or every other one)."""
+        query: dict[str, Any] = {"user._id": user_id, "jti": {"$exists": True}}
+        if keep_jti is not None:
+            query["jti"] = {"$exists": True, "$ne": keep_jti}
+        await self._collection.delete_many(query)

@@ -9,26 +9,42 @@ from pydantic import ConfigDict, Field
 from ..shapes import DateTimeOut, ObjectIdOut, PublicShape, Shape, Text
 from .nonces import TOKEN_SHAPE
 from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from .users import EMAIL_RULE, USERNAME_RULE
+from .users import EMAIL_RULE, GROUP_RULE, MAX_GROUPS, USERNAME_RULE
 
-__all__ = ["LoggedOut", "Login", "LoginResult", "Signup", "SocketToken", "User"]
+__all__ = [
+    "ChangePassword",
+    "EmailAddress",
+    "Groups",
+    "LoggedOut",
+    "Login",
+    "LoginResult",
+    "ResetPassword",
+    "Signup",
+    "SocketToken",
+    "Success",
+    "User",
+    "UserPage",
+    "VerifyEmail",
+]
 
 LOGIN_NAME = Text(max_length=254)
+EMAIL = Text(max_length=254, pattern=EMAIL_RULE, rule="must be a valid email address")
+NEW_PASSWORD = Text(
+    min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False
+)
+ANY_PASSWORD = Text(max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False)
+# A mailed token; one of another shape is answered like an unknown one (invalid_token).
+MAILED_TOKEN = Text(max_length=256)
+GROUP = Text(
+    max_length=64,
+    pattern=GROUP_RULE,
+    rule="must be 1-64 lower-case letters, digits, '_' or '-', starting with a letter or digit",
+)
 
 
 class Signup(Shape):
-    email: Annotated[
-        str, Text(max_length=254, pattern=EMAIL_RULE, rule="must be a valid email address")
-    ]
-    password: Annotated[
-        str,
-        Text(
-            min_length=MIN_PASSWORD_LENGTH,
-            max_length=MAX_PASSWORD_LENGTH,
-            strip=False,
-            printable=False,
-        ),
-    ]
+    email: Annotated[str, EMAIL]
+    password: Annotated[str, NEW_PASSWORD]
     username: (
         Annotated[
             str,
@@ -58,7 +74,37 @@ class Login(Shape):
 
     username: Annotated[str, LOGIN_NAME] | None = None
     email: Annotated[str, LOGIN_NAME] | None = None
-    password: Annotated[str, Text(max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False)]
+    password: Annotated[str, ANY_PASSWORD]
+
+
+class VerifyEmail(Shape):
+    """The token of a verification mail's link."""
+
+    token: Annotated[str, MAILED_TOKEN]
+
+
+class EmailAddress(Shape):
+    """An address to mail (a verification mail again, or a password reset)."""
+
+    email: Annotated[str, EMAIL]
+
+
+class ResetPassword(Shape):
+    """The token of a reset mail's link, and the new password."""
+
+    token: Annotated[str, MAILED_TOKEN]
+    password: Annotated[str, NEW_PASSWORD]
+
+
+class ChangePassword(Shape):
+    current_password: Annotated[str, ANY_PASSWORD]
+    new_password: Annotated[str, NEW_PASSWORD]
+
+
+class Groups(Shape):
+    """The complete list of the user's groups (``admin``: the administration API)."""
+
+    groups: Annotated[list[Annotated[str, GROUP]], Field(max_length=MAX_GROUPS)]
 
 
 class User(PublicShape):
@@ -69,7 +115,15 @@ class User(PublicShape):
     email: str
     display_name: str
     groups: list[str]
+    verified: bool
     created_at: DateTimeOut
+
+
+class UserPage(PublicShape):
+    """A page of users, newest first"""
+
+    users: list[User]
+    next: str | None = Field(description="Pass as `before` for the next page; null at the end.")
 
 
 class LoginResult(PublicShape):
@@ -94,5 +148,11 @@ class SocketToken(PublicShape):
 
 class LoggedOut(PublicShape):
     """Logged out"""
+
+    success: Literal[True]
+
+
+class Success(PublicShape):
+    """Done"""
 
     success: Literal[True]

@@ -171,3 +171,45 @@ class SignupLimit:
         if self._max > 0:
             limit = Limit("signup+address", address_key(address), self._max)
             await self._counter.reserve([limit])
+
+
+class AccountMailLimits:
+    """The limits of the account-mail routes, counted like logins (atomic reservations).
+
+    - *mail requests* (a verification mail again, a password reset): per address typed
+      (``per_account``, so nobody can flood one inbox) and per client address;
+    - *token attempts* (verify, reset): per client address, so a client cannot try
+      tokens by the thousand (a token is 256 random bits: this bounds the load).
+
+    Each is 0 for no limit. Keys are hashed like every other counter's.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        per_account: int,
+        per_address: int,
+        token_attempts_per_address: int,
+        window_seconds: int,
+    ) -> None:
+        self._counter = AttemptCounter(database, window_seconds)
+        self._per_account = per_account
+        self._per_address = per_address
+        self._token_attempts = token_attempts_per_address
+
+    async def reserve_mail(self, email_key: str, address: str) -> None:
+        """One mail request for the normalised address ``email_key``; raise Throttled."""
+        limits = []
+        if self._per_address > 0:
+            limits.append(Limit("mail+address", address_key(address), self._per_address))
+        if self._per_account > 0:
+            limits.append(Limit("mail+account", email_key, self._per_account))
+        if limits:
+            await self._counter.reserve(limits)
+
+    async def reserve_token_attempt(self, address: str) -> None:
+        """One verification or reset token tried from ``address``; raise Throttled."""
+        if self._token_attempts > 0:
+            limit = Limit("token+address", address_key(address), self._token_attempts)
+            await self._counter.reserve([limit])

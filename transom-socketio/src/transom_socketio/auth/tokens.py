@@ -17,7 +17,7 @@ from bson import ObjectId
 
 from .revocations import RevocationStore
 
-__all__ = ["Principal"]
+__all__ = ["ADMIN_GROUP", "Principal"]
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti"]
@@ -25,6 +25,8 @@ REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti"]
 LATEST_EXPIRY = 253_402_300_799
 MAX_JTI_LENGTH = 64
 MAX_CLAIM_TEXT = 256
+ADMIN_GROUP = "admin"
+MAX_EPOCH = 2**53
 
 
 class InvalidToken(Exception):
@@ -40,6 +42,14 @@ class Principal:
     groups: tuple[str, ...]
     jti: str
     expires_at: dt.datetime
+    # The user's session epoch at login (auth/revocations.py): ending every session of
+    # the user raises it, and revokes the JWTs of earlier epochs.
+    session_epoch: int = 0
+
+    @property
+    def is_admin(self) -> bool:
+        """A member of the ``admin`` group (the administration API)."""
+        return ADMIN_GROUP in self.groups
 
     def snapshot(self) -> dict[str, Any]:
         """The minimal user record a socket carries."""
@@ -78,6 +88,7 @@ class TokenService:
             "iat": now,
             "exp": now + dt.timedelta(seconds=self._ttl),
             "jti": jti,
+            "sep": int(user.get("session_epoch", 0)),
         }
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl, jti)
 
@@ -104,12 +115,19 @@ class TokenService:
 
     async def authenticate(self, token: str) -> Principal:
         principal = self.decode(token)
-        if await self._revocations.is_revoked(principal.jti):
+        revocations = self._revocations
+        if await revocations.is_revoked(principal.jti, principal.user_id, principal.session_epoch):
             raise InvalidToken("the token has been revoked")
         return principal
 
     async def revoke(self, principal: Principal) -> None:
         await self._revocations.revoke(principal.jti, principal.expires_at)
+
+    async def end_sessions(
+        self, user_id: str, epoch: int, keep_jti: str | None, until: dt.datetime
+    ) -> None:
+        """Revoke the user's JWTs of epochs before ``epoch``, but ``keep_jti``."""
+        await self._revocations.end_sessions(user_id, epoch, keep_jti, until)
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
@@ -118,6 +136,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
     issuer (or a leaked secret) and must not crash the request."""
     sub, jti, groups = claims.get("sub"), claims.get("jti"), claims.get("groups", [])
     username, exp = claims.get("username"), claims.get("exp")
+    epoch = claims.get("sep", 0)  # tokens issued before session epochs existed: 0
     valid = (
         isinstance(sub, str)
         and ObjectId.is_valid(sub)
@@ -130,6 +149,9 @@ def _principal(claims: dict[str, Any]) -> Principal:
         and isinstance(exp, int | float)
         and not isinstance(exp, bool)
         and 0 < exp <= LATEST_EXPIRY
+        and isinstance(epoch, int)
+        and not isinstance(epoch, bool)
+        and 0 <= epoch <= MAX_EPOCH
     )
     if not valid:
         raise InvalidToken("the token is invalid")
@@ -139,4 +161,5 @@ def _principal(claims: dict[str, Any]) -> Principal:
         groups=tuple(groups),
         jti=cast(str, jti),
         expires_at=dt.datetime.fromtimestamp(int(cast(float, exp)), dt.UTC),
+        session_epoch=cast(int, epoch),
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..db import Database, IndexSpec
@@ -26,6 +27,8 @@ INDEXES = [
     IndexSpec(COLLECTION, [("username_lower", 1)], {"unique": True}),
 ]
 PUBLIC_FIELDS = ("username", "email", "display_name", "groups", "created_at")
+GROUP_RULE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_GROUPS = 32
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,31}$")
 EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
 
@@ -45,9 +48,19 @@ class UsernameTaken(Exception):
     pass
 
 
+def is_verified(user: dict[str, Any]) -> bool:
+    """Whether the user's address is verified. An account stored before verification
+    existed has no ``verified`` field: it counts as verified, so upgrading an app
+    locks nobody out."""
+    return bool(user.get("verified", True))
+
+
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
     """The fields anyone may see; never the password hash."""
-    return {"_id": str(user["_id"]), **{name: user.get(name) for name in PUBLIC_FIELDS}}
+    public = {"_id": str(user["_id"]), **{name: user.get(name) for name in PUBLIC_FIELDS}}
+    public["groups"] = list(user.get("groups") or [])
+    public["verified"] = is_verified(user)
+    return public
 
 
 def parse_object_id(value: object) -> ObjectId | None:
@@ -73,6 +86,8 @@ class UserStore:
         password_hash: str,
         username: str | None,
         display_name: str | None,
+        verified: bool = False,
+        groups: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """Insert a user; raise EmailTaken or UsernameTaken on a conflict."""
         chosen = username
@@ -86,7 +101,9 @@ class UserStore:
                 "username_lower": normalise_identifier(name),
                 "display_name": display_name or name,
                 "password_hash": password_hash,
-                "groups": [],
+                "groups": list(groups),
+                "verified": verified,
+                "session_epoch": 0,
                 "created_at": dt.datetime.now(dt.UTC).replace(microsecond=0),
             }
             try:
@@ -116,10 +133,36 @@ class UserStore:
             return False
         return await self._collection.find_one({"_id": oid}, projection={"_id": 1}) is not None
 
+    async def find_by_email(self, email: str) -> dict[str, Any] | None:
+        return await self._collection.find_one({"email_lower": normalise_identifier(email)})
+
     async def set_password_hash(self, user_id: ObjectId, password_hash: str) -> None:
         await self._collection.update_one(
             {"_id": user_id}, {"$set": {"password_hash": password_hash}}
         )
+
+    async def mark_verified(self, user_id: ObjectId) -> bool:
+        """Mark the address verified; False when the account no longer exists."""
+        result = await self._collection.update_one({"_id": user_id}, {"$set": {"verified": True}})
+        return result.matched_count == 1
+
+    async def new_session_epoch(
+        self, user_id: ObjectId, changes: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Raise the user's session epoch (auth/revocations.py), applying ``changes``
+        (a new password hash, new groups) in the same atomic update; the updated user,
+        or None when there is no such account."""
+        return await self._collection.find_one_and_update(
+            {"_id": user_id},
+            {"$inc": {"session_epoch": 1}, **({"$set": changes} if changes else {})},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def page(self, before: ObjectId | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` users, newest first, created before the user ``before``."""
+        query: dict[str, Any] = {} if before is None else {"_id": {"$lt": before}}
+        cursor = self._collection.find(query, projection={"password_hash": 0})
+        return [user async for user in cursor.sort("_id", -1).limit(limit)]
 
 
 def _conflicting_key(error: DuplicateKeyError) -> str:

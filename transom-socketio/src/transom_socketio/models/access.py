@@ -1,26 +1,38 @@
-"""Access rules: who may read, change or delete a document of an entity.
+"""Access rules: who may read, create, change or delete a document of an entity.
 
 A rule is a MongoDB filter built for the caller: the documents they may act on. The
 REST handlers put it IN the query that acts (web/entities.py): a list never returns a
 document its rule excludes, and an update or a delete whose rule excludes the document
 matches nothing, even when the document changed (a new owner or assignee) between the
-handler's read and its write. Every entity route requires a signed-in caller; a rule
-chooses among the signed-in users::
+handler's read and its write::
 
     class Task(Entity):
         read = SIGNED_IN                          # any signed-in user
+        create = group("staff")                   # members of the group staff
         update = OWNER | user_field("assignee")   # its owner or its assignee
-        delete = OWNER                            # the default
+        delete = OWNER | group("moderators")      # its owner, or any moderator
 
 The predefined rules: ``OWNER`` (the user in ``owner_field``), ``SIGNED_IN`` (any
-signed-in user), ``NOBODY``, ``user_field(name)`` (the user a ``Ref("user")`` field
-names), ``Custom(query, description)`` (any filter); ``a | b`` allows what either
-allows. Each rule describes itself (``describe``): the OpenAPI document says who may
-do what from it ("Change a task (its owner or its assignee only)").
+signed-in user), ``ANYONE`` (anybody, signed in or not: for ``read`` only),
+``NOBODY``, ``group(name, ...)`` (members of any of the named groups: the ``groups``
+of the caller's JWT, always current since a change of a user's groups ends their
+sessions), ``user_field(name)`` (the user a ``Ref("user")`` field names),
+``Custom(query, description)`` (any filter); ``a | b`` allows what either allows.
+
+The defaults: ``read``, ``update`` and ``delete`` are ``OWNER``, ``create`` is
+``SIGNED_IN``. ``create`` takes only rules that need no document: ``SIGNED_IN``,
+``group(...)``, ``NOBODY`` and their ``|`` (a refused creation answers 403). Every
+route of an entity needs a signed-in caller, except its ``GET`` routes when ``read``
+allows ``ANYONE``: they answer without a token too (and with one). Each mistake is a
+``ModelError`` at start-up, one line naming the entity.
+
+Each rule describes itself (``describe``): the OpenAPI document says who may do what
+from it ("Change a task (its owner or its assignee only)").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +48,8 @@ if TYPE_CHECKING:
 Query = dict[str, Any]
 # Matches no document: "_id" is never in an empty list.
 MATCHES_NOTHING: Query = {"_id": {"$in": []}}
+# What a group's name may be (``group("moderators")``).
+GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class Rule:
@@ -44,6 +58,17 @@ class Rule:
     def query(self, entity: Entity, user: Principal) -> Query:
         """The filter of the documents of ``entity`` that ``user`` may act on."""
         raise NotImplementedError
+
+    def anonymous(self, entity: Entity) -> Query | None:
+        """The filter of the documents a caller without a token may act on; None (the
+        default) when the rule needs a signed-in caller (401 without a token)."""
+        return None
+
+    def needs_document(self) -> bool:
+        """Whether the rule decides on a document (the default): such a rule cannot say
+        who may create one. ``SIGNED_IN``, ``group(...)`` and ``NOBODY`` decide on the
+        caller alone."""
+        return True
 
     def who(self, entity: Entity) -> str:
         """Who the rule allows, as a noun phrase: ``its author``, ``any signed-in user``."""
@@ -78,8 +103,29 @@ class _SignedIn(Rule):
     def query(self, entity: Entity, user: Principal) -> Query:
         return {}
 
+    def needs_document(self) -> bool:
+        return False
+
     def who(self, entity: Entity) -> str:
         return "any signed-in user"
+
+    def describe(self, entity: Entity) -> str:
+        return self.who(entity)
+
+
+@dataclass(frozen=True, eq=False)
+class _Anyone(Rule):
+    def query(self, entity: Entity, user: Principal) -> Query:
+        return {}
+
+    def anonymous(self, entity: Entity) -> Query | None:
+        return {}
+
+    def needs_document(self) -> bool:
+        return False
+
+    def who(self, entity: Entity) -> str:
+        return "anyone, signed in or not"
 
     def describe(self, entity: Entity) -> str:
         return self.who(entity)
@@ -90,11 +136,41 @@ class _Nobody(Rule):
     def query(self, entity: Entity, user: Principal) -> Query:
         return dict(MATCHES_NOTHING)
 
+    def needs_document(self) -> bool:
+        return False
+
     def who(self, entity: Entity) -> str:
         return "nobody"
 
     def describe(self, entity: Entity) -> str:
         return self.who(entity)
+
+
+@dataclass(frozen=True)
+class Group(Rule):
+    """The members of any of the groups ``names`` (``group("editors", "admins")``)."""
+
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ModelError("group() needs at least one group name")
+        for name in self.names:
+            if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
+                raise ModelError(
+                    f"group({name!r}): a group name is 1 to 64 of a-z, 0-9, '_' and '-', "
+                    "starting with a letter or a digit"
+                )
+
+    def query(self, entity: Entity, user: Principal) -> Query:
+        member = not set(self.names).isdisjoint(user.groups)
+        return {} if member else dict(MATCHES_NOTHING)
+
+    def needs_document(self) -> bool:
+        return False
+
+    def who(self, entity: Entity) -> str:
+        return f"members of {_either(list(self.names))}"
 
 
 @dataclass(frozen=True)
@@ -139,27 +215,35 @@ class Custom(Rule):
 
 @dataclass(frozen=True)
 class AnyOf(Rule):
-    """What any of ``rules`` allows (``a | b``)."""
+    """What any of ``rules`` allows (``a | b``): everything if one of them allows
+    everything (``OWNER | group("moderators")`` is no filter for a moderator)."""
 
     rules: tuple[Rule, ...]
 
     def query(self, entity: Entity, user: Principal) -> Query:
-        if any(rule is SIGNED_IN for rule in self.rules):
-            return {}
-        queries = [rule.query(entity, user) for rule in self.rules if rule is not NOBODY]
-        if not queries:
-            return dict(MATCHES_NOTHING)
-        return queries[0] if len(queries) == 1 else {"$or": queries}
+        return _either_query([rule.query(entity, user) for rule in self.rules])
+
+    def anonymous(self, entity: Entity) -> Query | None:
+        queries = [rule.anonymous(entity) for rule in self.rules]
+        allowed = [query for query in queries if query is not None]
+        return _either_query(allowed) if allowed else None
+
+    def needs_document(self) -> bool:
+        return any(rule.needs_document() for rule in self.rules)
+
+    def _everyone(self) -> Rule | None:
+        """ANYONE or SIGNED_IN if one of the rules is, the wider first."""
+        return next((r for r in (ANYONE, SIGNED_IN) if r in self.rules), None)
 
     def who(self, entity: Entity) -> str:
-        if any(rule is SIGNED_IN for rule in self.rules):
-            return SIGNED_IN.who(entity)
+        everyone = self._everyone()
+        if everyone is not None:
+            return everyone.who(entity)
         names = [rule.who(entity) for rule in self.rules if rule is not NOBODY] or ["nobody"]
-        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        return _either(names)
 
     def describe(self, entity: Entity) -> str:
-        everyone = any(rule is SIGNED_IN for rule in self.rules)
-        if everyone or all(rule is NOBODY for rule in self.rules):
+        if self._everyone() is not None or all(rule is NOBODY for rule in self.rules):
             return self.who(entity)
         return f"{self.who(entity)} only"
 
@@ -168,12 +252,35 @@ class AnyOf(Rule):
             rule.check(entity)
 
 
+def _either_query(queries: list[Query]) -> Query:
+    """The filter of what any of ``queries`` matches, simplified: ``{}`` if one is."""
+    if any(not query for query in queries):
+        return {}
+    kept = [query for query in queries if query != MATCHES_NOTHING]
+    if not kept:
+        return dict(MATCHES_NOTHING)
+    return kept[0] if len(kept) == 1 else {"$or": kept}
+
+
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 OWNER: Rule = _Owner()
 """The user in the entity's ``owner_field``: the one who created the document."""
 SIGNED_IN: Rule = _SignedIn()
-"""Any signed-in user (every entity route requires a valid JWT)."""
+"""Any signed-in user."""
+ANYONE: Rule = _Anyone()
+"""Anybody, signed in or not: for ``read`` only (the ``GET`` routes then need no token)."""
 NOBODY: Rule = _Nobody()
 """No one: e.g. ``update = NOBODY`` for documents that never change."""
+
+
+def group(*names: str) -> Rule:
+    """The members of any of the named groups (a user's ``groups``); the names are
+    checked here (ModelError)."""
+    return Group(tuple(names))
 
 
 def user_field(name: str) -> Rule:
@@ -182,13 +289,16 @@ def user_field(name: str) -> Rule:
 
 
 __all__ = [
+    "ANYONE",
     "NOBODY",
     "OWNER",
     "SIGNED_IN",
     "AnyOf",
     "Custom",
+    "Group",
     "Query",
     "Rule",
     "UserField",
+    "group",
     "user_field",
 ]

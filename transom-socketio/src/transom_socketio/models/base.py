@@ -1,5 +1,5 @@
-"""What an entity is: its fields, who owns it, who may read, change or delete it
-(its access policy, models/access.py), how it looks in JSON.
+"""What an entity is: its fields, who owns it, who may read, create, change or delete
+it (its access policy, models/access.py), how it looks in JSON.
 
 An entity module (``models/<name>.py``) defines a subclass of ``Entity`` and an
 instance of it called ``ENTITY``; the generic REST handlers serve it at
@@ -105,10 +105,11 @@ class Entity:
     # Keys of the default public document left out of responses (e.g. "updated_at").
     hidden: ClassVar[tuple[str, ...]] = ()
     owner_field: ClassVar[str] = "owner"
-    # The access policy (models/access.py): who may read, change (PUT) and delete a
-    # document. The handlers put each rule in the query itself. Anyone signed in may
-    # create one (override ``may_create`` to refuse).
+    # The access policy (models/access.py): who may read, create, change (PUT) and
+    # delete a document. The handlers put each rule in the query itself; ``create``
+    # takes only rules that need no document (SIGNED_IN, group(...), NOBODY).
     read: ClassVar[Rule] = OWNER
+    create: ClassVar[Rule] = SIGNED_IN
     update: ClassVar[Rule] = OWNER
     delete: ClassVar[Rule] = OWNER
     page_size: ClassVar[int] = 50
@@ -156,14 +157,8 @@ class Entity:
                     f"entity {self.name}, field {name}: Ref({target!r}) names no entity "
                     f"(known: user, {', '.join(sorted(known))})"
                 )
-        for action in ("read", "update", "delete"):
-            rule = getattr(self, action)
-            if not isinstance(rule, Rule):
-                raise ModelError(
-                    f"entity {self.name}: {action} must be a Rule (OWNER, SIGNED_IN, "
-                    f"NOBODY, user_field(...), Custom(...)), not {rule!r}"
-                )
-            rule.check(self)
+        for action in ACCESS_METHODS:
+            self._check_rule(action)
         for name in self.create_only:
             if name not in fields.model_fields:
                 raise ModelError(f"entity {self.name}: create_only names no field {name!r}")
@@ -172,6 +167,25 @@ class Entity:
             if name not in public:
                 raise ModelError(f"entity {self.name}: hidden names no key {name!r}")
         _ = self.changes_model, self.public_model
+
+    def _check_rule(self, action: Action) -> None:
+        rule = getattr(self, action)
+        if not isinstance(rule, Rule):
+            raise ModelError(
+                f"entity {self.name}: {action} must be a Rule (OWNER, SIGNED_IN, ANYONE, "
+                f"NOBODY, group(...), user_field(...), Custom(...)), not {rule!r}"
+            )
+        rule.check(self)
+        if action != "read" and rule.anonymous(self) is not None:
+            raise ModelError(
+                f"entity {self.name}: {action} may not allow ANYONE (only read may): "
+                "use SIGNED_IN for any signed-in user"
+            )
+        if action == "create" and rule.needs_document():
+            raise ModelError(
+                f"entity {self.name}: create may not be {rule.who(self)!r}, a rule on a "
+                "document: use SIGNED_IN, group(...), NOBODY or their |"
+            )
 
     @cached_property
     def new_model(self) -> type[Shape]:
@@ -255,10 +269,22 @@ class Entity:
         their own). Only documents they may also read."""
         return self.delete.query(self, user)
 
+    def readable_anonymously(self) -> Query | None:
+        """The query filter of the documents a caller without a token may read, when
+        ``read`` allows ``ANYONE``; else None: such a caller gets 401. An entity that
+        overrides ``readable_by`` (``visible_to``) is read by signed-in callers only."""
+        if any(
+            getattr(type(self), method) is not getattr(Entity, method)
+            for method in ACCESS_METHODS["read"]
+        ):
+            return None
+        return self.read.anonymous(self)
+
     def may_create(self, user: Principal) -> bool:
-        """Whether ``user`` may create documents (default: yes). To decide on the
-        document's values, raise ``Forbidden`` in the ``before_insert`` hook."""
-        return True
+        """Whether ``user`` may create documents (``create``; default: any signed-in
+        user). To decide on the document's values, raise ``Forbidden`` in the
+        ``before_insert`` hook."""
+        return self.create.query(self, user) == {}
 
     def access(self, action: Action) -> str:
         """Who may ``action`` a document, in words (the OpenAPI document says it): the
@@ -271,8 +297,6 @@ class Entity:
                     return f"as {type(self).__name__}.{method} decides"
                 text = lines[0].strip().rstrip(".")
                 return text[:1].lower() + text[1:]
-        if action == "create":
-            return SIGNED_IN.describe(self)
         rule: Rule = getattr(self, action)
         return rule.describe(self)
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import socketio
@@ -26,6 +28,8 @@ from ..services import REGISTRY_NAMES
 __all__ = ["PASSWORD", "Api", "Sockets"]
 
 PASSWORD = "correct horse battery"  # noqa: S105 (the test users' password)
+# The token of a mailed link (PUBLIC_URL/verify?token=..., /reset?token=...).
+MAILED_LINK = re.compile(r"/(?:verify|reset)\?token=([A-Za-z0-9_-]+)")
 
 # Tests of the fast path's own parts: on library versions it was not tested with, the
 # app runs stock python-socketio and there is nothing of it to test.
@@ -126,11 +130,38 @@ class Api:
             "POST", "/api/v1/user/login", {"username": login, "password": password}, **extra
         )
 
+    async def mail(self, to: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The development outbox's mail to ``to`` (of ``kind``), newest first."""
+        response = await self.request("GET", f"/dev/mail?to={quote(to)}")
+        assert response.status == 200, response.body
+        return [m for m in response.body["mail"] if kind is None or m["kind"] == kind]
+
+    async def mailed_token(self, to: str, kind: str, within: float = 10.0) -> str:
+        """The token of the newest mail of ``kind`` (``verify``, ``reset``) to ``to``,
+        waiting for it to arrive (mail goes out in the background)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            found = await self.mail(to, kind)
+            if found:
+                match = MAILED_LINK.search(found[0]["text"])
+                assert match is not None, f"no link in the {kind} mail"
+                return match.group(1)
+            assert asyncio.get_running_loop().time() < deadline, f"no {kind} mail to {to}"
+            await asyncio.sleep(0.02)
+
+    async def verify(self, email: str) -> None:
+        """Follow the verification mail to ``email`` (from the development outbox)."""
+        token = await self.mailed_token(email, "verify")
+        verified = await self.request("POST", "/api/v1/user/verify", {"token": token})
+        assert verified.status == 200, verified.body
+
     async def new_user(self, name: str | None = None) -> User:
+        """Sign up, verify the address through the development outbox, log in."""
         name = name or f"user{next(_counter)}"
         email = f"{name}@example.com"
         created = await self.signup(email=email, password=PASSWORD, username=name)
         assert created.status == 201, created.body
+        await self.verify(email)
         logged_in = await self.login(name)
         assert logged_in.status == 200, logged_in.body
         return User(created.body["user"]["_id"], name, email, logged_in.body["token"])

@@ -1,12 +1,15 @@
 """Generic REST handlers serving every entity at ``/api/v1/db/<name>[/<id>]``.
 
-The entity's access policy (``Entity.read``/``update``/``delete``, models/access.py)
-is part of each query: a list or a GET finds only what ``entity.readable_by(user)``
-allows, and an update (a delete) filters on both ``readable_by`` and
-``changeable_by`` (``deletable_by``), so a write never lands on a document the caller
-may not change, even if its owner or assignee changed since the handler read it. A
-refused write answers 403 when the caller may read the document, else 404 (no leak of
-its existence). Writes run the entity's action hooks around them.
+The entity's access policy (``Entity.read``/``create``/``update``/``delete``,
+models/access.py) is part of each query: a list or a GET finds only what
+``entity.readable_by(user)`` allows, and an update (a delete) filters on both
+``readable_by`` and ``changeable_by`` (``deletable_by``), so a write never lands on a
+document the caller may not change, even if its owner or assignee changed since the
+handler read it. A refused write answers 403 when the caller may read the document,
+else 404 (no leak of its existence); a refused creation 403. Every route needs a
+signed-in caller, except the GETs of an entity whose ``read`` allows ``ANYONE``: a
+request without a token reads what ``entity.readable_anonymously()`` allows. Writes
+run the entity's action hooks around them.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any, Literal
 from pydantic import create_model
 
 from .. import db
+from ..auth.tokens import Principal
 from ..auth.users import parse_object_id
 from ..db import Collection
 from ..models import store
-from ..models.access import SIGNED_IN, Query
+from ..models.access import MATCHES_NOTHING, SIGNED_IN, Query
 from ..models.actions import ActionContext, Actions, check_action_modules, load_actions
 from ..models.base import Entity
 from ..models.errors import ModelError, NotFound
@@ -34,6 +38,8 @@ __all__ = ["entity_routes"]
 # The writes an entity's policy rules on an existing document.
 Write = Literal["update", "delete"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The methods a caller without a token may call when ``read`` allows ANYONE.
+READ_METHODS = frozenset({"GET", "HEAD"})
 # A document's version (models/store.py), in the answers that carry it and in If-Match.
 ETAG_HEADER = {
     "ETag": {
@@ -49,11 +55,20 @@ IF_MATCH_PARAMETER = {
     "description": "change only if the document is still at this `ETag` (else 412)",
     "schema": {"type": "string"},
 }
+# The 401 of an operation that takes a token but does not need one.
+BAD_JWT_401 = (
+    "`invalid_token`: the JWT given is malformed, forged, expired or revoked (without an "
+    "Authorization header, the request is answered as for anyone)."
+)
 # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
 PAGE_LIMIT = re.compile(r"[0-9]{1,6}")
 
 
 class EntityHandler(AuthenticatedHandler):
+    # The caller: None for a GET without a token, where ``read`` allows ANYONE (the
+    # writes, which always need one, use ``current_user``).
+    caller: Principal | None
+
     def initialize(  # type: ignore[override]
         self, entity: Entity, actions: Actions, entities: dict[str, Entity]
     ) -> None:
@@ -63,12 +78,33 @@ class EntityHandler(AuthenticatedHandler):
         self.entities = entities
 
     async def check_request(self) -> None:
+        if self._anonymous_read():
+            # The checks of every request, without AuthenticatedHandler's sign-in.
+            await super(AuthenticatedHandler, self).check_request()
+            self.caller = None
+            return
         await super().check_request()
+        self.caller = self.current_user
         if self.request.method in WRITE_METHODS:
             limits = self.services.write_limits
             retry_after = limits.per_user.hit(self.current_user.user_id)
             if retry_after is not None:
                 raise too_many_requests(retry_after, "too many writes, slow down")
+
+    def _anonymous_read(self) -> bool:
+        """A read without a token, of an entity that ANYONE may read."""
+        return (
+            self.request.method in READ_METHODS
+            and not self.request.headers.get("Authorization")
+            and self.entity.readable_anonymously() is not None
+        )
+
+    def readable(self) -> Query:
+        """The filter of the documents the caller may read (signed in or not)."""
+        if self.caller is None:
+            anonymous = self.entity.readable_anonymously()
+            return dict(MATCHES_NOTHING) if anonymous is None else anonymous
+        return self.entity.readable_by(self.caller)
 
     @property
     def collection(self) -> Collection:
@@ -129,10 +165,11 @@ class EntityCollectionHandler(EntityHandler):
                 f"The {entity.plural} the caller may see, newest first",
                 {200: Response("one page", page)},
                 auth=True,
-                errors=dict.fromkeys((400, 503), ""),
+                anonymous=anyone_reads(entity),
+                errors=dict.fromkeys((400, 503), "") | optional_token_errors(entity),
                 operation_id=f"list{title}",
                 description=f"Who may read a {name}: {entity.access('read')}. "
-                "The list holds no other.",
+                f"The list holds no other.{token_note(entity)}",
                 parameters=(
                     {"name": "limit", "in": "query", "schema": limit},
                     {
@@ -167,7 +204,7 @@ class EntityCollectionHandler(EntityHandler):
 
     async def get(self) -> None:
         limit = self._limit()
-        query = self.entity.readable_by(self.current_user)
+        query = self.readable()
         before = self.get_query_argument("before", None)
         if before is not None:
             before_id = parse_object_id(before)
@@ -196,7 +233,8 @@ class EntityCollectionHandler(EntityHandler):
 
     async def post(self) -> None:
         if not self.entity.may_create(self.current_user):
-            raise forbidden(f"you may not create a {self.entity.name}")
+            who = self.entity.access("create")
+            raise forbidden(f"you may not create a {self.entity.name} ({who})")
         values = self.entity.parse_new(self.json_body())
         await self.check_references(values)
         doc = store.new_document(self.entity.new_document(values, self.current_user))
@@ -228,15 +266,17 @@ class EntityItemHandler(EntityHandler):
         )
         one = envelope(name, entity.public_model, f"{title}Envelope")
         id_parameter = {"name": "id", "in": "path", "required": True, "schema": OBJECT_ID_IN}
-        common: dict[str, Any] = {"auth": True, "parameters": (id_parameter,)}
         return {
             "get": Operation(
                 f"One {name}",
                 {200: Response(f"the {name}", one, headers=ETAG_HEADER)},
-                errors=dict.fromkeys((400, 404, 503), ""),
+                errors=dict.fromkeys((400, 404, 503), "") | optional_token_errors(entity),
                 operation_id=f"get{title}",
-                description=f"Who may read a {name}: {read}; to anyone else, 404.",
-                **common,
+                description=f"Who may read a {name}: {read}; to anyone else, 404."
+                f"{token_note(entity)}",
+                parameters=(id_parameter,),
+                auth=True,
+                anonymous=anyone_reads(entity),
             ),
             "put": Operation(
                 f"Change a {name} ({update})",
@@ -274,7 +314,7 @@ class EntityItemHandler(EntityHandler):
         }
 
     def _readable(self) -> Query:
-        return self.entity.readable_by(self.current_user)
+        return self.readable()
 
     def _allowed(self, action: Write) -> Query:
         """The filter of the documents the caller may ``action`` ("update" or "delete"):
@@ -388,6 +428,21 @@ class EntityItemHandler(EntityHandler):
                 raise precondition_failed()
         self.set_status(204)
         self.finish()
+
+
+def anyone_reads(entity: Entity) -> bool:
+    """Whether the GETs of ``entity`` answer without a token (``read`` allows ANYONE)."""
+    return entity.readable_anonymously() is not None
+
+
+def optional_token_errors(entity: Entity) -> dict[int, str]:
+    """The 401 of a GET that needs no token: for an invalid one only."""
+    return {401: BAD_JWT_401} if anyone_reads(entity) else {}
+
+
+def token_note(entity: Entity) -> str:
+    """What a GET's description says of tokens when ANYONE reads."""
+    return " No token needed; one given must be valid (else 401)." if anyone_reads(entity) else ""
 
 
 def precondition_failed() -> ApiError:

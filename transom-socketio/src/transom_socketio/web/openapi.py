@@ -205,7 +205,8 @@ def _operation(path: str, method: str, op: Operation, schemas: _Schemas) -> dict
     if op.description:
         described["description"] = op.description
     if op.auth:
-        described["security"] = [{"bearerAuth": []}]
+        # An empty requirement first: no token is also accepted.
+        described["security"] = [{}, {"bearerAuth": []}] if op.anonymous else [{"bearerAuth": []}]
     parameters = list(op.parameters)
     declared = {p["name"] for p in parameters if p.get("in") == "path"}
     for name in re.findall(r"\{(\w+)\}", path):

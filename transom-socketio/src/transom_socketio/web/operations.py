@@ -55,6 +55,8 @@ class Operation:
     parameters: tuple[dict[str, Any], ...] = ()
     request_id: bool = True  # the answer carries X-Request-ID (API handlers do)
     without_body: bool = False  # HEAD: every answer is headers only
+    # With ``auth``: the token is optional (the GETs of an entity that ANYONE reads).
+    anonymous: bool = False
 
 
 def operation(

@@ -1,0 +1,90 @@
+"""Administration of accounts: the steps the admin API's handlers call, and the first
+administrator (``python -m <app> createadmin``).
+
+An administrator is a member of the group ``admin`` (``Principal.is_admin``). Changing
+a user's groups ends every session of that user, so the groups a JWT carries are the
+user's groups: a user removed from a group loses its rights at once (its sockets are
+disconnected too), and one added to a group gets them at the next login.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+
+from ..web.errors import ApiError
+from .accounts import account_id
+from .shapes import Signup
+from .tokens import ADMIN_GROUP, Principal
+from .users import EmailTaken, UsernameTaken, public_user
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+__all__ = ["Administration", "CreateAdminError", "require_admin"]
+
+
+def require_admin(principal: Principal) -> None:
+    """403 ``forbidden`` unless the caller is an administrator."""
+    if not principal.is_admin:
+        raise ApiError(403, "forbidden", f"only members of the {ADMIN_GROUP!r} group may do this")
+
+
+def no_such_user() -> ApiError:
+    return ApiError(404, "not_found", "no such user")
+
+
+class CreateAdminError(Exception):
+    """``createadmin`` cannot create the account; the message is one line."""
+
+
+class Administration:
+    """The administration steps of one app, on its services."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def list_users(self, before: ObjectId | None, limit: int) -> dict[str, Any]:
+        """A page of users, newest first: ``{"users": [...], "next": <id> | None}``."""
+        found = await self.services.users.page(before, limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        return {
+            "users": [public_user(user) for user in page],
+            "next": str(page[-1]["_id"]) if more else None,
+        }
+
+    async def set_groups(self, raw_id: str, groups: list[str]) -> dict[str, Any]:
+        """Replace the user's groups and end their sessions; their public fields."""
+        unique = list(dict.fromkeys(groups))
+        user = await self.services.users.new_session_epoch(account_id(raw_id), {"groups": unique})
+        if user is None:
+            raise no_such_user()
+        await self.services.accounts.end_sessions(user)
+        return public_user(user)
+
+    async def log_out(self, raw_id: str) -> None:
+        """End every session of the user: JWTs revoked, sockets disconnected."""
+        user = await self.services.users.new_session_epoch(account_id(raw_id))
+        if user is None:
+            raise no_such_user()
+        await self.services.accounts.end_sessions(user)
+
+    async def create_admin(self, body: Signup) -> dict[str, Any]:
+        """A verified account in the ``admin`` group (``createadmin``)."""
+        services = self.services
+        try:
+            user = await services.users.create(
+                email=body.email,
+                password_hash=await services.passwords.hash(body.password),
+                username=body.username,
+                display_name=body.display_name,
+                verified=True,
+                groups=(ADMIN_GROUP,),
+            )
+        except EmailTaken:
+            raise CreateAdminError("an account with this email already exists") from None
+        except UsernameTaken:
+            raise CreateAdminError("this username is already taken") from None
+        return public_user(user)
