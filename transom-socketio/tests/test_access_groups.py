@@ -478,10 +478,32 @@ def test_rules_that_fit_pass_start_up() -> None:
     assert fine.readable_anonymously() == {}
     assert Post().readable_anonymously() is None
 
+    class Decided(Entity):
+        name = "decided"
+        read = ANYONE
+        Fields = Title
+
+        def readable_by(self, user: Principal) -> dict[str, Any]:
+            """Its owner."""
+            return {"owner._id": ObjectId(user.user_id)}
+
+    # An overridden readable_by decides, for signed-in callers only.
+    assert Decided().readable_anonymously() is None
+    assert Decided().access("read") == "its owner"
+
 
 @pytest.mark.parametrize(
     "names",
-    [(), ("",), ("Moderators",), ("mod erators",), ("-mods",), ("m" * 65,), ("ok", "no!")],
+    [
+        (),
+        ("",),
+        ("Moderators",),
+        ("mod erators",),
+        ("-mods",),
+        ("mods\n",),
+        ("m" * 65,),
+        ("ok", "no!"),
+    ],
 )
 def test_bad_group_names_are_refused_where_the_rule_is_written(names: tuple[str, ...]) -> None:
     with pytest.raises(ModelError) as caught:

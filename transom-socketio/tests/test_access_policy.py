@@ -317,7 +317,9 @@ async def test_the_openapi_operations_say_the_policy(app):
     # The example's message keeps its owner-only writes, and its visible_to override.
     message = paths["/api/v1/db/message/{id}"]
     assert message["put"]["summary"] == "Change a message (its author only)"
-    assert message["delete"]["summary"] == "Delete a message (its author only)"
+    assert message["delete"]["summary"] == (
+        "Delete a message (its author or members of moderators only)"
+    )
     assert "sent by the user, addressed to them, or broadcast" in message["get"]["description"]
     forbidden = message["put"]["responses"]["403"]["description"]
     assert "may read this message but not change it" in forbidden

@@ -52,7 +52,9 @@ async def sign_up(api, name: str) -> dict:
 async def verified_user(api, smtp, name: str) -> User:
     user = await sign_up(api, name)
     link = await mailed_link(smtp, f"{name}@example.com", "/verify?token=")
-    assert (await api.request("POST", "/api/v1/user/verify", {"token": token_of(link)})).status == 200
+    assert (
+        await api.request("POST", "/api/v1/user/verify", {"token": token_of(link)})
+    ).status == 200
     logged_in = await api.login(name)
     assert logged_in.status == 200, logged_in.body
     return User(user["_id"], name, f"{name}@example.com", logged_in.body["token"])
@@ -256,10 +258,10 @@ async def test_tokens_are_of_their_own_kind(api, smtp, sockets):
 @pytest.mark.gen_test(timeout=30)
 async def test_mailed_tokens_are_stored_hashed_and_never_logged(api, smtp, db, caplog):
     caplog.set_level(logging.DEBUG)
-    await sign_up(api, "jo")
-    await api.request("POST", "/api/v1/user/forgot", {"email": "jo@example.com"})
-    verify = token_of(await mailed_link(smtp, "jo@example.com", "/verify?token="))
-    reset = token_of(await mailed_link(smtp, "jo@example.com", "/reset?token=", count=2))
+    await sign_up(api, "joe")
+    await api.request("POST", "/api/v1/user/forgot", {"email": "joe@example.com"})
+    verify = token_of(await mailed_link(smtp, "joe@example.com", "/verify?token="))
+    reset = token_of(await mailed_link(smtp, "joe@example.com", "/reset?token=", count=2))
     stored = [doc async for doc in db[nonces.COLLECTION].find({"kind": {"$exists": True}})]
     assert {doc["kind"] for doc in stored} == {"verify", "reset"}
     text = repr(stored)

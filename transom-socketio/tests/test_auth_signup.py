@@ -12,7 +12,7 @@ from transom_socketio.auth.shapes import Signup
 from transom_socketio.testing.clients import PASSWORD
 
 SIGNUP = "/api/v1/user/signup"
-PUBLIC_FIELDS = {"_id", "username", "email", "display_name", "groups", "created_at"}
+PUBLIC_FIELDS = {"_id", "username", "email", "display_name", "groups", "verified", "created_at"}
 
 
 @pytest.mark.gen_test
@@ -55,6 +55,7 @@ async def test_username_is_derived_from_the_email_when_absent(api):
     assert derived.lower() != "grace.hopper"
     assert derived.lower().startswith("grace.hopper")
 
+    await api.verify("Grace.Hopper@navy.example")
     assert (await api.login(derived)).status == 200
 
 
@@ -64,6 +65,7 @@ async def test_a_short_email_local_part_still_gives_a_valid_username(api):
     assert created.status == 201
     username = created.body["user"]["username"]
     assert len(username) >= 3
+    await api.verify("x@example.com")
     assert (await api.login(username)).status == 200
 
 
@@ -102,6 +104,7 @@ async def test_a_password_of_exactly_8_characters_is_accepted_and_kept_verbatim(
     padded = " pass 8 "
     created = await api.signup(email="pad@example.com", password=padded, username="pad")
     assert created.status == 201
+    await api.verify("pad@example.com")
     assert (await api.login("pad", padded)).status == 200
     assert (await api.login("pad", padded.strip())).status == 401
 

@@ -334,6 +334,7 @@ async def test_no_log_line_holds_a_password_hash_jwt_or_socket_token(
     password = "a very secret passphrase"
     created = await api.signup(email="ada@example.com", password=password, username="ada")
     assert created.status == 201
+    await api.verify("ada@example.com")
     await api.login("ada", "a wrong secret passphrase")
     await api.request("POST", SIGNUP, raw=('{"password": "' + password + '", ').encode())
     jwt_token = (await api.login("ada", password)).body["token"]
@@ -446,3 +447,167 @@ def json_with_escapes(body: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(body).encode("ascii")
+
+
+# The account-mail, password and administration routes: the same rules. Their callers
+# are an administrator (who passes every route's own check) with a fresh JWT.
+VERIFY = "/api/v1/user/verify"
+RESEND = "/api/v1/user/verify/resend"
+FORGOT = "/api/v1/user/forgot"
+RESET = "/api/v1/user/reset"
+PASSWORD_CHANGE = "/api/v1/user/password"
+ADMIN_USERS = "/api/v1/admin/users"
+GROUPS = ADMIN_USERS + "/{id}/groups"
+ADMIN_LOGOUT = ADMIN_USERS + "/{id}/logout"
+ACCOUNT_BODY_ROUTES = [
+    ("POST", VERIFY),
+    ("POST", RESEND),
+    ("POST", FORGOT),
+    ("POST", RESET),
+    ("POST", PASSWORD_CHANGE),
+    ("PUT", GROUPS),
+]
+NEW_PASSWORD = "a brand new passphrase"
+SOME_TOKEN = "A" * 43
+
+
+async def administrator(api, db) -> Any:
+    """A user in ``admin``, with a JWT that says so."""
+    from bson import ObjectId
+
+    user = await api.new_user("root")
+    await db["users"].update_one({"_id": ObjectId(user.id)}, {"$set": {"groups": ["admin"]}})
+    user.token = (await api.login("root")).body["token"]
+    return user
+
+
+def on(path: str, user: Any) -> str:
+    return path.replace("{id}", user.id)
+
+
+@pytest.mark.parametrize(("method", "path"), ACCOUNT_BODY_ROUTES)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_new_route_refuses_a_body_that_is_not_a_json_object(api, db, method, path):
+    admin = await administrator(api, db)
+    for raw in NOT_OBJECTS:
+        response = await api.request(method, on(path, admin), raw=raw, token=admin.token)
+        assert_json_error(response, 400, "invalid_json")
+    assert (await api.request("GET", ME, token=admin.token)).body["me"]["groups"] == ["admin"]
+
+
+NEW_ROUTE_BODIES: list[tuple[str, str, dict[str, Any], str]] = [
+    # wrong types
+    ("POST", VERIFY, {"token": 42}, "token"),
+    ("POST", VERIFY, {"token": {"$ne": None}}, "token"),
+    ("POST", VERIFY, {"token": None}, "token"),
+    ("POST", RESEND, {"email": ["ada@example.com"]}, "email"),
+    ("POST", RESEND, {"email": "not an address"}, "email"),
+    ("POST", FORGOT, {"email": {"$gt": ""}}, "email"),
+    ("POST", FORGOT, {"email": "ada\u0000@example.com"}, "email"),
+    ("POST", FORGOT, {"email": "a" * 250 + "@example.com"}, "email"),
+    ("POST", RESET, {"token": [SOME_TOKEN], "password": NEW_PASSWORD}, "token"),
+    ("POST", RESET, {"token": SOME_TOKEN, "password": 12345678}, "password"),
+    ("POST", RESET, {"token": SOME_TOKEN, "password": "short"}, "password"),
+    ("POST", RESET, {"token": SOME_TOKEN, "password": "x" * 10_000}, "password"),
+    (
+        "POST",
+        PASSWORD_CHANGE,
+        {"current_password": {"$ne": None}, "new_password": NEW_PASSWORD},
+        "current_password",
+    ),
+    ("POST", PASSWORD_CHANGE, {"current_password": PASSWORD, "new_password": True}, "new_password"),
+    (
+        "POST",
+        PASSWORD_CHANGE,
+        {"current_password": PASSWORD, "new_password": "short"},
+        "new_password",
+    ),
+    ("PUT", GROUPS, {"groups": "admin"}, "groups"),
+    ("PUT", GROUPS, {"groups": [{"$ne": None}]}, "groups"),
+    ("PUT", GROUPS, {"groups": ["Admin"]}, "groups"),
+    # missing fields
+    ("POST", VERIFY, {}, "token"),
+    ("POST", RESEND, {}, "email"),
+    ("POST", FORGOT, {}, "email"),
+    ("POST", RESET, {"token": SOME_TOKEN}, "password"),
+    ("POST", RESET, {"password": NEW_PASSWORD}, "token"),
+    ("POST", PASSWORD_CHANGE, {"new_password": NEW_PASSWORD}, "current_password"),
+    ("POST", PASSWORD_CHANGE, {"current_password": PASSWORD}, "new_password"),
+    ("PUT", GROUPS, {}, "groups"),
+    # unknown fields, named even beside a valid body
+    ("POST", VERIFY, {"token": SOME_TOKEN, "user_id": "x"}, "user_id"),
+    ("POST", FORGOT, {"email": "ada@example.com", "username": "ada"}, "username"),
+    ("POST", RESET, {"token": SOME_TOKEN, "password": NEW_PASSWORD, "email": "x"}, "email"),
+    ("PUT", GROUPS, {"groups": [], "verified": True}, "verified"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), NEW_ROUTE_BODIES)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_new_route_names_the_field_at_fault(api, db, method, path, body, field):
+    admin = await administrator(api, db)
+    response = await api.request(method, on(path, admin), body, token=admin.token)
+    assert_json_error(response, 400, "validation_error")
+    assert response.body["error"]["field"].split(".")[0] == field
+    # Nothing changed: the caller's password, groups and session are as they were.
+    me = await api.request("GET", ME, token=admin.token)
+    assert (me.status, me.body["me"]["groups"]) == (200, ["admin"])
+    assert (await api.login("root")).status == 200
+
+
+@pytest.mark.parametrize(("method", "path"), [*ACCOUNT_BODY_ROUTES, ("POST", ADMIN_LOGOUT)])
+@pytest.mark.gen_test(timeout=30)
+async def test_a_new_route_refuses_a_body_over_max_body_bytes_with_413(
+    api, db, http_client, base_url, settings, method, path
+):
+    admin = await administrator(api, db)
+    url = on(path, admin)
+    response = await api.request(method, url, raw=oversized(settings), token=admin.token)
+    assert_json_error(response, 413, "payload_too_large")
+    if method == "POST":
+        chunked = await post_chunked(http_client, base_url + url, oversized(settings), admin.auth)
+        assert_json_error(chunked, 413, "payload_too_large")
+    # The administrator was not logged out by the refused request.
+    assert (await api.request("GET", ME, token=admin.token)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", VERIFY),
+        ("PUT", VERIFY),
+        ("GET", RESEND),
+        ("GET", FORGOT),
+        ("DELETE", RESET),
+        ("GET", PASSWORD_CHANGE),
+        ("POST", ADMIN_USERS),
+        ("DELETE", ADMIN_USERS),
+        ("GET", GROUPS),
+        ("POST", GROUPS),
+        ("PATCH", GROUPS),
+        ("GET", ADMIN_LOGOUT),
+        ("DELETE", ADMIN_LOGOUT),
+        ("POST", "/dev/mail"),
+        ("DELETE", "/dev/mail"),
+    ],
+)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_wrong_method_on_a_new_route_answers_405_json(api, db, method, path):
+    admin = await administrator(api, db)
+    response = await api.request(method, on(path, admin), token=admin.token)
+    assert_json_error(response, 405, "method_not_allowed")
+    assert (await api.request("GET", ME, token=admin.token)).status == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["to=" + "a" * 255, "to=%00", "to=%C2%B2", "to=", "to=%FF", "to=a&to=b", "other=1"],
+)
+@pytest.mark.gen_test(timeout=30)
+async def test_the_development_outbox_refuses_bad_queries_with_a_4xx_never_500(api, query):
+    response = await api.request("GET", f"/dev/mail?{query}")
+    assert response.status < 500, (query, response.status, response.body)
+    if response.status >= 400:
+        assert_json_error(response, response.status)
+    else:
+        assert set(response.body) == {"mail"}

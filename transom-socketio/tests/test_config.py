@@ -19,6 +19,7 @@ PRODUCTION = {
     "APP_ENV": "production",
     "MONGODB_URI": f"mongodb://app:{URI_PASSWORD}@db.internal:27017/",
     "JWT_SECRET": SECRET,
+    "SMTP_URL": f"smtp://mailer:{URI_PASSWORD}@smtp.internal:587",
 }
 
 
@@ -187,6 +188,35 @@ def test_production_refuses_a_jwt_secret_shorter_than_32_bytes(tmp_path):
     assert load(tmp_path, **{**PRODUCTION, "JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
 
 
+def test_production_requires_smtp_url(tmp_path):
+    environ = {k: v for k, v in PRODUCTION.items() if k != "SMTP_URL"}
+    with pytest.raises(ConfigError, match=r"^SMTP_URL is required when APP_ENV=production$"):
+        load(tmp_path, **environ)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SMTP_URL", f"http://mailer:{URI_PASSWORD}@smtp.internal"),
+        ("PUBLIC_URL", "app.example.com"),
+        ("VERIFY_TOKEN_TTL_SECONDS", "10"),
+        ("REQUIRE_VERIFIED_EMAIL", "perhaps"),
+    ],
+)
+def test_bad_mail_settings_stop_start_up_naming_the_variable(tmp_path, variable, value):
+    with pytest.raises(ConfigError, match=variable) as raised:
+        load(tmp_path, **{variable: value})
+    assert URI_PASSWORD not in str(raised.value)
+
+
+def test_mail_links_default_to_the_listen_address(tmp_path):
+    settings = load(tmp_path, HOST="10.1.2.3", PORT="8123")
+    assert settings.public_base_url == "http://10.1.2.3:8123"
+    assert settings.uses_dev_outbox
+    given = load(tmp_path, PUBLIC_URL="https://app.example.com/")
+    assert given.public_base_url == "https://app.example.com"
+
+
 def test_production_with_every_required_value_starts(tmp_path):
     settings = load(tmp_path, **PRODUCTION)
     assert settings.is_production
@@ -238,7 +268,8 @@ def test_secret_values_never_appear_in_the_repr(tmp_path):
         tmp_path, **PRODUCTION, JWT_PREVIOUS_SECRET=OTHER_SECRET, METRICS_TOKEN=metrics_token
     )
     shown = repr(settings) + str(settings)
-    for secret in (SECRET, OTHER_SECRET, URI_PASSWORD, PRODUCTION["MONGODB_URI"], metrics_token):
+    everything = (SECRET, OTHER_SECRET, URI_PASSWORD, PRODUCTION["MONGODB_URI"], metrics_token)
+    for secret in everything:
         assert secret not in shown
     assert "production" in shown
 

@@ -7,6 +7,11 @@ headers and body; no answer may be a 5xx; data the document calls invalid must
 be refused with a 4xx; an operation that declares Bearer auth must refuse a
 request without it.
 
+The caller is an administrator (the ``admin`` group), so the administration API is
+fuzzed past its 403; the account-mail limits are off, so the mail routes are fuzzed
+past their 429. The operations every run must cover are named (``REQUIRED_OPERATIONS``):
+a route dropped from the document cannot be skipped silently.
+
 Schemathesis is synchronous (requests), so it runs in a worker thread while the
 test's event loop serves the app.
 """
@@ -42,6 +47,7 @@ from schemathesis.specs.openapi.checks import (
 from transom_socketio import registry as keys
 from transom_socketio.auth.tokens import TokenService
 from transom_socketio.testing.clients import Api
+from transom_socketio.testing.openapi import operations
 from transom_socketio.web.openapi import OPENAPI_PATH
 
 # Generated requests per operation and mode (valid / invalid data): the whole run
@@ -58,14 +64,69 @@ CHECKS = [
 ]
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 ID_EXAMPLES = 3  # valid requests per operation on each real document
+# Operations the run must reach (by operationId), besides whatever else the document has.
+REQUIRED_OPERATIONS = {
+    "signup",
+    "login",
+    "logout",
+    "me",
+    "getSocketToken",
+    "postSocketToken",
+    "verifyEmail",
+    "resendVerification",
+    "forgotPassword",
+    "resetPassword",
+    "changePassword",
+    "adminListUsers",
+    "headAdminListUsers",
+    "adminSetGroups",
+    "adminLogoutUser",
+    "devMail",
+    "headDevMail",
+    "verifyPage",
+    "resetPage",
+    "listMessage",
+    "createMessage",
+    "getMessage",
+    "updateMessage",
+    "deleteMessage",
+    "presence",
+    "health",
+    "openapi",
+}
+# A status each of these operations must have answered at least once: its success
+# (the admin API's on the real users the run names), or the refusal of a random token.
+REACHED = {
+    "adminListUsers": 200,
+    "adminSetGroups": 200,
+    "adminLogoutUser": 200,
+    "forgotPassword": 202,
+    "resendVerification": 202,
+    "verifyEmail": 400,
+    "resetPassword": 400,
+    "changePassword": 403,
+    "devMail": 200,
+    "verifyPage": 200,
+    "resetPage": 200,
+}
+# The fuzz run's settings: the account-mail limits off, so that generated requests reach
+# the mail routes' work rather than their 429 (test_account_limits.py tests the limits).
+UNLIMITED_MAIL = {
+    "mail_requests_per_account": 0,
+    "mail_requests_per_address": 0,
+    "token_attempts_per_address": 0,
+}
 
 
 @dataclass
 class Tally:
     operations: int = 0
+    operation_ids: set[str] = field(default_factory=set)
     requests: int = 0
     server_errors: list[str] = field(default_factory=list)
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    # operationId -> the statuses it answered
+    by_operation: dict[str, set[int]] = field(default_factory=lambda: collections.defaultdict(set))
 
 
 # Headers that frame the HTTP message rather than talk to the API. Tornado answers a
@@ -105,9 +166,14 @@ def run_cases(strategy: Any, examples: int, send: Callable[[schemathesis.Case], 
 
 
 def fuzz(
-    schema: Any, base_url: str, fresh_jwt: Callable[[], str], ids: list[str], tally: Tally
+    schema: Any,
+    base_url: str,
+    fresh_jwt: Callable[[], str],
+    ids: dict[str, list[str]],
+    tally: Tally,
 ) -> None:
-    """Run every operation in both modes; raise on the first nonconforming answer."""
+    """Run every operation in both modes; raise on the first nonconforming answer.
+    ``ids`` names real documents for each path parameter (``id``, ``user_id``)."""
     authenticate_with(schema, fresh_jwt)
     session = requests.Session()
 
@@ -115,6 +181,9 @@ def fuzz(
         response = case.call(base_url=base_url, session=session)
         tally.requests += 1
         tally.statuses[response.status_code] += 1
+        tally.by_operation[case.operation.definition.raw.get("operationId", "")].add(
+            response.status_code
+        )
         if response.status_code >= 500:
             tally.server_errors.append(f"{case.method} {case.formatted_path}")
         case.validate_response(
@@ -124,21 +193,27 @@ def fuzz(
     for result in schema.get_all_operations():
         operation = result.ok()
         tally.operations += 1
+        tally.operation_ids.add(operation.definition.raw.get("operationId", ""))
         takes_input = bool(operation.body or operation.query or operation.path_parameters)
         # An operation without parameters or body has no invalid input to send.
         for mode in MODES if takes_input else MODES[:1]:
             run_cases(operation.as_strategy(generation_mode=mode), MAX_EXAMPLES, send)
-        if "{id}" in operation.path:
+        for name, real in ids.items():
+            if "{" + name + "}" not in operation.path:
+                continue
             # Random ids find nothing: also valid requests on real documents (the
-            # caller's, another user's it may see, one it may not), for 200, 204, 403, 404.
-            for oid in ids:
-                strategy = operation.as_strategy(path_parameters={"id": oid})
+            # caller's messages, another user's it may see, one it may not; users
+            # other than the caller), for 200, 204, 403, 404.
+            for oid in real:
+                strategy = operation.as_strategy(path_parameters={name: oid})
                 run_cases(strategy, ID_EXAMPLES, send)
 
 
-async def seed(api: Api) -> tuple[dict[str, Any], list[str]]:
-    """Users and messages for the fuzzer to find: returns the caller and message ids."""
+async def seed(api: Api, db: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Users and messages for the fuzzer to find: returns the caller, an administrator,
+    and the ids of messages and of users other than the caller."""
     ada, bob, carol = await api.new_user("ada"), await api.new_user("bob"), await api.new_user()
+    await db["users"].update_one({"_id": ObjectId(ada.id)}, {"$set": {"groups": ["admin"]}})
     ids = []
     for author, body in (
         (ada, {"text": "ada's broadcast"}),
@@ -149,13 +224,21 @@ async def seed(api: Api) -> tuple[dict[str, Any], list[str]]:
         created = await api.request("POST", "/api/v1/db/message", body, token=author.token)
         assert created.status == 201
         ids.append(created.body["message"]["_id"])
-    return {"_id": ObjectId(ada.id), "username": ada.username, "groups": []}, ids
+    caller = {"_id": ObjectId(ada.id), "username": ada.username, "groups": ["admin"]}
+    # Never the caller's own id as a user_id: its sessions would end (an administrator's
+    # logout of it), or its admin group go, and with them the rest of the run.
+    return caller, {"id": ids, "user_id": [bob.id, carol.id]}
 
 
-@pytest.mark.gen_test(timeout=60 + 6 * MAX_EXAMPLES)
-async def test_every_operation_answers_as_documented_under_fuzzing(api, registry, base_url, report):
-    caller, ids = await seed(api)
+@pytest.mark.parametrize("settings_overrides", [UNLIMITED_MAIL])
+@pytest.mark.gen_test(timeout=60 + 8 * MAX_EXAMPLES)
+async def test_every_operation_answers_as_documented_under_fuzzing(
+    api, db, registry, base_url, report
+):
+    caller, ids = await seed(api, db)
     document = (await api.request("GET", OPENAPI_PATH)).body
+    documented_ids = {operation.get("operationId") for _, _, operation in operations(document)}
+    assert documented_ids >= REQUIRED_OPERATIONS, REQUIRED_OPERATIONS - documented_ids
     schema = schemathesis.openapi.from_dict(document)
     tokens: TokenService = registry[keys.TOKENS]
 
@@ -174,10 +257,17 @@ async def test_every_operation_answers_as_documented_under_fuzzing(api, registry
     assert tally.operations == sum(
         1 for item in document["paths"].values() for method in item if method != "parameters"
     )
+    assert tally.operation_ids == documented_ids
     assert tally.server_errors == []
     assert tally.requests >= tally.operations
     # The fuzzer reached the app's answers, not only its refusals.
-    assert {200, 201, 204, 400, 401, 403, 404} <= set(tally.statuses)
+    assert {200, 201, 202, 204, 400, 401, 403, 404} <= set(tally.statuses)
+    # The new routes were fuzzed past their refusals, to their work.
+    for operation_id, status in REACHED.items():
+        assert status in tally.by_operation[operation_id], (
+            operation_id,
+            tally.by_operation[operation_id],
+        )
     # The server is still healthy afterwards.
     assert (await api.request("GET", "/health")).status == 200
 
@@ -207,8 +297,12 @@ CLAIM_VALUE = st.one_of(
 )
 
 
+HOSTILE_PLACES = 14
+
+
 def hostile_requests(base_url: str, jwt_token: str, examples: int) -> None:
-    """Send hostile query values, path segments and file names; raise on a 5xx."""
+    """Send hostile query values, path segments and file names, with an administrator's
+    JWT; raise on a 5xx."""
     session = requests.Session()
     auth = {"Authorization": f"Bearer {jwt_token}"}
 
@@ -216,17 +310,26 @@ def hostile_requests(base_url: str, jwt_token: str, examples: int) -> None:
     @hypothesis.given(value=HOSTILE_TEXT)
     def run(value: str) -> None:
         quoted = urllib.parse.quote(value, safe="")
-        for path in (
-            f"/api/v1/db/message?limit={quoted}",
-            f"/api/v1/db/message?before={quoted}",
-            f"/api/v1/db/message/{quoted}",
-            f"/api/v1/presence?users={quoted}",
-            f"/static/app.js{quoted}.png",
-            f"/static/{quoted}",
-            f"/{quoted}",
-        ):
-            response = session.get(base_url + path, headers=auth, timeout=30)
-            assert response.status_code < 500, f"{response.status_code} GET {path}"
+        requests_made = [
+            ("GET", f"/api/v1/db/message?limit={quoted}", None),
+            ("GET", f"/api/v1/db/message?before={quoted}", None),
+            ("GET", f"/api/v1/db/message/{quoted}", None),
+            ("GET", f"/api/v1/presence?users={quoted}", None),
+            ("GET", f"/static/app.js{quoted}.png", None),
+            ("GET", f"/static/{quoted}", None),
+            ("GET", f"/{quoted}", None),
+            ("GET", f"/api/v1/admin/users?limit={quoted}", None),
+            ("GET", f"/api/v1/admin/users?before={quoted}", None),
+            ("PUT", f"/api/v1/admin/users/{quoted}/groups", {"groups": [value]}),
+            ("POST", f"/api/v1/admin/users/{quoted}/logout", None),
+            ("GET", f"/dev/mail?to={quoted}", None),
+            ("POST", "/api/v1/user/verify", {"token": value}),
+            ("POST", "/api/v1/user/forgot", {"email": value}),
+        ]
+        assert len(requests_made) == HOSTILE_PLACES
+        for method, path, body in requests_made:
+            response = session.request(method, base_url + path, headers=auth, json=body, timeout=30)
+            assert response.status_code < 500, f"{response.status_code} {method} {path} {body!r}"
             if response.status_code >= 400:
                 assert set(response.json()["error"]) >= {"code", "message"}, path
 
@@ -256,13 +359,16 @@ def hostile_claims(base_url: str, secret: str, user_id: str, examples: int) -> N
     run()
 
 
+@pytest.mark.parametrize("settings_overrides", [UNLIMITED_MAIL])
 @pytest.mark.gen_test(timeout=60 + 6 * MAX_EXAMPLES)
 async def test_hostile_query_values_path_segments_and_file_names_never_answer_5xx(
-    api, base_url, report
+    api, db, base_url, report
 ):
     user = await api.new_user()
-    await asyncio.to_thread(hostile_requests, base_url, user.token, MAX_EXAMPLES * 3)
-    report(f"hostile text: {MAX_EXAMPLES * 3} values x 7 places, no 5xx")
+    await db["users"].update_one({"_id": ObjectId(user.id)}, {"$set": {"groups": ["admin"]}})
+    admin = (await api.login(user.username)).body["token"]
+    await asyncio.to_thread(hostile_requests, base_url, admin, MAX_EXAMPLES * 3)
+    report(f"hostile text: {MAX_EXAMPLES * 3} values x {HOSTILE_PLACES} places, no 5xx")
 
 
 @pytest.mark.gen_test(timeout=60 + 6 * MAX_EXAMPLES)

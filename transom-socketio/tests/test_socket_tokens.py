@@ -42,9 +42,11 @@ async def principal_of(registry: Any, jwt_token: str) -> Any:
 
 
 def grant_of(principal: Any) -> dict[str, Any]:
-    """What a handshake learns from a token: the user, the JWT's id and its expiry."""
+    """What a handshake learns from a token: the user, the JWT's id, its expiry and the
+    session epoch of its login."""
     exp = int(principal.expires_at.timestamp())
-    return {"user": principal.snapshot(), "jti": principal.jti, "exp": exp}
+    snapshot = principal.snapshot()
+    return {"user": snapshot, "jti": principal.jti, "exp": exp, "sep": principal.session_epoch}
 
 
 def closed_port() -> int:
@@ -118,7 +120,8 @@ async def test_only_the_sha256_of_the_token_is_stored_with_a_user_snapshot(api, 
     jti = jwt.decode(user.token, settings.jwt_secret, algorithms=["HS256"])["jti"]
     assert stored["user"] == {"_id": user.id, "username": user.username, "groups": []}
     assert stored["jti"] == jti
-    assert set(stored) == {"_id", "user", "jti", "exp", "expires_at"}
+    # ``sep``: the session epoch of the JWT (ending every session of the user voids it).
+    assert set(stored) == {"_id", "user", "jti", "exp", "sep", "expires_at"}
     # The JWT's expiry, which a socket opened with this token must not outlive.
     assert stored["exp"] == jwt.decode(user.token, settings.jwt_secret, algorithms=["HS256"])["exp"]
 
@@ -167,7 +170,7 @@ async def test_handshakes_arriving_together_each_get_their_own_grant_once(api, r
     grants = await asyncio.gather(*(store.consume(token) for token in tokens))
     for token, grant in zip(tokens[: len(owners)], grants, strict=False):
         assert grant is not None and grant["user"]["_id"] == owners[token].id
-        assert set(grant) == {"user", "jti", "exp"}
+        assert set(grant) == {"user", "jti", "exp", "sep"}
     assert grants[len(owners)] is None  # the repeat of the first token
     assert grants[-1] is None
     assert await db["socket_tokens"].count_documents({}) == 0

@@ -21,7 +21,7 @@ from transom_socketio.web.entities import entity_routes
 from . import admin, auth, db
 from .events import events
 from .models import ACTIONS_PACKAGE, ENTITIES, INDEXES
-from .pages import DemoPageHandler
+from .pages import DemoPageHandler, ResetPageHandler, VerifyPageHandler
 from .settings import Settings
 
 HERE = Path(__file__).parent
@@ -34,6 +34,9 @@ def make_app(settings: Settings, registry: Registry | None = None) -> Applicatio
     )
     routes = [
         (r"/", DemoPageHandler),
+        # The links of the account mails (PUBLIC_URL/verify?token=..., /reset?token=...).
+        (r"/verify", VerifyPageHandler),
+        (r"/reset", ResetPageHandler),
         *standard_routes(services),
         (r"/api/v1/user/signup", auth.SignupHandler),
         (r"/api/v1/user/login", auth.LoginHandler),

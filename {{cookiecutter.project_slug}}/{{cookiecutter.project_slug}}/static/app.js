@@ -1,6 +1,7 @@
 // The demo client: REST for the account and messages, Socket.IO for live delivery.
-// Plain JavaScript with the socket.io-client 4 served by the app (static/vendor) and
-// static/recovery.js, which recovers the messages missed while the socket was cut.
+// Plain JavaScript with the socket.io-client 4 served by the app (static/vendor),
+// static/recovery.js, which recovers the messages missed while the socket was cut, and
+// static/outbox.js, the development outbox panel (the mail the app sent).
 (() => {
   "use strict";
 
@@ -15,8 +16,25 @@
     reloading: null, // while the list reloads: the socket's messages, shown after it
   };
 
+  // Login waits for a verified address (REQUIRE_VERIFIED_EMAIL).
+  const VERIFY_EMAIL = document.body.dataset.verifyEmail === "true";
+  const outbox = TransomOutbox.create({
+    url: document.body.dataset.outbox,
+    panel: $("outbox"),
+    form: $("outbox-form"),
+    address: $("outbox-to"),
+    list: $("outbox-mail"),
+    empty: $("outbox-empty"),
+  });
+
   function notice(text) {
     $("notice").textContent = text || "";
+  }
+
+  // A status line: its text and data-state ("done", "pending", "warning", "error").
+  function say(id, text, kind) {
+    $(id).textContent = text || "";
+    $(id).dataset.state = kind || "";
   }
 
   function setStatus(text, kind) {
@@ -54,20 +72,64 @@
     return { email, username, password: $("password").value };
   }
 
+  // Sign-up mails a verification link; login waits for it unless REQUIRE_VERIFIED_EMAIL
+  // is off.
   async function signup() {
     const { email, username, password } = credentials();
     const body = { email, password };
     if (username) body.username = username;
     await api("POST", "/api/v1/user/signup", body);
-    await login();
+    if (!VERIFY_EMAIL) return login();
+    const sent = `Account created. We mailed a verification link to ${email}: open it, then log in.`;
+    say("account-status", sent, "done");
+    await outbox.watch(email);
   }
 
   async function login() {
     const { email, username, password } = credentials();
-    const { token } = await api("POST", "/api/v1/user/login", { username: username || email, password });
-    state.jwt = token;
-    sessionStorage.setItem("jwt", token);
+    let answer;
+    try {
+      answer = await api("POST", "/api/v1/user/login", { username: username || email, password });
+    } catch (error) {
+      if (error.code !== "email_not_verified") throw error;
+      const wait = "Your email address is not verified yet: open the link we mailed you, or ask for another.";
+      say("account-status", wait, "warning");
+      $("resend").hidden = false;
+      return;
+    }
+    state.jwt = answer.token;
+    sessionStorage.setItem("jwt", answer.token);
+    say("account-status", "");
     await showSession();
+  }
+
+  async function resendVerification() {
+    const email = $("email").value.trim();
+    if (!email) throw new Error("Type your email address above, then ask again.");
+    await api("POST", "/api/v1/user/verify/resend", { email });
+    $("resend").hidden = true;
+    const sent = `If ${email} has an account waiting for verification, a new link is on its way.`;
+    say("account-status", sent, "done");
+    await outbox.watch(email);
+  }
+
+  function showForgotForm() {
+    $("forgot-email").value = $("email").value.trim();
+    $("forgot-form").hidden = false;
+    $("forgot-email").focus();
+  }
+
+  function hideForgotForm() {
+    $("forgot-form").hidden = true;
+  }
+
+  async function forgotPassword() {
+    const email = $("forgot-email").value.trim();
+    await api("POST", "/api/v1/user/forgot", { email });
+    hideForgotForm();
+    const sent = `If ${email} has an account, we mailed it a link to choose a new password.`;
+    say("account-status", sent, "done");
+    await outbox.watch(email);
   }
 
   async function showSession() {
@@ -76,6 +138,8 @@
     $("me-name").textContent = me.username;
     $("me-id").textContent = me._id;
     $("auth-form").hidden = true;
+    $("resend").hidden = true;
+    hideForgotForm();
     $("session").hidden = false;
     $("connect").disabled = false;
     $("send").disabled = false;
@@ -86,21 +150,98 @@
     try {
       await api("POST", "/api/v1/user/logout");
     } finally {
-      disconnect();
-      state.jwt = null;
-      state.me = null;
-      sessionStorage.removeItem("jwt");
-      $("auth-form").hidden = false;
-      $("session").hidden = true;
-      $("connect").disabled = true;
-      $("send").disabled = true;
-      $("messages").replaceChildren();
-      $("online").replaceChildren();
-      recoveryNote("");
-      state.position = null;
-      state.connectedBefore = false;
-      knownUsers.clear();
+      endSession();
     }
+  }
+
+  // This tab's side of a session's end (logout, or a password reset that ended them all).
+  function endSession() {
+    disconnect();
+    state.jwt = null;
+    state.me = null;
+    sessionStorage.removeItem("jwt");
+    $("auth-form").hidden = false;
+    $("session").hidden = true;
+    $("password-form").reset();
+    $("connect").disabled = true;
+    $("send").disabled = true;
+    $("messages").replaceChildren();
+    $("online").replaceChildren();
+    recoveryNote("");
+    state.position = null;
+    state.connectedBefore = false;
+    knownUsers.clear();
+  }
+
+  // The server ends the account's other sessions and closes its sockets, this page's
+  // too: the page connects again with a fresh socket token (its JWT stays valid).
+  async function changePassword() {
+    const connected = Boolean(state.socket);
+    const body = { current_password: $("current-password").value, new_password: $("new-password").value };
+    await api("POST", "/api/v1/user/password", body);
+    $("password-form").reset();
+    say("account-status", "Password changed: your other sessions were signed out.", "done");
+    if (connected) reconnect();
+    await outbox.watch(state.me.email);
+  }
+
+  // The page at a mail's link (/verify or /reset): the token is in its query string.
+  function openLink() {
+    const token = new URLSearchParams(window.location.search).get("token");
+    if (window.location.pathname === "/verify") return verifyAddress(token);
+    if (window.location.pathname === "/reset") return showResetForm(token);
+    return Promise.resolve();
+  }
+
+  const NO_TOKEN = "This link has no token: open the link of the mail as it is.";
+
+  function showLink(title) {
+    $("link-title").textContent = title;
+    $("link").hidden = false;
+  }
+
+  // Once used, the link's token leaves the address bar (a reload would send it again).
+  function forgetLinkToken() {
+    window.history.replaceState(null, "", "/");
+  }
+
+  async function verifyAddress(token) {
+    showLink("Email verification");
+    if (!token) return say("link-status", NO_TOKEN, "error");
+    say("link-status", "Verifying your email address…", "pending");
+    try {
+      await api("POST", "/api/v1/user/verify", { token });
+    } catch (error) {
+      return say("link-status", `Your address was not verified: ${error.message}.`, "error");
+    }
+    forgetLinkToken();
+    say("link-status", "Your email address is verified: you can log in.", "done");
+  }
+
+  function showResetForm(token) {
+    showLink("Choose a new password");
+    if (!token) return say("link-status", NO_TOKEN, "error");
+    $("reset-form").dataset.token = token;
+    $("reset-form").hidden = false;
+    $("reset-password").focus();
+  }
+
+  // A reset ends every session of the account, this tab's too if it had one.
+  async function resetPassword() {
+    const body = { token: $("reset-form").dataset.token, password: $("reset-password").value };
+    say("link-status", "Setting the new password…", "pending");
+    try {
+      await api("POST", "/api/v1/user/reset", body);
+    } catch (error) {
+      return say("link-status", `The password was not changed: ${error.message}.`, "error");
+    }
+    $("reset-form").hidden = true;
+    $("reset-form").reset();
+    forgetLinkToken();
+    if (state.jwt) endSession();
+    const done = "Your password was changed and every session of your account signed out: log in with it.";
+    say("link-status", done, "done");
+    await outbox.watch();
   }
 
   function connect() {
@@ -134,6 +275,7 @@
       }
     });
     socket.on("disconnect", (reason) => {
+      if (state.socket !== socket) return; // replaced already (reconnect)
       setStatus(`disconnected (${reason})`, "disconnected");
       $("drop").disabled = true;
       if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry
@@ -164,6 +306,12 @@
     state.socket.disconnect();
     forgetSocket();
     setStatus("disconnected", "disconnected");
+  }
+
+  // A new socket in place of this one (a fresh token, from the last position received).
+  function reconnect() {
+    disconnect();
+    connect();
   }
 
   // What a network failure does: the transport closes under the socket, which
@@ -297,7 +445,13 @@
 
   $("signup").addEventListener("click", guarded(signup));
   $("auth-form").addEventListener("submit", guarded(login));
+  $("resend").addEventListener("click", guarded(resendVerification));
+  $("forgot").addEventListener("click", guarded(showForgotForm));
+  $("forgot-cancel").addEventListener("click", guarded(hideForgotForm));
+  $("forgot-form").addEventListener("submit", guarded(forgotPassword));
+  $("reset-form").addEventListener("submit", guarded(resetPassword));
   $("logout").addEventListener("click", guarded(logout));
+  $("password-form").addEventListener("submit", guarded(changePassword));
   $("connect").addEventListener("click", guarded(connect));
   $("disconnect").addEventListener("click", guarded(disconnect));
   $("drop").addEventListener("click", guarded(dropConnection));
@@ -310,4 +464,6 @@
       sessionStorage.removeItem("jwt");
     });
   }
+  outbox.start();
+  guarded(openLink)();
 })();

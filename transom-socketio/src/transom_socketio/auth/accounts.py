@@ -9,9 +9,11 @@ short: read the body, call one method, write the answer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Accounts", "account_id", "check_login_fields"]
 
+log = logging.getLogger(__name__)
+
 
 def invalid_credentials() -> ApiError:
     # One answer for an unknown account and a wrong password.
@@ -54,6 +58,26 @@ async def throttled(reservation: Awaitable[None], message: str) -> None:
         await reservation
     except Throttled as full:
         raise too_many_requests(full.retry_after, message) from None
+
+
+# Mail requests finished after their answer, held until done (the event loop keeps
+# only weak references to tasks).
+_background: set[asyncio.Task[None]] = set()
+
+
+def in_background(work: Coroutine[Any, Any, None], kind: str) -> None:
+    """Run ``work`` (store a token, send its mail) after the answer; a failure is
+    logged with the mail's kind and the error's class, never a token."""
+
+    async def run() -> None:
+        try:
+            await work
+        except Exception as error:
+            log.error("could not send a %s mail: %s", kind, type(error).__name__)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def check_login_fields(raw: dict[str, Any]) -> None:
@@ -209,19 +233,23 @@ class Accounts:
 
     async def resend_verification(self, body: EmailAddress, client_ip: str) -> None:
         """Mail a new verification link if the address has an unverified account. The
-        caller learns nothing either way: the answer is the same."""
+        caller learns nothing either way: the answer is the same, after the same work
+        (the token is stored and the mail sent in the background)."""
         user = await self._mail_request(body, client_ip)
         if user is not None and not is_verified(user):
-            await self.send_verification(user)
+            in_background(self.send_verification(user), "verify")
 
     async def forgot_password(self, body: EmailAddress, client_ip: str) -> None:
         """Mail a password-reset link if the address has an account; the same answer
-        either way."""
+        after the same work either way, as for ``resend_verification``."""
         user = await self._mail_request(body, client_ip)
         if user is not None:
-            tokens = self.services.reset_tokens
-            token = await tokens.issue(user["_id"])
-            self._mail(user, "reset", "/reset", token, tokens.ttl_seconds)
+            in_background(self._send_reset(user), "reset")
+
+    async def _send_reset(self, user: dict[str, Any]) -> None:
+        tokens = self.services.reset_tokens
+        token = await tokens.issue(user["_id"])
+        self._mail(user, "reset", "/reset", token, tokens.ttl_seconds)
 
     async def reset_password(self, body: ResetPassword, client_ip: str) -> None:
         """Set the new password with a reset token; every session of the user ends.

@@ -23,8 +23,9 @@ The defaults: ``read``, ``update`` and ``delete`` are ``OWNER``, ``create`` is
 ``SIGNED_IN``. ``create`` takes only rules that need no document: ``SIGNED_IN``,
 ``group(...)``, ``NOBODY`` and their ``|`` (a refused creation answers 403). Every
 route of an entity needs a signed-in caller, except its ``GET`` routes when ``read``
-allows ``ANYONE``: they answer without a token too (and with one). Each mistake is a
-``ModelError`` at start-up, one line naming the entity.
+allows ``ANYONE`` (and the entity does not override ``readable_by``): they answer
+without a token too, and with one. Each mistake is a ``ModelError`` at start-up, one
+line naming the entity.
 
 Each rule describes itself (``describe``): the OpenAPI document says who may do what
 from it ("Change a task (its owner or its assignee only)").
@@ -32,7 +33,6 @@ from it ("Change a task (its owner or its assignee only)").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from bson import ObjectId
 
 from ..auth.tokens import Principal
+from ..auth.users import GROUP_RULE
 from .errors import ModelError
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 Query = dict[str, Any]
 # Matches no document: "_id" is never in an empty list.
 MATCHES_NOTHING: Query = {"_id": {"$in": []}}
-# What a group's name may be (``group("moderators")``).
-GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class Rule:
@@ -156,7 +155,8 @@ class Group(Rule):
         if not self.names:
             raise ModelError("group() needs at least one group name")
         for name in self.names:
-            if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
+            # The names a user's groups may have (the administration API's rule).
+            if not isinstance(name, str) or not GROUP_RULE.fullmatch(name):
                 raise ModelError(
                     f"group({name!r}): a group name is 1 to 64 of a-z, 0-9, '_' and '-', "
                     "starting with a letter or a digit"

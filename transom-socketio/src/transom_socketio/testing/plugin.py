@@ -16,7 +16,8 @@ The database is SecantusDB (MongoDB wire protocol) started in-process for the
 session, unless MONGODB_URI is set, in which case the tests run against that server
 (a real mongod). Each test gets a database of its own, dropped afterwards. Fixtures:
 ``settings`` (change it per test with ``settings_overrides``), ``app``, ``registry``,
-``db``, ``api`` (``clients.Api``), ``sockets`` (``clients.Sockets``), ``base_url``,
+``db``, ``api`` (``clients.Api``), ``sockets`` (``clients.Sockets``), ``smtp_server``
+(``smtp.SmtpServer``), ``base_url``,
 ``debug_logging`` and ``report``.
 """
 
@@ -36,6 +37,7 @@ from .. import logs
 from .. import registry as keys
 from ..config import Settings
 from ..embedded_db import IN_MEMORY, client_uri, start_embedded_database
+from . import smtp
 from .clients import Api, Report, Sockets
 
 __all__ = [
@@ -52,9 +54,14 @@ __all__ = [
     "settings",
     "settings_class",
     "settings_overrides",
+    "smtp_server",
     "sockets",
     "test_settings",
 ]
+
+# A real SMTP server on 127.0.0.1 (aiosmtpd) recording what it receives: point the app at
+# it with ``settings_overrides = {"smtp_url": smtp_server.url}``.
+smtp_server = pytest.fixture(smtp.smtp_server)
 
 TEST_SECRET = "test-secret-" + "x" * 40
 

@@ -272,8 +272,8 @@ class EntityItemHandler(EntityHandler):
                 {200: Response(f"the {name}", one, headers=ETAG_HEADER)},
                 errors=dict.fromkeys((400, 404, 503), "") | optional_token_errors(entity),
                 operation_id=f"get{title}",
-                description=f"Who may read a {name}: {read}; to anyone else, 404."
-                f"{token_note(entity)}",
+                description=f"Who may read a {name}: {read}"
+                f"{'.' if anyone_reads(entity) else '; to anyone else, 404.'}{token_note(entity)}",
                 parameters=(id_parameter,),
                 auth=True,
                 anonymous=anyone_reads(entity),
