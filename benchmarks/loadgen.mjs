@@ -162,7 +162,9 @@ async function pool(n, width, fn) {
 
 // ---------------------------------------------------------------- users and sockets
 
-// python: sign up and log in `n` users over the app's REST API; node: ids only.
+// python: sign up and log in `n` users over the app's REST API; node: ids only. The
+// benchmark measures sockets, not accounts: run.py starts the app with
+// REQUIRE_VERIFIED_EMAIL=false, so a user logs in without following its verification link.
 async function makeUsers(n) {
   const started = nowMs();
   const users = new Array(n);

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -67,13 +68,18 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
         **os.environ,
         "APP_ENV": "test",
         "HOST": "127.0.0.1",
-        "PORT": "0",
+        # A port of its own, not 0: the links of the account mails (PUBLIC_URL, by default
+        # http://HOST:PORT) point at the app, and the browser flows follow them.
+        "PORT": str(free_port()),
         "LOG_LEVEL": "INFO",
         "MAX_SOCKETS_PER_USER": str(MAX_SOCKETS_PER_USER),
         "RECOVERY_MAX_MESSAGES": str(RECOVERY_MAX_MESSAGES),
         # Every test user signs up from 127.0.0.1 and the recovery tests send more
         # messages a minute than a person would: those limits are off here.
         "SIGNUPS_PER_ADDRESS": "0",
+        # Every test user verifies its address from 127.0.0.1 too.
+        "MAIL_REQUESTS_PER_ADDRESS": "0",
+        "TOKEN_ATTEMPTS_PER_ADDRESS": "0",
         "WRITES_PER_MINUTE_PER_USER": "0",
         "BROADCASTS_PER_MINUTE_PER_USER": "0",
     }
@@ -107,6 +113,13 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the app binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

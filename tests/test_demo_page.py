@@ -2,11 +2,13 @@
 
 ``tests/js/demo_page.mjs`` drives the Debian ``chromium`` through playwright-core
 (which downloads no browser): two users on two pages, one signs up and one logs in
-through the forms, both connect through the UI, one sends a broadcast and a direct
-message and the other page shows them live; the sender's page lists the receiver as
-online, offline after its Disconnect and online again after Connect (that reconnection
-uses a fresh token); and a refused handshake that Connect recovers from. A full-page
-screenshot of the receiving page is kept in test-artifacts/demo-page.png.
+through the forms (each verified first with the token of its mail in the development
+outbox; tests/test_demo_accounts.py follows that link in the page), both connect
+through the UI, one sends a broadcast and a direct message and the other page shows
+them live; the sender's page lists the receiver as online, offline after its
+Disconnect and online again after Connect (that reconnection uses a fresh token); and a
+refused handshake that Connect recovers from. A full-page screenshot of the receiving
+page is kept in test-artifacts/demo-page.png.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def test_compose_parses_and_passes_only_variables_the_app_reads(project):
     queue, path = project
     compose = yaml.safe_load((path / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == ({"app", "mongo", "redis"} if queue == "redis" else {"app", "mongo"})
+    expected = {"app", "mongo", "mailpit"} | ({"redis"} if queue == "redis" else set())
+    assert set(services) == expected
     assert services["mongo"]["image"] == "mongo:8"
     assert any(volume.startswith("mongo-data:") for volume in services["mongo"]["volumes"])
     if queue == "redis":
@@ -61,6 +62,10 @@ def test_compose_parses_and_passes_only_variables_the_app_reads(project):
     assert environment["MONGODB_URI"].startswith("mongodb://mongo:")
     assert environment["JWT_SECRET"].startswith("${JWT_SECRET"), "the secret comes from .env"
     assert ("REDIS_URL" in environment) == (queue == "redis")
+    # Production requires SMTP_URL: mail goes to the Mailpit catcher unless .env names
+    # a provider, so `docker compose up` starts as it is.
+    assert environment["SMTP_URL"] == "${SMTP_URL:-smtp://mailpit:1025}"
+    assert "mailpit" in services["app"]["depends_on"]
 
 
 def test_dockerfile_is_multi_stage_non_root_with_health_check_and_the_readme_command(project):

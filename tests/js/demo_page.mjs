@@ -13,7 +13,14 @@ import { dirname } from "node:path";
 import { chromium } from "playwright-core";
 import { io } from "socket.io-client";
 
-import { CHROMIUM, CHROMIUM_ARGS, flowEnding, pageFlowArguments } from "./harness.mjs";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  flowEnding,
+  pageFlowArguments,
+  signUpVerified,
+  verifyEmail,
+} from "./harness.mjs";
 
 const { base: BASE, screenshot: SCREENSHOT } = pageFlowArguments("demo_page.mjs");
 
@@ -71,31 +78,29 @@ async function openPage(label) {
   return { label, context, page, seen };
 }
 
-// The sender signs up through the form (sign-up then log-in); the receiver's
-// account exists already and it logs in with its email and password.
+// The sender signs up through the form, verifies its address with the link of the mail
+// (tests/js/account_flow.mjs follows it in the page) and logs in; the receiver's account
+// exists already and it logs in with its email and password.
 async function signUpAndConnect(tab) {
   const { page, seen } = tab;
   const username = `pw_${tab.label}_${randomBytes(3).toString("hex")}`;
-  await page.fill("#email", `${username}@example.com`);
+  const email = `${username}@example.com`;
+  await page.fill("#email", email);
   await page.fill("#username", username);
   await page.fill("#password", `pw-${randomBytes(8).toString("hex")}`);
   await page.click("#signup");
   seen.username = username;
+  await page.waitForSelector('#account-status[data-state="done"]');
+  await verifyEmail(BASE, email);
+  await page.click("#login");
   await sessionShown(tab);
   await connect(tab);
 }
 
 async function logInAndConnect(tab) {
   const { page, seen } = tab;
-  const username = `pw_${tab.label}_${randomBytes(3).toString("hex")}`;
-  const email = `${username}@example.com`;
-  const password = `pw-${randomBytes(8).toString("hex")}`;
-  const response = await fetch(`${BASE}/api/v1/user/signup`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email, password, username }),
-  });
-  if (response.status !== 201) throw new Error(`signup of ${username}: ${response.status}`);
+  const account = `pw_${tab.label}_${randomBytes(3).toString("hex")}`;
+  const { username, email, password } = await signUpVerified(BASE, account);
   await page.fill("#email", email);
   await page.fill("#password", password);
   await page.click("#login");

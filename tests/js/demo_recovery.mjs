@@ -26,6 +26,7 @@ import {
   flowEnding,
   pageFlowArguments,
   restClient,
+  signUpVerified,
 } from "./harness.mjs";
 
 const { base: BASE, screenshot: SCREENSHOT } = pageFlowArguments("demo_recovery.mjs");
@@ -61,11 +62,12 @@ async function until(predicate, what) {
 
 const { apiOk } = restClient(BASE);
 
+// Signed up and verified through its mail (login waits for the verification).
 async function newAccount(label) {
-  const username = `pwrec_${label}_${randomBytes(3).toString("hex")}`;
-  const email = `${username}@example.com`;
-  const password = `pw-${randomBytes(8).toString("hex")}`;
-  const { user } = await apiOk("POST", "/api/v1/user/signup", { body: { email, password, username } }, 201);
+  const { user, username, email, password } = await signUpVerified(
+    BASE,
+    `pwrec_${label}_${randomBytes(3).toString("hex")}`,
+  );
   return { id: user._id, username, email, password };
 }
 

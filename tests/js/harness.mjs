@@ -1,5 +1,7 @@
 // What the node scripts of the template's tests share: the headless Chromium they
-// drive and a small JSON client for the app's REST API.
+// drive, a small JSON client for the app's REST API, and verified accounts (through the
+// development outbox, where the app's mail goes in tests).
+import { randomBytes } from "node:crypto";
 
 // Playwright gives the browser a fresh temporary --user-data-dir of its own (removed on
 // close); it refuses one in args. Nothing here downloads a browser.
@@ -45,6 +47,41 @@ export function restClient(base) {
   }
 
   return { api, apiOk };
+}
+
+/** The newest link of a `kind` mail ("verify", "reset") to `email` in the app's
+ * development outbox (GET /dev/mail, newest first), as a URL. Mail goes out in the
+ * background: it looks again until the mail is there or `timeoutMs` has passed. */
+export async function mailedLink(base, email, kind, timeoutMs = 20000) {
+  const { apiOk } = restClient(base);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { mail } = await apiOk("GET", `/dev/mail?to=${encodeURIComponent(email)}`);
+    const found = mail.find((one) => one.kind === kind);
+    const link = found && found.text.match(/https?:\/\/\S+\?token=\S+/);
+    if (link) return new URL(link[0]);
+    if (Date.now() > deadline) throw new Error(`no ${kind} mail to ${email} in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Verify `email` as its owner would: the token of the link in its verification mail,
+ * posted to /api/v1/user/verify (login answers 403 email_not_verified until then). */
+export async function verifyEmail(base, email) {
+  const link = await mailedLink(base, email, "verify");
+  const body = { token: link.searchParams.get("token") };
+  await restClient(base).apiOk("POST", "/api/v1/user/verify", { body });
+}
+
+/** A new verified account: sign up, follow the verification mail. `{user, email, password,
+ * username}`. */
+export async function signUpVerified(base, username) {
+  const email = `${username}@example.com`;
+  const password = `pw-${randomBytes(8).toString("hex")}`;
+  const body = { email, password, username };
+  const { user } = await restClient(base).apiOk("POST", "/api/v1/user/signup", { body }, 201);
+  await verifyEmail(base, email);
+  return { user, email, password, username };
 }
 
 /** The app's URL and the screenshot path of a browser flow, from its command line. */

@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { io } from "socket.io-client";
 
-import { restClient } from "./harness.mjs";
+import { restClient, signUpVerified } from "./harness.mjs";
 
 const BASE = (process.argv[2] || "").replace(/\/+$/, "");
 const RECOVERY_JS = process.argv[3];
@@ -65,15 +65,10 @@ function deferred() {
 
 const { apiOk } = restClient(BASE);
 
+// Signed up and verified through its mail (login waits for the verification).
 async function newUser(label) {
-  const username = `rec_${label}_${randomBytes(4).toString("hex")}`;
-  const password = `pw-${randomBytes(8).toString("hex")}`;
-  const { user } = await apiOk(
-    "POST",
-    "/api/v1/user/signup",
-    { body: { email: `${username}@example.com`, password, username } },
-    201,
-  );
+  const suffix = randomBytes(4).toString("hex");
+  const { user, username, password } = await signUpVerified(BASE, `rec_${label}_${suffix}`);
   const { token } = await apiOk("POST", "/api/v1/user/login", { body: { username, password } });
   return { label, id: user._id, username, jwt: token };
 }

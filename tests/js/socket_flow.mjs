@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { io } from "socket.io-client";
 
-import { restClient } from "./harness.mjs";
+import { restClient, signUpVerified } from "./harness.mjs";
 
 const BASE = (process.argv[2] || "").replace(/\/+$/, "");
 if (!/^https?:\/\//.test(BASE)) {
@@ -39,13 +39,10 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const { api, apiOk } = restClient(BASE);
 
+// Signed up and verified through its mail (login waits for the verification).
 async function newUser(label) {
   const suffix = randomBytes(4).toString("hex");
-  const username = `js_${label}_${suffix}`;
-  const password = `pw-${randomBytes(8).toString("hex")}`;
-  const { user } = await apiOk("POST", "/api/v1/user/signup", {
-    body: { email: `${username}@example.com`, password, username },
-  }, 201);
+  const { user, username, password } = await signUpVerified(BASE, `js_${label}_${suffix}`);
   const login = await apiOk("POST", "/api/v1/user/login", { body: { username, password } }, 200);
   return { label, id: user._id, username, jwt: login.token };
 }

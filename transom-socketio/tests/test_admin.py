@@ -398,3 +398,22 @@ async def test_removing_admin_from_an_administrator_takes_their_access_away_at_o
         assert_error(await api.request(method, path, body, token=deputy.token), 403, "forbidden")
     assert (await me(api, root)).body["me"]["groups"] == ["admin"]
     assert (await api.request("GET", USERS, token=root.token)).status == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_account_stored_before_groups_and_verification_is_listed_and_managed(api, db):
+    admin = await new_admin(api, db)
+    old = await api.new_user("old")
+    await db["users"].update_one(
+        {"_id": ObjectId(old.id)}, {"$unset": {"groups": "", "verified": "", "session_epoch": ""}}
+    )
+    listed = await api.request("GET", USERS, token=admin.token)
+    assert listed.status == 200, listed.body
+    (entry,) = (user for user in listed.body["users"] if user["_id"] == old.id)
+    assert (entry["groups"], entry["verified"]) == ([], True)
+    # Its JWT of before (no epoch) works until its sessions end; then a new login does.
+    assert (await me(api, old)).status == 200
+    answer = await api.request("PUT", groups_path(old.id), {"groups": ["staff"]}, token=admin.token)
+    assert (answer.status, answer.body["user"]["groups"]) == (200, ["staff"])
+    assert_error(await me(api, old), 401, "invalid_token")
+    assert (await me(api, await relogin(api, old))).body["me"]["groups"] == ["staff"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import tornado.escape
+from bson import ObjectId
 
 from transom_socketio.logs import REDACTED, redact_url
 from transom_socketio.testing.clients import PASSWORD, Response
@@ -473,8 +474,6 @@ SOME_TOKEN = "A" * 43
 
 async def administrator(api, db) -> Any:
     """A user in ``admin``, with a JWT that says so."""
-    from bson import ObjectId
-
     user = await api.new_user("root")
     await db["users"].update_one({"_id": ObjectId(user.id)}, {"$set": {"groups": ["admin"]}})
     user.token = (await api.login("root")).body["token"]

@@ -27,7 +27,23 @@ from transom_socketio.web.openapi import (
 )
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
-USER_ROUTES = ("signup", "login", "logout", "me", "sockettoken")
+USER_ROUTES = (
+    "signup",
+    "login",
+    "logout",
+    "me",
+    "sockettoken",
+    "verify",
+    "verify/resend",
+    "forgot",
+    "reset",
+    "password",
+)
+ADMIN_PATHS = (
+    "/api/v1/admin/users",
+    "/api/v1/admin/users/{user_id}/groups",
+    "/api/v1/admin/users/{user_id}/logout",
+)
 
 
 def served_routes(router: tornado.routing.RuleRouter) -> Iterator[tuple[str, Any]]:
@@ -97,6 +113,7 @@ async def test_the_documented_paths_and_methods_are_exactly_the_routes(app):
     for pattern in patterns - set(UNDOCUMENTED_ROUTES):
         assert template(pattern) in paths, f"route {pattern} is not documented"
     expected = [f"/api/v1/user/{name}" for name in USER_ROUTES]
+    expected += [*ADMIN_PATHS, "/dev/mail", "/verify", "/reset"]
     for each in ENTITIES:
         collection = f"/api/v1/db/{each.name}"
         expected += [collection, collection + "/{id}"]
@@ -249,3 +266,37 @@ async def test_an_invalid_document_is_caught_by_the_validator(app):
     document["paths"]["/api/v1/db/message"]["get"]["parameters"][0]["in"] = "body"
     with pytest.raises(OpenAPIValidationError):
         validate(document)
+
+
+@pytest.mark.gen_test
+async def test_the_admin_operations_require_a_jwt_and_document_403_and_their_id(app):
+    paths = build_document(app)["paths"]
+    for path in ADMIN_PATHS:
+        for method, operation in paths[path].items():
+            if method not in HTTP_METHODS:
+                continue
+            label = f"{method.upper()} {path}"
+            assert operation["security"] == [{"bearerAuth": []}], label
+            assert {"401", "403"} <= set(operation["responses"]), label
+            if "{user_id}" in path:
+                assert "404" in operation["responses"], label
+                (parameter,) = (p for p in operation["parameters"] if p["in"] == "path")
+                assert parameter["name"] == "user_id" and parameter["required"], label
+    listing = {p["name"]: p for p in paths[ADMIN_PATHS[0]]["get"]["parameters"]}
+    assert listing["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert set(listing) == {"limit", "before"}
+
+
+@pytest.mark.gen_test
+async def test_the_mail_routes_document_their_same_answer_and_their_429(app):
+    paths = build_document(app)["paths"]
+    for name in ("verify/resend", "forgot"):
+        responses = paths[f"/api/v1/user/{name}"]["post"]["responses"]
+        assert {"202", "400", "429"} <= set(responses), name
+        assert "200" not in responses, name
+        assert "Retry-After" in responses["429"].get("headers", {}), name
+    for name in ("verify", "reset"):
+        responses = paths[f"/api/v1/user/{name}"]["post"]["responses"]
+        assert {"200", "400", "429"} <= set(responses), name
+    assert "security" not in paths["/api/v1/user/forgot"]["post"]
+    assert paths["/api/v1/user/password"]["post"]["security"] == [{"bearerAuth": []}]

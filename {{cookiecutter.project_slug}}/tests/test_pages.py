@@ -25,3 +25,21 @@ async def test_the_page_and_its_scripts_are_served(api):
 async def test_the_page_uses_the_transports_the_server_accepts(api):
     page = await api.request("GET", "/")
     assert 'data-transports="websocket"' in page.body
+
+
+@pytest.mark.gen_test
+async def test_the_links_of_account_mails_open_the_page(api):
+    # PUBLIC_URL/verify?token=... and /reset?token=...: the page reads the token.
+    for path in ("/verify?token=abc", "/reset?token=abc"):
+        page = await api.request("GET", path)
+        assert page.status == 200, path
+        assert "/static/app.js" in page.body
+        assert 'data-outbox="/dev/mail"' in page.body  # development: the outbox panel
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("settings_overrides", [{"smtp_url": "smtp://127.0.0.1:1"}])
+async def test_with_smtp_there_is_no_development_outbox(api):
+    page = await api.request("GET", "/")
+    assert 'data-outbox=""' in page.body
+    assert (await api.request("GET", "/dev/mail")).status == 404

@@ -15,6 +15,7 @@ import getpass
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,8 +69,17 @@ def admin_password() -> str:
     given = os.environ.get("ADMIN_PASSWORD")
     if given:
         return given
-    password = getpass.getpass("Password: ")
-    if getpass.getpass("Password (again): ") != password:
+    try:
+        with warnings.catch_warnings():
+            # Without a terminal getpass reads stdin, warning that it cannot hide the echo.
+            warnings.simplefilter("ignore", getpass.GetPassWarning)
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Password (again): ")
+    except EOFError:
+        raise CreateAdminError(
+            "no password given: type it at the prompt or set ADMIN_PASSWORD"
+        ) from None
+    if again != password:
         raise CreateAdminError("the two passwords differ")
     return password
 

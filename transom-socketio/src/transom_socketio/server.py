@@ -106,15 +106,18 @@ async def serve(
         storage = IN_MEMORY if settings.app_env == "test" else settings.data_dir / "db"
         embedded = start_embedded_database(storage)
         settings = settings.model_copy(update={"mongodb_uri": client_uri(embedded)})
+    bound_here = sockets is None
     try:
+        if sockets is None:
+            sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+        port = sockets[0].getsockname()[1]
+        # PORT=0 binds any free port: the app (the links of its mails) knows which.
+        settings = settings.model_copy(update={"port": port})
         app = make_app(settings)
         await application.start(app)
         tune_garbage_collector()
         server = http_server(app, settings)
-        if sockets is None:
-            sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)
-        port = sockets[0].getsockname()[1]
         log.info(
             "listening on http://%s:%d (APP_ENV=%s, event loop %s)",
             settings.host,
@@ -135,6 +138,9 @@ async def serve(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
     finally:
+        if bound_here and sockets is not None:
+            for listening in sockets:
+                listening.close()  # already closed after a clean stop: a no-op
         if embedded is not None:
             embedded.stop()
     log.info("stopped")

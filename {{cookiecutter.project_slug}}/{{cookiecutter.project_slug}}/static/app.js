@@ -137,6 +137,7 @@
     state.me = me;
     $("me-name").textContent = me.username;
     $("me-id").textContent = me._id;
+    $("password-username").value = me.username;
     $("auth-form").hidden = true;
     $("resend").hidden = true;
     hideForgotForm();
@@ -179,7 +180,8 @@
     const connected = Boolean(state.socket);
     const body = { current_password: $("current-password").value, new_password: $("new-password").value };
     await api("POST", "/api/v1/user/password", body);
-    $("password-form").reset();
+    $("current-password").value = "";
+    $("new-password").value = "";
     say("account-status", "Password changed: your other sessions were signed out.", "done");
     if (connected) reconnect();
     await outbox.watch(state.me.email);

@@ -110,5 +110,5 @@
     return { start, watch, refresh };
   }
 
-  root.TransomOutbox = { create, linkified };
+  root.TransomOutbox = { create };
 })(self);

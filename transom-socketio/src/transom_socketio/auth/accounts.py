@@ -314,7 +314,7 @@ class Accounts:
         self.services.mailer.send(
             "password_changed",
             user["email"],
-            link=f"{base}/forgot",
+            link=f"{base}/",
             user=public_user(user),
             app_name=self.services.settings.mongodb_db,
             public_url=base,
