@@ -76,6 +76,7 @@ def admin_password() -> str:
             password = getpass.getpass("Password: ")
             again = getpass.getpass("Password (again): ")
     except EOFError:
+        print(file=sys.stderr)  # the prompt's line, which getpass leaves open at EOF
         raise CreateAdminError(
             "no password given: type it at the prompt or set ADMIN_PASSWORD"
         ) from None
