@@ -104,13 +104,21 @@ def test_the_app_is_thin_and_installs_the_engine_from_its_wheel(baked):
     assert lines <= MAX_APP_LINES, f"{lines} lines of Python in the generated package"
 
 
+def engine_version() -> str:
+    init = LIBRARY / "src" / "transom_socketio" / "__init__.py"
+    return re.search(r'__version__ = "([^"]+)"', init.read_text()).group(1)
+
+
 def test_dependencies_follow_the_choices(baked):
     context, project = baked
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     deps = " ".join(meta["dependencies"])
     assert ("motor" in deps) == (context["mongo_driver"] == "motor")
     assert ("redis" in deps) == (context["message_queue"] == "redis")
-    assert re.search(r"transom-socketio(\[redis\])?>=0\.1,<0\.2", deps), deps
+    # The engine's own minor release, up to the next (semver before 1.0).
+    major, minor = engine_version().split(".")[:2]
+    pinned = rf"transom-socketio(\[redis\])?>={major}\.{minor},<{major}\.{int(minor) + 1}"
+    assert re.search(pinned, deps), deps
     dev = " ".join(meta["optional-dependencies"]["dev"])
     for required in ("transom-socketio[testing]", "ruff", "mypy"):
         assert required in dev
