@@ -16,6 +16,12 @@ from transom_socketio.realtime.grace import Grace
 from transom_socketio.testing.clients import Api, SocketClient, Sockets
 
 
+@pytest.fixture
+def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
+    """These tests are about the presence event, off by default (PRESENCE_EVENTS)."""
+    return {**test_settings, "presence_events": True}
+
+
 async def eventually(check: Callable[[], Any], within: float = 10.0) -> None:
     """Wait until ``check()`` (or what it returns, when awaitable) is true: the server
     handles a disconnect after the client has returned."""
@@ -320,3 +326,19 @@ async def test_a_grace_period_ends_unless_its_key_comes_back_and_none_starts_aft
     grace.start("eve", 6)
     await asyncio.sleep(0.3)
     assert sorted(ended) == [("ada", 1), ("cyd", 4)]
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("settings_overrides", [{"presence_events": False}])
+async def test_by_default_nobody_is_told_who_comes_and_goes_but_the_counts_hold(
+    api, sockets, registry, settings_overrides
+):
+    watcher = await api.new_user("watcher")
+    comer = await api.new_user("comer")
+    watching = await sockets.connect(await api.socket_token(watcher), events=("presence",))
+    came = await sockets.connect(await api.socket_token(comer))
+    counts = await registry[keys.MESSAGE_CLIENT].socket_counts([comer.id])
+    assert counts == {comer.id: 1}
+    await came.client.disconnect()
+    await asyncio.sleep(0.5)
+    assert watching.received("presence") == []

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.xdist_group("redis")
 
 @pytest.fixture
 def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+    # The presence event is off by default (PRESENCE_EVENTS): these tests are about it.
+    return {**test_settings, "redis_url": REDIS_URL, "presence_events": True}
 
 
 @pytest.mark.gen_test(timeout=30)

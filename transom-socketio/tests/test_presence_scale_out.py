@@ -28,6 +28,8 @@ def environment(mongodb_uri: str) -> dict[str, str]:
         "PRESENCE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
         # The tests poll the endpoint until the counts settle.
         "PRESENCE_REQUESTS_PER_MINUTE_PER_USER": "0",
+        # The presence event to every socket (off by default).
+        "PRESENCE_EVENTS": "true",
     }
 
 

@@ -68,7 +68,7 @@ async def test_get_answers_the_etag_each_update_moves_on(api):
     assert read.headers["ETag"] == updated.headers["ETag"]
     assert read.body["message"]["text"] == "second"
     # The version is a header, not a new key of the public document.
-    assert set(read.body["message"]) == {"_id", "text", "author", "to", "created_at"}
+    assert set(read.body["message"]) == {"_id", "text", "author", "to", "channel", "created_at"}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -32,7 +32,7 @@ async def test_direct_message_reaches_every_tab_of_addressee_and_author_only(api
     sent = await post(api, ada, {"text": "hello bob", "to": bob.id})
     assert sent.status == 201
     message = sent.body["message"]
-    assert set(message) == {"_id", "text", "author", "to", "created_at"}
+    assert set(message) == {"_id", "text", "author", "to", "channel", "created_at"}
     assert message["author"] == {"_id": ada.id, "username": "ada"}
     assert message["to"] == bob.id
     for tab in (*ada_tabs, *bob_tabs):

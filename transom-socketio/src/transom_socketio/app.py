@@ -26,6 +26,7 @@ from .registry import Registry
 from .services import Services
 from .web.application import Application
 from .web.base import NotFoundHandler
+from .web.channels import ChannelPresenceHandler
 from .web.dev_mail import DevMailHandler
 from .web.health import HealthHandler
 from .web.metrics import MetricsHandler
@@ -54,8 +55,14 @@ def standard_routes(services: Services) -> list[Route]:
     outbox (``/dev/mail``)."""
     settings = services.settings
     dev_mail = [(r"/dev/mail", DevMailHandler)] if services.outbox is not None else []
+    channels = (
+        [(r"/api/v1/channels/(?P<channel>[^/]+)/presence", ChannelPresenceHandler)]
+        if services.channels is not None
+        else []
+    )
     return [
         *dev_mail,
+        *channels,
         (r"/health", HealthHandler),
         (r"/metrics", MetricsHandler, {"metrics": services.metrics, "settings": settings}),
         (OPENAPI_PATH, OpenApiHandler),
@@ -139,5 +146,7 @@ async def stop(app: tornado.web.Application) -> None:
         await sio.handshake.recovery.close()
     await services.message_client.close()
     await services.mailer.close(timeout=5.0)
+    if services.channels is not None:
+        await services.channels.close()
     services.passwords.close()
     await db.close(services.mongo_client)

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     password_hashing_queue: int = _count(32, "Hashes that may wait; beyond that, 503.")
     writes_per_minute_per_user: int = _count(120, "Writes under /api/v1/db (0: no limit).")
     broadcasts_per_minute_per_user: int = _count(12, "Messages without to (0: no limit).")
+    presence_events: bool = Field(
+        False,
+        description="Tell every socket when any user comes online or goes offline (the "
+        "presence event). Costs a delivery to every socket per change: prefer presence "
+        "channels (realtime/channels.py). The presence API works either way.",
+    )
     presence_grace_seconds: int = _count(
         3,
         "A user whose last socket goes is announced offline only if none came back within "

@@ -33,6 +33,7 @@ DEV_OUTBOX = "devOutbox"
 VERIFY_TOKENS = "verifyTokens"
 RESET_TOKENS = "resetTokens"
 MAIL_LIMITS = "mailLimits"
+CHANNELS = "channels"
 
 _MISSING = object()
 

@@ -31,6 +31,8 @@ from .mail.templates import MailTemplates
 from .mail.transports import DevOutbox, MailTransport, SmtpTransport
 from .metrics import Metrics
 from .ratelimit import RateLimiter, SocketTokenLimits, WriteLimits
+from .realtime.channel_presence import ChannelPresence, LocalChannelPresence
+from .realtime.channels import ChannelManager, Channels
 from .realtime.events import ClientEvents
 from .realtime.message_client import MessageClient
 from .realtime.server import create_socket_server
@@ -61,6 +63,8 @@ class Services:
     verify_tokens: AccountTokens
     reset_tokens: AccountTokens
     mail_limits: AccountMailLimits
+    # The app's channels (realtime/channels.py), or None when it declares none.
+    channels: ChannelManager | None
 
     @classmethod
     def create(
@@ -70,12 +74,14 @@ class Services:
         *,
         client_events: ClientEvents | None = None,
         mail_templates: Path | None = None,
+        channels: Channels | None = None,
     ) -> Services:
         """Every service of one app, on ``mongo_client`` (``db.connect``). Only builds
         objects: the start-up I/O is ``app.start``'s. ``client_events``: the events the
         app's sockets may send (realtime/events.py); without it, none is handled.
         ``mail_templates``: the app's folder of mail templates (``verify.txt``...),
-        read before the library's defaults."""
+        read before the library's defaults. ``channels``: the channel patterns clients
+        may subscribe to (realtime/channels.py); without it, none."""
         database = mongo_client[settings.mongodb_db]
         templates = MailTemplates(mail_templates)
         try:
@@ -143,7 +149,21 @@ class Services:
                 token_attempts_per_address=settings.token_attempts_per_address,
                 window_seconds=settings.account_mail_window_seconds,
             ),
+            channels=None,
         )
+        if channels is not None:
+            manager = ChannelManager(
+                channels,
+                sio,
+                services,
+                channel_presence(settings),
+                settings.presence_grace_seconds,
+            )
+            services = dataclasses.replace(services, channels=manager)
+            manager.bind_services(services)
+            manager.bind()
+            sio.handshake.channels = manager
+            services.message_client.channels = channels
         if client_events is not None:
             # Handlers get these services (not a copy made later by ``replace``).
             client_events.bind(sio, services)
@@ -193,7 +213,22 @@ REGISTRY_NAMES = {
     "verify_tokens": keys.VERIFY_TOKENS,
     "reset_tokens": keys.RESET_TOKENS,
     "mail_limits": keys.MAIL_LIMITS,
+    "channels": keys.CHANNELS,
 }
 
 # The mails the library sends: each needs its template (mail/templates/<kind>.txt).
 MAIL_KINDS = ("verify", "reset", "password_changed")
+
+
+def channel_presence(settings: Settings) -> ChannelPresence:
+    """Channel members in memory, or shared through Redis when REDIS_URL is set."""
+    if settings.redis_url is None:
+        return LocalChannelPresence()
+    from .realtime.redis_channel_presence import RedisChannelPresence  # the redis extra
+
+    return RedisChannelPresence(
+        settings.redis_url,
+        settings.redis_channel,
+        settings.presence_heartbeat_seconds,
+        settings.presence_grace_seconds,
+    )

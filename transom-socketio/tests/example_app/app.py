@@ -19,6 +19,7 @@ from transom_socketio.web.application import Application
 from transom_socketio.web.entities import entity_routes
 
 from . import admin, auth, db
+from .channels import channels
 from .events import events
 from .models import ACTIONS_PACKAGE, ENTITIES, INDEXES
 from .pages import DemoPageHandler, ResetPageHandler, VerifyPageHandler
@@ -28,9 +29,14 @@ HERE = Path(__file__).parent
 
 
 def make_app(settings: Settings, registry: Registry | None = None) -> Application:
-    # ``events``: what the app's sockets may send (events.py).
+    # ``events``: what the app's sockets may send (events.py); ``channels``: what they may
+    # subscribe to (channels.py).
     services = Services.create(
-        settings, db.connect(settings), client_events=events, mail_templates=HERE / "mail"
+        settings,
+        db.connect(settings),
+        client_events=events,
+        mail_templates=HERE / "mail",
+        channels=channels,
     )
     routes = [
         (r"/", DemoPageHandler),

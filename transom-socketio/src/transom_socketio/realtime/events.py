@@ -76,9 +76,10 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 
 MAX_EVENT_NAME = 64
-# Names a client event may not take: Socket.IO's own (the transport refuses them), and
-# the one the room manager uses between processes.
-RESERVED_NAMES = RESERVED_EVENTS | {DISCONNECT_ROOM_EVENT}
+# Names a client event may not take: Socket.IO's own (the transport refuses them), the
+# one the room manager uses between processes, and the channels' own.
+SUBSCRIBE, UNSUBSCRIBE = "subscribe", "unsubscribe"  # realtime/channels.py's events
+RESERVED_NAMES = RESERVED_EVENTS | {DISCONNECT_ROOM_EVENT, SUBSCRIBE, UNSUBSCRIBE}
 
 VALIDATION_ERROR = "validation_error"
 RATE_LIMITED = "rate_limited"
@@ -222,14 +223,18 @@ class EventEndpoint:
             session = await self._sio.get_session(sid, namespace=NAMESPACE)
         except KeyError:
             return None
-        user = session.get("user")
-        if user is None:
+        if session.get("user") is None:
             return None
-        principal = Principal(
-            user_id=str(user["_id"]),
-            username=user.get("username"),
-            groups=tuple(user.get("groups") or ()),
-            jti=session["jti"],
-            expires_at=dt.datetime.fromtimestamp(session.get("exp", 0), dt.UTC),
-        )
-        return ClientSocket(sid, principal, self._services)
+        return ClientSocket(sid, principal_of_session(session), self._services)
+
+
+def principal_of_session(session: dict[str, Any]) -> Principal:
+    """The ``Principal`` of a connected socket's session (what its handshake saved)."""
+    user = session["user"]
+    return Principal(
+        user_id=str(user["_id"]),
+        username=user.get("username"),
+        groups=tuple(user.get("groups") or ()),
+        jti=session["jti"],
+        expires_at=dt.datetime.fromtimestamp(session.get("exp", 0), dt.UTC),
+    )

@@ -21,6 +21,8 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
 from . import eio_query
+from .channels import ChannelManager, channel_room, granted
+from .events import principal_of_session
 from .inbound import MalformedConnect
 from .presence import Presence
 from .presence_events import PresenceEvents
@@ -77,8 +79,11 @@ class Handshake:
             presence,
             settings.presence_grace_seconds,
             settings.presence_announcements_per_minute_per_user,
+            announce=settings.presence_events,
         )
         self.recovery = recovery
+        # The app's channels (realtime/channels.py), once Services.create binds them.
+        self.channels: ChannelManager | None = None
         self._nonces = nonces
         self._settings = settings
         self._metrics = metrics
@@ -125,18 +130,34 @@ class Handshake:
         await self._sio.save_session(sid, session)
         if self.recovery is not None:
             await self.recovery.history.start()  # delivers the message client's emits
-        recovery_from = self._hold_for_recovery(sid, auth, user_id)
+        # The channels it asks back (auth["channels"]), authorised again: held for the
+        # replay with the user's rooms, joined as the handshake ends.
+        verdicts = await self._channels_back(session, auth)
+        rooms = self._rooms_of(user_id, granted(verdicts))
+        recovery_from = self._hold_for_recovery(sid, auth, rooms)
         try:
-            await self._admit(sid, environ, user, grant)
+            await self._admit(sid, environ, user, grant, session, granted(verdicts))
         except BaseException:  # refused, or failed: a held socket must not stay held
             if self.recovery is not None and recovery_from is not None:
                 self.recovery.cancel(sid)
             raise
         if self.recovery is not None and recovery_from is not None:
-            self.recovery.replay_after_connect(sid, recovery_from, self._rooms_of(user_id), user_id)
+            summary = {} if verdicts is None else {"channels": verdicts}
+            self.recovery.replay_after_connect(sid, recovery_from, rooms, user_id, summary)
+
+    async def _channels_back(self, session: dict[str, Any], auth: Any) -> dict[str, bool] | None:
+        if self.channels is None or not isinstance(auth, dict):
+            return None
+        return await self.channels.authorized(principal_of_session(session), auth.get("channels"))
 
     async def _admit(
-        self, sid: str, environ: dict[str, Any], user: dict[str, Any], grant: dict[str, Any]
+        self,
+        sid: str,
+        environ: dict[str, Any],
+        user: dict[str, Any],
+        grant: dict[str, Any],
+        session: dict[str, Any],
+        channels: list[str],
     ) -> None:
         """Join the socket's rooms and settle its session; refuse it if its JWT ended."""
         user_id = str(user["_id"])
@@ -157,6 +178,8 @@ class Handshake:
         self._metrics.handshakes.labels("accepted", "").inc()
         self._metrics.connected_sockets.inc()
         await self.presence_events.connected(user, skip_sid=sid)
+        if channels and self.channels is not None:
+            await self.channels.attach(sid, principal_of_session(session), channels)
         # Last, with no await after it (nor in connect): a broadcast (emitToEveryone, a
         # ``presence`` event) must not reach a socket before the client has its CONNECT.
         await self._sio.enter_room(sid, EVERYONE)
@@ -167,19 +190,19 @@ class Handshake:
         elsewhere = await self.presence.sockets_elsewhere(user_id)
         return self._sio.manager.room_size(NAMESPACE, counted_room(user_id)) + (elsewhere or 0)
 
-    def _hold_for_recovery(self, sid: str, auth: Any, user_id: str) -> str | None:
+    def _hold_for_recovery(self, sid: str, auth: Any, rooms: tuple[str, ...]) -> str | None:
         """If the socket asks to recover, hold its deliveries (before it joins its
         rooms) and return the position it recovers from."""
         position = requested_position(auth)
         if self.recovery is None or position is None:
             return None
-        self.recovery.hold(sid, self._rooms_of(user_id))
+        self.recovery.hold(sid, rooms)
         return position
 
     @staticmethod
-    def _rooms_of(user_id: str) -> tuple[str, str]:
+    def _rooms_of(user_id: str, channels: list[str]) -> tuple[str, ...]:
         """The rooms the message client emits to that a user's socket is in."""
-        return (user_room(user_id), EVERYONE)
+        return (user_room(user_id), EVERYONE, *(channel_room(c) for c in channels))
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:
@@ -193,8 +216,10 @@ class Handshake:
         if self.recovery is not None:
             self.recovery.stop(sid)
         self._metrics.connected_sockets.dec()
-        user = (await self._sio.get_session(sid))["user"]
-        await self.presence_events.disconnected(user)
+        session = await self._sio.get_session(sid)
+        await self.presence_events.disconnected(session["user"])
+        if self.channels is not None:
+            await self.channels.socket_gone(sid, principal_of_session(session))
 
     async def close(self) -> None:
         """Stop what outlives a socket (the presence grace periods); at app stop."""

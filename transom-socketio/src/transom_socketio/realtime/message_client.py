@@ -37,6 +37,7 @@ import socketio
 from bson import ObjectId
 
 from ..metrics import Metrics
+from .channels import ChannelRefused, Channels, channel_room
 from .history import RETRACTED, History, arguments, check_key
 from .presence import OnlineCounts, Presence
 from .rooms import EVERYONE, NAMESPACE, RoomManager, jwt_room, user_room
@@ -98,6 +99,8 @@ class MessageClient:
         self._metrics = metrics
         self._presence = presence
         self._history = history  # None: RECOVERY_ENABLED=false
+        # The app's channel patterns (realtime/channels.py), once Services.create has them.
+        self.channels: Channels | None = None
 
     @property
     def io(self) -> socketio.AsyncServer:
@@ -151,6 +154,32 @@ class MessageClient:
         self._metrics.emits.labels("everyone").inc()
         self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
         await self._send(channel, data, [EVERYONE], key, ephemeral)
+
+    async def emitToChannel(
+        self,
+        channel: str,
+        event: str,
+        data: Any = None,
+        *,
+        key: str | None = None,
+        ephemeral: bool = False,
+    ) -> None:
+        """Send ``event`` with ``data`` to every socket subscribed to ``channel``, on
+        every process, recorded for recovery (unless ``ephemeral``) like ``emitToUsers``.
+        ValueError for a name that is not a channel of a declared pattern."""
+        if self.channels is None:
+            raise ValueError("this app declares no channels (Services.create(channels=...))")
+        try:
+            self.channels.parse(channel)
+        except ChannelRefused as refused:
+            raise ValueError(f"{channel!r}: {refused.message}") from None
+        name = _check_channel(event)
+        key = _check_key(key, ephemeral)
+        self._metrics.emits.labels("channel").inc()
+        self._metrics.emit_recipients.labels("channel").inc(
+            self._manager.room_size(NAMESPACE, channel_room(channel))
+        )
+        await self._send(name, data, [channel_room(channel)], key, ephemeral)
 
     async def _send(
         self, channel: str, data: Any, rooms: list[str], key: str | None, ephemeral: bool
@@ -236,6 +265,7 @@ class MessageClient:
         if self._history is not None:
             await self._history.close()
 
+    emit_to_channel = emitToChannel
     presenceOf = presence
     socketCounts = socket_counts
     onlineCounts = online_counts

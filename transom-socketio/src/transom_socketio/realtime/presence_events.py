@@ -1,4 +1,7 @@
-"""The ``presence`` event: every socket is told when a user comes online or goes offline.
+"""The ``presence`` event: every socket is told when a user comes online or goes offline,
+with PRESENCE_EVENTS=true (off by default: each change costs a delivery to every socket;
+presence channels tell only those who asked, realtime/channels.py). The counts behind
+the presence API are kept either way.
 
 Only changes of state are announced, and a user's flapping is coalesced:
 
@@ -37,8 +40,10 @@ class PresenceEvents:
         presence: Presence,
         grace_seconds: float,
         per_minute_per_user: int,
+        announce: bool = True,
     ) -> None:
         self._sio = sio
+        self._announces = announce
         self._presence = presence
         self._budget = RateLimiter(per_minute_per_user)
         self._leaving: Grace[str, Leaving] = Grace(grace_seconds, self._grace_ended)
@@ -72,7 +77,9 @@ class PresenceEvents:
     async def _announce(
         self, user: dict[str, Any], *, online: bool, skip_sid: str | None = None
     ) -> None:
-        """Tell every socket (only the id and username: everyone gets it)."""
+        """Tell every socket (only the id and username: everyone gets it), if on."""
+        if not self._announces:
+            return
         who = {"_id": str(user["_id"]), "username": user.get("username")}
         event = {"user": who, "online": online, "sockets": 1 if online else 0}
         await self._sio.emit("presence", event, to=EVERYONE, namespace=NAMESPACE, skip_sid=skip_sid)

@@ -167,10 +167,16 @@ class Recovery:
         self._manager.release(sid)
 
     def replay_after_connect(
-        self, sid: str, position: str, rooms: Collection[str], user_id: str
+        self,
+        sid: str,
+        position: str,
+        rooms: Collection[str],
+        user_id: str,
+        summary: dict[str, Any] | None = None,
     ) -> None:
-        """Replay in a task of its own, which runs once the handshake has answered."""
-        task = asyncio.ensure_future(self._replay(sid, position, rooms, user_id))
+        """Replay in a task of its own, which runs once the handshake has answered;
+        ``summary``: more for the ``recovery`` event (the channels it got back)."""
+        task = asyncio.ensure_future(self._replay(sid, position, rooms, user_id, summary or {}))
         self._replays[sid] = task
         task.add_done_callback(lambda _done: self._replays.pop(sid, None))
 
@@ -180,7 +186,14 @@ class Recovery:
         if task is not None:
             task.cancel()
 
-    async def _replay(self, sid: str, position: str, rooms: Collection[str], user_id: str) -> None:
+    async def _replay(
+        self,
+        sid: str,
+        position: str,
+        rooms: Collection[str],
+        user_id: str,
+        more: dict[str, Any],
+    ) -> None:
         manager = self._manager
         watched = self._sio.watch_outflow(sid)
         if watched is None:  # gone already
@@ -191,7 +204,7 @@ class Recovery:
         try:
             granted = await self._limits.acquire(user_id)
             replay = await self._find(position, rooms) if granted else INCOMPLETE
-            summary = {"complete": replay.complete, "count": replay.count}
+            summary = {"complete": replay.complete, "count": replay.count, **more}
             await self._hand(sid, eio_sid, flow, RECOVERY_EVENT, summary)
             while entries := await self._next(replay):
                 for entry in entries:

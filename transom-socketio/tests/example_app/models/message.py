@@ -1,8 +1,10 @@
-"""The example entity: a message from one user to another, or to everyone.
+"""The example entity: a message from one user to another, to a channel, or to everyone.
 
-A message with ``to`` is direct: only its author and its addressee see it. A
-message without ``to`` is a broadcast that every user sees. Its author changes and
-deletes it; members of the group ``moderators`` may delete any message they see.
+A message with ``to`` is direct: only its author and its addressee see it. A message
+with ``channel`` goes to that channel's subscribers, and those who may subscribe see
+it (its author must be one of them). A message with neither is a broadcast that every
+user sees. Its author changes and deletes it; members of the group ``moderators`` may
+delete any message they see.
 """
 
 from __future__ import annotations
@@ -15,27 +17,32 @@ from transom_socketio.auth.tokens import Principal
 from transom_socketio.db import IndexSpec
 from transom_socketio.models.access import OWNER, group
 from transom_socketio.models.base import Entity
+from transom_socketio.realtime.channels import CHANNEL_RULE
 from transom_socketio.shapes import Ref, Shape, Text
+
+from ..channels import readable_channels
 
 
 class Message(Entity):
     name = "message"
     owner_field = "author"
-    create_only = ("to",)
+    create_only = ("to", "channel")
     hidden = ("updated_at",)
     delete = OWNER | group("moderators")  # its author, or any moderator who sees it
 
     class Fields(Shape):
         text: Annotated[str, Text(max_length=2000)]
         to: Annotated[ObjectId, Ref("user")] | None = None
+        channel: Annotated[str, Text(max_length=133, pattern=CHANNEL_RULE)] | None = None
 
     def indexes(self) -> list[IndexSpec]:
         return [*super().indexes(), IndexSpec(self.collection, [("to", 1), ("_id", -1)])]
 
     def visible_to(self, user: Principal) -> dict[str, Any]:
-        """Sent by the user, addressed to them, or broadcast."""
+        """Sent by the user, addressed to them, broadcast, or in a channel they may join."""
         me = ObjectId(user.user_id)
-        return {"$or": [{"author._id": me}, {"to": me}, {"to": None}]}
+        broadcast = {"to": None, "channel": None}
+        return {"$or": [{"author._id": me}, {"to": me}, broadcast, readable_channels(user)]}
 
 
 ENTITY = Message()

@@ -13,15 +13,26 @@ from typing import Any
 
 from transom_socketio import registry as keys
 from transom_socketio.models.actions import ActionContext
-from transom_socketio.models.errors import TooManyRequests
+from transom_socketio.models.errors import Forbidden, Invalid, TooManyRequests
+from transom_socketio.realtime.channels import ChannelRefused
+
+from ...channels import channels
 
 _LINE_ENDINGS = re.compile(r"\r\n?")
 
 
 async def before_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
-    """Store one kind of line ending, whatever the client's platform. A broadcast reaches
-    every socket, so each user may send only BROADCASTS_PER_MINUTE_PER_USER of them."""
-    if doc.get("to") is None:
+    """Store one kind of line ending, whatever the client's platform. A channel's message
+    needs an author who may subscribe to it. A broadcast reaches every socket, so each
+    user may send only BROADCASTS_PER_MINUTE_PER_USER of them."""
+    if doc.get("channel") is not None:
+        if doc.get("to") is not None:
+            raise Invalid("a message goes to a user or to a channel, not both", field="channel")
+        try:
+            await channels.authorize(ctx.user, doc["channel"])
+        except ChannelRefused as refused:
+            raise Forbidden(f"channel not allowed: {refused.message}") from None
+    elif doc.get("to") is None:
         retry_after = ctx.services.write_limits.broadcasts_per_user.hit(ctx.user.user_id)
         if retry_after is not None:
             raise TooManyRequests(retry_after, "too many broadcasts, slow down")
@@ -34,13 +45,15 @@ def recovery_key(doc: dict[str, Any]) -> str:
 
 
 async def after_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
-    """A direct message goes to its addressee and its author (all their tabs);
-    a broadcast goes to everyone connected."""
+    """A direct message goes to its addressee and its author (all their tabs), a
+    channel's to its subscribers, a broadcast to everyone connected."""
     messages = ctx.registry[keys.MESSAGE_CLIENT]  # the transom name; or ctx.services.message_client
     payload = ctx.entity.to_public(doc)
     key = recovery_key(doc)
     if doc.get("to") is not None:
         await messages.emitToUsers([doc["to"], doc["author"]], "message", payload, key=key)
+    elif doc.get("channel") is not None:
+        await messages.emitToChannel(doc["channel"], "message", payload, key=key)
     else:
         await messages.emitToEveryone("message", payload, key=key)
 

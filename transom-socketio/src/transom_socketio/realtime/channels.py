@@ -1,0 +1,363 @@
+"""Channels: named rooms that clients subscribe to, if the app says they may.
+
+An app declares its channel patterns, each with the function that decides whether a
+user may subscribe, and whether the channel keeps presence::
+
+    channels = Channels()
+
+    @channels.pattern("room", presence=True)
+    def any_signed_in_user(user: Principal, name: str) -> bool:
+        return True
+
+    @channels.pattern("group")
+    def members_of_the_group(user: Principal, name: str) -> bool:
+        return name in user.groups
+
+    services = Services.create(settings, client, channels=channels)
+
+A channel is ``<pattern>:<name>`` (``room:lobby``, ``group:admin``): the pattern a
+lower-case word, the name 1 to 100 letters, digits and ``_ . ~ -``. Anything else, and
+a name of no declared pattern, is refused before any function is called.
+
+Clients send ``subscribe`` ``{"channel": "room:lobby"}`` and ``unsubscribe``
+``{"channel"}`` with an acknowledgement: ``{"ok": true}``, or ``{"ok": false, "error":
+{"code", "message"}}`` with the code ``invalid_channel``, ``forbidden``,
+``too_many_subscriptions`` or ``rate_limited``. The message client's
+``emitToChannel(channel, event, data)`` reaches every subscribed socket on every
+process, recorded for recovery like the other emits. A socket that reconnects with
+``auth = {"token", "position", "channels": [...]}`` gets those subscriptions back,
+authorised again, before its replay, which then includes their messages; the
+``recovery`` event says which came back (``"channels": {"room:lobby": true}``).
+
+In a presence channel, subscribers are sent ``join`` and ``leave`` ``{"channel",
+"user": {"_id", "username", "display_name"}}`` when a user's first socket subscribes
+or, after PRESENCE_GRACE_SECONDS, their last one leaves; nobody else is.
+``GET /api/v1/channels/<channel>/presence`` lists the members (web/channels.py).
+
+A user who loses the right to a channel loses it with their session: a change of
+groups or a logout ends the user's sockets (auth/revocations.py), and a socket that
+comes back is authorised again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import socketio
+
+from ..auth.tokens import Principal
+from ..ratelimit import RateLimiter
+from ..web.errors import Error
+from .channel_presence import ChannelPresence
+from .events import SUBSCRIBE, UNSUBSCRIBE, principal_of_session
+from .grace import Grace
+from .rooms import NAMESPACE
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+__all__ = ["CHANNEL_RULE", "ChannelRefused", "Channels", "channel_room"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL_RULE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.~-]{1,100})$")
+PATTERN_RULE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MAX_CHANNEL_LENGTH = 133
+JOIN, LEAVE = "join", "leave"
+MEMBER_FIELDS = ("username", "display_name")
+
+MaySubscribe = Callable[[Principal, str], bool | Awaitable[bool]]
+
+
+def channel_room(channel: str) -> str:
+    """The Socket.IO room of a channel's subscribers."""
+    return f"channel:{channel}"
+
+
+class ChannelRefused(Exception):
+    """A subscription refused, with its code (``invalid_channel``, ``forbidden``...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def ack(self) -> dict[str, Any]:
+        return {"ok": False, **Error.body(self.code, self.message)}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPattern:
+    prefix: str
+    may_subscribe: MaySubscribe
+    presence: bool
+
+
+class Channels:
+    """The channel patterns of an app (``pattern``), and how many channels one socket
+    may hold at once and subscribe to a minute."""
+
+    def __init__(self, *, max_per_socket: int = 20, per_socket_per_minute: int = 60) -> None:
+        if max_per_socket < 1 or per_socket_per_minute < 0:
+            raise ValueError("max_per_socket must be >= 1, per_socket_per_minute >= 0")
+        self.max_per_socket = max_per_socket
+        self.per_socket_per_minute = per_socket_per_minute
+        self._patterns: dict[str, ChannelPattern] = {}
+
+    def pattern(
+        self, prefix: str, *, presence: bool = False
+    ) -> Callable[[MaySubscribe], MaySubscribe]:
+        """Declare channels ``<prefix>:<name>``; the decorated function (sync or async)
+        gets the user and the name, and says whether they may subscribe."""
+        if not isinstance(prefix, str) or not PATTERN_RULE.fullmatch(prefix):
+            raise ValueError(
+                f"a channel pattern is 1-32 lower-case letters, digits, '_' or '-', "
+                f"starting with a letter, got {prefix!r}"
+            )
+        if prefix in self._patterns:
+            raise ValueError(f"channel pattern {prefix!r} is declared already")
+
+        def declare(may_subscribe: MaySubscribe) -> MaySubscribe:
+            self._patterns[prefix] = ChannelPattern(prefix, may_subscribe, presence)
+            return may_subscribe
+
+        return declare
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        return frozenset(self._patterns)
+
+    def parse(self, channel: object) -> tuple[ChannelPattern, str]:
+        """The pattern and name of ``channel``; ChannelRefused ``invalid_channel`` for a
+        malformed name or one of no declared pattern."""
+        if not isinstance(channel, str) or len(channel) > MAX_CHANNEL_LENGTH:
+            raise ChannelRefused("invalid_channel", "channel must be a channel name")
+        match = CHANNEL_RULE.fullmatch(channel)
+        if match is None:
+            raise ChannelRefused(
+                "invalid_channel",
+                "a channel is <pattern>:<name>, the name 1-100 letters, digits, '_', '.', "
+                "'~' or '-'",
+            )
+        pattern = self._patterns.get(match.group(1))
+        if pattern is None:
+            raise ChannelRefused("invalid_channel", "no such channel pattern")
+        return pattern, match.group(2)
+
+    async def authorize(self, user: Principal, channel: object) -> ChannelPattern:
+        """The pattern of ``channel`` if ``user`` may subscribe; ChannelRefused else."""
+        pattern, name = self.parse(channel)
+        allowed = pattern.may_subscribe(user, name)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if allowed is not True:
+            raise ChannelRefused("forbidden", "you may not subscribe to this channel")
+        return pattern
+
+
+# What a presence channel's grace keeps until its end: the member's public fields, and
+# the mark of that departure.
+Leaving = tuple[dict[str, Any], str]
+
+
+class ChannelManager:
+    """The channels of one socket server: subscriptions, join and leave, restores."""
+
+    def __init__(
+        self,
+        channels: Channels,
+        sio: socketio.AsyncServer,
+        services: Services,
+        presence: ChannelPresence,
+        grace_seconds: float,
+    ) -> None:
+        self.channels = channels
+        self._sio = sio
+        self._services = services
+        self.presence = presence
+        self._limit = RateLimiter(channels.per_socket_per_minute)
+        self._subscribed: dict[str, set[str]] = {}  # sid -> its channels
+        self._members: dict[str, dict[str, Any]] = {}  # sid -> its public member fields
+        self._leaving: Grace[tuple[str, str], Leaving] = Grace(grace_seconds, self._grace_ended)
+
+    def bind_services(self, services: Services) -> None:
+        """The app's final services (``Services.create`` makes them after this)."""
+        self._services = services
+
+    def bind(self) -> None:
+        self._sio.on(SUBSCRIBE, self._on_subscribe, NAMESPACE)
+        self._sio.on(UNSUBSCRIBE, self._on_unsubscribe, NAMESPACE)
+
+    def channels_of(self, sid: str) -> frozenset[str]:
+        return frozenset(self._subscribed.get(sid, ()))
+
+    # The client events -------------------------------------------------------------
+
+    async def _on_subscribe(self, sid: str, *args: Any) -> dict[str, Any]:
+        try:
+            channel = self._requested(sid, args)
+            user = await self._user(sid)
+            await self.subscribe(sid, user, channel)
+        except ChannelRefused as refused:
+            return refused.ack()
+        return {"ok": True}
+
+    async def _on_unsubscribe(self, sid: str, *args: Any) -> dict[str, Any]:
+        try:
+            channel = self._requested(sid, args)
+            user = await self._user(sid)
+        except ChannelRefused as refused:
+            return refused.ack()
+        await self.unsubscribe(sid, user, channel)
+        return {"ok": True}
+
+    def _requested(self, sid: str, args: tuple[Any, ...]) -> str:
+        """The channel of a subscribe or unsubscribe, within the socket's budget."""
+        wait = self._limit.hit(sid)
+        if wait is not None:
+            raise ChannelRefused("rate_limited", f"too many subscriptions, retry in {wait}s")
+        body = args[0] if len(args) == 1 else None
+        if not isinstance(body, dict) or set(body) != {"channel"}:
+            raise ChannelRefused("invalid_channel", 'the event takes {"channel": "<name>"}')
+        channel = body["channel"]
+        if not isinstance(channel, str):
+            raise ChannelRefused("invalid_channel", 'the event takes {"channel": "<name>"}')
+        return channel
+
+    async def _user(self, sid: str) -> Principal:
+        try:
+            session = await self._sio.get_session(sid, namespace=NAMESPACE)
+        except KeyError:
+            raise ChannelRefused("forbidden", "the socket is gone") from None
+        return principal_of_session(session)
+
+    # Subscriptions -----------------------------------------------------------------
+
+    async def subscribe(self, sid: str, user: Principal, channel: str) -> None:
+        """Subscribe the socket to ``channel`` (authorised, bounded); ChannelRefused."""
+        pattern = await self.channels.authorize(user, channel)
+        mine = self._subscribed.setdefault(sid, set())
+        if channel in mine:
+            return
+        if len(mine) >= self.channels.max_per_socket:
+            raise ChannelRefused(
+                "too_many_subscriptions",
+                f"a socket holds at most {self.channels.max_per_socket} channels",
+            )
+        mine.add(channel)
+        await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
+        if pattern.presence:
+            await self._joined(sid, user, channel)
+
+    async def unsubscribe(self, sid: str, user: Principal, channel: str) -> None:
+        mine = self._subscribed.get(sid)
+        if mine is None or channel not in mine:
+            return
+        mine.discard(channel)
+        await self._sio.leave_room(sid, channel_room(channel), namespace=NAMESPACE)
+        pattern, _name = self.channels.parse(channel)
+        if pattern.presence:
+            await self._left(sid, user, channel)
+
+    async def authorized(self, user: Principal, requested: object) -> dict[str, bool] | None:
+        """Which channels of a reconnecting socket's ``auth["channels"]`` it may have
+        back (each authorised again; at most MAX_PER_SOCKET are looked at), or None when
+        it asked for none. Nothing is subscribed yet: ``attach`` does it."""
+        if not isinstance(requested, list):
+            return None
+        verdicts: dict[str, bool] = {}
+        for channel in requested[: self.channels.max_per_socket]:
+            if not isinstance(channel, str) or len(channel) > MAX_CHANNEL_LENGTH:
+                continue
+            if channel not in verdicts:
+                try:
+                    await self.channels.authorize(user, channel)
+                    verdicts[channel] = True
+                except ChannelRefused:
+                    verdicts[channel] = False
+        return verdicts
+
+    async def attach(self, sid: str, user: Principal, channels: Iterable[str]) -> None:
+        """Subscribe a socket in its handshake to ``channels``, authorised already."""
+        mine = self._subscribed.setdefault(sid, set())
+        for channel in channels:
+            if channel in mine:
+                continue
+            pattern, _name = self.channels.parse(channel)
+            mine.add(channel)
+            await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
+            if pattern.presence:
+                await self._joined(sid, user, channel)
+
+    async def socket_gone(self, sid: str, user: Principal) -> None:
+        """The socket disconnected: it leaves its presence channels."""
+        mine = self._subscribed.pop(sid, set())
+        for channel in mine:
+            try:
+                pattern, _name = self.channels.parse(channel)
+            except ChannelRefused:
+                continue
+            if pattern.presence:
+                await self._left(sid, user, channel)
+        self._members.pop(sid, None)
+
+    # Presence ----------------------------------------------------------------------
+
+    async def member(self, sid: str, user: Principal) -> dict[str, Any]:
+        """The public fields of the socket's user, read once per socket."""
+        known = self._members.get(sid)
+        if known is None:
+            found = await self._services.users.get(user.user_id) or {}
+            known = {"_id": user.user_id, **{f: found.get(f) for f in MEMBER_FIELDS}}
+            self._members[sid] = known
+        return known
+
+    async def _joined(self, sid: str, user: Principal, channel: str) -> None:
+        member = await self.member(sid, user)
+        self._leaving.cancel((channel, user.user_id))
+        counted = await self.presence.subscribed(channel, user.user_id)
+        if counted is not None and counted.news:
+            await self._announce(JOIN, channel, member, skip_sid=sid)
+
+    async def _left(self, sid: str, user: Principal, channel: str) -> None:
+        mark = uuid.uuid4().hex
+        counted = await self.presence.unsubscribed(channel, user.user_id, mark)
+        if counted is not None and counted.news:
+            member = await self.member(sid, user)
+            self._leaving.start((channel, user.user_id), (member, mark))
+
+    async def _grace_ended(self, key: tuple[str, str], leaving: Leaving) -> None:
+        channel, user_id = key
+        member, mark = leaving
+        if await self.presence.gone(channel, user_id, mark):
+            await self._announce(LEAVE, channel, member)
+
+    async def _announce(
+        self, event: str, channel: str, member: dict[str, Any], skip_sid: str | None = None
+    ) -> None:
+        """Tell the channel's subscribers, on every process (live only: not recorded)."""
+        await self._sio.emit(
+            event,
+            {"channel": channel, "user": member},
+            to=channel_room(channel),
+            namespace=NAMESPACE,
+            skip_sid=skip_sid,
+        )
+
+    async def members(self, channel: str, limit: int) -> list[str]:
+        return await self.presence.members(channel, limit)
+
+    async def close(self) -> None:
+        await self._leaving.close()
+        await self.presence.close()
+
+
+def granted(verdicts: dict[str, bool] | None) -> list[str]:
+    """The channels a reconnecting socket may have back."""
+    return [channel for channel, ok in (verdicts or {}).items() if ok]

@@ -1,0 +1,82 @@
+"""``GET /api/v1/channels/<channel>/presence``: who is in a presence channel.
+
+Only for a caller who may subscribe to the channel (the app's rule for its pattern):
+presence never lists a user to someone who may not be there. A malformed name answers
+400 ``invalid_channel``, a channel the caller may not join 403 ``forbidden``, one
+without presence 404. Members are those with at least one socket subscribed, on any
+process, with the public fields the channel events carry (``_id``, ``username``,
+``display_name``), at most ``MAX_MEMBERS``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from bson import ObjectId
+from pydantic import Field
+
+from ..realtime.channels import MEMBER_FIELDS, ChannelRefused
+from ..shapes import ObjectIdOut, PublicShape
+from .base import AuthenticatedHandler
+from .errors import ApiError
+from .operations import operation
+
+__all__ = ["MAX_MEMBERS", "ChannelPresenceHandler"]
+
+MAX_MEMBERS = 1000
+
+
+class Member(PublicShape):
+    id: ObjectIdOut = Field(alias="_id")
+    username: str | None
+    display_name: str | None
+
+
+class ChannelMembers(PublicShape):
+    channel: str
+    members: Annotated[list[Member], Field(max_length=MAX_MEMBERS)]
+
+
+class ChannelPresence(PublicShape):
+    """The members of the channel"""
+
+    presence: ChannelMembers
+
+
+class ChannelPresenceHandler(AuthenticatedHandler):
+    @operation(
+        "Who is in a presence channel",
+        operation_id="channelPresence",
+        description="For a caller who may subscribe to the channel; its members with at "
+        "least one socket subscribed, on any process.",
+        auth=True,
+        responses={200: ChannelPresence},
+        errors={400: "`invalid_channel`", 403: "`forbidden`", 404: "", 503: ""},
+        tags=("channels",),
+    )
+    async def get(self, channel: str) -> None:
+        manager = self.services.channels
+        if manager is None:
+            raise ApiError(404, "not_found", "this app has no channels")
+        try:
+            pattern = await manager.channels.authorize(self.current_user, channel)
+        except ChannelRefused as refused:
+            raise ApiError(400 if refused.code == "invalid_channel" else 403, refused.code,
+                           refused.message) from None  # fmt: skip
+        if not pattern.presence:
+            raise ApiError(404, "not_found", "this channel keeps no presence")
+        ids = await manager.members(channel, MAX_MEMBERS)
+        self.write_json({"presence": {"channel": channel, "members": await members(self, ids)}})
+
+
+async def members(handler: AuthenticatedHandler, ids: list[str]) -> list[dict[str, Any]]:
+    """The public member fields of ``ids``, in their order (unknown ids left out)."""
+    wanted = [ObjectId(user_id) for user_id in ids if ObjectId.is_valid(user_id)]
+    projection = dict.fromkeys(MEMBER_FIELDS, 1)
+    cursor = handler.services.database["users"].find({"_id": {"$in": wanted}}, projection)
+    found = {str(user["_id"]): user async for user in cursor}
+    return [
+        {"_id": user_id, **{field: found[user_id].get(field) for field in MEMBER_FIELDS}}
+        for user_id in ids
+        if user_id in found
+    ]

@@ -1,0 +1,349 @@
+"""Who is in a presence channel with REDIS_URL (realtime/redis_channel_presence.py): the
+processes are simulated on the store (several ``RedisChannelPresence`` on one Redis
+channel, each with its own process id)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import REDIS_URL
+
+# Every test of test_channel_presence.py, again on Redis (collected here under this
+# module's ``presence`` fixture), and the tests that only make sense with Redis.
+from test_channel_presence import *  # noqa: F403
+from test_channel_presence import ADA, BOB, CYD, ODD_CHANNELS
+
+from transom_socketio.realtime.presence import Counted
+from transom_socketio.realtime.redis_channel_presence import (
+    FORGET_BATCH,
+    LEAVING_MARK_SECONDS,
+    RedisChannelPresence,
+    channel_hash,
+)
+from transom_socketio.realtime.redis_presence import FORGOTTEN_AFTER_HEARTBEATS
+
+# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("redis")
+
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 0.5
+
+Processes = Callable[..., RedisChannelPresence]
+
+
+@pytest.fixture
+def redis_channel() -> str:
+    """A channel (key prefix) of this test's own."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def processes(io_loop: Any, redis_channel: str) -> Iterator[Processes]:
+    """A new process of this test's deployment at each call; all closed at the end, and
+    what they leave (leaving marks) deleted."""
+    made: list[RedisChannelPresence] = []
+
+    def process(heartbeat_seconds: int = HEARTBEAT_SECONDS) -> RedisChannelPresence:
+        store = RedisChannelPresence(REDIS_URL, redis_channel, heartbeat_seconds, GRACE_SECONDS)
+        made.append(store)
+        return store
+
+    yield process
+
+    async def tear_down() -> None:
+        for store in made:
+            await store.close()
+        async with _redis() as redis:
+            async for key in redis.scan_iter(match=f"{redis_channel}:*"):
+                await redis.delete(key)
+
+    io_loop.run_sync(tear_down)
+
+
+@pytest.fixture
+def presence(processes: Processes) -> RedisChannelPresence:
+    return processes()
+
+
+def _redis() -> aioredis.Redis:
+    return aioredis.Redis.from_url(REDIS_URL)
+
+
+async def _keys(redis_channel: str) -> list[bytes]:
+    async with _redis() as redis:
+        return [key async for key in redis.scan_iter(match=f"{redis_channel}:*")]
+
+
+async def _eventually(check: Callable[[], Any], seconds: float) -> float:
+    """Wait until ``await check()`` is true; the seconds it took."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < seconds, "not within the time allowed"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_on_two_processes_counts_once(processes: Processes):
+    first, second = processes(), processes()
+    assert await first.subscribed("room", ADA) == Counted(1, True)
+    assert await second.subscribed("room", ADA) == Counted(2, False)
+    assert await second.subscribed("room", ADA) == Counted(3, False)
+    assert await first.unsubscribed("room", ADA, "m1") == Counted(2, False)
+    assert await first.unsubscribed("room", ADA, "m1") is None  # first holds none now
+    assert await second.unsubscribed("room", ADA, "m2") == Counted(1, False)
+    assert await second.unsubscribed("room", ADA, "m3") == Counted(0, True)
+    assert await first.gone("room", ADA, "m3") is True  # any process may end the grace
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_leaving_one_process_and_coming_back_on_another_is_not_news(
+    processes: Processes,
+):
+    first, second = processes(), processes()
+    await first.subscribed("room", ADA)
+    assert await first.unsubscribed("room", ADA, "m1") == Counted(0, True)
+    assert await second.subscribed("room", ADA) == Counted(1, False)
+    assert await first.gone("room", ADA, "m1") is False
+    assert await first.members("room", 10) == [ADA]
+
+    # Leaving the second too: its grace decides, whichever process ends it.
+    assert await second.unsubscribed("room", ADA, "m2") == Counted(0, True)
+    assert await first.gone("room", ADA, "m1") is False
+    assert await first.gone("room", ADA, "m2") is True
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_members_across_processes(processes: Processes):
+    first, second, reader = processes(), processes(), processes()
+    await first.subscribed("room", ADA)
+    await second.subscribed("room", ADA)
+    await second.subscribed("room", BOB)
+    await first.subscribed("room", CYD)
+    await first.subscribed("hall", CYD)
+    # A process with no socket (no heartbeat of its own) reads them all the same.
+    for store in (first, second, reader):
+        assert sorted(await store.members("room", 10)) == [ADA, BOB, CYD]
+        assert await store.members("hall", 10) == [CYD]
+        listed = await store.members("room", 2)
+        assert len(set(listed)) == 2 and set(listed) <= {ADA, BOB, CYD}
+    await first.unsubscribed("room", ADA, "m")  # still on the second
+    await first.unsubscribed("room", CYD, "m")
+    assert sorted(await reader.members("room", 10)) == [ADA, BOB]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_process_that_stops_heartbeating_stops_counting_after_three_heartbeats(
+    processes: Processes, redis_channel: str
+):
+    silent, live = processes(heartbeat_seconds=1), processes(heartbeat_seconds=1)
+    await silent.subscribed("room", ADA)
+    await live.subscribed("room", BOB)
+    assert sorted(await live.members("room", 10)) == [ADA, BOB]
+
+    # The silent process stops beating (as if it hung or crashed; nothing is deleted).
+    assert silent._heartbeats is not None
+    silent._heartbeats.cancel()
+    stopped = time.monotonic()
+
+    async def only_bob() -> bool:
+        return await live.members("room", 10) == [BOB]
+
+    await _eventually(only_bob, seconds=8)
+    # Not before 3 heartbeats (the last beat was at most 1 s before it stopped), and
+    # the live process's own beats kept Bob counted meanwhile.
+    assert time.monotonic() - stopped > 2
+    # Ada's socket there is not believed any more: her first one elsewhere is news.
+    assert await live.subscribed("room", ADA) == Counted(1, True)
+    assert await live.unsubscribed("room", ADA, "m") == Counted(0, True)
+    assert await live.gone("room", ADA, "m") is True
+
+    # Once forgotten, the next heartbeat of another process deletes what it kept.
+    async with _redis() as redis:
+        processes_key = f"{redis_channel}:channel-presence:processes"
+        now = int((await redis.time())[0])
+        await redis.zadd(processes_key, {silent._process: now - FORGOTTEN_AFTER_HEARTBEATS - 1})
+        await live._heartbeat()
+        assert await redis.zscore(processes_key, silent._process) is None
+        assert await redis.ttl(f"{redis_channel}:channel-presence:process:{live._process}") > 0
+        users = f"{redis_channel}:channel-presence:channel:{channel_hash('room')}:users"
+        assert await redis.smembers(users) == {BOB.encode()}
+    keys = await _keys(redis_channel)
+    assert not [key for key in keys if silent._process.encode() in key]
+    room = channel_hash("room").encode()
+    assert not [key for key in keys if room in key and key.endswith(ADA.encode())]
+    assert await live.members("room", 10) == [BOB]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_entries_of_a_process_no_longer_heartbeating_are_dropped_when_read(
+    processes: Processes, redis_channel: str
+):
+    # A deployment that vanished (its process hashes expired, nobody forgot it): what
+    # it left in a channel goes when the channel is next read or changed.
+    gone, reader = processes(), processes()
+    await gone.subscribed("room", ADA)
+    await gone.subscribed("room", BOB)
+    async with _redis() as redis:
+        await redis.zrem(f"{redis_channel}:channel-presence:processes", gone._process)
+        await redis.delete(f"{redis_channel}:channel-presence:process:{gone._process}")
+    assert await reader.members("room", 10) == []
+    assert await reader.subscribed("room", BOB) == Counted(1, True)
+    assert await reader.unsubscribed("room", BOB, "m") == Counted(0, True)
+    assert await reader.gone("room", BOB, "m") is True
+    assert await _keys(redis_channel) == [f"{redis_channel}:channel-presence:processes".encode()]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_process_that_closes_stops_counting_at_once_and_leaves_nothing(
+    processes: Processes, redis_channel: str
+):
+    closing, live = processes(), processes()
+    for channel in ("room", "hall"):
+        await closing.subscribed(channel, ADA)
+        await closing.subscribed(channel, BOB)
+    await live.subscribed("room", BOB)
+    await closing.close()
+    assert await live.members("room", 10) == [BOB]
+    assert await live.members("hall", 10) == []
+    assert await live.subscribed("hall", ADA) == Counted(1, True)
+    assert not [key for key in await _keys(redis_channel) if closing._process.encode() in key]
+    assert await closing.subscribed("room", ADA) is None  # closed: counts nothing
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_subscriptions_on_two_processes_make_exactly_one_join_and_leave(
+    processes: Processes,
+):
+    first, second = processes(), processes()
+    joins = await asyncio.gather(
+        *(store.subscribed("room", ADA) for _ in range(20) for store in (first, second))
+    )
+    assert [counted.news for counted in joins if counted].count(True) == 1
+    assert sorted(counted.sockets for counted in joins if counted) == list(range(1, 41))
+
+    leaves = await asyncio.gather(
+        *(store.unsubscribed("room", ADA, f"m{n}") for n in range(20) for store in (first, second))
+    )
+    assert [counted.news for counted in leaves if counted].count(True) == 1
+    assert sorted(counted.sockets for counted in leaves if counted) == list(range(40))
+    assert await first.members("room", 10) == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_channel_names_never_reach_a_key(processes: Processes, redis_channel: str):
+    first, second = processes(), processes()
+    for channel in ODD_CHANNELS:
+        await first.subscribed(channel, ADA)
+        await second.subscribed(channel, BOB)
+        await second.unsubscribed(channel, BOB, "m")  # a leaving mark too
+    keys = await _keys(redis_channel)
+    prefix = f"{redis_channel}:channel-presence:".encode()
+    assert keys and all(key.startswith(prefix) for key in keys)
+    for channel in ODD_CHANNELS:
+        assert any(channel_hash(channel).encode() in key for key in keys)
+        if channel:
+            # Neither the name nor a part of it that could pass for a key segment.
+            name = channel.encode("utf-8")
+            assert not [key for key in keys if name in key[len(prefix) :]], channel
+    for key in keys:
+        assert key[len(prefix) :].isascii()
+        assert b"room" not in key and b"caf" not in key and b"*" not in key
+    # A name that is not valid UTF-8 on its own (a lone surrogate) is a channel too.
+    assert await first.subscribed("\ud800", ADA) == Counted(1, True)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_channel_nobody_is_in_leaves_only_its_expiring_marks(
+    processes: Processes, redis_channel: str
+):
+    first, second = processes(), processes()
+    await first.subscribed("room", ADA)
+    await second.subscribed("room", BOB)
+    await second.subscribed("room", BOB)
+    room = channel_hash("room")
+    assert await first.unsubscribed("room", ADA, "m1") == Counted(0, True)
+    await second.unsubscribed("room", BOB, "m2")
+    await second.unsubscribed("room", BOB, "m3")
+
+    prefix = f"{redis_channel}:channel-presence"
+    marks = {f"{prefix}:channel:{room}:leaving:{user}".encode() for user in (ADA, BOB)}
+    assert set(await _keys(redis_channel)) == {*marks, f"{prefix}:processes".encode()}
+    async with _redis() as redis:
+        for mark in marks:
+            assert 0 < await redis.pttl(mark) <= 1000 * (GRACE_SECONDS + LEAVING_MARK_SECONDS)
+    assert await first.gone("room", ADA, "m1") is True
+    assert await first.gone("room", BOB, "m3") is True
+    assert await _keys(redis_channel) == [f"{prefix}:processes".encode()]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_members_skips_what_only_stale_processes_hold(
+    processes: Processes, redis_channel: str
+):
+    stale, live = processes(), processes()
+    await stale.subscribed("room", ADA)
+    await stale.subscribed("room", BOB)
+    await live.subscribed("room", CYD)
+    async with _redis() as redis:
+        now = int((await redis.time())[0])
+        processes_key = f"{redis_channel}:channel-presence:processes"
+        await redis.zadd(processes_key, {stale._process: now - 3 * HEARTBEAT_SECONDS - 1})
+    assert await live.members("room", 10) == [CYD]
+    assert await live.members("room", 1) == [CYD]  # the stale ones do not use the limit
+    # A process always believes its own counts (it is running), even with a late beat.
+    assert sorted(await stale.members("room", 10)) == [ADA, BOB, CYD]
+    assert await stale.subscribed("hall", ADA) == Counted(1, True)
+    assert await stale.unsubscribed("room", ADA, "m") == Counted(0, True)
+    # The heartbeat resumes: its sockets count again.
+    await stale._heartbeat()
+    assert sorted(await live.members("room", 10)) == [BOB, CYD]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_without_redis_nothing_is_news_and_members_raises():
+    store = RedisChannelPresence("redis://127.0.0.1:1/0", "test-none", 1, 0.1)
+    try:
+        assert await store.subscribed("room", ADA) is None
+        assert await store.unsubscribed("room", ADA, "m") is None
+        assert await store.gone("room", ADA, "m") is False
+        with pytest.raises(aioredis.RedisError):
+            await store.members("room", 10)
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_large_process_is_forgotten_and_closed_in_batches(
+    processes: Processes, redis_channel: str
+):
+    entries = 2 * FORGET_BATCH + 500
+    silent, closing, live = processes(), processes(), processes()
+    for store in (silent, closing):
+        for start in range(0, entries, 250):
+            await asyncio.gather(
+                *(store.subscribed(f"room-{n}", ADA) for n in range(start, start + 250))
+            )
+    prefix = f"{redis_channel}:channel-presence"
+    async with _redis() as redis:
+        assert await redis.hlen(f"{prefix}:process:{silent._process}") == entries
+        now = int((await redis.time())[0])
+        forgotten = now - FORGOTTEN_AFTER_HEARTBEATS * HEARTBEAT_SECONDS - 1
+        await redis.zadd(f"{prefix}:processes", {silent._process: forgotten})
+        # One heartbeat deletes a batch; the process stays known until the last one.
+        await live._heartbeat()
+        left = await redis.hlen(f"{prefix}:process:{silent._process}")
+        assert 0 < left <= entries - FORGET_BATCH
+        assert await redis.zscore(f"{prefix}:processes", silent._process) is not None
+        for _ in range(2):
+            await live._heartbeat()
+        assert await redis.zscore(f"{prefix}:processes", silent._process) is None
+
+    await closing.close()
+    assert await _keys(redis_channel) == [f"{prefix}:processes".encode()]
