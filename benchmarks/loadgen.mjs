@@ -13,12 +13,16 @@
 //           warm-up burst goes first (--warmup messages, default --count); then --bursts
 //           bursts, each checked, each started when the rest of the machine is quiet
 //           (--quiet-cores, waiting at most --quiet-wait s); the run reports the median
-//           burst figures and every burst.
+//           burst figures and every burst. With --target channels, every socket first
+//           subscribes to one of --channels channels (`room:bench`, or `room:bench-<i>`
+//           for socket i mod --channels), W at a time, each waiting for its ack; then
+//           POST /bench/channel emits each message to every channel (emitToChannel).
 //   idle    connect --clients sockets and hold them: server RSS per idle connection
 //           (the server reads its own /proc/self/status before and after).
 //
 // Usage: node loadgen.mjs --mode fanout --url http://127.0.0.1:PORT --server python \
-//          --clients 1000 --count 50 [--target users --fraction 0.1] ...
+//          --clients 1000 --count 50 [--target users --fraction 0.1 | --target channels
+//          --channels 100] ...
 // Prints one JSON object on stdout; progress goes to stderr. Every wait is bounded.
 
 import fs from "node:fs";
@@ -40,6 +44,7 @@ const { values: opt } = parseArgs({
     size: { type: "string", default: "120" },
     target: { type: "string", default: "everyone" },
     fraction: { type: "string", default: "0.1" },
+    channels: { type: "string", default: "1" },
     users: { type: "string" },
     concurrency: { type: "string", default: "16" },
     duration: { type: "string", default: "5" },
@@ -327,6 +332,57 @@ async function connectAll(clients, onMessage) {
   };
 }
 
+// Subscribe every client to its channel (client.channel), W at a time, each waiting for
+// its ack ({ok: true}). The python app's `room:` channels keep presence: a user's first
+// subscription is announced (`join`) to the channel's other subscribers, ~S²/2 events
+// for a channel of S. They are counted here, and the subscription phase ends once they
+// have stopped arriving (0.5 s without one, at most --idle-timeout s), so none lands in
+// a measured burst.
+async function subscribeAll(clients) {
+  const ackMs = [];
+  let failures = 0;
+  let firstError = null;
+  let presenceEvents = 0;
+  const window = await openWindow();
+  const started = nowMs();
+  for (const client of clients) {
+    client.socket.on("join", () => {
+      presenceEvents += 1;
+    });
+  }
+  await pool(clients.length, CONCURRENCY, async (i) => {
+    const client = clients[i];
+    const t0 = nowMs();
+    try {
+      const ack = await client.socket.timeout(30000).emitWithAck("subscribe", { channel: client.channel });
+      if (!ack || ack.ok !== true) throw new Error(`subscribe ${client.channel}: ${JSON.stringify(ack)}`);
+      ackMs.push(nowMs() - t0);
+    } catch (error) {
+      failures += 1;
+      firstError = firstError || String(error.message || error);
+    }
+  });
+  const seconds = (nowMs() - started) / 1000;
+  const drainLimit = nowMs() + Number(opt["idle-timeout"]) * 1000;
+  let last = -1;
+  while (presenceEvents !== last && nowMs() < drainLimit) {
+    last = presenceEvents;
+    await sleep(500);
+  }
+  return {
+    subscriptions: ackMs.length,
+    failures,
+    first_error: firstError,
+    concurrency: CONCURRENCY,
+    seconds: round3(seconds),
+    per_s: round3(ackMs.length / seconds),
+    ack_ms: summary(ackMs),
+    presence_events: presenceEvents,
+    drained_s: round3((nowMs() - started) / 1000 - seconds),
+    ...(await closeWindow(window)),
+  };
+}
+
 async function closeAll(clients) {
   for (const client of clients) if (client.socket) client.socket.close();
   await sleep(200);
@@ -420,7 +476,9 @@ function median(values) {
 
 async function modeFanout() {
   const target = opt.target;
-  if (target !== "everyone" && target !== "users") throw new Error("--target is everyone or users");
+  if (!["everyone", "users", "channels"].includes(target)) {
+    throw new Error("--target is everyone, users or channels");
+  }
   const userCount = Number(opt.users || CLIENTS);
   const bursts = Math.max(1, Number(opt.bursts));
   const { users, seconds: usersSeconds } = await makeUsers(userCount);
@@ -433,6 +491,13 @@ async function modeFanout() {
     targetIds = users.slice(0, n).map((u) => u.id);
     const wanted = new Set(targetIds);
     for (const c of clients) c.targeted = wanted.has(c.user.id);
+  }
+  // Channels: socket i subscribes to channel i mod N (N = 1: `room:bench`, every socket).
+  let channelNames = null;
+  if (target === "channels") {
+    const n = Math.max(1, Math.min(CLIENTS, Number(opt.channels)));
+    channelNames = n === 1 ? ["room:bench"] : Array.from({ length: n }, (_, i) => `room:bench-${i}`);
+    for (const c of clients) c.channel = channelNames[c.index % n];
   }
   const targeted = clients.filter((c) => c.targeted);
   const expected = targeted.length * COUNT;
@@ -517,12 +582,23 @@ async function modeFanout() {
   const connect = await connectAll(clients, onMessage);
   log(`connected ${connect.connections}/${CLIENTS} in ${connect.seconds}s`);
   if (connect.failures) throw new Error(`${connect.failures} connections failed: ${connect.first_error}`);
+  const subscribe = channelNames ? await subscribeAll(clients) : null;
+  if (subscribe) {
+    log(
+      `subscribed ${subscribe.subscriptions}/${CLIENTS} to ${channelNames.length} channel(s) in ` +
+        `${subscribe.seconds}s, ${subscribe.presence_events} presence events`,
+    );
+    if (subscribe.failures) {
+      throw new Error(`${subscribe.failures} subscriptions failed: ${subscribe.first_error}`);
+    }
+  }
   await sleep(SETTLE_MS);
 
-  const path = target === "everyone" ? "/bench/broadcast" : "/bench/users";
+  const path = { everyone: "/bench/broadcast", users: "/bench/users", channels: "/bench/channel" }[target];
   const send = (runId, count) => {
     const body = { count, size: SIZE, run: runId };
     if (targetIds) body.users = targetIds;
+    if (channelNames) body.channels = channelNames;
     return expectOk("POST", path, body);
   };
 
@@ -630,11 +706,13 @@ async function modeFanout() {
     clients: CLIENTS,
     users: userCount,
     targeted_clients: targeted.length,
+    ...(channelNames ? { channels: channelNames.length, emits_per_message: channelNames.length } : {}),
     count: COUNT,
     size: SIZE,
     bursts,
     users_setup_s: round3(usersSeconds),
     connect,
+    ...(subscribe ? { subscribe } : {}),
     warmup,
     fanout: {
       expected: sum((r) => r.expected),

@@ -6,9 +6,14 @@
 // - The same /bench endpoints as benchmarks/python_server.py:
 //     POST /bench/broadcast {count, size, run}         io.to("everyone").emit(...) x count
 //     POST /bench/users     {count, size, run, users}  io.to(["user:<id>", ...]).emit(...) x count
+//     POST /bench/channel   {count, size, run, channels}
+//                           count x (io.to(channel).emit(...) for each channel)
 //     GET  /bench/stats[?gc=1]                         {rss_kb, cpu_s, sockets, ...}
 //   Each payload is {run, seq, t, pad}: t is the send time (ms since the epoch,
 //   sub-millisecond), seq counts from 0, pad brings the packet to `size` bytes.
+// - A socket's `subscribe` event {channel} joins the room named `channel` and acks
+//   {ok: true}: what the generated app's channels do (`emitToChannel`), without the
+//   authorisation, the limits and the presence announcements.
 //
 // Usage: node [--expose-gc] node_server.js [port]   (port 0, the default, picks a free one)
 // Prints "listening on http://127.0.0.1:PORT" once ready.
@@ -89,6 +94,16 @@ io.on("connection", (socket) => {
     return;
   }
   socket.join([`user:${user}`, `jwt:${crypto.randomBytes(12).toString("base64url")}`, EVERYONE]);
+  socket.on("subscribe", (body, ack) => {
+    const channel = body && body.channel;
+    const reply = typeof ack === "function" ? ack : () => {};
+    if (typeof channel !== "string" || !channel) {
+      reply({ ok: false, error: { code: "invalid_channel", message: "channel must be a string" } });
+      return;
+    }
+    socket.join(channel);
+    reply({ ok: true });
+  });
 });
 
 async function broadcast(body, targets) {
@@ -104,6 +119,22 @@ async function broadcast(body, targets) {
   return { sent: count, emit_ms: nowMs() - started, emit_cpu_s: cpuSeconds() - cpu0 };
 }
 
+// Per message (seq), one emit to each channel's room, as the python side's loop of
+// emitToChannel calls does.
+async function channels(body) {
+  const count = Number(body.count) || 0;
+  const run = String(body.run || "");
+  const names = Array.isArray(body.channels) ? body.channels.map(String) : [];
+  const pad = padFor(Number(body.size) || 120, run);
+  const started = nowMs();
+  const cpu0 = cpuSeconds();
+  const rooms = names.map((name) => io.to(name));
+  for (let seq = 0; seq < count; seq += 1) {
+    for (const room of rooms) room.emit(CHANNEL, { run, seq, t: nowMs(), pad });
+  }
+  return { sent: count * names.length, emit_ms: nowMs() - started, emit_cpu_s: cpuSeconds() - cpu0 };
+}
+
 async function route(req, res) {
   const url = new URL(req.url, "http://localhost");
   if (req.method === "POST" && url.pathname === "/bench/broadcast") {
@@ -112,6 +143,8 @@ async function route(req, res) {
     const body = await readJson(req);
     const users = Array.isArray(body.users) ? body.users.map(String) : [];
     send(res, 200, await broadcast(body, users.map((id) => `user:${id}`)));
+  } else if (req.method === "POST" && url.pathname === "/bench/channel") {
+    send(res, 200, await channels(await readJson(req)));
   } else if (req.method === "GET" && url.pathname === "/bench/stats") {
     if (url.searchParams.get("gc") === "1" && typeof global.gc === "function") {
       global.gc();

@@ -1,7 +1,7 @@
 """The generated app, served exactly as ``python -m <slug>`` serves it, plus /bench routes.
 
 The benchmark must measure the app's own code path, so this module changes nothing
-in it: it wraps ``<slug>.app.make_app`` to add three benchmark-only routes to the
+in it: it wraps ``<slug>.app.make_app`` to add four benchmark-only routes to the
 Application that ``make_app`` returns, then runs the package's own entry point
 (``<slug>.__main__.main``: settings from the environment, logging, embedded
 database, ``server.serve``). Whatever the app does at start-up (GC tuning, event
@@ -13,6 +13,9 @@ Routes (the same as benchmarks/node_server.js):
   ``await registry['transomMsgClient'].emitToEveryone("bench", payload)``;
 - ``POST /bench/users {count, size, run, users}``: ``count`` times
   ``await registry['transomMsgClient'].emitToUsers(users, "bench", payload)``;
+- ``POST /bench/channel {count, size, run, channels}``: ``count`` times, for each
+  channel, ``await registry['transomMsgClient'].emitToChannel(channel, "bench", payload)``
+  (the sockets subscribed with the app's own ``subscribe`` event, channels.py);
 - ``GET /bench/stats[?gc=1]``: ``{rss_kb, cpu_s, sockets, ...}`` (RSS from
   /proc/self/status; ``gc=1`` runs a full collection first).
 
@@ -121,6 +124,34 @@ class BroadcastHandler(_BenchHandler):
         )
 
 
+class ChannelHandler(_BenchHandler):
+    """``count`` x (``emitToChannel`` to each channel) through the app's message client."""
+
+    async def post(self) -> None:
+        body = self.body()
+        count = int(body.get("count", 0))
+        run = str(body.get("run", ""))
+        pad = pad_for(int(body.get("size", 120)), run)
+        channels = body.get("channels")
+        if not isinstance(channels, list) or not channels:
+            raise tornado.web.HTTPError(400)
+        names = [str(channel) for channel in channels]
+        client = self.registry["transomMsgClient"]
+        started, cpu0 = now_ms(), cpu_seconds()
+        for seq in range(count):
+            for channel in names:
+                await client.emitToChannel(
+                    channel, CHANNEL, {"run": run, "seq": seq, "t": now_ms(), "pad": pad}
+                )
+        self.reply(
+            {
+                "sent": count * len(names),
+                "emit_ms": now_ms() - started,
+                "emit_cpu_s": cpu_seconds() - cpu0,
+            }
+        )
+
+
 class StatsHandler(_BenchHandler):
     def get(self) -> None:
         if self.get_query_argument("gc", "0") == "1":
@@ -144,6 +175,7 @@ class StatsHandler(_BenchHandler):
 ROUTES = [
     (r"/bench/broadcast", BroadcastHandler),
     (r"/bench/users", BroadcastHandler),
+    (r"/bench/channel", ChannelHandler),
     (r"/bench/stats", StatsHandler),
 ]
 

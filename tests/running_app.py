@@ -33,6 +33,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 MAX_SOCKETS_PER_USER = 5
 # Small, so the recovery tests can exceed the window with a few API calls.
 RECOVERY_MAX_MESSAGES = 60
+# Short, so the rooms test sees a member leave soon after their last socket does.
+PRESENCE_GRACE_SECONDS = 1
 START_TIMEOUT = 60.0
 NODE_TIMEOUT = 120.0
 
@@ -44,6 +46,7 @@ class RunningApp:
     log_path: Path
     max_sockets_per_user: int = MAX_SOCKETS_PER_USER
     recovery_max_messages: int = RECOVERY_MAX_MESSAGES
+    presence_grace_seconds: int = PRESENCE_GRACE_SECONDS
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -74,6 +77,7 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
         "LOG_LEVEL": "INFO",
         "MAX_SOCKETS_PER_USER": str(MAX_SOCKETS_PER_USER),
         "RECOVERY_MAX_MESSAGES": str(RECOVERY_MAX_MESSAGES),
+        "PRESENCE_GRACE_SECONDS": str(PRESENCE_GRACE_SECONDS),
         # Every test user signs up from 127.0.0.1 and the recovery tests send more
         # messages a minute than a person would: those limits are off here.
         "SIGNUPS_PER_ADDRESS": "0",

@@ -27,7 +27,7 @@ REFUSALS = (
     "operator_token",
     "object_token",
 )
-PUBLIC_MESSAGE_FIELDS = {"_id", "text", "author", "to", "created_at"}
+PUBLIC_MESSAGE_FIELDS = {"_id", "text", "author", "to", "channel", "created_at"}
 
 
 @pytest.fixture(scope="module")

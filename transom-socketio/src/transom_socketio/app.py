@@ -55,8 +55,15 @@ def standard_routes(services: Services) -> list[Route]:
     outbox (``/dev/mail``)."""
     settings = services.settings
     dev_mail = [(r"/dev/mail", DevMailHandler)] if services.outbox is not None else []
+    presence_limit = RateLimiter(settings.presence_requests_per_minute_per_user)
     channels = (
-        [(r"/api/v1/channels/(?P<channel>[^/]+)/presence", ChannelPresenceHandler)]
+        [
+            (
+                r"/api/v1/channels/(?P<channel>[^/]+)/presence",
+                ChannelPresenceHandler,
+                {"per_user": presence_limit},
+            )
+        ]
         if services.channels is not None
         else []
     )
@@ -69,7 +76,7 @@ def standard_routes(services: Services) -> list[Route]:
         (
             r"/api/v1/presence",
             PresenceHandler,
-            {"per_user": RateLimiter(settings.presence_requests_per_minute_per_user)},
+            {"per_user": presence_limit},
         ),
     ]
 

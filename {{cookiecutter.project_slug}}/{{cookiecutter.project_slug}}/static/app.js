@@ -1,7 +1,8 @@
-// The demo client: REST for the account and messages, Socket.IO for live delivery.
-// Plain JavaScript with the socket.io-client 4 served by the app (static/vendor),
-// static/recovery.js, which recovers the messages missed while the socket was cut, and
-// static/outbox.js, the development outbox panel (the mail the app sent).
+// The demo client: REST for the account and messages, Socket.IO for live delivery and
+// rooms (channels room:<name>, channels.py). Plain JavaScript with the socket.io-client 4
+// served by the app (static/vendor), static/recovery.js, which recovers the messages
+// missed while the socket was cut (its rooms' too), and static/outbox.js, the
+// development outbox panel (the mail the app sent).
 (() => {
   "use strict";
 
@@ -15,6 +16,9 @@
     connectedBefore: false,
     reloading: null, // while the list reloads: the socket's messages, shown after it
   };
+  // The rooms joined: channel -> {channel, view, members: Map(id -> user), pending}.
+  const rooms = new Map();
+  const ACK_TIMEOUT_MS = 10000;
 
   // Login waits for a verified address (REQUIRE_VERIFIED_EMAIL).
   const VERIFY_EMAIL = document.body.dataset.verifyEmail === "true";
@@ -167,11 +171,10 @@
     $("connect").disabled = true;
     $("send").disabled = true;
     $("messages").replaceChildren();
-    $("online").replaceChildren();
+    [...rooms.keys()].forEach(closeRoom);
     recoveryNote("");
     state.position = null;
     state.connectedBefore = false;
-    knownUsers.clear();
   }
 
   // The server ends the account's other sessions and closes its sockets, this page's
@@ -254,17 +257,19 @@
       socketOptions: { transports: document.body.dataset.transports.split(",") },
       fetchToken: fetchSocketToken,
       position: state.position,
+      // The rooms it is in come back with every reconnection (auth.channels).
+      channels: () => [...rooms.keys()],
       onRecovery: showRecovery,
       onTokenError: (error) => setStatus(`error: ${error.message}`, "error"),
     });
     const socket = live.socket;
     socket.on("connect", () => {
       setStatus("connected", "connected");
-      refreshPresence().catch((error) => notice(error.message));
+      for (const room of rooms.values()) loadMembers(room).catch((error) => notice(error.message));
       $("connect").disabled = true;
       $("disconnect").disabled = false;
       $("drop").disabled = false;
-      state.connectedBefore = true;
+      $("join").disabled = false;
     });
     socket.on("connect_error", (error) => {
       setStatus(`error: ${error.message}`, "error");
@@ -280,16 +285,15 @@
       if (state.socket !== socket) return; // replaced already (reconnect)
       setStatus(`disconnected (${reason})`, "disconnected");
       $("drop").disabled = true;
+      $("join").disabled = true;
       if (reason === "io server disconnect") forgetSocket(); // the server closed it: no retry
     });
     // meta: the trailing {position}; recovery.js marks the replayed messages.
     socket.on("message", (message, meta) => {
       received(message, meta && meta.recovered ? "recovered" : "live");
     });
-    socket.on("presence", (event) => {
-      knownUsers.set(event.user._id, event.user);
-      showPresence(event.user, event.online);
-    });
+    socket.on("join", (event) => memberEvent(event, true));
+    socket.on("leave", (event) => memberEvent(event, false));
     state.socket = socket;
     state.live = live;
   }
@@ -301,6 +305,7 @@
     $("connect").disabled = !state.jwt;
     $("disconnect").disabled = true;
     $("drop").disabled = true;
+    $("join").disabled = true;
   }
 
   function disconnect() {
@@ -328,8 +333,14 @@
   }
 
   // The server's answer to a (re)connection with a position: how many missed messages
-  // it replays (they follow, marked recovered), or that it could not replay them all.
-  function showRecovery({ complete, count }) {
+  // it replays (they follow, marked recovered), or that it could not replay them all;
+  // and which of the rooms it asked back it is in again (a refused one is closed).
+  function showRecovery({ complete, count, channels }) {
+    for (const [channel, back] of Object.entries(channels || {})) {
+      if (back || !rooms.has(channel)) continue;
+      closeRoom(channel);
+      notice(`You are no longer in ${channel}: you may not join it now.`);
+    }
     const plural = count === 1 ? "message" : "messages";
     if (!complete) {
       recoveryNote(
@@ -343,30 +354,104 @@
     } else if (state.connectedBefore) {
       recoveryNote("Reconnected: no message was missed.", "complete");
     }
+    state.connectedBefore = true; // the first connection's answer is no reconnection
   }
 
-  // Who is online: the users this page knows of (message authors, presence events),
-  // checked through GET /api/v1/presence on each (re)connection, then kept live by the
-  // server's `presence` events (a user's first socket in, last socket out).
-  function showPresence(user, online) {
-    if (state.me && user._id === state.me._id) return;
-    let item = document.querySelector(`#online li[data-id="${user._id}"]`);
-    if (!item) {
-      item = document.createElement("li");
-      item.dataset.id = user._id;
-      $("online").append(item);
+  // Rooms: the socket subscribes to room:<name>; its members come from
+  // GET /api/v1/channels/<channel>/presence, then live from the `join` and `leave` events
+  // (a member's first socket in, their last one out after the grace period); its
+  // messages are those posted with `channel`.
+  async function joinRoom() {
+    const channel = `room:${$("room-name").value.trim()}`;
+    if (rooms.has(channel)) return;
+    const room = openRoom(channel); // before the ack: the room's first messages have a place
+    const ack = await state.socket
+      .timeout(ACK_TIMEOUT_MS)
+      .emitWithAck("subscribe", { channel })
+      .catch(() => ({ ok: false, error: { message: "no answer from the server" } }));
+    if (!ack.ok) {
+      closeRoom(channel);
+      throw new Error(`Could not join ${channel}: ${ack.error.message}`);
     }
-    item.dataset.online = online ? "true" : "false";
-    item.textContent = `${user.username} — ${online ? "online" : "offline"}`;
+    await loadMembers(room);
   }
 
-  const knownUsers = new Map();
+  // Left at once here; the socket unsubscribes if connected (a reconnecting one does not
+  // ask for the room back).
+  async function leaveRoom(channel) {
+    closeRoom(channel);
+    const socket = state.socket;
+    if (!socket || !socket.connected) return;
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("unsubscribe", { channel });
+    if (!ack.ok) throw new Error(`Could not leave ${channel}: ${ack.error.message}`);
+  }
 
-  async function refreshPresence() {
-    const ids = [...knownUsers.keys()].slice(0, 100);
-    if (!ids.length) return;
-    const { presence } = await api("GET", `/api/v1/presence?users=${ids.join(",")}`);
-    for (const [id, { online }] of Object.entries(presence)) showPresence(knownUsers.get(id), online);
+  function openRoom(channel) {
+    const view = $("room-template").content.firstElementChild.cloneNode(true);
+    view.dataset.channel = channel;
+    view.querySelector(".room-name").textContent = channel;
+    const room = { channel, view, members: new Map(), pending: null };
+    view.querySelector(".leave").addEventListener("click", guarded(() => leaveRoom(channel)));
+    view.querySelector(".room-send").addEventListener("submit", guarded(() => sendToRoom(room)));
+    rooms.set(channel, room);
+    $("room-list").append(view);
+    return room;
+  }
+
+  function closeRoom(channel) {
+    const room = rooms.get(channel);
+    if (!room) return;
+    rooms.delete(channel);
+    room.view.remove();
+  }
+
+  // The members from the API; the join and leave events that arrive meanwhile are
+  // applied again over its answer (they may be newer).
+  async function loadMembers(room) {
+    const pending = [];
+    room.pending = pending;
+    try {
+      const path = `/api/v1/channels/${encodeURIComponent(room.channel)}/presence`;
+      const { presence } = await api("GET", path);
+      if (room.pending !== pending) return; // a newer load is under way
+      room.members = new Map(presence.members.map((user) => [user._id, user]));
+      pending.forEach(([user, here]) => setMember(room, user, here));
+      showMembers(room);
+    } finally {
+      if (room.pending === pending) room.pending = null;
+    }
+  }
+
+  function memberEvent({ channel, user }, here) {
+    const room = rooms.get(channel);
+    if (!room) return;
+    if (room.pending) room.pending.push([user, here]);
+    setMember(room, user, here);
+    showMembers(room);
+  }
+
+  function setMember(room, user, here) {
+    if (here) room.members.set(user._id, user);
+    else room.members.delete(user._id);
+  }
+
+  function showMembers(room) {
+    const items = [...room.members.values()].map((user) => {
+      const item = document.createElement("li");
+      item.dataset.id = user._id;
+      item.textContent = user.username;
+      if (state.me && user._id === state.me._id) item.append(" (you)");
+      return item;
+    });
+    room.view.querySelector(".members").replaceChildren(...items);
+  }
+
+  async function sendToRoom(room) {
+    const input = room.view.querySelector(".room-send input");
+    const body = { text: input.value, channel: room.channel };
+    const { message } = await api("POST", "/api/v1/db/message", body);
+    input.value = "";
+    showMessage(message, "history");
   }
 
   // A message from the socket; while the list reloads, it waits for the reload.
@@ -376,10 +461,13 @@
   }
 
   // how: "live" (from the socket), "recovered" (replayed after a reconnection) or
-  // "history" (from the REST API).
+  // "history" (from the REST API). A room's message goes to its room (none if the page
+  // is not in it), the others to the list of messages.
   function showMessage(message, how) {
-    if (message.author && message.author._id) knownUsers.set(message.author._id, message.author);
-    if (document.querySelector(`#messages li[data-id="${message._id}"]`)) return;
+    const room = message.channel ? rooms.get(message.channel) : null;
+    if (message.channel && !room) return;
+    const list = room ? room.view.querySelector(".room-messages") : $("messages");
+    if (list.querySelector(`li[data-id="${message._id}"]`)) return;
     const item = document.createElement("li");
     item.dataset.id = message._id;
     item.dataset.live = how === "live" ? "true" : "false";
@@ -387,7 +475,7 @@
     const meta = document.createElement("div");
     meta.className = "meta";
     const when = new Date(message.created_at).toLocaleTimeString();
-    const scope = message.to ? "direct" : "everyone";
+    const scope = message.to ? "direct" : message.channel || "everyone";
     meta.textContent = `${message.author.username} → ${scope} · ${when}`;
     if (message.to) meta.classList.add("direct");
     if (how === "recovered") {
@@ -400,7 +488,7 @@
     text.className = "text";
     text.textContent = message.text;
     item.append(meta, text);
-    $("messages").prepend(item);
+    list.prepend(item);
   }
 
   async function loadHistory() {
@@ -458,6 +546,7 @@
   $("disconnect").addEventListener("click", guarded(disconnect));
   $("drop").addEventListener("click", guarded(dropConnection));
   $("message-form").addEventListener("submit", guarded(send));
+  $("room-form").addEventListener("submit", guarded(joinRoom));
 
   // A reload keeps the session of this tab, unless the JWT expired or was revoked.
   if (state.jwt) {

@@ -10,13 +10,14 @@
 //     socketOptions: {},       // more io() options (transports...); `auth` is this module's
 //     position: null,          // resume after this position (e.g. an earlier handle's .position)
 //     events: "*",             // events whose trailing {position} is kept: "*" or ["message", ...]
-//     onRecovery: ({complete, count}) => {},  // after each (re)connection with a position
+//     channels: () => [],      // the channels to have back on each (re)connection (or an array)
+//     onRecovery: ({complete, count, channels}) => {},  // after each (re)connection with a position
 //     onTokenError: (error) => {},            // a socket token could not be fetched
 //   });
 //   live.socket.on("message", (payload, meta) => ...);  // meta.recovered: replayed after a drop
 //   live.socket.on("message", (payload) => ...);        // one-argument handlers work unchanged
 //   live.position      // the last position received (or the socket token's), or null
-//   live.lastRecovery  // {complete, count} of the last reconnection, or null
+//   live.lastRecovery  // {complete, count[, channels]} of the last reconnection, or null
 //   live.close()       // disconnect for good
 //   TransomRecovery.trailingMeta(args)  // an event's trailing {position} argument, or null
 //
@@ -25,6 +26,10 @@
 //   `auth` function each time) and sends {token, position}: the position of the last event
 //   received, or, before any, the one the socket-token answer gave, so nothing emitted
 //   between the token and the connection is lost.
+// - With `channels`, it also sends auth.channels (when there are any): the server
+//   subscribes the socket to them again, each authorised anew, before the replay, which
+//   then includes their messages; `recovery` says which came back
+//   ({channels: {"room:lobby": true}}, false for one refused).
 // - The server answers a handshake with a position by the event `recovery`
 //   {complete, count} and then replays the `count` events missed, in order, before the live
 //   ones. The replayed events get `meta.recovered = true` on their trailing {position}
@@ -102,6 +107,8 @@
             }
             const payload = { token: answer && answer.token };
             if (state.position !== null) payload.position = state.position;
+            const channels = typeof opts.channels === "function" ? opts.channels() : opts.channels;
+            if (Array.isArray(channels) && channels.length) payload.channels = channels.slice();
             callback(payload);
           },
           function (error) {
@@ -121,6 +128,8 @@
       const args = Array.prototype.slice.call(arguments, 1);
       if (event === "recovery" && args[0] && typeof args[0] === "object") {
         const result = { complete: args[0].complete === true, count: Number(args[0].count) || 0 };
+        const channels = args[0].channels;
+        if (channels && typeof channels === "object") result.channels = channels;
         state.lastRecovery = result;
         state.replaying = result.count;
         onRecovery(result);

@@ -41,6 +41,7 @@ comes back is authorised again.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -184,6 +185,10 @@ class ChannelManager:
         self._limit = RateLimiter(channels.per_socket_per_minute)
         self._subscribed: dict[str, set[str]] = {}  # sid -> its channels
         self._members: dict[str, dict[str, Any]] = {}  # sid -> its public member fields
+        # One change at a time per socket: a subscription still being made (its member
+        # fields read, its presence counted) when the socket unsubscribes or goes must
+        # not count it in afterwards, with nothing left to count it out.
+        self._changing: dict[str, asyncio.Lock] = {}  # sid -> its lock, while connected
         self._leaving: Grace[tuple[str, str], Leaving] = Grace(grace_seconds, self._grace_ended)
 
     def bind_services(self, services: Services) -> None:
@@ -200,11 +205,22 @@ class ChannelManager:
     # The client events -------------------------------------------------------------
 
     async def _on_subscribe(self, sid: str, *args: Any) -> dict[str, Any]:
+        user = None
         try:
             channel = self._requested(sid, args)
             user = await self._user(sid)
             await self.subscribe(sid, user, channel)
         except ChannelRefused as refused:
+            if refused.code == "forbidden" and user is not None:
+                # The name passed CHANNEL_RULE (parse comes first): it logs as it is.
+                log.info(
+                    "subscription to %s refused for user %s: %s",
+                    channel,
+                    user.user_id,
+                    refused.message,
+                )
+            else:
+                log.debug("subscription refused: %s", refused.code)
             return refused.ack()
         return {"ok": True}
 
@@ -230,6 +246,16 @@ class ChannelManager:
             raise ChannelRefused("invalid_channel", 'the event takes {"channel": "<name>"}')
         return channel
 
+    def _serial(self, sid: str) -> asyncio.Lock:
+        lock = self._changing.get(sid)
+        if lock is None:
+            lock = self._changing[sid] = asyncio.Lock()
+        return lock
+
+    def _connected(self, sid: str) -> bool:
+        """False from the moment the socket starts disconnecting (before socket_gone)."""
+        return bool(self._sio.manager.is_connected(sid, NAMESPACE))
+
     async def _user(self, sid: str) -> Principal:
         try:
             session = await self._sio.get_session(sid, namespace=NAMESPACE)
@@ -241,29 +267,37 @@ class ChannelManager:
 
     async def subscribe(self, sid: str, user: Principal, channel: str) -> None:
         """Subscribe the socket to ``channel`` (authorised, bounded); ChannelRefused."""
-        pattern = await self.channels.authorize(user, channel)
-        mine = self._subscribed.setdefault(sid, set())
-        if channel in mine:
-            return
-        if len(mine) >= self.channels.max_per_socket:
-            raise ChannelRefused(
-                "too_many_subscriptions",
-                f"a socket holds at most {self.channels.max_per_socket} channels",
-            )
-        mine.add(channel)
-        await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
-        if pattern.presence:
-            await self._joined(sid, user, channel)
+        if not self._connected(sid):  # gone (or going): socket_gone ran or will run
+            raise ChannelRefused("forbidden", "the socket is gone")
+        async with self._serial(sid):  # in the order the socket asked
+            if not self._connected(sid):
+                raise ChannelRefused("forbidden", "the socket is gone")
+            pattern = await self.channels.authorize(user, channel)
+            mine = self._subscribed.setdefault(sid, set())
+            if channel in mine:
+                return
+            if len(mine) >= self.channels.max_per_socket:
+                raise ChannelRefused(
+                    "too_many_subscriptions",
+                    f"a socket holds at most {self.channels.max_per_socket} channels",
+                )
+            mine.add(channel)
+            await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
+            if pattern.presence:
+                await self._joined(sid, user, channel)
 
     async def unsubscribe(self, sid: str, user: Principal, channel: str) -> None:
-        mine = self._subscribed.get(sid)
-        if mine is None or channel not in mine:
+        if not self._connected(sid):  # socket_gone ends its subscriptions
             return
-        mine.discard(channel)
-        await self._sio.leave_room(sid, channel_room(channel), namespace=NAMESPACE)
-        pattern, _name = self.channels.parse(channel)
-        if pattern.presence:
-            await self._left(sid, user, channel)
+        async with self._serial(sid):
+            mine = self._subscribed.get(sid)
+            if mine is None or channel not in mine:
+                return
+            mine.discard(channel)
+            await self._sio.leave_room(sid, channel_room(channel), namespace=NAMESPACE)
+            pattern, _name = self.channels.parse(channel)
+            if pattern.presence:
+                await self._left(sid, user, channel)
 
     async def authorized(self, user: Principal, requested: object) -> dict[str, bool] | None:
         """Which channels of a reconnecting socket's ``auth["channels"]`` it may have
@@ -285,27 +319,33 @@ class ChannelManager:
 
     async def attach(self, sid: str, user: Principal, channels: Iterable[str]) -> None:
         """Subscribe a socket in its handshake to ``channels``, authorised already."""
-        mine = self._subscribed.setdefault(sid, set())
-        for channel in channels:
-            if channel in mine:
-                continue
-            pattern, _name = self.channels.parse(channel)
-            mine.add(channel)
-            await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
-            if pattern.presence:
-                await self._joined(sid, user, channel)
+        async with self._serial(sid):
+            mine = self._subscribed.setdefault(sid, set())
+            for channel in channels:
+                if channel in mine:
+                    continue
+                pattern, _name = self.channels.parse(channel)
+                mine.add(channel)
+                await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
+                if pattern.presence:
+                    await self._joined(sid, user, channel)
 
     async def socket_gone(self, sid: str, user: Principal) -> None:
-        """The socket disconnected: it leaves its presence channels."""
-        mine = self._subscribed.pop(sid, set())
-        for channel in mine:
-            try:
-                pattern, _name = self.channels.parse(channel)
-            except ChannelRefused:
-                continue
-            if pattern.presence:
-                await self._left(sid, user, channel)
-        self._members.pop(sid, None)
+        """The socket disconnected: it leaves its presence channels (once what it was
+        subscribing to is counted: see ``_changing``)."""
+        try:
+            async with self._serial(sid):
+                mine = self._subscribed.pop(sid, set())
+                for channel in mine:
+                    try:
+                        pattern, _name = self.channels.parse(channel)
+                    except ChannelRefused:
+                        continue
+                    if pattern.presence:
+                        await self._left(sid, user, channel)
+        finally:
+            self._members.pop(sid, None)
+            self._changing.pop(sid, None)
 
     # Presence ----------------------------------------------------------------------
 

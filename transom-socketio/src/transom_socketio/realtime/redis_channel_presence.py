@@ -8,7 +8,8 @@ period, a ``leave``), exactly as ``LocalChannelPresence`` (``channel_presence.py
 does in one process; ``gone`` ends a grace period and ``members`` lists a channel.
 
 Channel names come from clients: they never reach a key. A channel is known in Redis by
-the first 32 hex digits of the SHA-256 of its name (``<h>`` below). With ``<p>`` for
+the first 32 hex digits of the SHA-256 of its name (``<h>`` below); user ids (the
+server's own) are used as they are, as in ``RedisPresence``. With ``<p>`` for
 ``<REDIS_CHANNEL>:channel-presence``:
 
 - ``<p>:channel:<h>:user:<id>``, a hash of the user's socket counts in the channel by
@@ -35,10 +36,15 @@ process deletes what the silent one kept, a bounded batch per heartbeat. The hea
 are this store's own (not ``RedisPresence``'s set): the two stores have their own
 process ids, and forgetting a process here means deleting channel entries.
 
+As in ``RedisPresence``, a grace whose mark has expired ends with ``gone`` true if the
+user has no socket in the channel (a late leave rather than none), and a closed process
+drops its heartbeat and deletes its entries at once.
+
 Memory stays bounded: a hash or set whose last entry goes is deleted by Redis, so
 the keys of a channel go with its last member (the marks expire); a process's hash
 expires if its heartbeats stop that long; entries a vanished deployment left behind
-are dropped when their channel is next used.
+(no process left to forget it) go when their channel's members are next read, or that
+user's count in it next changes.
 """
 
 from __future__ import annotations
@@ -65,7 +71,14 @@ CHANNEL_HASH_LENGTH = 32
 # next ones), and how many a closing process deletes per round trip: Redis is never
 # held long, however many channels a process was in.
 FORGET_BATCH = 1000
+# A closing process's round trips at most; what is left after them goes as a vanished
+# process's entries do (see above).
 CLOSE_ROUNDS = 100
+
+# Connections to Redis at once, and how long a call waits for one when all are busy
+# (then it fails like any Redis error: not counted, no announcement).
+MAX_CONNECTIONS = 50
+POOL_WAIT_SECONDS = 5
 
 # Deletes up to ``budget`` entries of ``process`` (prefix ``p``: '<p>:'), from its hash
 # and from each channel's counts and users; when its hash is empty, the process leaves
@@ -251,7 +264,15 @@ class RedisChannelPresence:
     def __init__(
         self, redis_url: str, channel: str, heartbeat_seconds: int, grace_seconds: float
     ) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5)
+        # A burst of subscriptions waits for a connection (up to POOL_WAIT_SECONDS)
+        # rather than fail past the plain pool's 100 with MaxConnectionsError.
+        self._pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_connect_timeout=5,
+        )
+        self._redis = aioredis.Redis(connection_pool=self._pool)
         self._prefix = f"{channel}:channel-presence:"
         self._heartbeat_key = f"{self._prefix}processes"
         self._process = uuid.uuid4().hex
@@ -390,3 +411,4 @@ class RedisChannelPresence:
                     if not await self._forget_self(keys=keys, args=args):
                         break
         await self._redis.aclose()
+        await self._pool.disconnect()

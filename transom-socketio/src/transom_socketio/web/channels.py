@@ -5,7 +5,8 @@ presence never lists a user to someone who may not be there. A malformed name an
 400 ``invalid_channel``, a channel the caller may not join 403 ``forbidden``, one
 without presence 404. Members are those with at least one socket subscribed, on any
 process, with the public fields the channel events carry (``_id``, ``username``,
-``display_name``), at most ``MAX_MEMBERS``.
+``display_name``), at most ``MAX_MEMBERS``. Requests count with those of
+``/api/v1/presence`` against PRESENCE_REQUESTS_PER_MINUTE_PER_USER (per process).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from typing import Annotated, Any
 from bson import ObjectId
 from pydantic import Field
 
+from ..ratelimit import RateLimiter
 from ..realtime.channels import MEMBER_FIELDS, ChannelRefused
 from ..shapes import ObjectIdOut, PublicShape
 from .base import AuthenticatedHandler
-from .errors import ApiError
+from .errors import ApiError, too_many_requests
 from .operations import operation
+from .presence import PRESENCE_STORE_ERRORS
 
 __all__ = ["MAX_MEMBERS", "ChannelPresenceHandler"]
 
@@ -44,6 +47,10 @@ class ChannelPresence(PublicShape):
 
 
 class ChannelPresenceHandler(AuthenticatedHandler):
+    def initialize(self, per_user: RateLimiter) -> None:  # type: ignore[override]
+        super().initialize()
+        self.per_user = per_user
+
     @operation(
         "Who is in a presence channel",
         operation_id="channelPresence",
@@ -51,10 +58,13 @@ class ChannelPresenceHandler(AuthenticatedHandler):
         "least one socket subscribed, on any process.",
         auth=True,
         responses={200: ChannelPresence},
-        errors={400: "`invalid_channel`", 403: "`forbidden`", 404: "", 503: ""},
+        errors={400: "`invalid_channel`", 403: "`forbidden`", 404: "", 429: "", 503: ""},
         tags=("channels",),
     )
     async def get(self, channel: str) -> None:
+        retry_after = self.per_user.hit(self.current_user.user_id)
+        if retry_after is not None:
+            raise too_many_requests(retry_after, "too many presence requests, retry later")
         manager = self.services.channels
         if manager is None:
             raise ApiError(404, "not_found", "this app has no channels")
@@ -65,7 +75,12 @@ class ChannelPresenceHandler(AuthenticatedHandler):
                            refused.message) from None  # fmt: skip
         if not pattern.presence:
             raise ApiError(404, "not_found", "this channel keeps no presence")
-        ids = await manager.members(channel, MAX_MEMBERS)
+        try:
+            ids = await manager.members(channel, MAX_MEMBERS)
+        except PRESENCE_STORE_ERRORS:
+            raise ApiError(
+                503, "presence_unavailable", "presence is not available, try again soon"
+            ) from None
         self.write_json({"presence": {"channel": channel, "members": await members(self, ids)}})
 
 
