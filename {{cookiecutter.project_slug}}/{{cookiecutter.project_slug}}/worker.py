@@ -3,8 +3,9 @@
     python -m {{ cookiecutter.project_slug }}.worker <user id> "the text"
 
 It publishes through Redis (REDIS_URL); the web processes deliver the event to
-every socket of that user. The same ``emitToUsers`` / ``emitToEveryone`` calls as
-in the web process: use this pattern in task queues, cron jobs and scripts.
+every socket of that user. The same ``emitToUsers`` / ``emitToEveryone`` /
+``emitToChannel`` calls as in the web process: use this pattern in task queues, cron
+jobs and scripts.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from transom_socketio import db
 from transom_socketio.config import ConfigError
 from transom_socketio.realtime.redis_queue import close_write_only, write_only_message_client
 
+from .channels import channels
 from .settings import load_settings
 
 
 async def notify(user_id: str, text: str) -> int:
-    client = write_only_message_client(load_settings())
+    client = write_only_message_client(load_settings(), channels)
     try:
         payload = {
             "_id": ObjectId(),

@@ -16,6 +16,7 @@ import socketio
 from .. import jsonutil
 from ..config import ConfigError, Settings
 from ..metrics import Metrics
+from .channels import Channels
 from .message_client import MessageClient
 from .positions import PositionCodec
 from .redis_history import RedisHistory
@@ -47,12 +48,15 @@ class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
         await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
 
 
-def write_only_message_client(settings: Settings) -> MessageClient:
+def write_only_message_client(
+    settings: Settings, channels: Channels | None = None
+) -> MessageClient:
     """The message client of a process that holds no sockets (a worker, a cron job).
 
     Its Socket.IO server never serves a request: it only publishes to Redis, and
-    the web processes deliver to their sockets. ConfigError without REDIS_URL: with
-    nothing to publish to, every emit would be lost.
+    the web processes deliver to their sockets. ``channels``: the app's channel
+    patterns, for ``emitToChannel``. ConfigError without REDIS_URL: with nothing to
+    publish to, every emit would be lost.
     """
     url = settings.redis_url
     if url is None:
@@ -74,7 +78,9 @@ def write_only_message_client(settings: Settings) -> MessageClient:
             settings.recovery_max_messages,
             PositionCodec(settings.jwt_secret, settings.jwt_previous_secret),
         )
-    return MessageClient(sio, Metrics(), presence, history)
+    client = MessageClient(sio, Metrics(), presence, history)
+    client.channels = channels
+    return client
 
 
 async def close_write_only(client: MessageClient) -> None:
