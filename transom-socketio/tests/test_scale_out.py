@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REDIS_URL
+from example_app.channels import channels
 from example_app.settings import Settings
 
 from transom_socketio.config import load_settings
@@ -118,11 +119,19 @@ async def test_rooms_are_shared_between_processes(cluster, http_client, monkeypa
         # A process with no sockets (this one) reaches a socket on A, then disconnects it.
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        worker = write_only_message_client(load_settings(env_file=None, settings_class=Settings))
+        worker = write_only_message_client(
+            load_settings(env_file=None, settings_class=Settings), channels
+        )
         try:
             assert await worker.emitToUsers(ada.id, "message", {"text": "from a worker"}) == 1
             await ada_socket.wait_for("message", 3)
             assert ada_socket.received("message")[2] == {"text": "from a worker"}
+            # And to a channel whose subscriber is on A.
+            subscribed = await bob_socket.client.call("subscribe", {"channel": "room:jobs"})
+            assert subscribed == {"ok": True}
+            await worker.emitToChannel("room:jobs", "message", {"text": "to the room"})
+            await bob_socket.wait_for("message", 3)
+            assert bob_socket.received("message")[2] == {"text": "to the room"}
             await worker.disconnectUsers([ada.id])
             await asyncio.wait_for(ada_socket.disconnected.wait(), 10)
         finally:
