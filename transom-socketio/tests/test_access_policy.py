@@ -320,7 +320,10 @@ async def test_the_openapi_operations_say_the_policy(app):
     assert message["delete"]["summary"] == (
         "Delete a message (its author or members of moderators only)"
     )
-    assert "sent by the user, addressed to them, or broadcast" in message["get"]["description"]
+    assert (
+        "sent by the user, addressed to them, broadcast, or in a channel they may join"
+        in message["get"]["description"]
+    )
     forbidden = message["put"]["responses"]["403"]["description"]
     assert "may read this message but not change it" in forbidden
 
