@@ -95,21 +95,31 @@ class Accounts:
         self.services = services
 
     async def sign_up(self, body: Signup, client_ip: str) -> dict[str, Any]:
-        """Create the account; its public fields. 429 past SIGNUPS_PER_ADDRESS, 409 for a
-        taken email or username, 503 when password hashing is saturated."""
+        """Create the account and mail its verification link; its public fields. 429
+        past SIGNUPS_PER_ADDRESS, 409 for a taken email or username, 503 when password
+        hashing is saturated."""
+        await throttled(
+            self.services.signup_limit.reserve(client_ip),
+            "too many sign-ups from this address, try again later",
+        )
+        user = await self.create(body)
+        await self.send_verification(user)
+        return public_user(user)
+
+    async def create(
+        self, body: Signup, *, verified: bool = False, groups: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Store a new account (its password hashed off the event loop); the stored
+        user. 409 ``email_taken`` or ``username_taken``."""
         services = self.services
         try:
-            await services.signup_limit.reserve(client_ip)
-        except Throttled as throttled:
-            raise too_many_requests(
-                throttled.retry_after, "too many sign-ups from this address, try again later"
-            ) from None
-        try:
-            user = await services.users.create(
+            return await services.users.create(
                 email=body.email,
                 password_hash=await services.passwords.hash(body.password),
                 username=body.username,
                 display_name=body.display_name,
+                verified=verified,
+                groups=groups,
             )
         except EmailTaken:
             raise ApiError(
@@ -117,8 +127,6 @@ class Accounts:
             ) from None
         except UsernameTaken:
             raise ApiError(409, "username_taken", "this username is already taken") from None
-        await self.send_verification(user)
-        return public_user(user)
 
     async def log_in(self, body: Login, client_ip: str) -> dict[str, Any]:
         """Check the password under the login throttle; the Bearer JWT answer. 401

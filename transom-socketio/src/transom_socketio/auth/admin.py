@@ -17,7 +17,7 @@ from ..web.errors import ApiError
 from .accounts import account_id
 from .shapes import Signup
 from .tokens import ADMIN_GROUP, Principal
-from .users import EmailTaken, UsernameTaken, public_user
+from .users import public_user
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -73,18 +73,8 @@ class Administration:
 
     async def create_admin(self, body: Signup) -> dict[str, Any]:
         """A verified account in the ``admin`` group (``createadmin``)."""
-        services = self.services
         try:
-            user = await services.users.create(
-                email=body.email,
-                password_hash=await services.passwords.hash(body.password),
-                username=body.username,
-                display_name=body.display_name,
-                verified=True,
-                groups=(ADMIN_GROUP,),
-            )
-        except EmailTaken:
-            raise CreateAdminError("an account with this email already exists") from None
-        except UsernameTaken:
-            raise CreateAdminError("this username is already taken") from None
+            user = await self.services.accounts.create(body, verified=True, groups=(ADMIN_GROUP,))
+        except ApiError as error:  # a taken email or username
+            raise CreateAdminError(error.message) from None
         return public_user(user)
