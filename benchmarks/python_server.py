@@ -188,7 +188,12 @@ def without_database() -> None:
 
     async def issue(self: Any, principal: Any) -> Any:
         token = secrets.token_urlsafe(nonces.TOKEN_BYTES)
-        live[nonces.token_hash(token)] = {"user": principal.snapshot(), "jti": principal.jti}
+        live[nonces.token_hash(token)] = {
+            "user": principal.snapshot(),
+            "jti": principal.jti,
+            "exp": int(principal.expires_at.timestamp()),
+            "sep": principal.session_epoch,
+        }
         return nonces.IssuedSocketToken(token, self._ttl)
 
     async def consume(self: Any, token: object) -> dict[str, Any] | None:
@@ -196,7 +201,7 @@ def without_database() -> None:
             return None
         return live.pop(nonces.token_hash(token), None)
 
-    async def is_revoked(self: Any, jti: str) -> bool:
+    async def is_revoked(self: Any, jti: str, user_id: str | None = None, epoch: int = 0) -> bool:
         return False
 
     nonces.SocketTokenStore.issue = issue
