@@ -8,21 +8,17 @@ take them (``PAGE_PARAMETERS`` documents them).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bson import ObjectId
 
 from ..auth.admin import require_admin
-from ..auth.users import parse_object_id
 from .base import AuthenticatedHandler
-from .errors import bad_request
 
 __all__ = ["PAGE_PARAMETERS", "USER_ID_PARAMETER", "AdminHandler", "page_arguments"]
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
-DIGITS = re.compile(r"[0-9]{1,6}")
 
 PAGE_PARAMETERS: tuple[dict[str, Any], ...] = (
     {
@@ -57,16 +53,4 @@ class AdminHandler(AuthenticatedHandler):
 
 def page_arguments(handler: AuthenticatedHandler) -> tuple[ObjectId | None, int]:
     """``before`` (an id, or None) and ``limit`` (1 to MAX_PAGE_SIZE) of a list; 400 else."""
-    raw_limit = handler.get_query_argument("limit", None)
-    limit = PAGE_SIZE
-    if raw_limit is not None:
-        if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
-            raise bad_request(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}", field="limit")
-        limit = int(raw_limit)
-    raw_before = handler.get_query_argument("before", None)
-    before = None
-    if raw_before is not None:
-        before = parse_object_id(raw_before)
-        if before is None:
-            raise bad_request("before must be an id (24 hex digits)", field="before")
-    return before, limit
+    return handler.page_arguments(PAGE_SIZE, MAX_PAGE_SIZE)

@@ -11,6 +11,7 @@ logged-in user) and you get, for free:
 - ``self.services``: the app's services, typed (``self.services.message_client``...);
 - ``self.registry``: the same under the transom names (``self.registry['transomMsgClient']``);
 - ``self.write_json(payload, status)``;
+- ``self.page_arguments(default, maximum)``: a list's ``before`` and ``limit``;
 - ``@operation(...)`` on each method: its entry in the OpenAPI document (web/openapi.py)
   and, in development and test, the contract every answer is checked against
   (web/response_checks.py: a mismatch is logged, and answered 500 in tests);
@@ -21,18 +22,21 @@ logged-in user) and you get, for free:
 from __future__ import annotations
 
 import logging
+import re
 from asyncio import Future
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import tornado.escape
 import tornado.httputil
 import tornado.web
+from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
 from .. import jsonutil, logs
 from ..auth.passwords import HashingBusy
 from ..auth.tokens import InvalidToken, Principal
+from ..auth.users import parse_object_id
 from ..models.errors import DomainError
 from ..registry import Registry
 from ..shapes import explain
@@ -54,6 +58,8 @@ __all__ = ["AuthenticatedHandler", "BaseHandler"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+# A list's ``limit``: digits only ("²".isdigit() is true), at most six of them.
+PAGE_LIMIT = re.compile(r"[0-9]{1,6}")
 
 # Errors that mean "the database is not reachable right now": answered with 503.
 DATABASE_DOWN = (ConnectionFailure, AutoReconnect, NetworkTimeout, ExecutionTimeout)
@@ -216,6 +222,23 @@ class BaseHandler(JsonErrorHandler):
         if not isinstance(value, dict):
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")
         return value
+
+    def page_arguments(self, default: int, maximum: int) -> tuple[ObjectId | None, int]:
+        """A list's ``before`` (the id the page ends before, or None) and ``limit``
+        (``default`` when absent, 1 to ``maximum``); 400 naming the argument else."""
+        raw_limit = self.get_query_argument("limit", None)
+        limit = default
+        if raw_limit is not None:
+            if not PAGE_LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= maximum:
+                raise bad_request(f"limit must be an integer from 1 to {maximum}", field="limit")
+            limit = int(raw_limit)
+        raw_before = self.get_query_argument("before", None)
+        before = None
+        if raw_before is not None:
+            before = parse_object_id(raw_before)
+            if before is None:
+                raise bad_request("before must be an id (24 hex digits)", field="before")
+        return before, limit
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)

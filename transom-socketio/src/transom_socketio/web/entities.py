@@ -14,7 +14,6 @@ run the entity's action hooks around them.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import create_model
@@ -30,7 +29,7 @@ from ..models.base import Entity
 from ..models.errors import ModelError, NotFound
 from ..shapes import OBJECT_ID_IN, ObjectIdOut, PublicShape
 from .base import AuthenticatedHandler
-from .errors import ApiError, bad_request, forbidden, not_found, too_many_requests
+from .errors import ApiError, forbidden, not_found, too_many_requests
 from .operations import Operation, Response, envelope
 
 __all__ = ["entity_routes"]
@@ -61,7 +60,6 @@ BAD_JWT_401 = (
     "Authorization header, the request is answered as for anyone)."
 )
 # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
-PAGE_LIMIT = re.compile(r"[0-9]{1,6}")
 
 
 class EntityHandler(AuthenticatedHandler):
@@ -203,14 +201,10 @@ class EntityCollectionHandler(EntityHandler):
         }
 
     async def get(self) -> None:
-        limit = self._limit()
+        before, limit = self.page_arguments(self.entity.page_size, self.entity.max_page_size)
         query = self.readable()
-        before = self.get_query_argument("before", None)
         if before is not None:
-            before_id = parse_object_id(before)
-            if before_id is None:
-                raise bad_request("before must be an id (24 hex digits)", field="before")
-            query = {"$and": [query, {"_id": {"$lt": before_id}}]}
+            query = {"$and": [query, {"_id": {"$lt": before}}]}
         cursor = self.collection.find(query).sort("_id", -1).limit(limit + 1)
         docs = [doc async for doc in cursor]
         page, more = docs[:limit], len(docs) > limit
@@ -220,16 +214,6 @@ class EntityCollectionHandler(EntityHandler):
                 "next": str(page[-1]["_id"]) if more else None,
             }
         )
-
-    def _limit(self) -> int:
-        raw = self.get_query_argument("limit", None)
-        if raw is None:
-            return self.entity.page_size
-        if not PAGE_LIMIT.fullmatch(raw) or not 1 <= int(raw) <= self.entity.max_page_size:
-            raise bad_request(
-                f"limit must be an integer from 1 to {self.entity.max_page_size}", field="limit"
-            )
-        return int(raw)
 
     async def post(self) -> None:
         if not self.entity.may_create(self.current_user):
