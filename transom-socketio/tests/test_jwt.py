@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -241,3 +242,42 @@ async def test_claims_out_of_range_or_of_the_wrong_kind_answer_401(api, settings
     await assert_refused(api, token)
     socket = await api.request("POST", "/api/v1/user/sockettoken", token=token)
     assert socket.status == 401
+
+
+# A verified token is kept so that the next request with it skips PyJWT
+# (auth/tokens.py, VERIFIED_KEPT): what was refused must stay refused, and what was
+# accepted must still expire and still be revoked.
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_token_accepted_and_kept_is_refused_once_it_expires(api, settings):
+    user = await api.new_user()
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    token = forge(claims_for(user, iat=now, exp=now + 2), settings.jwt_secret)
+    assert (await api.request("GET", ME, token=token)).status == 200
+    assert (await api.request("GET", ME, token=token)).status == 200  # kept
+    await asyncio.sleep(now + 2 - dt.datetime.now(dt.UTC).timestamp() + 0.05)
+    response = await api.request("GET", ME, token=token)
+    assert response.status == 401
+    assert "expired" in response.body["error"]["message"]
+
+
+@pytest.mark.gen_test
+async def test_a_token_accepted_and_kept_is_refused_once_revoked(api):
+    user = await api.new_user()
+    assert (await api.request("GET", ME, token=user.token)).status == 200
+    assert (await api.request("POST", "/api/v1/user/logout", token=user.token)).status == 200
+    await assert_refused(api, user.token)
+
+
+@pytest.mark.gen_test
+async def test_a_refused_token_is_refused_again_after_its_valid_twin_was_kept(api):
+    """The tampered twins of a kept token share all but a few characters with it."""
+    user = await api.new_user()
+    assert (await api.request("GET", ME, token=user.token)).status == 200
+    header, payload, signature = user.token.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    for _ in range(2):
+        await assert_refused(api, f"{header}.{payload}.{flipped}")
+        await assert_refused(api, f"{header}.{payload}")
+        await assert_refused(api, f"{user.token}A")

@@ -10,6 +10,7 @@ and no module logs bodies, tokens or password hashes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -43,6 +44,7 @@ REDACTED = "[redacted]"
 _QUERY_IN_TEXT = re.compile(r"\?(\S*)")
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names on every request
 def secret_parameter(raw_name: str) -> bool:
     """Whether a query parameter's name, as sent, means a credential once decoded."""
     name = raw_name

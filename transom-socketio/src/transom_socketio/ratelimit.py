@@ -9,6 +9,7 @@ across processes and restarts, lives in the database: auth/throttle.py.)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 IPV6_PREFIX = 64
 
 
+@functools.lru_cache(maxsize=4096)  # parsing an address is most of a limiter's cost
 def address_key(address: str) -> str:
     """The key per-address limits count under: an IPv4 address, or an IPv6 /64."""
     try:

@@ -4,7 +4,8 @@ Why it exists: python-socketio delivers an emit to N sockets with N tasks and N
 queue round trips (~185 µs of CPU per delivery, Node's socket.io ~17), gives every
 socket two ``asyncio.Queue`` (~2.7 KB each), and scans every room on each
 disconnect. The modules here replace those parts (``fanout.py``, ``queues.py``,
-``indexed_rooms.py``, ``engine.py``); with them, fan-out at 1,000 sockets reached
+``indexed_rooms.py``, ``engine.py``), and replays a recovering socket's missed
+messages a chunk per write (``replay.py``); with them, fan-out at 1,000 sockets reached
 1.8x Node's deliveries per second at a quarter of its CPU per delivery (the
 template's benchmarks/README.md, 2026-12-01).
 
@@ -46,6 +47,13 @@ class Accel:
     def handler_class(self, stock: type) -> type:
         """``stock`` (engine.io's Tornado handler) with the lighter incoming queue."""
         return type(stock.__name__, (self._engine.HandlerMixin, stock), {})
+
+    @staticmethod
+    def replay_writer(sio: Any) -> Any:
+        """What a replay writes missed messages with (``accel/replay.py``)."""
+        from .replay import ReplayWriter
+
+        return ReplayWriter(sio)
 
     @staticmethod
     def bind(sio: Any) -> None:
