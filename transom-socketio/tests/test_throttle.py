@@ -330,3 +330,32 @@ async def test_an_address_past_its_limit_writes_no_new_counters(api, db, setting
 )
 def test_per_address_limits_count_an_ipv4_address_or_an_ipv6_64(address, key):
     assert address_key(address) == key
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_right_password_forgets_failures_only_when_no_other_attempt_is_being_checked(db):
+    """The owner's login beside a burst of guesses must not hand the burst fresh slots:
+    a success clears its account-and-address counter only when it is the one attempt
+    pending there (30 concurrent logins with one right password once checked 9)."""
+    await window_with_room(60, needed=5)
+    throttle = LoginThrottle(db, max_failures=3, window_seconds=60)
+
+    async def pair_count() -> int:
+        found = await db[COLLECTION].find_one({"_id": throttle_pair_id(throttle)})
+        return 0 if found is None else found["count"]
+
+    guess = await throttle.reserve("user:ada", "198.51.100.7")
+    owner = await throttle.reserve("user:ada", "198.51.100.7")
+    await throttle.succeeded(owner)  # the guess is still being checked: nothing forgotten
+    assert await pair_count() == 2
+    await throttle.failed(guess)
+    assert await pair_count() == 2
+    # Alone, the owner's next right password forgets every failure of the pair.
+    await throttle.succeeded(await throttle.reserve("user:ada", "198.51.100.7"))
+    assert await pair_count() == 0
+
+
+def throttle_pair_id(throttle: LoginThrottle) -> str:
+    limit = throttle.limits("user:ada", "198.51.100.7")[1]
+    window = int(time.time() // 60)
+    return throttle._counter._doc_id(limit, window)

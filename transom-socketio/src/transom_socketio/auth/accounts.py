@@ -151,8 +151,9 @@ class Accounts:
             await throttle.release(reservation)  # no password was evaluated: 503, retry
             raise
         if user is None or not matches:
+            await throttle.failed(reservation)
             raise invalid_credentials()
-        await throttle.succeeded(reservation, account, client_ip)
+        await throttle.succeeded(reservation)
         if services.settings.require_verified_email and not is_verified(user):
             # Told only to whoever knows the password.
             raise ApiError(
@@ -306,8 +307,9 @@ class Accounts:
             await throttle.release(reservation)
             raise
         if not matches:
+            await throttle.failed(reservation)
             raise ApiError(403, "invalid_credentials", "the current password is wrong")
-        await throttle.succeeded(reservation, account, client_ip)
+        await throttle.succeeded(reservation)
         password_hash = await services.passwords.hash(body.new_password)
         updated = await services.users.new_session_epoch(
             user["_id"], {"password_hash": password_hash}

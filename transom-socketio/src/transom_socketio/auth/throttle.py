@@ -7,6 +7,12 @@ once, so however many requests arrive together, no more than ``maximum`` of them
 get a slot in a window. A request that finds the counter full is answered 429 and
 counts nothing, so failures during a lock-out do not extend it.
 
+Each counter also counts its attempts still *pending*: reserved, their password not
+yet checked. A right password clears its account-and-address counter (the failures of
+that account from that address are forgotten) only when it is the one attempt pending
+there; while others are being checked it keeps its slot, so that a burst of guesses
+beside the owner's login still gets no more than ``maximum`` passwords checked.
+
 Counters live in fixed time windows (one document per key and window, with a TTL
 index), so a lock-out always ends by itself. Keys are hashed: the collection holds
 no emails, usernames or addresses.
@@ -99,7 +105,10 @@ class AttemptCounter:
             try:
                 await self._collection.find_one_and_update(
                     {"_id": doc_id, "count": {"$lt": maximum}},
-                    {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": expires_at}},
+                    {
+                        "$inc": {"count": 1, "pending": 1},
+                        "$setOnInsert": {"expires_at": expires_at},
+                    },
                     upsert=True,
                     projection={"_id": 1},
                     return_document=ReturnDocument.AFTER,
@@ -117,12 +126,18 @@ class AttemptCounter:
         """Give slots back (an attempt that turned out not to count)."""
         for doc_id in reservation.doc_ids:
             await self._collection.update_one(
-                {"_id": doc_id, "count": {"$gt": 0}}, {"$inc": {"count": -1}}
+                {"_id": doc_id, "count": {"$gt": 0}}, {"$inc": {"count": -1, "pending": -1}}
             )
 
-    async def clear(self, limit: Limit) -> None:
-        window, _now = self._window_now()
-        await self._collection.delete_one({"_id": self._doc_id(limit, window)})
+    async def settle(self, reservation: Reservation) -> None:
+        """The attempt was checked and counts: its slots stay taken, no longer pending."""
+        for doc_id in reservation.doc_ids:
+            await self._collection.update_one({"_id": doc_id}, {"$inc": {"pending": -1}})
+
+    async def clear_if_alone(self, doc_id: str) -> bool:
+        """Forget a counter if the attempt holding ``doc_id`` is its only one pending."""
+        cleared = await self._collection.delete_one({"_id": doc_id, "pending": 1})
+        return bool(cleared.deleted_count)
 
 
 class LoginThrottle:
@@ -152,12 +167,19 @@ class LoginThrottle:
         """The attempt was not evaluated (the hashing queue was full, say)."""
         await self._counter.release(reservation)
 
-    async def succeeded(self, reservation: Reservation, account: str, address: str) -> None:
-        """A right password does not count: its slots are given back, and the failures of
-        that account from that address are forgotten."""
-        address_slot, _pair, *rest = reservation.doc_ids
+    async def failed(self, reservation: Reservation) -> None:
+        """A wrong password was checked: it counts."""
+        await self._counter.settle(reservation)
+
+    async def succeeded(self, reservation: Reservation) -> None:
+        """A right password does not count: its address and account slots are given
+        back, and the failures of that account from that address are forgotten, unless
+        other attempts of theirs are being checked at this moment: then it keeps its slot
+        there, so those attempts get no more than ``maximum`` passwords checked."""
+        address_slot, pair, *rest = reservation.doc_ids
         await self._counter.release(Reservation((address_slot, *rest)))
-        await self._counter.clear(self.limits(account, address)[1])
+        if not await self._counter.clear_if_alone(pair):
+            await self._counter.settle(Reservation((pair,)))
 
 
 class SignupLimit:
