@@ -10,6 +10,7 @@ starts the recovery of what the client missed (realtime/recovery.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,6 +42,9 @@ from .sessions import PendingSessions
 log = logging.getLogger(__name__)
 
 INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 - the refusal message, not a secret
+# Sent after CONNECT to a socket that asked for channels back without a position (with
+# one, the ``recovery`` event says it): ``{"channels": {"<name>": true | false}}``.
+SUBSCRIPTIONS_EVENT = "subscriptions"
 
 
 def token_from(auth: Any, environ: dict[str, Any]) -> object:
@@ -94,6 +98,7 @@ class Handshake:
         self.pending = PendingSessions(
             settings.socketio_connect_timeout_seconds, settings.socketio_max_pending_per_address
         )
+        self._telling: set[asyncio.Task[None]] = set()
 
     def refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
@@ -144,6 +149,15 @@ class Handshake:
         if self.recovery is not None and recovery_from is not None:
             summary = {} if verdicts is None else {"channels": verdicts}
             self.recovery.replay_after_connect(sid, recovery_from, rooms, user_id, summary)
+        elif verdicts is not None:
+            self._tell_after_connect(sid, SUBSCRIPTIONS_EVENT, {"channels": verdicts})
+
+    def _tell_after_connect(self, sid: str, event: str, data: Any) -> None:
+        """Emit to the socket once its CONNECT is on its way (python-socketio sends it when
+        ``connect`` returns; a task runs after that)."""
+        task = asyncio.ensure_future(self._sio.emit(event, data, to=sid, namespace=NAMESPACE))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
 
     async def _channels_back(self, session: dict[str, Any], auth: Any) -> dict[str, bool] | None:
         if self.channels is None or not isinstance(auth, dict):
