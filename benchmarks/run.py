@@ -48,6 +48,12 @@ REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 README = BENCH_DIR / "README.md"
 LISTENING = re.compile(r"listening on http://([0-9.]+):(\d+)")
+DATABASES = {
+    "process": "SecantusDB in memory in a process of its own, pinned to the server's core "
+    "(MONGODB_URI, as mongod in production)",
+    "embedded": "SecantusDB in memory in the app's process (APP_ENV=test)",
+}
+DATABASE_LISTENING = re.compile(r"database listening on (mongodb://\S+)")
 # The python server's settings, over the project's .env. Every load-generator client
 # comes from 127.0.0.1, so the per-address (and per-user) rate limits are set out of
 # reach: the limiters still run on every request, they just never refuse.
@@ -150,6 +156,8 @@ class Harness:
         cores = sorted(os.sched_getaffinity(0))
         self.pin = (cores[0], cores[1]) if (not args.no_pin and len(cores) >= 2) else None
         self.serial = 0
+        # The database process of each python server (--database process), to stop with it.
+        self.databases: dict[int, subprocess.Popen[bytes]] = {}
 
     def _affinity(self, core: int | None) -> Callable[[], None] | None:
         if core is None:
@@ -170,9 +178,12 @@ class Harness:
         self.serial += 1
         log_path = self.log_dir / f"{self.serial:03d}-{label}-{kind}-server.log"
         server, extra_env = KINDS[kind]
+        database = None
         if server == "python":
             cmd = [sys.executable, str(BENCH_DIR / "python_server.py")]
             cwd, env = self.project, self.server_env(extra_env)
+            if self.args.database == "process":
+                database, env["MONGODB_URI"] = self.start_database(label)
         else:
             cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
             cwd, env = BENCH_DIR, dict(os.environ)
@@ -187,6 +198,8 @@ class Harness:
             preexec_fn=self._affinity(self.pin[0] if self.pin else None),
         )
         out.close()
+        if database is not None:
+            self.databases[proc.pid] = database
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             text = log_path.read_text(errors="replace")
@@ -200,7 +213,40 @@ class Harness:
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{kind} server did not start (log {log_path}):\n{tail}")
 
+    def start_database(self, label: str) -> tuple[subprocess.Popen[bytes], str]:
+        """SecantusDB in a process of its own (db_server.py), pinned to the server's core;
+        the process and the MONGODB_URI that reaches it."""
+        log_path = self.log_dir / f"{self.serial:03d}-{label}-database.log"
+        out = log_path.open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "db_server.py")],
+            cwd=self.project,
+            env=self.server_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self._affinity(self.pin[0] if self.pin else None),
+        )
+        out.close()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            match = DATABASE_LISTENING.search(log_path.read_text(errors="replace"))
+            if match:
+                return proc, match.group(1)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop_process(proc)
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the database did not start (log {log_path}):\n{tail}")
+
     def stop_server(self, proc: subprocess.Popen[bytes]) -> None:
+        self.stop_process(proc)
+        database = self.databases.pop(proc.pid, None)
+        if database is not None:
+            self.stop_process(database)
+
+    def stop_process(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -304,8 +350,23 @@ class Harness:
             "--handshakes",
             str(params["handshakes"]),
         ]
+        database = None
+        if self.args.database == "process":
+            database, uri = self.start_database("db_limit")
+            cmd += ["--uri", uri]
+        try:
+            done = self._run_db_limit(cmd, log_path)
+        finally:
+            if database is not None:
+                self.stop_process(database)
+        if done.returncode != 0:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"db_limit.py exited {done.returncode}:\n{tail}")
+        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+    def _run_db_limit(self, cmd: list[str], log_path: Path) -> subprocess.CompletedProcess[bytes]:
         with log_path.open("wb") as err:
-            done = subprocess.run(
+            return subprocess.run(
                 cmd,
                 cwd=self.project,
                 env=self.server_env(),
@@ -316,10 +377,6 @@ class Harness:
                 preexec_fn=self._affinity(self.pin[0] if self.pin else None),
                 check=False,
             )
-        if done.returncode != 0:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"db_limit.py exited {done.returncode}:\n{tail}")
-        return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -849,6 +906,7 @@ def machine_info(harness: Harness) -> dict[str, Any]:
         "pinning": (
             {"server_core": harness.pin[0], "loadgen_core": harness.pin[1]} if harness.pin else None
         ),
+        "database": DATABASES[harness.args.database],
         "template_commit": (commit + ("+uncommitted changes" if dirty else "")) or None,
         "packages": {
             "python": {
@@ -910,7 +968,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"socket.io {m['packages']['node'].get('socket.io')}; "
         f"template {m['template_commit']}; "
         f"load average before/after {result['loadavg_before']} / {result['loadavg_after']}. "
-        f"Medians of {result['config']['runs']} run(s), fresh server per run.",
+        f"Medians of {result['config']['runs']} run(s), fresh server per run. "
+        f"The python app's database: {m.get('database', DATABASES['embedded'])}.",
         "",
         "| figure | python (generated app) | node (socket.io) | ratio |",
         "|---|---|---|---|",
@@ -1036,11 +1095,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"connections/s | {fmt(get(db, 'connect_batched', 'per_s'))} | | app connect: "
             f"{fmt(r.get('connect_fraction_of_batched_db_limit'), 3)} of it |"
         )
-        lines.append(
-            f"| of which the embedded database's own growth per connection's queries, KB "
-            f"(part of python's memory per connection) | "
-            f"{fmt(get(db, 'connect', 'rss_kb_per_op'), 1)} | | |"
-        )
+        if result["machine"].get("database", "").endswith("(APP_ENV=test)"):
+            lines.append(
+                f"| of which the embedded database's own growth per connection's queries, KB "
+                f"(part of python's memory per connection) | "
+                f"{fmt(get(db, 'connect', 'rss_kb_per_op'), 1)} | | |"
+            )
     checks = []
     for kind, figures in (("python", py), ("node", nd)):
         for key in ("fanout_100", "fanout_1000", "users_1000"):
@@ -1341,6 +1401,13 @@ def parse_args() -> argparse.Namespace:
         "--bursts", type=int, default=3, help="fan-out bursts per run (the run's median counts)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/loadgen to cores")
+    parser.add_argument(
+        "--database",
+        choices=("process", "embedded"),
+        default="process",
+        help="the python app's SecantusDB: in a process of its own pinned with the server "
+        "(default, as mongod in production) or embedded in the app's process",
+    )
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--log-dir", type=Path, default=REPO_DIR / "build" / "bench" / "logs")
     args = parser.parse_args()
