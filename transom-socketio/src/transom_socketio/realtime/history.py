@@ -63,6 +63,10 @@ class Entry:
     key: str | None = None
 
 
+# LocalHistory's record of an entry: when it was kept, then Entry's fields in order.
+_Record = tuple[float, int, str, tuple[Any, ...], frozenset[str], str | None]
+
+
 class EntriesLost(Exception):
     """Entries a replay counted were gone when it read them (trimmed, or lost with the
     store): the socket cannot receive what it was promised."""
@@ -186,8 +190,10 @@ class LocalHistory:
         self._epoch = secrets.randbits(48)
         self._sequence = 0
         self._trimmed_through = 0  # the highest sequence no longer kept
-        # Kept entries, oldest first; their sequences follow one another.
-        self._entries: deque[tuple[float, Entry]] = deque()
+        # Kept entries, oldest first; their sequences follow one another. Each is kept as
+        # a plain record (when, then the fields of its ``Entry``), an ``Entry`` being built
+        # only for the replays that read it: recording is what every emit pays.
+        self._entries: deque[_Record] = deque()
         self._keyed: dict[str, int] = {}  # key -> kept entries recorded with it
         self._edits: dict[str, tuple[Any, ...] | None] = {}  # only keys of kept entries
 
@@ -197,13 +203,17 @@ class LocalHistory:
     async def emit(
         self, event: str, args: tuple[Any, ...], rooms: list[str], key: str | None = None
     ) -> None:
-        self._sequence += 1
-        entry = Entry(self._sequence, event, args, frozenset(rooms), key)
-        self._entries.append((time.monotonic(), entry))
+        sequence = self._sequence = self._sequence + 1
+        now = time.monotonic()
+        self._entries.append((now, sequence, event, args, frozenset(rooms), key))
         if key is not None:
             self._keyed[key] = self._keyed.get(key, 0) + 1
-        self._trim()
-        await self._sio.emit(event, self.delivered_args(entry), to=rooms, namespace=NAMESPACE)
+        self._trim(now)
+        meta = PositionMeta(position=self._codec.encode(self._epoch, sequence))
+        meta.id = sequence
+        # ``delivered_args`` of its Entry. The room manager's emit, as ``sio.emit`` calls
+        # it, less its log line and ``ignore_queue`` (a local history has no message queue).
+        await self._sio.manager.emit(event, (*args, meta), NAMESPACE, room=rooms)
 
     async def edit(self, key: str, args: tuple[Any, ...] | None) -> None:
         if key in self._keyed:  # no entry, nothing to edit: nothing kept
@@ -238,23 +248,24 @@ class LocalHistory:
         wanted = set(rooms)
         found: list[Entry] = []
         for start in range(0, len(later), SCAN_CHUNK):
-            for _at, entry in later[start : start + SCAN_CHUNK]:
-                if not entry.rooms.isdisjoint(wanted) and self.current(entry) is not None:
-                    found.append(entry)
+            for _at, entry_id, event, args, entry_rooms, key in later[start : start + SCAN_CHUNK]:
+                if not entry_rooms.isdisjoint(wanted):
+                    entry = Entry(entry_id, event, args, entry_rooms, key)
+                    if self.current(entry) is not None:
+                        found.append(entry)
             await asyncio.sleep(0)
         return LocalReplay(self, found, through)
 
     def is_after(self, entry_id: Any, than: Any) -> bool:
         return isinstance(entry_id, int) and isinstance(than, int) and entry_id > than
 
-    def _trim(self) -> None:
-        oldest = time.monotonic() - self._retention
+    def _trim(self, now: float | None = None) -> None:
+        oldest = (time.monotonic() if now is None else now) - self._retention
         entries = self._entries
         while entries and (len(entries) > self._max or entries[0][0] < oldest):
-            entry = entries.popleft()[1]
-            self._trimmed_through = entry.id
-            if entry.key is not None:
-                self._forget_key(entry.key)
+            _at, self._trimmed_through, _event, _args, _rooms, key = entries.popleft()
+            if key is not None:
+                self._forget_key(key)
 
     def _forget_key(self, key: str) -> None:
         left = self._keyed[key] - 1

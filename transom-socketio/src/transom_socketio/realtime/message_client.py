@@ -30,8 +30,9 @@ process's.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import socketio
 from bson import ObjectId
@@ -68,9 +69,22 @@ def user_id_of(user: Any) -> str:
 
 def user_ids_of(users: Any) -> list[str]:
     """One user or an iterable of users → distinct ids, in first-seen order."""
+    return list(dict.fromkeys(user_id_of(user) for user in _users_list(users)))
+
+
+def _users_list(users: Any) -> Iterable[Any]:
+    if type(users) is list:
+        return users
     if isinstance(users, str | ObjectId | dict) or not isinstance(users, Iterable):
-        users = [users]
-    return list(dict.fromkeys(user_id_of(user) for user in users))
+        return [users]
+    return users
+
+
+# Id strings already checked, and their room: checking an id (``user_id_of``) costs more
+# than the rest of what one recipient costs an emit. Bounded: emptied when full.
+KNOWN_USER_ROOMS = 4096
+# Channel names already checked (``Channels.parse``), and their room; bounded likewise.
+KNOWN_CHANNEL_ROOMS = 1024
 
 
 def _check_key(key: str | None, ephemeral: bool) -> str | None:
@@ -101,6 +115,78 @@ class MessageClient:
         self._history = history  # None: RECOVERY_ENABLED=false
         # The app's channel patterns (realtime/channels.py), once Services.create has them.
         self.channels: Channels | None = None
+        self._user_rooms: dict[str, str] = {}  # id string as given -> its user room
+        # Valid channel names -> their room, for ``_channels_checked`` (patterns are only
+        # ever added, so a name once valid stays valid for the same Channels).
+        self._channel_rooms: dict[str, str] = {}
+        self._channels_checked: Channels | None = None
+        # Emits and recipients counted since the last ``_publish_counts``, by kind: a
+        # burst of emits adds to the Prometheus counters once, at the end of its pass.
+        self._counts: dict[str, list[int]] = {}
+
+    def _count(self, kind: str, recipients: int) -> None:
+        counts = self._counts
+        if not counts:
+            asyncio.get_running_loop().call_soon(self._publish_counts)
+        pending = counts.get(kind)
+        if pending is None:
+            counts[kind] = [1, recipients]
+        else:
+            pending[0] += 1
+            pending[1] += recipients
+
+    def _publish_counts(self) -> None:
+        counts, self._counts = self._counts, {}
+        for kind, (emits, recipients) in counts.items():
+            self._metrics.emits.labels(kind).inc(emits)
+            self._metrics.emit_recipients.labels(kind).inc(recipients)
+
+    def _user_rooms_of(self, users: Any) -> list[str]:
+        """The rooms of the distinct users of ``users`` (forms as ``user_ids_of``), in
+        first-seen order."""
+        known = self._user_rooms
+        if type(users) is list:
+            try:  # every one an id string seen before: all in C
+                found = dict.fromkeys(map(known.get, users))
+            except TypeError:  # an unhashable user (a dict): the loop below
+                pass
+            else:
+                if None not in found:
+                    return cast(list[str], list(found))
+        rooms: dict[str, None] = {}
+        for user in _users_list(users):
+            if type(user) is str:
+                room = known.get(user)
+                if room is None:
+                    room = user_room(user_id_of(user))
+                    if len(known) >= KNOWN_USER_ROOMS:
+                        known.clear()
+                    known[user] = room
+            else:
+                room = user_room(user_id_of(user))
+            rooms[room] = None
+        return list(rooms)
+
+    def _channel_room(self, channel: str) -> str:
+        """The room of ``channel``; ValueError for a name that is not a channel of a
+        declared pattern."""
+        channels = self.channels
+        if channels is None:
+            raise ValueError("this app declares no channels (Services.create(channels=...))")
+        if channels is not self._channels_checked:
+            self._channel_rooms = {}
+            self._channels_checked = channels
+        room = self._channel_rooms.get(channel) if type(channel) is str else None
+        if room is None:
+            try:
+                channels.parse(channel)
+            except ChannelRefused as refused:
+                raise ValueError(f"{channel!r}: {refused.message}") from None
+            room = channel_room(channel)
+            if len(self._channel_rooms) >= KNOWN_CHANNEL_ROOMS:
+                self._channel_rooms.clear()
+            self._channel_rooms[channel] = room
+        return room
 
     @property
     def io(self) -> socketio.AsyncServer:
@@ -130,13 +216,12 @@ class MessageClient:
         no ``key``).
         """
         channel = _check_channel(channelName)
-        ids = user_ids_of(users)
+        rooms = self._user_rooms_of(users)
         key = _check_key(key, ephemeral)
-        self._metrics.emits.labels("users").inc()
-        self._metrics.emit_recipients.labels("users").inc(len(ids))
-        if ids:
-            await self._send(channel, data, [user_room(uid) for uid in ids], key, ephemeral)
-        return len(ids)
+        self._count("users", len(rooms))
+        if rooms:
+            await self._send(channel, data, rooms, key, ephemeral)
+        return len(rooms)
 
     async def emitToEveryone(
         self,
@@ -150,9 +235,7 @@ class MessageClient:
         (``ephemeral``: live only, as for ``emitToUsers``)."""
         channel = _check_channel(channelName)
         key = _check_key(key, ephemeral)
-        local_sockets = self._manager.room_size(NAMESPACE, EVERYONE)
-        self._metrics.emits.labels("everyone").inc()
-        self._metrics.emit_recipients.labels("everyone").inc(local_sockets)
+        self._count("everyone", self._manager.room_size(NAMESPACE, EVERYONE))
         await self._send(channel, data, [EVERYONE], key, ephemeral)
 
     async def emitToChannel(
@@ -167,19 +250,11 @@ class MessageClient:
         """Send ``event`` with ``data`` to every socket subscribed to ``channel``, on
         every process, recorded for recovery (unless ``ephemeral``) like ``emitToUsers``.
         ValueError for a name that is not a channel of a declared pattern."""
-        if self.channels is None:
-            raise ValueError("this app declares no channels (Services.create(channels=...))")
-        try:
-            self.channels.parse(channel)
-        except ChannelRefused as refused:
-            raise ValueError(f"{channel!r}: {refused.message}") from None
+        room = self._channel_room(channel)
         name = _check_channel(event)
         key = _check_key(key, ephemeral)
-        self._metrics.emits.labels("channel").inc()
-        self._metrics.emit_recipients.labels("channel").inc(
-            self._manager.room_size(NAMESPACE, channel_room(channel))
-        )
-        await self._send(name, data, [channel_room(channel)], key, ephemeral)
+        self._count("channel", self._manager.room_size(NAMESPACE, room))
+        await self._send(name, data, [room], key, ephemeral)
 
     async def _send(
         self, channel: str, data: Any, rooms: list[str], key: str | None, ephemeral: bool

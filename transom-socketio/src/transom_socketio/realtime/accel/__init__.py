@@ -5,7 +5,12 @@ queue round trips (~185 µs of CPU per delivery, Node's socket.io ~17), gives ev
 socket two ``asyncio.Queue`` (~2.7 KB each), and scans every room on each
 disconnect. The modules here replace those parts (``fanout.py``, ``queues.py``,
 ``indexed_rooms.py``, ``engine.py``), and replays a recovering socket's missed
-messages a chunk per write (``replay.py``); with them, fan-out at 1,000 sockets reached
+messages a chunk per write (``replay.py``). For the memory of an idle socket
+(engine.io serves a WebSocket with three tasks, and a sleeping task per socket for its
+next PING): ``websocket.py`` serves the session in one task, ``pinger.py`` keeps one
+timer for every socket's PING, ``streams.py`` gives Tornado's write side lighter
+queues, ``environ.py`` builds the request environ with shared key strings (all wired
+in ``engine.py``). With them, fan-out at 1,000 sockets reached
 1.8x Node's deliveries per second at a quarter of its CPU per delivery (the
 template's benchmarks/README.md, 2026-12-01).
 

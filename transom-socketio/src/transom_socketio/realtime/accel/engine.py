@@ -1,8 +1,14 @@
 """The engine.io, python-socketio and Tornado parts the fast path replaces or reads.
 
 - ``EngineIOServer``: engine.io's server with the lighter per-socket outgoing
-  queue (``accel/queues.py``) and a WebSocket wrapper that tells the fan-out which
-  WebSocket engine.io bound a socket to.
+  queue (``accel/queues.py``), a WebSocket wrapper that tells the fan-out which
+  WebSocket engine.io bound a socket to, one timer for every socket's next PING
+  (``accel/pinger.py``) and the Tornado driver's environ built for less
+  (``accel/environ.py``).
+- ``BoundWebSocket``, that wrapper, also serves the session in one task rather than
+  three (``accel/websocket.py``), waits for a message on one future of the handler's
+  ``Inbox`` rather than a chain of coroutines, and gives the Tornado stream of an
+  open WebSocket lighter write-side queues (``accel/streams.py``).
 - ``ServerMixin``: makes python-socketio build that engine.io server, and closes
   transports at shutdown through engine.io's socket internals.
 - ``HandlerMixin``: the Tornado handler's incoming queue, and forgetting a closed
@@ -19,12 +25,24 @@ recorded one is kept.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import engineio
+from engineio import async_socket
 from engineio.async_drivers import tornado as tornado_driver
 
+from . import environ as accel_environ
+from . import websocket
+from .pinger import Pinger
 from .queues import Inbox, PacketQueue
+from .streams import lighten
+
+# engine.io's per-socket ping task (AsyncSocket.schedule_ping starts it), which the
+# server hands to its Pinger instead.
+_SEND_PING = async_socket.AsyncSocket._send_ping
+# engine.io's WebSocket session, which BoundWebSocket serves with accel/websocket.py.
+_WEBSOCKET_HANDLER = async_socket.AsyncSocket._websocket_handler
 
 # The upgrade handshake's messages on a WebSocket, before engine.io binds it.
 UPGRADE_MESSAGES = 2
@@ -39,12 +57,26 @@ class BoundWebSocket(tornado_driver.WebSocket):
     async def __call__(self, environ: dict[str, Any]) -> None:
         if self.handler.__self__.connected:  # a socket opened by long-polling
             self.upgrade_messages = UPGRADE_MESSAGES
+        handler = environ["tornado.handler"]
+        lighten(getattr(getattr(handler, "ws_connection", None), "stream", None))
+        socket = self.handler.__self__
+        if getattr(self.handler, "__func__", None) is _WEBSOCKET_HANDLER:
+            # engine.io's WebSocket.__call__, serving the session in one task.
+            self.tornado_handler = handler
+            self.environ = environ
+            await websocket.serve(socket, self)
+            return
         await super().__call__(environ)
 
-    async def wait(self) -> Any:
+    def wait(self) -> Awaitable[Any]:
+        """The next message (str or bytes; OSError once closed), as engine.io's wrapper
+        returns it, but as one future of the handler's ``Inbox`` where it has one."""
         if self.upgrade_messages is not None:
             self._count_upgrade_message()
-        return await super().wait()
+        queue = getattr(self.tornado_handler, "receive_queue", None)
+        if isinstance(queue, Inbox):
+            return queue.next_message()
+        return super().wait()
 
     def _count_upgrade_message(self) -> None:
         if self.upgrade_messages:
@@ -62,10 +94,23 @@ class EngineIOServer(engineio.AsyncServer):
         super().__init__(*args, **kwargs)
         # The fan-out's map (ServerMixin.bind_fanout): sid -> upgraded WebSocket handler.
         self.websocket_handlers: dict[str, Any] = {}
-        self._async: dict[str, Any] = {**self._async, "websocket": BoundWebSocket}
+        self._async: dict[str, Any] = {
+            **self._async,
+            "websocket": BoundWebSocket,
+            "translate_request": accel_environ.translate_request,
+        }
+        self.pinger = Pinger(self)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue:
         return PacketQueue()  # a socket's outgoing queue, lighter than asyncio.Queue
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        """engine.io's, but a socket's next PING waits in the shared ``Pinger`` rather
+        than in a task of its own (engine.io ignores what this returns for it)."""
+        if getattr(target, "__func__", None) is _SEND_PING and not args and not kwargs:
+            self.pinger.schedule(target.__self__)
+            return None
+        return super().start_background_task(target, *args, **kwargs)
 
 
 class ServerMixin:
@@ -97,6 +142,7 @@ class ServerMixin:
         for socket in list(self.eio.sockets.values()):
             await socket.close(wait=False, abort=True)
             await socket.queue.put(None)
+        self.eio.pinger.close()  # every socket is closed: no PING is due any more
 
 
 class HandlerMixin:

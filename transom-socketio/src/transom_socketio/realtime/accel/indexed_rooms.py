@@ -60,7 +60,8 @@ class IndexedRooms(RoomManager):
     def room_size(self, namespace: str, room: Hashable) -> int:
         """How many sockets of this process are in ``room``, without copying the room
         (``get_participants`` copies it first)."""
-        return len(self.rooms.get(namespace, {}).get(room, ()))
+        members = self.rooms.get(namespace, {}).get(room)
+        return 0 if members is None else len(members._fwdm)  # bidict's own __len__ is Python
 
     def get_rooms(self, sid: str, namespace: str) -> list[Hashable]:
         return [room for room in self._rooms_of.get(namespace, {}).get(sid, ()) if room is not None]

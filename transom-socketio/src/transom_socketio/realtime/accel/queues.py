@@ -17,29 +17,50 @@ from typing import Any
 
 
 class Inbox:
-    """Incoming WebSocket messages of engine.io's Tornado handler (``receive_queue``)."""
+    """Incoming WebSocket messages of engine.io's Tornado handler (``receive_queue``).
 
-    __slots__ = ("_getter", "_items")
+    ``next_message`` is what engine.io's WebSocket wrapper waits on (``accel/engine.py``):
+    one future rather than a chain of coroutines (the wrapper's ``wait``, the handler's
+    ``get_next_message``, this queue's ``get``) held by every idle socket.
+    """
+
+    __slots__ = ("_getter", "_items", "_message")
 
     def __init__(self) -> None:
         self._items: list[Any] = []
-        self._getter: asyncio.Future[None] | None = None
+        self._getter: asyncio.Future[Any] | None = None
+        self._message = False  # the getter is next_message's (else get's)
 
     def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        _wake(self._getter)
+        getter, self._getter = self._getter, None
+        if getter is None or getter.done():  # no one waiting, or the wait was cancelled
+            self._items.append(item)
+        elif self._message:
+            _settle(getter, item)
+        else:
+            getter.set_result(item)
 
     async def put(self, item: Any) -> None:
         self.put_nowait(item)
 
     async def get(self) -> Any:
-        while not self._items:
-            self._getter = asyncio.get_running_loop().create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        return self._items.pop(0)
+        """The next item as it was put (None: the WebSocket closed)."""
+        if self._items:
+            return self._items.pop(0)
+        self._getter = asyncio.get_running_loop().create_future()
+        self._message = False
+        return await self._getter
+
+    def next_message(self) -> asyncio.Future[Any]:
+        """The next message, as engine.io's Tornado ``WebSocket.wait`` returns it: a str
+        or bytes, or ``OSError`` once the WebSocket has closed (a None was put)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._items:
+            _settle(future, self._items.pop(0))
+        else:
+            self._getter = future
+            self._message = True
+        return future
 
 
 class PacketQueue(Inbox):
@@ -103,6 +124,14 @@ class PacketQueue(Inbox):
                 await self._joiner
             finally:
                 self._joiner = None
+
+
+def _settle(future: asyncio.Future[Any], item: Any) -> None:
+    if isinstance(item, str | bytes):
+        future.set_result(item)
+    else:
+        # What engine.io's Tornado WebSocket.wait raises for anything else (None: closed).
+        future.set_exception(OSError())
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
