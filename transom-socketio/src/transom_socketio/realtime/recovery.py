@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from socketio import packet as sio_packet
@@ -258,7 +258,8 @@ class Recovery:
         """Send history entries in order: with the fast path, in as few writes as the
         unsent-bytes bound allows; else one by one through engine.io."""
         writer = self._writer
-        built = [] if writer is None else [writer.frame(e, self._args(e)) for e in entries]
+        args = self.history.delivered_args
+        built = [] if writer is None else [writer.frame(entry, args) for entry in entries]
         frames = [frame for frame in built if frame is not None]
         if writer is None or len(frames) < len(entries):  # off, or binary attachments
             await self._hand_each(sid, eio_sid, flow, entries)
@@ -270,10 +271,6 @@ class Recovery:
                 start, size = end, 0
             size += len(frame)
         await self._write(writer, sid, eio_sid, flow, entries[start:], frames[start:])
-
-    def _args(self, entry: Any) -> Callable[[], tuple[Any, ...]]:
-        """The entry's arguments as the socket receives them, when asked for."""
-        return lambda: self.history.delivered_args(entry)
 
     async def _hand_each(self, sid: str, eio_sid: str, flow: Flow, entries: list[Any]) -> None:
         for entry in entries:

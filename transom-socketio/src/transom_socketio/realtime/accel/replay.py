@@ -48,14 +48,14 @@ class ReplayWriter:
         # history id -> (event, arguments object, frame)
         self._frames: dict[Any, tuple[str, Any, bytes]] = {}
 
-    def frame(self, entry: Any, delivered: Callable[[], tuple[Any, ...]]) -> bytes | None:
+    def frame(self, entry: Any, delivered: Callable[[Any], tuple[Any, ...]]) -> bytes | None:
         """The WebSocket frame of a history entry as the socket receives it (its
         arguments, then its ``{"position"}``); None for binary attachments.
-        ``delivered`` gives those arguments when the frame is not kept already."""
+        ``delivered(entry)`` gives those arguments when the frame is not kept already."""
         kept = self._frames.get(entry.id)
         if kept is not None and kept[1] is entry.args and kept[0] == entry.event:
             return kept[2]
-        built = self._sio.manager._frame(entry.event, delivered(), NAMESPACE)
+        built = self._sio.manager._frame(entry.event, delivered(entry), NAMESPACE)
         if built is None:
             return None
         frame: bytes = built[1]
