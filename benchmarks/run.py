@@ -146,6 +146,20 @@ def ratio(a: float | None, b: float | None) -> float | None:
 # ---------------------------------------------------------------------------- processes
 
 
+def wait_for_line(
+    proc: subprocess.Popen[bytes], log_path: Path, pattern: re.Pattern[str]
+) -> re.Match[str] | None:
+    """Wait up to 90 s for ``pattern`` in a process's log; None if it exits first or never
+    writes it."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        match = pattern.search(log_path.read_text(errors="replace"))
+        if match or proc.poll() is not None:
+            return match
+        time.sleep(0.1)
+    return None
+
+
 class Harness:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -200,15 +214,9 @@ class Harness:
         out.close()
         if database is not None:
             self.databases[proc.pid] = database
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            text = log_path.read_text(errors="replace")
-            match = LISTENING.search(text)
-            if match:
-                return proc, f"http://{match.group(1)}:{match.group(2)}", log_path
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
+        match = wait_for_line(proc, log_path, LISTENING)
+        if match:
+            return proc, f"http://{match.group(1)}:{match.group(2)}", log_path
         self.stop_server(proc)
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{kind} server did not start (log {log_path}):\n{tail}")
@@ -228,14 +236,9 @@ class Harness:
             preexec_fn=self._affinity(self.pin[0] if self.pin else None),
         )
         out.close()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            match = DATABASE_LISTENING.search(log_path.read_text(errors="replace"))
-            if match:
-                return proc, match.group(1)
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
+        match = wait_for_line(proc, log_path, DATABASE_LISTENING)
+        if match:
+            return proc, match.group(1)
         self.stop_process(proc)
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the database did not start (log {log_path}):\n{tail}")
