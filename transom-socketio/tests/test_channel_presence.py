@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from transom_socketio.realtime.channel_presence import ChannelPresence, LocalChannelPresence
-from transom_socketio.realtime.presence import Counted
+from transom_socketio.realtime.channel_presence import (
+    ChannelCounted,
+    ChannelPresence,
+    JoinLeave,
+    LocalChannelPresence,
+    resume_at,
+)
 
 ADA, BOB, CYD = "a" * 24, "b" * 24, "c" * 24
 
@@ -29,13 +34,23 @@ def presence() -> ChannelPresence:
     return LocalChannelPresence()
 
 
+def counts(change: ChannelCounted | None) -> tuple[int, bool] | None:
+    """A transition's socket count and news (None: nothing changed)."""
+    return None if change is None else (change.sockets, change.news)
+
+
+def is_gone(change: ChannelCounted | None) -> bool:
+    """Whether the end of a grace found the user gone (None: the store failed, no)."""
+    return change is not None and change.news
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_first_socket_is_news_and_a_second_is_not(presence: ChannelPresence):
-    assert await presence.subscribed("room", ADA) == Counted(1, True)
-    assert await presence.subscribed("room", ADA) == Counted(2, False)
+    assert counts(await presence.subscribed("room", ADA)) == (1, True)
+    assert counts(await presence.subscribed("room", ADA)) == (2, False)
     # Another user in the channel, the same user in another channel: news of their own.
-    assert await presence.subscribed("room", BOB) == Counted(1, True)
-    assert await presence.subscribed("hall", ADA) == Counted(1, True)
+    assert counts(await presence.subscribed("room", BOB)) == (1, True)
+    assert counts(await presence.subscribed("hall", ADA)) == (1, True)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -44,26 +59,26 @@ async def test_the_last_socket_leaving_is_news_and_gone_after_the_grace(
 ):
     await presence.subscribed("room", ADA)
     await presence.subscribed("room", ADA)
-    assert await presence.unsubscribed("room", ADA, "m1") == Counted(1, False)
-    assert await presence.unsubscribed("room", ADA, "m2") == Counted(0, True)
+    assert counts(await presence.unsubscribed("room", ADA, "m1")) == (1, False)
+    assert counts(await presence.unsubscribed("room", ADA, "m2")) == (0, True)
     assert await presence.members("room", 10) == []  # gone from the list at once
-    assert await presence.gone("room", ADA, "m2") is True
+    assert is_gone(await presence.gone("room", ADA, "m2")) is True
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_coming_back_within_the_grace_is_not_news(presence: ChannelPresence):
     await presence.subscribed("room", ADA)
-    assert await presence.unsubscribed("room", ADA, "m1") == Counted(0, True)
-    assert await presence.subscribed("room", ADA) == Counted(1, False)  # back: no join
-    assert await presence.gone("room", ADA, "m1") is False  # and no leave
+    assert counts(await presence.unsubscribed("room", ADA, "m1")) == (0, True)
+    assert counts(await presence.subscribed("room", ADA)) == (1, False)  # back: no join
+    assert is_gone(await presence.gone("room", ADA, "m1")) is False  # and no leave
 
     # They leave again: the later grace decides, not the first one's end.
-    assert await presence.unsubscribed("room", ADA, "m2") == Counted(0, True)
-    assert await presence.gone("room", ADA, "m1") is False
-    assert await presence.gone("room", ADA, "m2") is True
+    assert counts(await presence.unsubscribed("room", ADA, "m2")) == (0, True)
+    assert is_gone(await presence.gone("room", ADA, "m1")) is False
+    assert is_gone(await presence.gone("room", ADA, "m2")) is True
 
     # Once gone, a socket is news again.
-    assert await presence.subscribed("room", ADA) == Counted(1, True)
+    assert counts(await presence.subscribed("room", ADA)) == (1, True)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -72,9 +87,9 @@ async def test_a_comeback_after_a_later_departure_still_cancels_it(presence: Cha
     await presence.unsubscribed("room", ADA, "m1")
     await presence.subscribed("room", ADA)
     await presence.unsubscribed("room", ADA, "m2")
-    assert await presence.subscribed("room", ADA) == Counted(1, False)
-    assert await presence.gone("room", ADA, "m1") is False
-    assert await presence.gone("room", ADA, "m2") is False
+    assert counts(await presence.subscribed("room", ADA)) == (1, False)
+    assert is_gone(await presence.gone("room", ADA, "m1")) is False
+    assert is_gone(await presence.gone("room", ADA, "m2")) is False
     assert await presence.members("room", 10) == [ADA]
 
 
@@ -86,10 +101,10 @@ async def test_unsubscribed_without_subscribed_changes_nothing(presence: Channel
     assert await presence.unsubscribed("hall", BOB, "m1") is None  # not bob's channel
     assert await presence.members("room", 10) == [BOB]
 
-    assert await presence.unsubscribed("room", BOB, "m2") == Counted(0, True)
+    assert counts(await presence.unsubscribed("room", BOB, "m2")) == (0, True)
     assert await presence.unsubscribed("room", BOB, "m3") is None  # once is enough
-    assert await presence.gone("room", BOB, "m2") is True  # m3 did not replace m2
-    assert await presence.subscribed("room", ADA) == Counted(1, True)
+    assert is_gone(await presence.gone("room", BOB, "m2")) is True  # m3 did not replace m2
+    assert counts(await presence.subscribed("room", ADA)) == (1, True)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -115,14 +130,70 @@ async def test_members_lists_each_user_with_a_socket_once_up_to_the_limit(
 @pytest.mark.gen_test(timeout=30)
 async def test_channels_with_odd_names_are_channels_like_any_other(presence: ChannelPresence):
     for number, channel in enumerate(ODD_CHANNELS):
-        assert await presence.subscribed(channel, ADA) == Counted(1, True), channel
+        assert counts(await presence.subscribed(channel, ADA)) == (1, True), channel
         for _ in range(number):
             await presence.subscribed(channel, BOB)
     for number, channel in enumerate(ODD_CHANNELS):
         expected = [ADA, BOB] if number else [ADA]
         assert sorted(await presence.members(channel, 10)) == expected, channel
     # Leaving one (a prefix of another's name, too) leaves the others as they were.
-    assert await presence.unsubscribed("room:a", ADA, "m") == Counted(0, True)
-    assert await presence.gone("room:a", ADA, "m") is True
+    assert counts(await presence.unsubscribed("room:a", ADA, "m")) == (0, True)
+    assert is_gone(await presence.gone("room:a", ADA, "m")) is True
     assert sorted(await presence.members("room:a:b", 10)) == [ADA]
-    assert await presence.subscribed("room:a:b", ADA) == Counted(2, False)
+    assert counts(await presence.subscribed("room:a:b", ADA)) == (2, False)
+
+
+# Join and leave past a pattern's join_leave_limit (realtime/channels.py) -------------
+
+
+def test_join_and_leave_resume_a_tenth_below_the_limit():
+    assert [resume_at(limit) for limit in (1, 2, 9, 10, 100, 1000)] == [0, 1, 8, 9, 90, 900]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_channel_goes_quiet_past_its_limit_and_back_a_tenth_below(
+    presence: ChannelPresence,
+):
+    limit = 2  # quiet at 3 members, join and leave again at 1
+    users = [ADA, BOB, CYD]
+    modes = [(await presence.subscribed("room", user, limit)).join_leave for user in users]
+    assert modes == [JoinLeave(1, True), JoinLeave(2, True), JoinLeave(3, False, True)]
+    # A second socket, another user's change: quiet still, no switch.
+    assert (await presence.subscribed("room", CYD, limit)).join_leave == JoinLeave(3, False)
+    assert await presence.join_leave("room") == JoinLeave(3, False)
+    assert await presence.join_leave("hall") == JoinLeave(0, True)  # another channel
+
+    # Down to the limit: still quiet (a reload at the limit switches nothing).
+    await presence.unsubscribed("room", CYD, "m1", limit)
+    left = await presence.unsubscribed("room", CYD, "m2", limit)
+    assert left == ChannelCounted(0, True, JoinLeave(2, False))
+    back = await presence.subscribed("room", CYD, limit)
+    assert back == ChannelCounted(1, False, JoinLeave(3, False))
+
+    await presence.unsubscribed("room", CYD, "m3", limit)
+    # The end of the grace counts, and says whether the user is gone, as before.
+    assert await presence.gone("room", CYD, "m3", limit) == ChannelCounted(
+        0, True, JoinLeave(2, False)
+    )
+    resumed = await presence.unsubscribed("room", BOB, "m4", limit)
+    assert resumed == ChannelCounted(0, True, JoinLeave(1, True, True))  # the one switch
+    assert (await presence.gone("room", BOB, "m4", limit)).join_leave == JoinLeave(1, True)
+    assert await presence.join_leave("room") == JoinLeave(1, True)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_without_a_limit_a_channel_never_goes_quiet(presence: ChannelPresence):
+    for user in (ADA, BOB, CYD):
+        change = await presence.subscribed("room", user)
+        assert change.join_leave.on and not change.join_leave.switched
+    assert await presence.join_leave("room") == JoinLeave(3, True)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_emptied_quiet_channel_is_forgotten(presence: ChannelPresence):
+    await presence.subscribed("room", ADA, 1)
+    assert (await presence.subscribed("room", BOB, 1)).join_leave == JoinLeave(2, False, True)
+    await presence.unsubscribed("room", ADA, "m1", 1)
+    emptied = await presence.unsubscribed("room", BOB, "m2", 1)
+    assert emptied.join_leave == JoinLeave(0, True, True)
+    assert await presence.join_leave("room") == JoinLeave(0, True)

@@ -17,12 +17,12 @@ from conftest import REDIS_URL
 # Every test of test_channel_presence.py, again on Redis (collected here under this
 # module's ``presence`` fixture), and the tests that only make sense with Redis.
 from test_channel_presence import *  # noqa: F403
-from test_channel_presence import ADA, BOB, CYD, ODD_CHANNELS
+from test_channel_presence import ADA, BOB, CYD, ODD_CHANNELS, counts, is_gone
 
-from transom_socketio.realtime.presence import Counted
 from transom_socketio.realtime.redis_channel_presence import (
     FORGET_BATCH,
     LEAVING_MARK_SECONDS,
+    QUIET_SECONDS,
     RedisChannelPresence,
     channel_hash,
 )
@@ -92,14 +92,14 @@ async def _eventually(check: Callable[[], Any], seconds: float) -> float:
 @pytest.mark.gen_test(timeout=30)
 async def test_a_user_on_two_processes_counts_once(processes: Processes):
     first, second = processes(), processes()
-    assert await first.subscribed("room", ADA) == Counted(1, True)
-    assert await second.subscribed("room", ADA) == Counted(2, False)
-    assert await second.subscribed("room", ADA) == Counted(3, False)
-    assert await first.unsubscribed("room", ADA, "m1") == Counted(2, False)
+    assert counts(await first.subscribed("room", ADA)) == (1, True)
+    assert counts(await second.subscribed("room", ADA)) == (2, False)
+    assert counts(await second.subscribed("room", ADA)) == (3, False)
+    assert counts(await first.unsubscribed("room", ADA, "m1")) == (2, False)
     assert await first.unsubscribed("room", ADA, "m1") is None  # first holds none now
-    assert await second.unsubscribed("room", ADA, "m2") == Counted(1, False)
-    assert await second.unsubscribed("room", ADA, "m3") == Counted(0, True)
-    assert await first.gone("room", ADA, "m3") is True  # any process may end the grace
+    assert counts(await second.unsubscribed("room", ADA, "m2")) == (1, False)
+    assert counts(await second.unsubscribed("room", ADA, "m3")) == (0, True)
+    assert is_gone(await first.gone("room", ADA, "m3")) is True  # any process may end the grace
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -108,15 +108,46 @@ async def test_leaving_one_process_and_coming_back_on_another_is_not_news(
 ):
     first, second = processes(), processes()
     await first.subscribed("room", ADA)
-    assert await first.unsubscribed("room", ADA, "m1") == Counted(0, True)
-    assert await second.subscribed("room", ADA) == Counted(1, False)
-    assert await first.gone("room", ADA, "m1") is False
+    assert counts(await first.unsubscribed("room", ADA, "m1")) == (0, True)
+    assert counts(await second.subscribed("room", ADA)) == (1, False)
+    assert is_gone(await first.gone("room", ADA, "m1")) is False
     assert await first.members("room", 10) == [ADA]
 
     # Leaving the second too: its grace decides, whichever process ends it.
-    assert await second.unsubscribed("room", ADA, "m2") == Counted(0, True)
-    assert await first.gone("room", ADA, "m1") is False
-    assert await first.gone("room", ADA, "m2") is True
+    assert counts(await second.unsubscribed("room", ADA, "m2")) == (0, True)
+    assert is_gone(await first.gone("room", ADA, "m1")) is False
+    assert is_gone(await first.gone("room", ADA, "m2")) is True
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_channel_goes_quiet_once_for_all_processes_and_its_mark_goes_with_it(
+    processes: Processes, redis_channel: str
+):
+    first, second = processes(), processes()
+    users = [f"{number:024x}" for number in range(6)]
+    # Six users on two processes at once, limit 4: exactly one change switches it off.
+    changes = await asyncio.gather(
+        *(
+            (first if number % 2 else second).subscribed("room", user, 4)
+            for number, user in enumerate(users)
+        )
+    )
+    assert sum(change.join_leave.switched for change in changes) == 1
+    assert await first.join_leave("room") == await second.join_leave("room") == (6, False, False)
+    quiet_key = f"{redis_channel}:channel-presence:channel:{channel_hash('room')}:quiet"
+    async with _redis() as redis:
+        assert 0 < await redis.ttl(quiet_key) <= QUIET_SECONDS
+
+    # Down to 3 (resume_at(4)) on either process: one switch back on.
+    mode = []
+    for number, user in enumerate(users[:3]):
+        store = first if number % 2 else second
+        mode.append((await store.unsubscribed("room", user, "m", 4)).join_leave)
+    assert mode == [(5, False, False), (4, False, False), (3, True, True)]
+    for number, user in enumerate(users[3:]):
+        await (second if number % 2 else first).unsubscribed("room", user, "m", 4)
+    async with _redis() as redis:
+        assert not await redis.exists(quiet_key)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -160,9 +191,9 @@ async def test_a_process_that_stops_heartbeating_stops_counting_after_three_hear
     # the live process's own beats kept Bob counted meanwhile.
     assert time.monotonic() - stopped > 2
     # Ada's socket there is not believed any more: her first one elsewhere is news.
-    assert await live.subscribed("room", ADA) == Counted(1, True)
-    assert await live.unsubscribed("room", ADA, "m") == Counted(0, True)
-    assert await live.gone("room", ADA, "m") is True
+    assert counts(await live.subscribed("room", ADA)) == (1, True)
+    assert counts(await live.unsubscribed("room", ADA, "m")) == (0, True)
+    assert is_gone(await live.gone("room", ADA, "m")) is True
 
     # Once forgotten, the next heartbeat of another process deletes what it kept.
     async with _redis() as redis:
@@ -194,9 +225,9 @@ async def test_entries_of_a_process_no_longer_heartbeating_are_dropped_when_read
         await redis.zrem(f"{redis_channel}:channel-presence:processes", gone._process)
         await redis.delete(f"{redis_channel}:channel-presence:process:{gone._process}")
     assert await reader.members("room", 10) == []
-    assert await reader.subscribed("room", BOB) == Counted(1, True)
-    assert await reader.unsubscribed("room", BOB, "m") == Counted(0, True)
-    assert await reader.gone("room", BOB, "m") is True
+    assert counts(await reader.subscribed("room", BOB)) == (1, True)
+    assert counts(await reader.unsubscribed("room", BOB, "m")) == (0, True)
+    assert is_gone(await reader.gone("room", BOB, "m")) is True
     assert await _keys(redis_channel) == [f"{redis_channel}:channel-presence:processes".encode()]
 
 
@@ -212,7 +243,7 @@ async def test_a_process_that_closes_stops_counting_at_once_and_leaves_nothing(
     await closing.close()
     assert await live.members("room", 10) == [BOB]
     assert await live.members("hall", 10) == []
-    assert await live.subscribed("hall", ADA) == Counted(1, True)
+    assert counts(await live.subscribed("hall", ADA)) == (1, True)
     assert not [key for key in await _keys(redis_channel) if closing._process.encode() in key]
     assert await closing.subscribed("room", ADA) is None  # closed: counts nothing
 
@@ -256,7 +287,7 @@ async def test_channel_names_never_reach_a_key(processes: Processes, redis_chann
         assert key[len(prefix) :].isascii()
         assert b"room" not in key and b"caf" not in key and b"*" not in key
     # A name that is not valid UTF-8 on its own (a lone surrogate) is a channel too.
-    assert await first.subscribed("\ud800", ADA) == Counted(1, True)
+    assert counts(await first.subscribed("\ud800", ADA)) == (1, True)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -268,7 +299,7 @@ async def test_a_channel_nobody_is_in_leaves_only_its_expiring_marks(
     await second.subscribed("room", BOB)
     await second.subscribed("room", BOB)
     room = channel_hash("room")
-    assert await first.unsubscribed("room", ADA, "m1") == Counted(0, True)
+    assert counts(await first.unsubscribed("room", ADA, "m1")) == (0, True)
     await second.unsubscribed("room", BOB, "m2")
     await second.unsubscribed("room", BOB, "m3")
 
@@ -278,8 +309,8 @@ async def test_a_channel_nobody_is_in_leaves_only_its_expiring_marks(
     async with _redis() as redis:
         for mark in marks:
             assert 0 < await redis.pttl(mark) <= 1000 * (GRACE_SECONDS + LEAVING_MARK_SECONDS)
-    assert await first.gone("room", ADA, "m1") is True
-    assert await first.gone("room", BOB, "m3") is True
+    assert is_gone(await first.gone("room", ADA, "m1")) is True
+    assert is_gone(await first.gone("room", BOB, "m3")) is True
     assert await _keys(redis_channel) == [f"{prefix}:processes".encode()]
 
 
@@ -299,8 +330,8 @@ async def test_members_skips_what_only_stale_processes_hold(
     assert await live.members("room", 1) == [CYD]  # the stale ones do not use the limit
     # A process always believes its own counts (it is running), even with a late beat.
     assert sorted(await stale.members("room", 10)) == [ADA, BOB, CYD]
-    assert await stale.subscribed("hall", ADA) == Counted(1, True)
-    assert await stale.unsubscribed("room", ADA, "m") == Counted(0, True)
+    assert counts(await stale.subscribed("hall", ADA)) == (1, True)
+    assert counts(await stale.unsubscribed("room", ADA, "m")) == (0, True)
     # The heartbeat resumes: its sockets count again.
     await stale._heartbeat()
     assert sorted(await live.members("room", 10)) == [BOB, CYD]
@@ -312,7 +343,7 @@ async def test_without_redis_nothing_is_news_and_members_raises():
     try:
         assert await store.subscribed("room", ADA) is None
         assert await store.unsubscribed("room", ADA, "m") is None
-        assert await store.gone("room", ADA, "m") is False
+        assert is_gone(await store.gone("room", ADA, "m")) is False
         with pytest.raises(aioredis.RedisError):
             await store.members("room", 10)
     finally:

@@ -9,6 +9,7 @@ event: by a ``subscriptions`` event right after it connects.
 from __future__ import annotations
 
 import pytest
+from test_channels import accepted
 
 from transom_socketio.testing.clients import Sockets
 
@@ -41,5 +42,5 @@ async def test_a_socket_that_asks_for_no_channels_is_told_nothing(api, sockets: 
         auth={"token": await api.socket_token(ada)}, events=("subscriptions", "news")
     )
     # A round trip after CONNECT: anything the server sent first has arrived by its ack.
-    assert await socket.client.call("subscribe", {"channel": "room:b"}) == {"ok": True}
+    assert accepted(await socket.client.call("subscribe", {"channel": "room:b"}))
     assert socket.received("subscriptions") == []

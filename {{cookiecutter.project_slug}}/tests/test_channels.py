@@ -24,6 +24,12 @@ async def in_groups(api, db, user, *groups):
     return dataclasses.replace(user, token=logged_in.body["token"])
 
 
+def in_room(members):
+    """The acknowledgement of a presence channel's subscription: join and leave are sent
+    (under the pattern's join_leave_limit), and how many members it has."""
+    return {"ok": True, "presence": {"join_leave": True, "members": members}}
+
+
 def member(user):
     return {"_id": user.id, "username": user.username, "display_name": user.username}
 
@@ -32,7 +38,7 @@ def member(user):
 async def test_anyone_signed_in_joins_a_room_but_a_group_only_its_members(api, db, sockets):
     ada = await api.new_user("ada")
     socket = await sockets.connect(await api.socket_token(ada))
-    assert await subscribe(socket, "room:lobby") == {"ok": True}
+    assert await subscribe(socket, "room:lobby") == in_room(1)
     refused = await subscribe(socket, "group:admin")
     assert refused["ok"] is False
     assert refused["error"]["code"] == "forbidden"
@@ -50,8 +56,8 @@ async def test_a_channel_message_reaches_its_subscribers_only(api, sockets):
     ada_socket = await sockets.connect(await api.socket_token(ada))
     bob_socket = await sockets.connect(await api.socket_token(bob))
     cyd_socket = await sockets.connect(await api.socket_token(cyd))
-    for socket in (ada_socket, bob_socket):
-        assert await subscribe(socket, "room:lobby") == {"ok": True}
+    for members, socket in enumerate((ada_socket, bob_socket), start=1):
+        assert await subscribe(socket, "room:lobby") == in_room(members)
 
     sent = await api.request(
         "POST", MESSAGES, {"text": "hi lobby", "channel": "room:lobby"}, token=ada.token
@@ -79,8 +85,8 @@ async def test_a_room_lists_its_members_and_tells_them_who_comes_and_goes(api, s
     ada_socket = await sockets.connect(await api.socket_token(ada), events=("join", "leave"))
     bob_socket = await sockets.connect(await api.socket_token(bob), events=("join", "leave"))
     cyd_socket = await sockets.connect(await api.socket_token(cyd), events=("join", "leave"))
-    assert await subscribe(ada_socket, "room:lobby") == {"ok": True}
-    assert await subscribe(bob_socket, "room:lobby") == {"ok": True}
+    assert await subscribe(ada_socket, "room:lobby") == in_room(1)
+    assert await subscribe(bob_socket, "room:lobby") == in_room(2)
     assert await ada_socket.wait_for("join") == [{"channel": "room:lobby", "user": member(bob)}]
 
     listed = await api.request("GET", "/api/v1/channels/room:lobby/presence", token=cyd.token)

@@ -14,6 +14,16 @@ the channel's other subscribers (a ``join`` or, after a grace period, a ``leave`
 
 ``members`` lists the users with at least one socket in a channel, across processes.
 
+Join and leave cost a delivery to every subscriber, so a channel past its pattern's
+``join_leave_limit`` of members goes *quiet*: each transition counts the channel's
+members after the change (every process's) and says, in ``ChannelCounted.join_leave``,
+whether join and leave are sent now, and in ``switched`` whether this change turned
+them off (more than the limit) or on again (down to ``resume_at(limit)``, a tenth
+below it, so a reload at the limit does not switch them back and forth). Exactly one
+transition sees each switch: the channel manager tells the subscribers
+(``channel_presence``). The mode is checked on each change of the channel's members;
+``join_leave`` reads it without a change.
+
 ``LocalChannelPresence`` keeps one process's counts in memory; with ``REDIS_URL``,
 ``RedisChannelPresence`` (``redis_channel_presence.py``) shares them between processes.
 """
@@ -21,19 +31,63 @@ the channel's other subscribers (a ``join`` or, after a grace period, a ``leave`
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from .presence import Counted
+try:  # the redis extra: its store raises RedisError when Redis does not answer
+    from redis import RedisError
 
-__all__ = ["ChannelPresence", "LocalChannelPresence"]
+    STORE_ERRORS: tuple[type[Exception], ...] = (RedisError,)
+except ImportError:  # pragma: no cover - without the extra, presence is in memory
+    STORE_ERRORS = ()
+
+__all__ = [
+    "ChannelCounted",
+    "ChannelPresence",
+    "JoinLeave",
+    "LocalChannelPresence",
+    "resume_at",
+]
+
+
+class JoinLeave(NamedTuple):
+    """A presence channel's members (every process's) and whether join and leave are sent
+    in it; ``switched``: the change that returned it turned them off or on."""
+
+    members: int
+    on: bool
+    switched: bool = False
+
+
+class ChannelCounted(NamedTuple):
+    """A user's sockets in a channel after a change, whether that is news for the other
+    subscribers (a join; a leave's grace to start; at the grace's end, that the user is
+    gone), and the channel's join/leave mode after it."""
+
+    sockets: int
+    news: bool
+    join_leave: JoinLeave
+
+
+def resume_at(limit: int) -> int:
+    """The members a quiet channel is down to when join and leave resume: a tenth below
+    the limit (at least one), so that one user coming and going does not flip them."""
+    return limit - max(1, limit // 10)
 
 
 class ChannelPresence(Protocol):
-    """What the channel manager needs of a channel presence store."""
+    """What the channel manager needs of a channel presence store. ``limit``: the
+    pattern's ``join_leave_limit`` (None: join and leave always sent)."""
 
-    async def subscribed(self, channel: str, user_id: str) -> Counted | None: ...
-    async def unsubscribed(self, channel: str, user_id: str, mark: str) -> Counted | None: ...
-    async def gone(self, channel: str, user_id: str, mark: str) -> bool: ...
+    async def subscribed(
+        self, channel: str, user_id: str, limit: int | None = None
+    ) -> ChannelCounted | None: ...
+    async def unsubscribed(
+        self, channel: str, user_id: str, mark: str, limit: int | None = None
+    ) -> ChannelCounted | None: ...
+    async def gone(
+        self, channel: str, user_id: str, mark: str, limit: int | None = None
+    ) -> ChannelCounted | None: ...
+    async def join_leave(self, channel: str) -> JoinLeave: ...
     async def members(self, channel: str, limit: int) -> list[str]: ...
     async def close(self) -> None: ...
 
@@ -44,33 +98,57 @@ class LocalChannelPresence:
     def __init__(self) -> None:
         self._sockets: dict[str, Counter[str]] = {}
         self._leaving: dict[tuple[str, str], str] = {}  # (channel, user) -> mark
+        self._quiet: set[str] = set()  # channels past their join/leave limit
 
-    async def subscribed(self, channel: str, user_id: str) -> Counted | None:
+    async def subscribed(
+        self, channel: str, user_id: str, limit: int | None = None
+    ) -> ChannelCounted | None:
         counts = self._sockets.setdefault(channel, Counter())
         counts[user_id] += 1
         total = counts[user_id]
         came_back = total == 1 and self._leaving.pop((channel, user_id), None) is not None
-        return Counted(total, total == 1 and not came_back)
+        return ChannelCounted(total, total == 1 and not came_back, self._mode(channel, limit))
 
-    async def unsubscribed(self, channel: str, user_id: str, mark: str) -> Counted | None:
+    async def unsubscribed(
+        self, channel: str, user_id: str, mark: str, limit: int | None = None
+    ) -> ChannelCounted | None:
         counts = self._sockets.get(channel)
         if counts is None or counts[user_id] <= 0:
             return None  # not counted here: nothing changes
         counts[user_id] -= 1
         left = counts[user_id]
         if left > 0:
-            return Counted(left, False)
+            return ChannelCounted(left, False, self._mode(channel, limit))
         del counts[user_id]
         if not counts:
             del self._sockets[channel]
         self._leaving[(channel, user_id)] = mark
-        return Counted(0, True)
+        return ChannelCounted(0, True, self._mode(channel, limit))
 
-    async def gone(self, channel: str, user_id: str, mark: str) -> bool:
+    async def gone(
+        self, channel: str, user_id: str, mark: str, limit: int | None = None
+    ) -> ChannelCounted | None:
+        sockets = self._sockets.get(channel, Counter()).get(user_id, 0)
         if self._leaving.get((channel, user_id)) != mark:
-            return False  # they came back (and maybe left again: a later grace decides)
+            # They came back (and maybe left again: a later grace decides).
+            return ChannelCounted(sockets, False, self._mode(channel, limit))
         del self._leaving[(channel, user_id)]
-        return self._sockets.get(channel, Counter()).get(user_id, 0) == 0
+        return ChannelCounted(sockets, sockets == 0, self._mode(channel, limit))
+
+    async def join_leave(self, channel: str) -> JoinLeave:
+        return JoinLeave(len(self._sockets.get(channel, ())), channel not in self._quiet)
+
+    def _mode(self, channel: str, limit: int | None) -> JoinLeave:
+        """The channel's mode after a change, switched if the change crossed a bound."""
+        members = len(self._sockets.get(channel, ()))
+        quiet = channel in self._quiet
+        if limit is not None and not quiet and members > limit:
+            self._quiet.add(channel)
+            return JoinLeave(members, False, True)
+        if quiet and (limit is None or members <= resume_at(limit)):
+            self._quiet.discard(channel)
+            return JoinLeave(members, True, True)
+        return JoinLeave(members, not quiet)
 
     async def members(self, channel: str, limit: int) -> list[str]:
         return list(self._sockets.get(channel, Counter()))[:limit]

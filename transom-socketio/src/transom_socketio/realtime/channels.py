@@ -5,7 +5,7 @@ user may subscribe, and whether the channel keeps presence::
 
     channels = Channels()
 
-    @channels.pattern("room", presence=True)
+    @channels.pattern("room", presence=True, join_leave_limit=100)
     def any_signed_in_user(user: Principal, name: str) -> bool:
         return True
 
@@ -34,6 +34,26 @@ In a presence channel, subscribers are sent ``join`` and ``leave`` ``{"channel",
 or, after PRESENCE_GRACE_SECONDS, their last one leaves; nobody else is.
 ``GET /api/v1/channels/<channel>/presence`` lists the members (web/channels.py).
 
+Join and leave cost a delivery to every subscriber (500,000 for 1,000 members coming
+and going), so they stop in a channel with more than its pattern's
+``join_leave_limit`` members (100 by default, as Pusher caps presence channels;
+``None``: no limit), counted on every process, and resume once it is down to a tenth
+below the limit (``channel_presence.resume_at``). A client knows which from:
+
+- the ``subscribe`` acknowledgement of a presence channel, ``{"ok": true, "presence":
+  {"join_leave": true | false, "members": <n> | null}}`` (``null`` and ``false`` when
+  the presence store could not be read);
+- a ``channel_presence`` event ``{"channel", "join_leave", "members"}`` sent to the
+  channel's subscribers (and nobody else) each time the mode switches: on ``false``,
+  stop trusting the member list built from join and leave (poll the presence
+  endpoint instead); on ``true``, fetch the list once and apply join and leave again;
+- the presence endpoint, which says ``"join_leave"`` too (a socket whose
+  subscriptions were restored at reconnection reads it there: it missed join and leave
+  while away anyway).
+
+Join and leave received while the mode is off are to be ignored (from several
+processes, one may arrive just after the switch).
+
 A user who loses the right to a channel loses it with their session: a change of
 groups or a logout ends the user's sockets (auth/revocations.py), and a socket that
 comes back is authorised again.
@@ -55,7 +75,7 @@ import socketio
 from ..auth.tokens import Principal
 from ..ratelimit import RateLimiter
 from ..web.errors import Error
-from .channel_presence import ChannelPresence
+from .channel_presence import STORE_ERRORS, ChannelPresence, JoinLeave
 from .events import SUBSCRIBE, UNSUBSCRIBE, principal_of_session
 from .grace import Grace
 from .rooms import NAMESPACE
@@ -63,7 +83,14 @@ from .rooms import NAMESPACE
 if TYPE_CHECKING:
     from ..services import Services
 
-__all__ = ["CHANNEL_RULE", "ChannelRefused", "Channels", "channel_room"]
+__all__ = [
+    "CHANNEL_PRESENCE",
+    "CHANNEL_RULE",
+    "DEFAULT_JOIN_LEAVE_LIMIT",
+    "ChannelRefused",
+    "Channels",
+    "channel_room",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +98,10 @@ CHANNEL_RULE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.~-]{1,100})$")
 PATTERN_RULE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_CHANNEL_LENGTH = 133
 JOIN, LEAVE = "join", "leave"
+# Sent to a presence channel's subscribers when join and leave stop or resume in it.
+CHANNEL_PRESENCE = "channel_presence"
+# Members past which a presence channel's join and leave stop, unless the pattern says.
+DEFAULT_JOIN_LEAVE_LIMIT = 100
 MEMBER_FIELDS = ("username", "display_name")
 
 MaySubscribe = Callable[[Principal, str], bool | Awaitable[bool]]
@@ -98,6 +129,8 @@ class ChannelPattern:
     prefix: str
     may_subscribe: MaySubscribe
     presence: bool
+    # Members past which join and leave stop (None: never); only with presence.
+    join_leave_limit: int | None = DEFAULT_JOIN_LEAVE_LIMIT
 
 
 class Channels:
@@ -112,20 +145,22 @@ class Channels:
         self._patterns: dict[str, ChannelPattern] = {}
 
     def pattern(
-        self, prefix: str, *, presence: bool = False
+        self,
+        prefix: str,
+        *,
+        presence: bool = False,
+        join_leave_limit: int | None = DEFAULT_JOIN_LEAVE_LIMIT,
     ) -> Callable[[MaySubscribe], MaySubscribe]:
         """Declare channels ``<prefix>:<name>``; the decorated function (sync or async)
-        gets the user and the name, and says whether they may subscribe."""
-        if not isinstance(prefix, str) or not PATTERN_RULE.fullmatch(prefix):
-            raise ValueError(
-                f"a channel pattern is 1-32 lower-case letters, digits, '_' or '-', "
-                f"starting with a letter, got {prefix!r}"
-            )
-        if prefix in self._patterns:
-            raise ValueError(f"channel pattern {prefix!r} is declared already")
+        gets the user and the name, and says whether they may subscribe. With
+        ``presence``, join and leave stop past ``join_leave_limit`` members (None: no
+        limit)."""
+        check_pattern(self._patterns, prefix, join_leave_limit)
 
         def declare(may_subscribe: MaySubscribe) -> MaySubscribe:
-            self._patterns[prefix] = ChannelPattern(prefix, may_subscribe, presence)
+            self._patterns[prefix] = ChannelPattern(
+                prefix, may_subscribe, presence, join_leave_limit
+            )
             return may_subscribe
 
         return declare
@@ -160,6 +195,23 @@ class Channels:
         if allowed is not True:
             raise ChannelRefused("forbidden", "you may not subscribe to this channel")
         return pattern
+
+
+def check_pattern(declared: Iterable[str], prefix: object, join_leave_limit: object) -> None:
+    """ValueError, in one line naming what is wrong, for a pattern the app may not
+    declare (raised as the app's channels module is imported: at start-up)."""
+    if not isinstance(prefix, str) or not PATTERN_RULE.fullmatch(prefix):
+        raise ValueError(
+            f"a channel pattern is 1-32 lower-case letters, digits, '_' or '-', "
+            f"starting with a letter, got {prefix!r}"
+        )
+    if prefix in declared:
+        raise ValueError(f"channel pattern {prefix!r} is declared already")
+    if join_leave_limit is not None and (type(join_leave_limit) is not int or join_leave_limit < 1):
+        raise ValueError(
+            f"channel pattern {prefix!r}: join_leave_limit must be a positive int or None "
+            f"(no limit), got {join_leave_limit!r}"
+        )
 
 
 # What a presence channel's grace keeps until its end: the member's public fields, and
@@ -209,7 +261,7 @@ class ChannelManager:
         try:
             channel = self._requested(sid, args)
             user = await self._user(sid)
-            await self.subscribe(sid, user, channel)
+            pattern, mode = await self.subscribe(sid, user, channel)
         except ChannelRefused as refused:
             if refused.code == "forbidden" and user is not None:
                 # The name passed CHANNEL_RULE (parse comes first): it logs as it is.
@@ -222,7 +274,11 @@ class ChannelManager:
             else:
                 log.debug("subscription refused: %s", refused.code)
             return refused.ack()
-        return {"ok": True}
+        if not pattern.presence:
+            return {"ok": True}
+        if mode is None:  # the presence store failed: as good as off
+            return {"ok": True, "presence": {"join_leave": False, "members": None}}
+        return {"ok": True, "presence": {"join_leave": mode.on, "members": mode.members}}
 
     async def _on_unsubscribe(self, sid: str, *args: Any) -> dict[str, Any]:
         try:
@@ -265,8 +321,12 @@ class ChannelManager:
 
     # Subscriptions -----------------------------------------------------------------
 
-    async def subscribe(self, sid: str, user: Principal, channel: str) -> None:
-        """Subscribe the socket to ``channel`` (authorised, bounded); ChannelRefused."""
+    async def subscribe(
+        self, sid: str, user: Principal, channel: str
+    ) -> tuple[ChannelPattern, JoinLeave | None]:
+        """Subscribe the socket to ``channel`` (authorised, bounded); ChannelRefused.
+        Returns the channel's pattern and, in a presence channel, its join/leave mode
+        (None without presence, or if the presence store failed)."""
         if not self._connected(sid):  # gone (or going): socket_gone ran or will run
             raise ChannelRefused("forbidden", "the socket is gone")
         async with self._serial(sid):  # in the order the socket asked
@@ -275,7 +335,7 @@ class ChannelManager:
             pattern = await self.channels.authorize(user, channel)
             mine = self._subscribed.setdefault(sid, set())
             if channel in mine:
-                return
+                return pattern, await self._mode(pattern, channel)
             if len(mine) >= self.channels.max_per_socket:
                 raise ChannelRefused(
                     "too_many_subscriptions",
@@ -284,7 +344,17 @@ class ChannelManager:
             mine.add(channel)
             await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
             if pattern.presence:
-                await self._joined(sid, user, channel)
+                return pattern, await self._joined(sid, user, channel, pattern)
+            return pattern, None
+
+    async def _mode(self, pattern: ChannelPattern, channel: str) -> JoinLeave | None:
+        """A presence channel's join/leave mode as it is (None if the store failed)."""
+        if not pattern.presence:
+            return None
+        try:
+            return await self.presence.join_leave(channel)
+        except STORE_ERRORS:
+            return None
 
     async def unsubscribe(self, sid: str, user: Principal, channel: str) -> None:
         if not self._connected(sid):  # socket_gone ends its subscriptions
@@ -297,7 +367,7 @@ class ChannelManager:
             await self._sio.leave_room(sid, channel_room(channel), namespace=NAMESPACE)
             pattern, _name = self.channels.parse(channel)
             if pattern.presence:
-                await self._left(sid, user, channel)
+                await self._left(sid, user, channel, pattern)
 
     async def authorized(self, user: Principal, requested: object) -> dict[str, bool] | None:
         """Which channels of a reconnecting socket's ``auth["channels"]`` it may have
@@ -328,7 +398,7 @@ class ChannelManager:
                 mine.add(channel)
                 await self._sio.enter_room(sid, channel_room(channel), namespace=NAMESPACE)
                 if pattern.presence:
-                    await self._joined(sid, user, channel)
+                    await self._joined(sid, user, channel, pattern)
 
     async def socket_gone(self, sid: str, user: Principal) -> None:
         """The socket disconnected: it leaves its presence channels (once what it was
@@ -342,7 +412,7 @@ class ChannelManager:
                     except ChannelRefused:
                         continue
                     if pattern.presence:
-                        await self._left(sid, user, channel)
+                        await self._left(sid, user, channel, pattern)
         finally:
             self._members.pop(sid, None)
             self._changing.pop(sid, None)
@@ -358,25 +428,56 @@ class ChannelManager:
             self._members[sid] = known
         return known
 
-    async def _joined(self, sid: str, user: Principal, channel: str) -> None:
+    async def _joined(
+        self, sid: str, user: Principal, channel: str, pattern: ChannelPattern
+    ) -> JoinLeave | None:
+        """Count the socket in; tell the others of the join, or of the mode it switched
+        (the socket itself learns the mode from its acknowledgement)."""
         member = await self.member(sid, user)
         self._leaving.cancel((channel, user.user_id))
-        counted = await self.presence.subscribed(channel, user.user_id)
-        if counted is not None and counted.news:
+        limit = pattern.join_leave_limit
+        counted = await self.presence.subscribed(channel, user.user_id, limit)
+        if counted is None:
+            return None
+        if counted.join_leave.switched:
+            await self._tell_mode(channel, counted.join_leave, skip_sid=sid)
+        elif counted.news and counted.join_leave.on:
             await self._announce(JOIN, channel, member, skip_sid=sid)
+        return counted.join_leave
 
-    async def _left(self, sid: str, user: Principal, channel: str) -> None:
+    async def _left(self, sid: str, user: Principal, channel: str, pattern: ChannelPattern) -> None:
         mark = uuid.uuid4().hex
-        counted = await self.presence.unsubscribed(channel, user.user_id, mark)
-        if counted is not None and counted.news:
+        limit = pattern.join_leave_limit
+        counted = await self.presence.unsubscribed(channel, user.user_id, mark, limit)
+        if counted is None:
+            return
+        if counted.join_leave.switched:
+            await self._tell_mode(channel, counted.join_leave)
+        if counted.news:  # the grace's end decides on the leave, by the mode then
             member = await self.member(sid, user)
             self._leaving.start((channel, user.user_id), (member, mark))
 
     async def _grace_ended(self, key: tuple[str, str], leaving: Leaving) -> None:
         channel, user_id = key
         member, mark = leaving
-        if await self.presence.gone(channel, user_id, mark):
+        pattern, _name = self.channels.parse(channel)
+        counted = await self.presence.gone(channel, user_id, mark, pattern.join_leave_limit)
+        if counted is None:
+            return
+        if counted.join_leave.switched:
+            await self._tell_mode(channel, counted.join_leave)
+        elif counted.news and counted.join_leave.on:
             await self._announce(LEAVE, channel, member)
+
+    async def _tell_mode(self, channel: str, mode: JoinLeave, skip_sid: str | None = None) -> None:
+        """Tell the channel's subscribers that join and leave stop or resume."""
+        await self._sio.emit(
+            CHANNEL_PRESENCE,
+            {"channel": channel, "join_leave": mode.on, "members": mode.members},
+            to=channel_room(channel),
+            namespace=NAMESPACE,
+            skip_sid=skip_sid,
+        )
 
     async def _announce(
         self, event: str, channel: str, member: dict[str, Any], skip_sid: str | None = None

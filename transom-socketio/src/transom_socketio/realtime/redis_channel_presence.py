@@ -20,6 +20,13 @@ server's own) are used as they are, as in ``RedisPresence``. With ``<p>`` for
   and cleared in the same scripts, so a user who leaves on one process and comes back
   on another within the grace is not announced at all; it expires on its own
   (``LEAVING_MARK_SECONDS`` after the grace) in case the process that set it stops;
+- ``<p>:channel:<h>:quiet``, set while the channel is past its join/leave limit
+  (``channel_presence.py``), set and cleared by the transitions, which count the
+  channel's users (``SCARD`` of its set: users whose only counts are on a process that
+  stopped are still in it until that process is forgotten); it expires
+  ``QUIET_SECONDS`` after the last change, should a channel's users vanish with a
+  forgotten process (a later change finds the channel past its limit again, and says
+  so again);
 - ``<p>:process:<id>``, a hash per process of the same counts by ``<h>:<user id>``
   (what a process's entries are found and deleted by once it is forgotten);
 - ``<p>:processes``, the sorted set of each process's last heartbeat (Redis server time).
@@ -57,7 +64,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from .presence import Counted
+from .channel_presence import ChannelCounted, JoinLeave, resume_at
 from .redis_presence import FORGOTTEN_AFTER_HEARTBEATS, LEAVING_MARK_SECONDS, MISSED_HEARTBEATS
 
 __all__ = ["RedisChannelPresence"]
@@ -74,6 +81,9 @@ FORGET_BATCH = 1000
 # A closing process's round trips at most; what is left after them goes as a vanished
 # process's entries do (see above).
 CLOSE_ROUNDS = 100
+
+# How long a channel's quiet mark outlives its last change (see above).
+QUIET_SECONDS = 24 * 3600
 
 # Connections to Redis at once, and how long a call waits for one when all are busy
 # (then it fails like any Redis error: not counted, no announcement).
@@ -141,12 +151,14 @@ return redis.call('EXISTS', KEYS[2])
 )
 
 # KEYS: the user's counts in the channel, the heartbeat set, the user's leaving mark,
-# this process's hash, the channel's users. ARGV: this process, the change ('1': a
-# socket came, '-1': one went, '0': a grace period ended), the age after which a
-# heartbeat is stale, the mark's lifetime (ms), the caller's mark, this process's field
-# ('<h>:<user id>'), the user. Returns {the user's live total, 1 if that is news for
-# the channel}, or nil when a socket went that this process had not counted.
-_TRANSITION = """
+# this process's hash, the channel's users, the channel's quiet mark. ARGV: this
+# process, the change ('1': a socket came, '-1': one went, '0': a grace period ended),
+# the age after which a heartbeat is stale, the mark's lifetime (ms), the caller's mark,
+# this process's field ('<h>:<user id>'), the user, the join/leave limit ('' for none),
+# the members at which join/leave resume. Returns {the user's live total, 1 if that is
+# news for the channel, the channel's users, 1 if join/leave are sent, 1 if this change
+# switched them}, or nil when a socket went that this process had not counted.
+_TRANSITION = f"""
 local now = tonumber(redis.call('TIME')[1])
 local change = ARGV[2]
 if change == '-1' and tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') <= 0 then
@@ -193,7 +205,19 @@ else
   if total == 0 and (not mark or mark == ARGV[5]) then news = 1 end
   if mark == ARGV[5] then redis.call('DEL', KEYS[3]) end
 end
-return {total, news}
+local members = redis.call('SCARD', KEYS[5])
+local quiet = redis.call('EXISTS', KEYS[6]) == 1
+local switched = 0
+if ARGV[8] ~= '' and not quiet and members > tonumber(ARGV[8]) then
+  redis.call('SET', KEYS[6], '1', 'EX', {QUIET_SECONDS})
+  quiet, switched = true, 1
+elseif quiet and (ARGV[8] == '' or members <= tonumber(ARGV[9])) then
+  redis.call('DEL', KEYS[6])
+  quiet, switched = false, 1
+elseif quiet then
+  redis.call('EXPIRE', KEYS[6], {QUIET_SECONDS})
+end
+return {{total, news, members, quiet and 0 or 1, switched}}
 """
 
 # KEYS: the channel's users, the heartbeat set. ARGV: the stale age, the limit, this
@@ -296,8 +320,8 @@ class RedisChannelPresence:
         return f"{self._prefix}channel:{channel_hash(channel)}:"
 
     async def _change_to(
-        self, channel: str, user_id: str, change: int, mark: str = ""
-    ) -> Counted | None:
+        self, channel: str, user_id: str, change: int, limit: int | None, mark: str = ""
+    ) -> ChannelCounted | None:
         at = self._channel_prefix(channel)
         keys = [
             f"{at}user:{user_id}",
@@ -305,6 +329,7 @@ class RedisChannelPresence:
             f"{at}leaving:{user_id}",
             self._process_key,
             f"{at}users",
+            f"{at}quiet",
         ]
         args: list[str | int] = [
             self._process,
@@ -314,14 +339,19 @@ class RedisChannelPresence:
             mark,
             f"{channel_hash(channel)}:{user_id}",
             user_id,
+            "" if limit is None else limit,
+            "" if limit is None else resume_at(limit),
         ]
         answer = await self._transition(keys=keys, args=args)
         if answer is None:
             return None
-        total, news = answer
-        return Counted(int(total), bool(news))
+        total, news, members, on, switched = answer
+        mode = JoinLeave(int(members), bool(on), bool(switched))
+        return ChannelCounted(int(total), bool(news), mode)
 
-    async def subscribed(self, channel: str, user_id: str) -> Counted | None:
+    async def subscribed(
+        self, channel: str, user_id: str, limit: int | None = None
+    ) -> ChannelCounted | None:
         """The user's total in the channel with the new socket; None if Redis failed
         (no announcement) or this store is closed."""
         if self._closed:
@@ -329,35 +359,49 @@ class RedisChannelPresence:
         try:
             if self._heartbeats is None:
                 await self._start_heartbeats()
-            return await self._change_to(channel, user_id, 1)
+            return await self._change_to(channel, user_id, 1, limit)
         except aioredis.RedisError as error:
             log.warning("channel presence not counted: Redis failed (%s)", type(error).__name__)
             return None
 
-    async def unsubscribed(self, channel: str, user_id: str, mark: str) -> Counted | None:
+    async def unsubscribed(
+        self, channel: str, user_id: str, mark: str, limit: int | None = None
+    ) -> ChannelCounted | None:
         """The user's total in the channel without the socket; at 0 the user is marked
         leaving it with ``mark``. None if this process had no socket of the user in the
         channel (nothing changes), if Redis failed, or once closed."""
         if self._closed:
             return None
         try:
-            return await self._change_to(channel, user_id, -1, mark)
+            return await self._change_to(channel, user_id, -1, limit, mark)
         except aioredis.RedisError as error:
             log.warning("channel presence not counted: Redis failed (%s)", type(error).__name__)
             return None
 
-    async def gone(self, channel: str, user_id: str, mark: str) -> bool:
-        """At the end of the grace begun with ``mark``: whether the user is gone from the
-        channel (no socket there on any live process, and no comeback since). False if
-        Redis failed."""
+    async def gone(
+        self, channel: str, user_id: str, mark: str, limit: int | None = None
+    ) -> ChannelCounted | None:
+        """At the end of the grace begun with ``mark``: ``news`` if the user is gone from
+        the channel (no socket there on any live process, and no comeback since). None
+        if Redis failed or once closed."""
         if self._closed:
-            return False
+            return None
         try:
-            counted = await self._change_to(channel, user_id, 0, mark)
+            return await self._change_to(channel, user_id, 0, limit, mark)
         except aioredis.RedisError as error:
             log.warning("channel presence not read: Redis failed (%s)", type(error).__name__)
-            return False
-        return counted is not None and counted.news
+            return None
+
+    async def join_leave(self, channel: str) -> JoinLeave:
+        """The channel's users (``SCARD``: see the module) and whether join and leave are
+        sent in it, in one round trip. Raises ``redis.RedisError`` when Redis does not
+        answer."""
+        at = self._channel_prefix(channel)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.scard(f"{at}users")
+            pipe.exists(f"{at}quiet")
+            members, quiet = await pipe.execute()
+        return JoinLeave(int(members), not quiet)
 
     async def members(self, channel: str, limit: int) -> list[str]:
         """Up to ``limit`` users with a socket in the channel on a live process (in no

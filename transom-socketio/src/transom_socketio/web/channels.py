@@ -5,7 +5,9 @@ presence never lists a user to someone who may not be there. A malformed name an
 400 ``invalid_channel``, a channel the caller may not join 403 ``forbidden``, one
 without presence 404. Members are those with at least one socket subscribed, on any
 process, with the public fields the channel events carry (``_id``, ``username``,
-``display_name``), at most ``MAX_MEMBERS``. Requests count with those of
+``display_name``), at most ``MAX_MEMBERS``, and whether join and leave are sent in the
+channel (``join_leave``: false past its pattern's ``join_leave_limit``; see
+realtime/channels.py). Requests count with those of
 ``/api/v1/presence`` against PRESENCE_REQUESTS_PER_MINUTE_PER_USER (per process).
 """
 
@@ -38,6 +40,10 @@ class Member(PublicShape):
 class ChannelMembers(PublicShape):
     channel: str
     members: Annotated[list[Member], Field(max_length=MAX_MEMBERS)]
+    join_leave: bool = Field(
+        description="Whether subscribers are sent join and leave in this channel now "
+        "(false past the pattern's join_leave_limit)."
+    )
 
 
 class ChannelPresence(PublicShape):
@@ -77,11 +83,13 @@ class ChannelPresenceHandler(AuthenticatedHandler):
             raise ApiError(404, "not_found", "this channel keeps no presence")
         try:
             ids = await manager.members(channel, MAX_MEMBERS)
+            mode = await manager.presence.join_leave(channel)
         except PRESENCE_STORE_ERRORS:
             raise ApiError(
                 503, "presence_unavailable", "presence is not available, try again soon"
             ) from None
-        self.write_json({"presence": {"channel": channel, "members": await members(self, ids)}})
+        listed = {"channel": channel, "members": await members(self, ids), "join_leave": mode.on}
+        self.write_json({"presence": listed})
 
 
 async def members(handler: AuthenticatedHandler, ids: list[str]) -> list[dict[str, Any]]:
