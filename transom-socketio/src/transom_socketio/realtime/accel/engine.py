@@ -29,11 +29,12 @@ from collections.abc import Awaitable
 from typing import Any
 
 import engineio
+import tornado.websocket
 from engineio import async_socket
 from engineio.async_drivers import tornado as tornado_driver
 
 from . import environ as accel_environ
-from . import websocket
+from . import frames, upgraded, websocket
 from .pinger import Pinger
 from .queues import Inbox, PacketQueue
 from .streams import lighten
@@ -64,6 +65,7 @@ class BoundWebSocket(tornado_driver.WebSocket):
             # engine.io's WebSocket.__call__, serving the session in one task.
             self.tornado_handler = handler
             self.environ = environ
+            upgraded.release(handler)  # the environ has what engine.io reads of it
             await websocket.serve(socket, self)
             return
         await super().__call__(environ)
@@ -151,3 +153,11 @@ class HandlerMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.receive_queue = Inbox()  # lighter than the asyncio.Queue engine.io made
+
+    def get_websocket_protocol(self) -> Any:
+        """Tornado's protocol for an open WebSocket, read from callbacks rather than from
+        the handler's task (``accel/frames.py``) when it is not compressed."""
+        protocol = super().get_websocket_protocol()  # type: ignore[misc]
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            return frames.light_protocol(self, protocol.params) or protocol
+        return protocol
