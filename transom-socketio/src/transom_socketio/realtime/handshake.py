@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any
 
 import socketio
@@ -64,6 +65,14 @@ def client_address(environ: dict[str, Any]) -> str:
     return environ["tornado.handler"].request.remote_ip or "unknown"
 
 
+class SharedUser(dict[str, Any]):
+    """A user's snapshot (``{"_id", "username", "groups"}``), one object for all their
+    sockets on this process while it is the same (a socket's session keeps it for as
+    long as the socket lives). Read, never changed."""
+
+    __slots__ = ("__weakref__",)
+
+
 class Handshake:
     """Consumes the token, binds the socket to its user, joins the user's rooms."""
 
@@ -99,6 +108,16 @@ class Handshake:
             settings.socketio_connect_timeout_seconds, settings.socketio_max_pending_per_address
         )
         self._telling: set[asyncio.Task[None]] = set()
+        # user id -> the snapshot their connected sockets share (gone with the last).
+        self._users: weakref.WeakValueDictionary[str, SharedUser] = weakref.WeakValueDictionary()
+
+    def _shared_user(self, user_id: str, user: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot ``user`` as the one object the user's other sockets hold, if
+        they hold the same; else it becomes that object."""
+        shared = self._users.get(user_id)
+        if shared is None or shared != user:
+            shared = self._users[user_id] = SharedUser(user)
+        return shared
 
     def refuse(self, reason: str, detail: str = "") -> socketio.exceptions.ConnectionRefusedError:
         log.info("socket handshake refused: %s%s", reason, detail)
@@ -122,8 +141,8 @@ class Handshake:
             raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
         if grant is None:
             raise self.refuse("invalid_token", " (unknown, expired, used or malformed)")
-        user = grant["user"]
-        user_id = str(user["_id"])
+        user_id = str(grant["user"]["_id"])
+        user = self._shared_user(user_id, grant["user"])
         open_sockets = await self._open_sockets(user_id)
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
