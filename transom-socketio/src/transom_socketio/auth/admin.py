@@ -47,13 +47,8 @@ class Administration:
 
     async def list_users(self, before: ObjectId | None, limit: int) -> dict[str, Any]:
         """A page of users, newest first: ``{"users": [...], "next": <id> | None}``."""
-        found = await self.services.users.page(before, limit + 1)
-        page = found[:limit]
-        more = len(found) > limit
-        return {
-            "users": [public_user(user) for user in page],
-            "next": str(page[-1]["_id"]) if more else None,
-        }
+        page = await self.services.users.page(before, limit)
+        return {"users": [public_user(user) for user in page.documents], "next": page.next}
 
     async def set_groups(self, raw_id: str, groups: list[str]) -> dict[str, Any]:
         """Replace the user's groups and end their sessions; their public fields."""

@@ -20,6 +20,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..db import Database, IndexSpec
+from ..models.paging import Page, newest_first
 
 COLLECTION = "users"
 INDEXES = [
@@ -158,11 +159,11 @@ class UserStore:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def page(self, before: ObjectId | None, limit: int) -> list[dict[str, Any]]:
+    async def page(self, before: ObjectId | None, limit: int) -> Page:
         """Up to ``limit`` users, newest first, created before the user ``before``."""
-        query: dict[str, Any] = {} if before is None else {"_id": {"$lt": before}}
-        cursor = self._collection.find(query, projection={"password_hash": 0})
-        return [user async for user in cursor.sort("_id", -1).limit(limit)]
+        return await newest_first(
+            self._collection, {}, before=before, limit=limit, projection={"password_hash": 0}
+        )
 
 
 def _conflicting_key(error: DuplicateKeyError) -> str:

@@ -27,6 +27,7 @@ from ..models.access import MATCHES_NOTHING, SIGNED_IN, Query
 from ..models.actions import ActionContext, Actions, check_action_modules, load_actions
 from ..models.base import Entity
 from ..models.errors import ModelError, NotFound
+from ..models.paging import newest_first
 from ..shapes import OBJECT_ID_IN, ObjectIdOut, PublicShape
 from .base import AuthenticatedHandler
 from .errors import ApiError, forbidden, not_found, too_many_requests
@@ -202,16 +203,11 @@ class EntityCollectionHandler(EntityHandler):
 
     async def get(self) -> None:
         before, limit = self.page_arguments(self.entity.page_size, self.entity.max_page_size)
-        query = self.readable()
-        if before is not None:
-            query = {"$and": [query, {"_id": {"$lt": before}}]}
-        cursor = self.collection.find(query).sort("_id", -1).limit(limit + 1)
-        docs = [doc async for doc in cursor]
-        page, more = docs[:limit], len(docs) > limit
+        page = await newest_first(self.collection, self.readable(), before=before, limit=limit)
         self.write_json(
             {
-                self.entity.plural: [self.entity.to_public(doc) for doc in page],
-                "next": str(page[-1]["_id"]) if more else None,
+                self.entity.plural: [self.entity.to_public(doc) for doc in page.documents],
+                "next": page.next,
             }
         )
 
