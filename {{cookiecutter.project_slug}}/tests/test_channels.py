@@ -104,3 +104,29 @@ async def test_a_room_lists_its_members_and_tells_them_who_comes_and_goes(api, s
     # A group's list is for its members only.
     refused = await api.request("GET", "/api/v1/channels/group:admin/presence", token=ada.token)
     assert (refused.status, refused.error_code) == (403, "forbidden")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_messages_listed_are_those_of_the_channels_one_may_join(api, db, sockets):
+    """channels.py states each rule once: the list of messages (models/message.py) and
+    the subscriptions agree, for every channel a message may be in."""
+    author = await in_groups(api, db, await api.new_user("author"), "admin", "staff")
+    ada = await api.new_user("ada")
+    root = await in_groups(api, db, await api.new_user("root"), "admin")
+    names = ["room:lobby", "room:a.b~c-d_E9", "group:admin", "group:staff", "group:adm"]
+    sent = {}
+    for channel in names:
+        posted = await api.request(
+            "POST", MESSAGES, {"text": channel, "channel": channel}, token=author.token
+        )
+        if posted.status == 201:
+            sent[posted.body["message"]["_id"]] = channel
+    assert sorted(sent.values()) == sorted(names[:-1])  # no author in group:adm
+    for user in (ada, root):
+        page = await api.request("GET", MESSAGES, token=user.token)
+        assert page.status == 200, page.body
+        listed = {sent[m["_id"]] for m in page.body["messages"] if m["_id"] in sent}
+        socket = await sockets.connect(await api.socket_token(user))
+        allowed = {c for c in sent.values() if (await subscribe(socket, c))["ok"] is True}
+        assert listed == allowed, user.username
+        assert "room:lobby" in listed and "group:staff" not in listed

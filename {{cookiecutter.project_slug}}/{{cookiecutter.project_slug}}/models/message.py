@@ -19,7 +19,7 @@ from transom_socketio.models.base import Entity
 from transom_socketio.realtime.channels import CHANNEL_RULE
 from transom_socketio.shapes import Ref, Shape, Text
 
-from ..channels import readable_channels
+from ..channels import channels
 
 
 class Message(Entity):
@@ -41,7 +41,8 @@ class Message(Entity):
         """Sent by the user, addressed to them, broadcast, or in a channel they may join."""
         me = ObjectId(user.user_id)
         broadcast = {"to": None, "channel": None}
-        return {"$or": [{"author._id": me}, {"to": me}, broadcast, readable_channels(user)]}
+        readable = channels.readable_query(user, field="channel")  # channels.py's rules
+        return {"$or": [{"author._id": me}, {"to": me}, broadcast, readable]}
 
 
 ENTITY = Message()

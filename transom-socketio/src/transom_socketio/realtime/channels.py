@@ -1,19 +1,31 @@
 """Channels: named rooms that clients subscribe to, if the app says they may.
 
-An app declares its channel patterns, each with the function that decides whether a
-user may subscribe, and whether the channel keeps presence::
+An app declares its channel patterns, each with the rule of who may subscribe, and
+whether the channel keeps presence::
 
     channels = Channels()
-
-    @channels.pattern("room", presence=True, join_leave_limit=100)
-    def any_signed_in_user(user: Principal, name: str) -> bool:
-        return True
-
-    @channels.pattern("group")
-    def members_of_the_group(user: Principal, name: str) -> bool:
-        return name in user.groups
+    channels.declare("room", SIGNED_IN, presence=True)  # join_leave_limit=100
+    channels.declare("group", GROUP_MEMBERS)
 
     services = Services.create(settings, client, channels=channels)
+
+A rule is data (``ChannelRule``): ``SIGNED_IN`` (any signed-in user), ``GROUP_MEMBERS``
+(the channel's name is one of the user's groups), ``USER_ITSELF`` (the name is the
+user's id), ``members_of(group)`` (every channel of the pattern, for that group's
+members). From one rule the engine derives both the check on a subscription and, with
+``channels.readable_query(user)``, the database condition on a document's channel that
+lists what the user may read (the messages of the channels they may subscribe to):
+each rule is stated once. A pattern may instead decide with a function of its own::
+
+    @channels.pattern("team", readable=team_channels)
+    def team_members(user: Principal, name: str) -> bool:  # sync or async
+        return ...
+
+``readable`` (optional) gives that pattern's condition on the channel field, a
+function of the user and the prefix; without it, the pattern's documents are never in
+``readable_query`` (deny by default), since the engine cannot turn a function into a
+query. A condition takes channel names as exact strings (``$in``) or an anchored,
+``re.escape``-d prefix, never a client's text as a pattern.
 
 A channel is ``<pattern>:<name>`` (``room:lobby``, ``group:admin``): the pattern a
 lower-case word, the name 1 to 100 letters, digits and ``_ . ~ -``. Anything else, and
@@ -87,14 +99,20 @@ __all__ = [
     "CHANNEL_PRESENCE",
     "CHANNEL_RULE",
     "DEFAULT_JOIN_LEAVE_LIMIT",
+    "GROUP_MEMBERS",
+    "SIGNED_IN",
+    "USER_ITSELF",
     "ChannelRefused",
+    "ChannelRule",
     "Channels",
     "channel_room",
+    "members_of",
 ]
 
 log = logging.getLogger(__name__)
 
-CHANNEL_RULE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.~-]{1,100})$")
+NAME = r"[A-Za-z0-9_.~-]{1,100}"  # a channel's name, after its pattern's prefix
+CHANNEL_RULE = re.compile(rf"^([a-z][a-z0-9_-]{{0,31}}):({NAME})$")
 PATTERN_RULE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_CHANNEL_LENGTH = 133
 JOIN, LEAVE = "join", "leave"
@@ -105,6 +123,63 @@ DEFAULT_JOIN_LEAVE_LIMIT = 100
 MEMBER_FIELDS = ("username", "display_name")
 
 MaySubscribe = Callable[[Principal, str], bool | Awaitable[bool]]
+# The condition on a document's channel field for the channels of a pattern a user may
+# read (None: none of them), from the user and the pattern's prefix.
+Readable = Callable[[Principal, str], dict[str, Any] | None]
+NAME_RULE = re.compile(NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    """Who may subscribe to the channels of a pattern, as data: the check on a
+    subscription (``may_subscribe``, with the user and the name after the prefix) and
+    the same rule as a condition on a document's channel (``readable``, with the user
+    and the prefix), side by side so that they cannot drift apart."""
+
+    name: str
+    may_subscribe: Callable[[Principal, str], bool]
+    readable: Readable
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def exactly(prefix: str, names: Iterable[str]) -> dict[str, Any]:
+    """The channels ``<prefix>:<name>`` of ``names``, as exact strings (a name that is
+    not a channel name is left out: no such channel can be subscribed to)."""
+    return {"$in": sorted({f"{prefix}:{name}" for name in names if NAME_RULE.fullmatch(name)})}
+
+
+def every_channel_of(prefix: str) -> dict[str, Any]:
+    """Every well-formed channel of the pattern: an anchored regex, the prefix escaped
+    (a prefix is a declared word, but a regex is never built from unescaped text)."""
+    return {"$regex": rf"^{re.escape(prefix)}:{NAME}\z"}  # \z: no final newline either
+
+
+SIGNED_IN = ChannelRule(
+    "SIGNED_IN",
+    may_subscribe=lambda user, name: True,
+    readable=lambda user, prefix: every_channel_of(prefix),
+)
+GROUP_MEMBERS = ChannelRule(
+    "GROUP_MEMBERS",
+    may_subscribe=lambda user, name: name in user.groups,
+    readable=lambda user, prefix: exactly(prefix, user.groups),
+)
+USER_ITSELF = ChannelRule(
+    "USER_ITSELF",
+    may_subscribe=lambda user, name: name == user.user_id,
+    readable=lambda user, prefix: exactly(prefix, [user.user_id]),
+)
+
+
+def members_of(group: str) -> ChannelRule:
+    """Every channel of the pattern, for the members of ``group`` only."""
+    return ChannelRule(
+        f"members_of({group!r})",
+        may_subscribe=lambda user, name: group in user.groups,
+        readable=lambda user, prefix: every_channel_of(prefix) if group in user.groups else None,
+    )
 
 
 def channel_room(channel: str) -> str:
@@ -131,6 +206,9 @@ class ChannelPattern:
     presence: bool
     # Members past which join and leave stop (None: never); only with presence.
     join_leave_limit: int | None = DEFAULT_JOIN_LEAVE_LIMIT
+    # The condition on a document's channel for what a user may read of the pattern's
+    # channels (None: nothing, for a function with no query given).
+    readable: Readable | None = None
 
 
 class Channels:
@@ -144,26 +222,63 @@ class Channels:
         self.per_socket_per_minute = per_socket_per_minute
         self._patterns: dict[str, ChannelPattern] = {}
 
+    def declare(
+        self,
+        prefix: str,
+        rule: ChannelRule,
+        *,
+        presence: bool = False,
+        join_leave_limit: int | None = DEFAULT_JOIN_LEAVE_LIMIT,
+    ) -> None:
+        """Declare channels ``<prefix>:<name>``, subscribed to by whom ``rule`` allows
+        and read through ``readable_query`` by the same. With ``presence``, join and
+        leave stop past ``join_leave_limit`` members (None: no limit)."""
+        if not isinstance(rule, ChannelRule):
+            raise ValueError(
+                f"channel pattern {prefix!r}: the rule must be a ChannelRule (SIGNED_IN, "
+                f"GROUP_MEMBERS, ...), got {rule!r}; for a function, use @channels.pattern"
+            )
+        check_pattern(self._patterns, prefix, join_leave_limit)
+        self._patterns[prefix] = ChannelPattern(
+            prefix, rule.may_subscribe, presence, join_leave_limit, rule.readable
+        )
+
     def pattern(
         self,
         prefix: str,
         *,
         presence: bool = False,
         join_leave_limit: int | None = DEFAULT_JOIN_LEAVE_LIMIT,
+        readable: Readable | None = None,
     ) -> Callable[[MaySubscribe], MaySubscribe]:
         """Declare channels ``<prefix>:<name>``; the decorated function (sync or async)
-        gets the user and the name, and says whether they may subscribe. With
-        ``presence``, join and leave stop past ``join_leave_limit`` members (None: no
-        limit)."""
+        gets the user and the name, and says whether they may subscribe. ``readable``:
+        the same rule as a condition for ``readable_query`` (without it, none of the
+        pattern's documents is readable through it). With ``presence``, join and leave
+        stop past ``join_leave_limit`` members (None: no limit)."""
         check_pattern(self._patterns, prefix, join_leave_limit)
 
         def declare(may_subscribe: MaySubscribe) -> MaySubscribe:
             self._patterns[prefix] = ChannelPattern(
-                prefix, may_subscribe, presence, join_leave_limit
+                prefix, may_subscribe, presence, join_leave_limit, readable
             )
             return may_subscribe
 
         return declare
+
+    def readable_query(self, user: Principal, field: str = "channel") -> dict[str, Any]:
+        """A query on ``field`` matching the channels ``user`` may subscribe to, for the
+        documents posted to them (a list of messages): each pattern's rule as a
+        condition; a pattern declared with a function and no ``readable`` adds none.
+        Matches no channel when no pattern gives one."""
+        conditions = []
+        for pattern in self._patterns.values():
+            condition = None if pattern.readable is None else pattern.readable(user, pattern.prefix)
+            if condition is not None:
+                conditions.append({field: condition})
+        if not conditions:
+            return {field: {"$in": []}}
+        return conditions[0] if len(conditions) == 1 else {"$or": conditions}
 
     @property
     def prefixes(self) -> frozenset[str]:
