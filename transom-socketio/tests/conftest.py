@@ -40,6 +40,8 @@ REALTIME_SUITES = (
     "test_presence*",
     "test_client_events*",
     "test_ephemeral*",
+    "test_channels*",
+    "test_channel_presence*",
 )
 
 FAST_FANOUT = fast_fanout_default()
