@@ -161,6 +161,11 @@ async def test_fragments_control_frames_and_pipelined_messages(
         # and a ping behind them is answered).
         frames.send(*(frames.frame(1, b"3") for _ in range(20)), frames.frame(9, b"last"))
         assert await frames.next() == (0xA, b"last")
+        # Over 256 KB of frames in one write (the read loop lets other callbacks run on
+        # the way): every one read; the last ping is answered last.
+        frames.send(*(frames.frame(9, b"%03d" % i + b"p" * 120) for i in range(400)))
+        while (pong := await frames.next())[1][:3] != b"399":
+            assert pong[0] == 0xA, pong
         # An unmasked frame is read as it comes (Tornado does not insist on the mask).
         frames.send(frames.frame(9, b"plain", masked=False))
         assert await frames.next() == (0xA, b"plain")

@@ -9,7 +9,9 @@ messages a chunk per write (``replay.py``). For the memory of an idle socket
 (engine.io serves a WebSocket with three tasks, and a sleeping task per socket for its
 next PING): ``websocket.py`` serves the session in one task, ``pinger.py`` keeps one
 timer for every socket's PING, ``streams.py`` gives Tornado's write side lighter
-queues, ``environ.py`` builds the request environ with shared key strings (all wired
+queues, ``environ.py`` builds the request environ with shared key strings,
+``frames.py`` reads an open WebSocket's frames from callbacks rather than from the
+handler's task, and ``upgraded.py`` lets its request's spent HTTP state go (all wired
 in ``engine.py``). With them, fan-out at 1,000 sockets reached
 1.8x Node's deliveries per second at a quarter of its CPU per delivery (the
 template's benchmarks/README.md, 2026-12-01).

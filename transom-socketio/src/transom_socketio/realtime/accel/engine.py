@@ -11,8 +11,9 @@
   open WebSocket lighter write-side queues (``accel/streams.py``).
 - ``ServerMixin``: makes python-socketio build that engine.io server, and closes
   transports at shutdown through engine.io's socket internals.
-- ``HandlerMixin``: the Tornado handler's incoming queue, and forgetting a closed
-  upgraded WebSocket.
+- ``HandlerMixin``: the Tornado handler's incoming queue, and its WebSocket protocol
+  read from callbacks (``accel/frames.py``); ``BoundWebSocket`` lets the request's
+  spent HTTP state go once engine.io serves the session (``accel/upgraded.py``).
 
 Why the binding is recorded here: a socket that starts on long-polling moves to a
 WebSocket that names it with ``?sid=``, and anyone who knows the sid can open
