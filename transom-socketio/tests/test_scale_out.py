@@ -128,7 +128,7 @@ async def test_rooms_are_shared_between_processes(cluster, http_client, monkeypa
             assert ada_socket.received("message")[2] == {"text": "from a worker"}
             # And to a channel whose subscriber is on A.
             subscribed = await bob_socket.client.call("subscribe", {"channel": "room:jobs"})
-            assert subscribed == {"ok": True}
+            assert subscribed == {"ok": True, "presence": {"join_leave": True, "members": 1}}
             await worker.emitToChannel("room:jobs", "message", {"text": "to the room"})
             await bob_socket.wait_for("message", 3)
             assert bob_socket.received("message")[2] == {"text": "to the room"}
