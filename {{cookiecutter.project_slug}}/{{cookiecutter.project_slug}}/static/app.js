@@ -19,6 +19,8 @@
   // The rooms joined: channel -> {channel, view, members: Map(id -> user), pending}.
   const rooms = new Map();
   const ACK_TIMEOUT_MS = 10000;
+  // How often a room past the server's join_leave_limit reloads its members.
+  const MEMBERS_POLL_MS = 15000;
 
   // Login waits for a verified address (REQUIRE_VERIFIED_EMAIL).
   const VERIFY_EMAIL = document.body.dataset.verifyEmail === "true";
@@ -294,6 +296,12 @@
     });
     socket.on("join", (event) => memberEvent(event, true));
     socket.on("leave", (event) => memberEvent(event, false));
+    socket.on("channel_presence", ({ channel, join_leave }) => {
+      const room = rooms.get(channel);
+      if (!room) return;
+      followMembers(room, join_leave);
+      if (join_leave) loadMembers(room).catch((error) => notice(error.message));
+    });
     state.socket = socket;
     state.live = live;
   }
@@ -360,7 +368,10 @@
   // Rooms: the socket subscribes to room:<name>; its members come from
   // GET /api/v1/channels/<channel>/presence, then live from the `join` and `leave` events
   // (a member's first socket in, their last one out after the grace period); its
-  // messages are those posted with `channel`.
+  // messages are those posted with `channel`. Past the pattern's join_leave_limit (100
+  // members by default) the server stops join and leave in that room and says so (the
+  // subscribe ack's `presence.join_leave`, then a `channel_presence` event at each
+  // switch): the list is then reloaded every MEMBERS_POLL_MS instead.
   async function joinRoom() {
     const channel = `room:${$("room-name").value.trim()}`;
     if (rooms.has(channel)) return;
@@ -373,6 +384,7 @@
       closeRoom(channel);
       throw new Error(`Could not join ${channel}: ${ack.error.message}`);
     }
+    followMembers(room, !ack.presence || ack.presence.join_leave !== false);
     await loadMembers(room);
   }
 
@@ -390,7 +402,7 @@
     const view = $("room-template").content.firstElementChild.cloneNode(true);
     view.dataset.channel = channel;
     view.querySelector(".room-name").textContent = channel;
-    const room = { channel, view, members: new Map(), pending: null };
+    const room = { channel, view, members: new Map(), pending: null, joinLeave: true, poll: null };
     view.querySelector(".leave").addEventListener("click", guarded(() => leaveRoom(channel)));
     view.querySelector(".room-send").addEventListener("submit", guarded(() => sendToRoom(room)));
     rooms.set(channel, room);
@@ -402,6 +414,7 @@
     const room = rooms.get(channel);
     if (!room) return;
     rooms.delete(channel);
+    clearInterval(room.poll);
     room.view.remove();
   }
 
@@ -422,9 +435,18 @@
     }
   }
 
+  // From the join and leave events (true), or by reloading the list (false).
+  function followMembers(room, joinLeave) {
+    room.joinLeave = joinLeave;
+    clearInterval(room.poll);
+    room.poll = joinLeave
+      ? null
+      : setInterval(() => loadMembers(room).catch(() => {}), MEMBERS_POLL_MS);
+  }
+
   function memberEvent({ channel, user }, here) {
     const room = rooms.get(channel);
-    if (!room) return;
+    if (!room || !room.joinLeave) return; // sent before the switch: the reloads tell
     if (room.pending) room.pending.push([user, here]);
     setMember(room, user, here);
     showMembers(room);
