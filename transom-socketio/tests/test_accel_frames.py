@@ -249,3 +249,51 @@ async def test_the_sockets_of_one_user_share_its_snapshot(app, api, sockets):
     ]
     assert snapshots[0]["username"] == user.username
     assert all(s is snapshots[0] for s in snapshots)
+    # Shared, so nobody may change it through one socket's session.
+    with pytest.raises(TypeError):
+        snapshots[0]["username"] = "mallory"
+    with pytest.raises(TypeError):
+        snapshots[0].update(groups=["staff"])
+    assert (await sio.get_session(clients[1].client.get_sid("/"), namespace="/"))["user"][
+        "username"
+    ] == user.username
+
+
+class BadYield:
+    """An awaitable whose wait is neither a future nor a bare yield."""
+
+    def __await__(self) -> Any:
+        yield "not a future"
+
+
+# The fast path's frame reader only: Tornado's own loop runs in an asyncio Task.
+@pytest.mark.parametrize("settings_overrides", ["fast path"], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_frame_reader_that_yields_no_future_ends_its_socket_as_a_task_would(
+    app, api, sockets, monkeypatch, caplog
+):
+    """No Tornado release the version guard allows does this; if one did, the socket
+    would end (as an asyncio Task throws a bad yield back into its coroutine) instead
+    of hanging with its frame half read."""
+    sio = app.settings["registry"][keys.SOCKET_SERVER]
+    frames = await _connected(api, sockets.base_url)
+    receive_frame = LightProtocol._receive_frame
+
+    async def receive_frame_with_a_bad_yield(self: LightProtocol) -> None:
+        await BadYield()
+        await receive_frame(self)
+
+    monkeypatch.setattr(LightProtocol, "_receive_frame", receive_frame_with_a_bad_yield)
+    try:
+        frames.send(frames.frame(1, b'42["note","hello"]'))
+        await frames.until_closed()
+    finally:
+        frames.close()
+    for _ in range(50):
+        if not [s for s in sio.eio.sockets.values() if not s.closed]:
+            break
+        await asyncio.sleep(0.1)
+    assert not [s for s in sio.eio.sockets.values() if not s.closed]
+    assert any(
+        "bad yield" in str(record.exc_info[1]) for record in caplog.records if record.exc_info
+    )

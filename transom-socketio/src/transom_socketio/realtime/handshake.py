@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import Any, NoReturn
 
 import socketio
 from pymongo.errors import PyMongoError
@@ -68,9 +68,17 @@ def client_address(environ: dict[str, Any]) -> str:
 class SharedUser(dict[str, Any]):
     """A user's snapshot (``{"_id", "username", "groups"}``), one object for all their
     sockets on this process while it is the same (a socket's session keeps it for as
-    long as the socket lives). Read, never changed."""
+    long as the socket lives). Read-only: a change made through one socket's session
+    would reach every other socket of the user (its ``groups`` stay the list the token
+    holds, as without sharing: read it, never change it)."""
 
     __slots__ = ("__weakref__",)
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("a socket's user snapshot is shared by the user's sockets: read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    update = setdefault = pop = popitem = clear = _read_only
 
 
 class Handshake:

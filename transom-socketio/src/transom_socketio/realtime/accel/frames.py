@@ -112,13 +112,13 @@ class LightProtocol(tornado.websocket.WebSocketProtocol13):
         self._frame = self._receive_frame()
         return self._drive()
 
-    def _drive(self) -> bool:
-        """Run the frame's coroutine to its next wait (False) or its end (True, when the
-        loop goes on now)."""
+    def _drive(self, error: BaseException | None = None) -> bool:
+        """Run the frame's coroutine (throwing ``error`` into it, if any) to its next
+        wait (False) or its end (True, when the loop goes on now)."""
         frame = self._frame
         assert frame is not None
         try:
-            awaited = frame.send(None)
+            awaited = frame.send(None) if error is None else frame.throw(error)
         except StopIteration:
             self._frame = None
             self._header = None
@@ -138,14 +138,24 @@ class LightProtocol(tornado.websocket.WebSocketProtocol13):
             return False
         if awaited is None:  # a bare yield (asyncio.sleep(0)): resume on the next turn
             asyncio.get_running_loop().call_soon(self._resume, None)
-        else:
+        elif getattr(awaited, "_asyncio_future_blocking", None):
             awaited._asyncio_future_blocking = False  # as asyncio's Task does
             awaited.add_done_callback(self._resume)
+        else:
+            # What asyncio's Task does with a yield it cannot wait on (none in Tornado
+            # 6.6.1's ``_receive_frame``): throw it back into the coroutine, whose error
+            # then ends the socket as any other would.
+            bad_yield = RuntimeError(f"WebSocket frame reader got bad yield: {awaited!r}")
+            asyncio.get_running_loop().call_soon(self._resume_with, bad_yield)
         return False
 
     def _resume(self, _awaited: Any) -> None:
         # The frame's coroutine reads the result (or the error) of what it awaited.
         if self._frame is not None and self._drive():
+            self._next_frame()
+
+    def _resume_with(self, error: BaseException) -> None:
+        if self._frame is not None and self._drive(error):
             self._next_frame()
 
     # ------------------------------------------------------------------ its end
@@ -166,7 +176,8 @@ class LightProtocol(tornado.websocket.WebSocketProtocol13):
         self._loop_ended()
         if isinstance(error, ValueError):
             gen_log.debug(
-                "Malformed WebSocket request received", exc_info=(type(error), error, None)
+                "Malformed WebSocket request received",
+                exc_info=(type(error), error, error.__traceback__),
             )
             self._abort()
         elif isinstance(error, asyncio.CancelledError):

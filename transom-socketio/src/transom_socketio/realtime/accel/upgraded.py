@@ -19,6 +19,12 @@ keeps, long after the upgrade:
 (``transport.guarded``'s ``is_websocket``), in one read-only ``HTTPHeaders`` shared
 by every such request; the other request attributes (method, URI, query, path, host,
 protocol, ``remote_ip``...) stay as they are.
+
+So code that runs once the socket is open, Socket.IO's ``connect`` included (for a
+session opened on a WebSocket, it runs after the release), reads the request's headers,
+cookies and query from the environ (``HTTP_*``, ``QUERY_STRING``), as engine.io and
+python-socketio do, never from ``handler.request``: with FAST_FANOUT=false those would
+still be there, with it on they are not.
 """
 
 from __future__ import annotations
