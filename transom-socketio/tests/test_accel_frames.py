@@ -129,6 +129,14 @@ async def _connected(api: Any, base_url: str, fragments: int = 1) -> RawFrames:
     return frames
 
 
+async def every_session_ends(sio: Any, within: float = 5) -> None:
+    """Wait until engine.io holds no open session; fail if one is still open ``within``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while [s for s in sio.eio.sockets.values() if not s.closed]:
+        assert asyncio.get_running_loop().time() < deadline, "an engine.io session is still open"
+        await asyncio.sleep(0.1)
+
+
 def _close_code(frame: Any) -> int | None:
     assert frame[0] == 8, frame
     return struct.unpack("!H", frame[1][:2])[0] if len(frame[1]) >= 2 else None
@@ -217,11 +225,7 @@ async def test_a_bad_frame_ends_the_connection_as_tornado_does(app, api, sockets
         assert [_close_code(f) for f in rest] == ([close_code] if close_code else [])
     finally:
         frames.close()
-    for _ in range(50):  # and engine.io's session ends with it
-        if not [s for s in sio.eio.sockets.values() if not s.closed]:
-            break
-        await asyncio.sleep(0.1)
-    assert not [s for s in sio.eio.sockets.values() if not s.closed]
+    await every_session_ends(sio)  # engine.io's session ends with the connection
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -231,11 +235,7 @@ async def test_a_connection_dropped_mid_frame_ends_the_session(app, api, sockets
     frames.send(frames.frame(1, b'42["note","' + b"x" * 2000 + b'"]')[:500])  # half a frame
     await asyncio.sleep(0.2)
     frames.writer.transport.abort()
-    for _ in range(50):
-        if not [s for s in sio.eio.sockets.values() if not s.closed]:
-            break
-        await asyncio.sleep(0.1)
-    assert not [s for s in sio.eio.sockets.values() if not s.closed]
+    await every_session_ends(sio)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -289,11 +289,7 @@ async def test_a_frame_reader_that_yields_no_future_ends_its_socket_as_a_task_wo
         await frames.until_closed()
     finally:
         frames.close()
-    for _ in range(50):
-        if not [s for s in sio.eio.sockets.values() if not s.closed]:
-            break
-        await asyncio.sleep(0.1)
-    assert not [s for s in sio.eio.sockets.values() if not s.closed]
+    await every_session_ends(sio)
     assert any(
         "bad yield" in str(record.exc_info[1]) for record in caplog.records if record.exc_info
     )
