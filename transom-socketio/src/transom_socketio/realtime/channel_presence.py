@@ -31,7 +31,7 @@ transition sees each switch: the channel manager tells the subscribers
 from __future__ import annotations
 
 from collections import Counter
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 try:  # the redis extra: its store raises RedisError when Redis does not answer
     from redis import RedisError
@@ -56,6 +56,11 @@ class JoinLeave(NamedTuple):
     members: int
     on: bool
     switched: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """What clients are told of the mode: ``{"join_leave", "members"}`` (the
+        subscribe acknowledgement's ``presence``, the ``channel_presence`` event)."""
+        return {"join_leave": self.on, "members": self.members}
 
 
 class ChannelCounted(NamedTuple):

@@ -393,7 +393,7 @@ class ChannelManager:
             return {"ok": True}
         if mode is None:  # the presence store failed: as good as off
             return {"ok": True, "presence": {"join_leave": False, "members": None}}
-        return {"ok": True, "presence": {"join_leave": mode.on, "members": mode.members}}
+        return {"ok": True, "presence": mode.public()}
 
     async def _on_unsubscribe(self, sid: str, *args: Any) -> dict[str, Any]:
         try:
@@ -588,7 +588,7 @@ class ChannelManager:
         """Tell the channel's subscribers that join and leave stop or resume."""
         await self._sio.emit(
             CHANNEL_PRESENCE,
-            {"channel": channel, "join_leave": mode.on, "members": mode.members},
+            {"channel": channel, **mode.public()},
             to=channel_room(channel),
             namespace=NAMESPACE,
             skip_sid=skip_sid,
