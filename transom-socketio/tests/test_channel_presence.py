@@ -61,8 +61,9 @@ async def test_the_last_socket_leaving_is_news_and_gone_after_the_grace(
     await presence.subscribed("room", ADA)
     assert counts(await presence.unsubscribed("room", ADA, "m1")) == (1, False)
     assert counts(await presence.unsubscribed("room", ADA, "m2")) == (0, True)
-    assert await presence.members("room", 10) == []  # gone from the list at once
+    assert await presence.members("room", 10) == [ADA]  # in the grace: no leave sent yet
     assert is_gone(await presence.gone("room", ADA, "m2")) is True
+    assert await presence.members("room", 10) == []  # the leave is sent: off the list
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -122,7 +123,9 @@ async def test_members_lists_each_user_with_a_socket_once_up_to_the_limit(
     assert await presence.members("nowhere", 10) == []
 
     await presence.unsubscribed("room", BOB, "m1")  # one of two: still there
-    await presence.unsubscribed("room", CYD, "m2")  # gone from the list at once
+    await presence.unsubscribed("room", CYD, "m2")  # in the grace: listed until gone
+    assert sorted(await presence.members("room", 10)) == [ADA, BOB, CYD]
+    assert is_gone(await presence.gone("room", CYD, "m2")) is True
     assert sorted(await presence.members("room", 10)) == [ADA, BOB]
     assert await presence.members("hall", 10) == [ADA]
 
@@ -141,6 +144,86 @@ async def test_channels_with_odd_names_are_channels_like_any_other(presence: Cha
     assert is_gone(await presence.gone("room:a", ADA, "m")) is True
     assert sorted(await presence.members("room:a:b", 10)) == [ADA]
     assert counts(await presence.subscribed("room:a:b", ADA)) == (2, False)
+
+
+# Members in their leave grace (issue 23): nobody was told they left, so they are
+# listed until the grace's end finds them gone (the leave is sent then).
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_in_the_leave_grace_is_listed_until_the_grace_ends(
+    presence: ChannelPresence,
+):
+    await presence.subscribed("room", ADA)
+    await presence.subscribed("room", BOB)
+    await presence.subscribed("hall", CYD)
+    assert counts(await presence.unsubscribed("room", ADA, "m1")) == (0, True)
+    # Whoever reads the list in the grace (a new subscriber, one refetching) sees her.
+    assert sorted(await presence.members("room", 10)) == [ADA, BOB]
+    assert await presence.members("hall", 10) == [CYD]  # another channel: as it was
+    assert is_gone(await presence.gone("room", ADA, "m1")) is True
+    assert await presence.members("room", 10) == [BOB]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_back_within_the_grace_is_listed_once(presence: ChannelPresence):
+    await presence.subscribed("room", ADA)
+    await presence.subscribed("room", ADA)
+    await presence.unsubscribed("room", ADA, "m1")
+    await presence.unsubscribed("room", ADA, "m2")
+    assert await presence.members("room", 10) == [ADA]
+    assert counts(await presence.subscribed("room", ADA)) == (1, False)  # no join
+    assert await presence.members("room", 10) == [ADA]
+    assert is_gone(await presence.gone("room", ADA, "m2")) is False  # no leave
+    assert await presence.members("room", 10) == [ADA]
+
+    # Gone again; a grace that was not the last one's ends: still listed.
+    assert counts(await presence.unsubscribed("room", ADA, "m3")) == (0, True)
+    assert is_gone(await presence.gone("room", ADA, "m2")) is False
+    assert await presence.members("room", 10) == [ADA]
+    assert is_gone(await presence.gone("room", ADA, "m3")) is True
+    assert await presence.members("room", 10) == []
+    # A grace's end once more (its news is the store's own affair) lists nobody back.
+    await presence.gone("room", ADA, "m3")
+    assert await presence.members("room", 10) == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_members_in_the_grace_come_after_those_with_a_socket_within_the_limit(
+    presence: ChannelPresence,
+):
+    for user in (ADA, BOB, CYD):
+        await presence.subscribed("room", user)
+    await presence.unsubscribed("room", BOB, "m1")
+    await presence.unsubscribed("room", CYD, "m2")
+    assert await presence.members("room", 1) == [ADA]
+    two = await presence.members("room", 2)
+    assert two[0] == ADA and len(set(two)) == 2 and set(two) <= {ADA, BOB, CYD}
+    assert sorted(await presence.members("room", 3)) == [ADA, BOB, CYD]
+    assert sorted(await presence.members("room", 10)) == [ADA, BOB, CYD]
+    assert await presence.members("room", 0) == []
+    # Only users in their grace: the limit holds all the same.
+    await presence.unsubscribed("room", ADA, "m3")
+    one = await presence.members("room", 1)
+    assert len(one) == 1 and one[0] in {ADA, BOB, CYD}
+    assert sorted(await presence.members("room", 10)) == [ADA, BOB, CYD]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_users_in_the_grace_do_not_count_towards_the_join_leave_limit(
+    presence: ChannelPresence,
+):
+    # The limit bounds deliveries: a user in the grace has no socket to deliver to.
+    await presence.subscribed("room", ADA, 2)
+    await presence.subscribed("room", BOB, 2)
+    left = await presence.unsubscribed("room", BOB, "m1", 2)
+    assert left is not None and left.join_leave == JoinLeave(1, True)
+    assert await presence.join_leave("room") == JoinLeave(1, True)
+    assert sorted(await presence.members("room", 10)) == [ADA, BOB]
+    # Two more with a socket: three members, one past the limit; Bob is not a fourth.
+    await presence.subscribed("room", CYD, 2)
+    tipped = await presence.subscribed("room", "d" * 24, 2)
+    assert tipped is not None and tipped.join_leave == JoinLeave(3, False, True)
 
 
 # Join and leave past a pattern's join_leave_limit (realtime/channels.py) -------------

@@ -165,7 +165,9 @@ async def test_members_across_processes(processes: Processes):
         listed = await store.members("room", 2)
         assert len(set(listed)) == 2 and set(listed) <= {ADA, BOB, CYD}
     await first.unsubscribed("room", ADA, "m")  # still on the second
-    await first.unsubscribed("room", CYD, "m")
+    await first.unsubscribed("room", CYD, "m")  # in the grace: listed until gone
+    assert sorted(await reader.members("room", 10)) == [ADA, BOB, CYD]
+    assert is_gone(await second.gone("room", CYD, "m")) is True
     assert sorted(await reader.members("room", 10)) == [ADA, BOB]
 
 
@@ -259,11 +261,15 @@ async def test_concurrent_subscriptions_on_two_processes_make_exactly_one_join_a
     assert [counted.news for counted in joins if counted].count(True) == 1
     assert sorted(counted.sockets for counted in joins if counted) == list(range(1, 41))
 
+    marks = [f"m{n}" for n in range(40)]
     leaves = await asyncio.gather(
-        *(store.unsubscribed("room", ADA, f"m{n}") for n in range(20) for store in (first, second))
+        *((first, second)[n % 2].unsubscribed("room", ADA, mark) for n, mark in enumerate(marks))
     )
     assert [counted.news for counted in leaves if counted].count(True) == 1
     assert sorted(counted.sockets for counted in leaves if counted) == list(range(40))
+    assert await first.members("room", 10) == [ADA]  # in the grace of the last one
+    (last,) = [mark for mark, counted in zip(marks, leaves, strict=True) if counted.news]
+    assert is_gone(await second.gone("room", ADA, last)) is True
     assert await first.members("room", 10) == []
 
 
@@ -279,6 +285,8 @@ async def test_channel_names_never_reach_a_key(processes: Processes, redis_chann
     assert keys and all(key.startswith(prefix) for key in keys)
     for channel in ODD_CHANNELS:
         assert any(channel_hash(channel).encode() in key for key in keys)
+        leavers = f"{redis_channel}:channel-presence:channel:{channel_hash(channel)}:leavers"
+        assert leavers.encode() in keys, channel  # Bob, in his grace
         if channel:
             # Neither the name nor a part of it that could pass for a key segment.
             name = channel.encode("utf-8")
@@ -306,10 +314,11 @@ async def test_a_channel_nobody_is_in_leaves_only_its_expiring_marks(
 
     prefix = f"{redis_channel}:channel-presence"
     marks = {f"{prefix}:channel:{room}:leaving:{user}".encode() for user in (ADA, BOB)}
-    assert set(await _keys(redis_channel)) == {*marks, f"{prefix}:processes".encode()}
+    leavers = f"{prefix}:channel:{room}:leavers".encode()
+    assert set(await _keys(redis_channel)) == {*marks, leavers, f"{prefix}:processes".encode()}
     async with _redis() as redis:
-        for mark in marks:
-            assert 0 < await redis.pttl(mark) <= 1000 * (GRACE_SECONDS + LEAVING_MARK_SECONDS)
+        for key in (*marks, leavers):
+            assert 0 < await redis.pttl(key) <= 1000 * (GRACE_SECONDS + LEAVING_MARK_SECONDS)
     assert is_gone(await first.gone("room", ADA, "m1")) is True
     assert is_gone(await first.gone("room", BOB, "m3")) is True
     assert await _keys(redis_channel) == [f"{prefix}:processes".encode()]
@@ -333,6 +342,7 @@ async def test_members_skips_what_only_stale_processes_hold(
     assert sorted(await stale.members("room", 10)) == [ADA, BOB, CYD]
     assert counts(await stale.subscribed("hall", ADA)) == (1, True)
     assert counts(await stale.unsubscribed("room", ADA, "m")) == (0, True)
+    assert is_gone(await stale.gone("room", ADA, "m")) is True  # (listed until then)
     # The heartbeat resumes: its sockets count again.
     await stale._heartbeat()
     assert sorted(await live.members("room", 10)) == [BOB, CYD]
@@ -379,3 +389,136 @@ async def test_a_large_process_is_forgotten_and_closed_in_batches(
 
     await closing.close()
     assert await _keys(redis_channel) == [f"{prefix}:processes".encode()]
+
+
+# Members in their leave grace (issue 23) across processes ---------------------------
+
+
+def _leavers_key(redis_channel: str, channel: str) -> str:
+    return f"{redis_channel}:channel-presence:channel:{channel_hash(channel)}:leavers"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_in_the_grace_on_one_process_is_listed_by_every_process_once(
+    processes: Processes, redis_channel: str
+):
+    first, second, reader = processes(), processes(), processes()
+    await first.subscribed("room", ADA)
+    await second.subscribed("room", BOB)
+    assert counts(await first.unsubscribed("room", ADA, "m1")) == (0, True)
+    for store in (first, second, reader):
+        assert sorted(await store.members("room", 10)) == [ADA, BOB]
+    async with _redis() as redis:
+        assert await redis.zscore(_leavers_key(redis_channel, "room"), ADA) is not None
+
+    # Back on another process within the grace: no join, listed once, no leave.
+    assert counts(await second.subscribed("room", ADA)) == (1, False)
+    for store in (first, second, reader):
+        assert sorted(await store.members("room", 10)) == [ADA, BOB]
+    assert is_gone(await first.gone("room", ADA, "m1")) is False
+    assert sorted(await reader.members("room", 10)) == [ADA, BOB]
+
+    # Leaving that one too: listed until its grace ends, on whichever process.
+    assert counts(await second.unsubscribed("room", ADA, "m2")) == (0, True)
+    assert sorted(await reader.members("room", 10)) == [ADA, BOB]
+    assert is_gone(await first.gone("room", ADA, "m2")) is True
+    assert await reader.members("room", 10) == [BOB]
+    async with _redis() as redis:
+        assert not await redis.exists(_leavers_key(redis_channel, "room"))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_whose_mark_expired_is_not_listed_and_their_entry_goes(
+    processes: Processes, redis_channel: str
+):
+    # The process that ran Ada's grace stopped: no ``gone``, and her mark expired.
+    first, reader = processes(), processes()
+    await first.subscribed("room", ADA)
+    await first.subscribed("room", BOB)
+    await first.unsubscribed("room", ADA, "m1")
+    await first.unsubscribed("room", BOB, "m2")
+    leavers = _leavers_key(redis_channel, "room")
+    async with _redis() as redis:
+        seconds, micros = await redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        await redis.zadd(leavers, {ADA: now_ms - 1})
+        prefix = f"{redis_channel}:channel-presence:channel:{channel_hash('room')}"
+        await redis.delete(f"{prefix}:leaving:{ADA}")
+        assert await reader.members("room", 10) == [BOB]  # Bob's grace is still on
+        assert await redis.zscore(leavers, ADA) is None  # dropped as it was read
+        assert await redis.zscore(leavers, BOB) is not None
+        await redis.zadd(leavers, {BOB: now_ms - 1})
+        assert await reader.members("room", 10) == []
+        assert not await redis.exists(leavers)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_leavers_set_expires_with_its_latest_mark(
+    processes: Processes, redis_channel: str
+):
+    store = processes()
+    for user in (ADA, BOB):
+        await store.subscribed("room", user)
+        await store.unsubscribed("room", user, "m")
+    leavers = _leavers_key(redis_channel, "room")
+    lifetime = 1000 * (GRACE_SECONDS + LEAVING_MARK_SECONDS)
+    async with _redis() as redis:
+        scores = dict(await redis.zrange(leavers, 0, -1, withscores=True))
+        assert set(scores) == {ADA.encode(), BOB.encode()}
+        mark_ttl = await redis.pttl(
+            f"{redis_channel}:channel-presence:channel:{channel_hash('room')}:leaving:{BOB}"
+        )
+        ttl = await redis.pttl(leavers)
+        seconds, micros = await redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        assert 0 < ttl <= lifetime
+        # At Bob's deadline, the later one, with his mark (PEXPIRETIME needs Redis 7).
+        assert abs(max(scores.values()) - now_ms - ttl) < 1000
+        assert abs(ttl - mark_ttl) < 1000
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_users_leaving_and_coming_back_at_once_on_two_processes_are_listed_once(
+    processes: Processes,
+):
+    first, second = processes(), processes()
+    users = [f"{number:024x}" for number in range(10)]
+    for user in users:
+        await first.subscribed("room", user)
+        await second.subscribed("room", user)
+
+    async def churn(user: str, round_: int) -> None:
+        await first.unsubscribed("room", user, f"{user}-{round_}-a")
+        await second.unsubscribed("room", user, f"{user}-{round_}-b")
+        await asyncio.gather(first.subscribed("room", user), second.subscribed("room", user))
+
+    reads: list[list[str]] = []
+
+    async def read() -> None:
+        for _ in range(20):
+            reads.append(await first.members("room", 100))
+            await asyncio.sleep(0)
+
+    for round_ in range(5):
+        await asyncio.gather(read(), *(churn(user, round_) for user in users))
+    for listed in reads:
+        assert sorted(listed) == users  # each once, in the grace or not
+    assert len(await second.members("room", 3)) == 3
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_both_counted_on_a_stale_process_and_in_the_grace_is_listed_once(
+    processes: Processes, redis_channel: str
+):
+    stale, live = processes(), processes()
+    await stale.subscribed("room", ADA)
+    async with _redis() as redis:
+        now = int((await redis.time())[0])
+        processes_key = f"{redis_channel}:channel-presence:processes"
+        await redis.zadd(processes_key, {stale._process: now - 3 * HEARTBEAT_SECONDS - 1})
+    # Ada's socket there is not believed: her last one here going marks her leaving.
+    assert counts(await live.subscribed("room", ADA)) == (1, True)
+    assert counts(await live.unsubscribed("room", ADA, "m")) == (0, True)
+    await stale._heartbeat()  # believed again: a socket, and a mark, at once
+    assert await live.members("room", 10) == [ADA]
+    assert await live.members("room", 1) == [ADA]

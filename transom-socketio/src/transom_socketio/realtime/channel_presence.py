@@ -12,11 +12,16 @@ the channel's other subscribers (a ``join`` or, after a grace period, a ``leave`
 - a first socket is news unless it clears a *leaving* mark: the user came back within
   the grace, and nobody was told they had gone.
 
-``members`` lists the users with at least one socket in a channel, across processes.
+``members`` lists the users with at least one socket in a channel, across processes,
+and those in their leave grace (holding a *leaving* mark): nobody was told they left,
+so a client that reads the list then (a new subscriber, one refetching it) shows them,
+and keeps showing them if they come back within the grace (no ``join`` is sent then).
+Once the grace's ``gone`` clears the mark (the ``leave`` is sent), they are not listed.
 
 Join and leave cost a delivery to every subscriber, so a channel past its pattern's
 ``join_leave_limit`` of members goes *quiet*: each transition counts the channel's
-members after the change (every process's) and says, in ``ChannelCounted.join_leave``,
+members after the change (every process's: users with a socket there, not those in
+their leave grace, who receive no delivery) and says, in ``ChannelCounted.join_leave``,
 whether join and leave are sent now, and in ``switched`` whether this change turned
 them off (more than the limit) or on again (down to ``resume_at(limit)``, a tenth
 below it, so a reload at the limit does not switch them back and forth). Exactly one
@@ -30,6 +35,7 @@ transition sees each switch: the channel manager tells the subscribers
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any, NamedTuple, Protocol
 
@@ -102,7 +108,8 @@ class LocalChannelPresence:
 
     def __init__(self) -> None:
         self._sockets: dict[str, Counter[str]] = {}
-        self._leaving: dict[tuple[str, str], str] = {}  # (channel, user) -> mark
+        # Leaving marks: channel -> user -> mark; a channel with none is no key here.
+        self._leaving: dict[str, dict[str, str]] = {}
         self._quiet: set[str] = set()  # channels past their join/leave limit
 
     async def subscribed(
@@ -111,7 +118,7 @@ class LocalChannelPresence:
         counts = self._sockets.setdefault(channel, Counter())
         counts[user_id] += 1
         total = counts[user_id]
-        came_back = total == 1 and self._leaving.pop((channel, user_id), None) is not None
+        came_back = total == 1 and self._unmark(channel, user_id) is not None
         return ChannelCounted(total, total == 1 and not came_back, self._mode(channel, limit))
 
     async def unsubscribed(
@@ -127,18 +134,29 @@ class LocalChannelPresence:
         del counts[user_id]
         if not counts:
             del self._sockets[channel]
-        self._leaving[(channel, user_id)] = mark
+        self._leaving.setdefault(channel, {})[user_id] = mark
         return ChannelCounted(0, True, self._mode(channel, limit))
 
     async def gone(
         self, channel: str, user_id: str, mark: str, limit: int | None = None
     ) -> ChannelCounted | None:
         sockets = self._sockets.get(channel, Counter()).get(user_id, 0)
-        if self._leaving.get((channel, user_id)) != mark:
+        if self._leaving.get(channel, {}).get(user_id) != mark:
             # They came back (and maybe left again: a later grace decides).
             return ChannelCounted(sockets, False, self._mode(channel, limit))
-        del self._leaving[(channel, user_id)]
+        self._unmark(channel, user_id)
         return ChannelCounted(sockets, sockets == 0, self._mode(channel, limit))
+
+    def _unmark(self, channel: str, user_id: str) -> str | None:
+        """Clear the user's leaving mark in the channel (the mark, or None if none), and
+        the channel's entry with its last mark."""
+        marks = self._leaving.get(channel)
+        if marks is None:
+            return None
+        mark = marks.pop(user_id, None)
+        if not marks:
+            del self._leaving[channel]
+        return mark
 
     async def join_leave(self, channel: str) -> JoinLeave:
         return JoinLeave(len(self._sockets.get(channel, ())), channel not in self._quiet)
@@ -156,7 +174,18 @@ class LocalChannelPresence:
         return JoinLeave(members, not quiet)
 
     async def members(self, channel: str, limit: int) -> list[str]:
-        return list(self._sockets.get(channel, Counter()))[:limit]
+        """Up to ``limit`` users: those with a socket in the channel (in the order they
+        came), then those in their leave grace there."""
+        if limit <= 0:
+            return []
+        counts = self._sockets.get(channel, Counter())
+        listed = list(itertools.islice(counts, limit))
+        if len(listed) < limit:
+            # A mark holder has no socket here (a first socket clears the mark); the
+            # check keeps the list free of duplicates all the same.
+            leaving = (user for user in self._leaving.get(channel, {}) if user not in counts)
+            listed.extend(itertools.islice(leaving, limit - len(listed)))
+        return listed
 
     async def close(self) -> None:
         return None

@@ -5,7 +5,8 @@ presence channel and ``unsubscribed`` when it leaves it (or disconnects); both r
 the user's socket count in that channel after the change, on every live process, and
 whether it is news for the channel's other subscribers (a ``join`` or, after a grace
 period, a ``leave``), exactly as ``LocalChannelPresence`` (``channel_presence.py``)
-does in one process; ``gone`` ends a grace period and ``members`` lists a channel.
+does in one process; ``gone`` ends a grace period and ``members`` lists a channel (its
+users with a socket, and those in their leave grace).
 
 Channel names come from clients: they never reach a key. A channel is known in Redis by
 the first 32 hex digits of the SHA-256 of its name (``<h>`` below); user ids (the
@@ -20,6 +21,12 @@ server's own) are used as they are, as in ``RedisPresence``. With ``<p>`` for
   and cleared in the same scripts, so a user who leaves on one process and comes back
   on another within the grace is not announced at all; it expires on its own
   (``LEAVING_MARK_SECONDS`` after the grace) in case the process that set it stops;
+- ``<p>:channel:<h>:leavers``, the sorted set of the users holding a leaving mark there,
+  scored by the mark's deadline (Redis server time, ms): added and removed with the
+  marks, by the same scripts, for ``members`` to list them (nobody was told they left)
+  without a key per user to look up; an entry past its deadline (its mark expired) is
+  not listed, and goes when the set is next read or added to; the set expires at its
+  latest deadline (should processes with another grace share it);
 - ``<p>:channel:<h>:quiet``, set while the channel is past its join/leave limit
   (``channel_presence.py``), set and cleared by the transitions, which count the
   channel's users (``SCARD`` of its set: users whose only counts are on a process that
@@ -48,10 +55,10 @@ user has no socket in the channel (a late leave rather than none), and a closed 
 drops its heartbeat and deletes its entries at once.
 
 Memory stays bounded: a hash or set whose last entry goes is deleted by Redis, so
-the keys of a channel go with its last member (the marks expire); a process's hash
-expires if its heartbeats stop that long; entries a vanished deployment left behind
-(no process left to forget it) go when their channel's members are next read, or that
-user's count in it next changes.
+the keys of a channel go with its last member (the marks and their set expire); a
+process's hash expires if its heartbeats stop that long; entries a vanished deployment
+left behind (no process left to forget it) go when their channel's members are next
+read, or that user's count in it next changes.
 """
 
 from __future__ import annotations
@@ -151,15 +158,18 @@ return redis.call('EXISTS', KEYS[2])
 )
 
 # KEYS: the user's counts in the channel, the heartbeat set, the user's leaving mark,
-# this process's hash, the channel's users, the channel's quiet mark. ARGV: this
-# process, the change ('1': a socket came, '-1': one went, '0': a grace period ended),
-# the age after which a heartbeat is stale, the mark's lifetime (ms), the caller's mark,
-# this process's field ('<h>:<user id>'), the user, the join/leave limit ('' for none),
-# the members at which join/leave resume. Returns {the user's live total, 1 if that is
-# news for the channel, the channel's users, 1 if join/leave are sent, 1 if this change
-# switched them}, or nil when a socket went that this process had not counted.
+# this process's hash, the channel's users, the channel's quiet mark, the channel's
+# leavers. ARGV: this process, the change ('1': a socket came, '-1': one went, '0': a
+# grace period ended), the age after which a heartbeat is stale, the mark's lifetime
+# (ms), the caller's mark, this process's field ('<h>:<user id>'), the user, the
+# join/leave limit ('' for none), the members at which join/leave resume. A leaving
+# mark and its entry in the leavers come and go together. Returns {the user's live
+# total, 1 if that is news for the channel, the channel's users (not its leavers: they
+# get no delivery), 1 if join/leave are sent, 1 if this change switched them}, or nil
+# when a socket went that this process had not counted.
 _TRANSITION = f"""
-local now = tonumber(redis.call('TIME')[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1])
 local change = ARGV[2]
 if change == '-1' and tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') <= 0 then
   return false
@@ -194,16 +204,25 @@ elseif change == '1' then
 end
 local news = 0
 if change == '1' then
-  if total == 1 and redis.call('DEL', KEYS[3]) == 0 then news = 1 end
+  if total == 1 then
+    if redis.call('DEL', KEYS[3]) == 0 then news = 1 end
+    redis.call('ZREM', KEYS[7], ARGV[7])
+  end
 elseif change == '-1' then
   if total == 0 then
     redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4])
+    local now_ms = now * 1000 + math.floor(tonumber(time[2]) / 1000)
+    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. now_ms)
+    redis.call('ZADD', KEYS[7], now_ms + tonumber(ARGV[4]), ARGV[7])
+    local latest = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', KEYS[7], latest[2])
     news = 1
   end
 else
   local mark = redis.call('GET', KEYS[3])
   if total == 0 and (not mark or mark == ARGV[5]) then news = 1 end
   if mark == ARGV[5] then redis.call('DEL', KEYS[3]) end
+  if not mark or mark == ARGV[5] then redis.call('ZREM', KEYS[7], ARGV[7]) end
 end
 local members = redis.call('SCARD', KEYS[5])
 local quiet = redis.call('EXISTS', KEYS[6]) == 1
@@ -220,13 +239,16 @@ end
 return {{total, news, members, quiet and 0 or 1, switched}}
 """
 
-# KEYS: the channel's users, the heartbeat set. ARGV: the stale age, the limit, this
-# process, the prefix of the channel's per-user counts. Returns up to limit users with
-# a socket on a live process; entries of forgotten processes met on the way go.
+# KEYS: the channel's users, the heartbeat set, the channel's leavers. ARGV: the stale
+# age, the limit, this process, the prefix of the channel's per-user counts. Returns up
+# to limit users with a socket on a live process, then users in their leave grace
+# (each user once); entries of forgotten processes met on the way go, and leavers past
+# their mark's deadline.
 _MEMBERS = """
-local now = tonumber(redis.call('TIME')[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1])
 local stale, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local found, seen, live = {}, {}, {}
+local found, seen, live, listed = {}, {}, {}, {}
 local cursor = '0'
 repeat
   local page = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 100)
@@ -267,11 +289,26 @@ repeat
       end
       if here then
         found[#found + 1] = user
+        listed[user] = true
         if #found >= limit then return found end
       end
     end
   end
 until cursor == '0'
+local now_ms = now * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now_ms)
+local start = 0
+repeat
+  local page = redis.call('ZRANGE', KEYS[3], start, start + 99)
+  for _, user in ipairs(page) do
+    if not listed[user] then
+      found[#found + 1] = user
+      listed[user] = true
+      if #found >= limit then return found end
+    end
+  end
+  start = start + 100
+until #page < 100
 return found
 """
 
@@ -330,6 +367,7 @@ class RedisChannelPresence:
             self._process_key,
             f"{at}users",
             f"{at}quiet",
+            f"{at}leavers",
         ]
         args: list[str | int] = [
             self._process,
@@ -405,12 +443,12 @@ class RedisChannelPresence:
 
     async def members(self, channel: str, limit: int) -> list[str]:
         """Up to ``limit`` users with a socket in the channel on a live process (in no
-        particular order), in one round trip. Raises ``redis.RedisError`` when Redis
-        does not answer."""
+        particular order), then users in their leave grace there, each once, in one
+        round trip. Raises ``redis.RedisError`` when Redis does not answer."""
         if limit <= 0:
             return []
         at = self._channel_prefix(channel)
-        keys = [f"{at}users", self._heartbeat_key]
+        keys = [f"{at}users", self._heartbeat_key, f"{at}leavers"]
         args: list[str | int] = [self._stale_after, limit, self._process, f"{at}user:"]
         users = await self._members(keys=keys, args=args)
         return [user.decode() if isinstance(user, bytes) else str(user) for user in users]

@@ -4,11 +4,12 @@ Only for a caller who may subscribe to the channel (the app's rule for its patte
 presence never lists a user to someone who may not be there. A malformed name answers
 400 ``invalid_channel``, a channel the caller may not join 403 ``forbidden``, one
 without presence 404. Members are those with at least one socket subscribed, on any
-process, with the public fields the channel events carry (``_id``, ``username``,
-``display_name``), at most ``MAX_MEMBERS``, and whether join and leave are sent in the
-channel (``join_leave``: false past its pattern's ``join_leave_limit``; see
-realtime/channels.py). Requests count with those of
-``/api/v1/presence`` against PRESENCE_REQUESTS_PER_MINUTE_PER_USER (per process).
+process, and those in their leave grace (no ``leave`` sent yet), with the public
+fields the channel events carry (``_id``, ``username``, ``display_name``), at most
+``MAX_MEMBERS``, and whether join and leave are sent in the channel (``join_leave``:
+false past its pattern's ``join_leave_limit``; see realtime/channels.py). Requests
+count with those of ``/api/v1/presence`` against PRESENCE_REQUESTS_PER_MINUTE_PER_USER
+(per process).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class ChannelPresenceHandler(AuthenticatedHandler):
         "Who is in a presence channel",
         operation_id="channelPresence",
         description="For a caller who may subscribe to the channel; its members with at "
-        "least one socket subscribed, on any process.",
+        "least one socket subscribed, on any process, and those in their leave grace (no "
+        "`leave` sent yet).",
         auth=True,
         responses={200: ChannelPresence},
         errors={400: "`invalid_channel`", 403: "`forbidden`", 404: "", 429: "", 503: ""},
