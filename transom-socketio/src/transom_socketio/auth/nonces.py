@@ -1,25 +1,32 @@
 """One-time socket tokens (the nonce store, ``registry['transomNonce']``).
 
 A socket token is 32 random bytes, URL-safe. Only its SHA-256 hash is stored, as
-the document ``_id``, with a TTL index on ``expires_at``. Consuming it is atomic,
-with a filter that also requires ``expires_at > now``, so:
+the document ``_id``, with a TTL index on ``expires_at``. Consuming a token is
+deleting its document, and a handshake gets the token only if its own delete
+removed it, so:
 
-- of any number of simultaneous handshakes with one token, exactly one gets it;
-- an expired token is refused even before the TTL monitor has removed it;
+- of any number of simultaneous handshakes with one token, exactly one gets it (on
+  one process the others are refused before the database; across processes, the
+  one whose batch deletes it, unless that batch lost another token to a replay at
+  the same moment: then no token of that batch is granted, see ``_consume_all``);
+- an expired token is refused even before the TTL monitor has removed it (the
+  queries require ``expires_at > now``);
 - a database dump reveals no usable token.
 
 Calls made during one event-loop pass share a round trip (``batching.Batcher``):
 tokens issued together are stored with one ``insert_many``; handshakes arriving
-together are claimed, read and deleted with three queries whatever their number
-(``_consume_all``), a lone handshake with one ``find_one_and_delete``. A process
-remembers the grants of the tokens it issued, so when every token of a batch was
-issued here and the claim took them all, the read is skipped: two queries.
+together are read with one ``find`` and deleted with one ``delete_many``, whatever
+their number (``_consume_all``). Both select by ``_id`` with ``$in``, which every
+MongoDB-wire server answers from the ``_id`` index (the embedded test server scans
+the whole collection for a ``find_one_and_delete``). A process remembers the grants
+of the tokens it issued, so the read of a batch of those carries no grant.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -27,7 +34,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
 
 from ..batching import Batcher
@@ -37,14 +43,18 @@ from .tokens import Principal
 
 __all__ = ["COLLECTION", "SocketTokenStore", "token_hash"]
 
+log = logging.getLogger(__name__)
+
 COLLECTION = "socket_tokens"
 INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
 TOKEN_BYTES = 32
 # token_urlsafe(32) is 43 characters; anything else cannot be one of ours.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-# What a handshake needs of the document.
-GRANT = {"_id": 0, "user": 1, "jti": 1, "exp": 1, "sep": 1}
-CLAIM = "claimed_by"  # the id of the batch of handshakes consuming the token
+# What a handshake needs of the document: its grant, and whether it is still live.
+GRANT = {"user": 1, "jti": 1, "exp": 1, "sep": 1}
+# Set by 0.3 and earlier on the tokens a batch was consuming (claim, read, delete): such a
+# token is being consumed by an older process of a rolling deploy, never granted here.
+CLAIMED_BY_0_3 = "claimed_by"
 # Grants remembered for the tokens this process issued (~0.9 KB each, ~9 MB at most);
 # beyond this, the oldest are forgotten and their handshakes read the grant back.
 REMEMBER_AT_MOST = 10_000
@@ -54,6 +64,10 @@ REMEMBER_AT_MOST = 10_000
 class IssuedSocketToken:
     token: str
     expires_in: int
+
+
+def _unexpired() -> dict[str, Any]:
+    return {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}}
 
 
 def token_hash(token: str) -> str:
@@ -144,33 +158,33 @@ class SocketTokenStore:
     async def _consume_all(self, keys: list[str]) -> list[dict[str, Any] | BaseException | None]:
         """Consume distinct token hashes; each answer is the grant or None.
 
-        One token goes out as one atomic ``find_one_and_delete``. Several are claimed
-        with one ``update_many`` that stamps this batch's id on those still live and
-        unclaimed (each document's update is atomic, so a token is claimed by one
-        batch or handshake only, in any process), read back by that stamp, and
-        deleted. The read is skipped when the claim took every token and this process
-        issued each one: their grants are remembered. A claimed token is never granted
-        again, even if this process stops before the delete: the TTL index removes it.
+        The batch's live documents are read (``find``: not expired, not being consumed
+        by an older process) and deleted (``delete_many``, live still). A delete removes
+        a document once, so when it removed every one read, each of those tokens was
+        consumed by this batch and by no one else: granted. When it removed fewer,
+        another handshake deleted some in between (a replay of a token on another
+        process, or a logout voiding it), and which is unknown: no token of the batch
+        is granted, and their clients ask for new ones.
         """
         remembered = [self._recall(key) for key in keys]
-        unclaimed = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}, CLAIM: {"$exists": False}}
-        if len(keys) == 1:
-            live = {"_id": keys[0], **unclaimed}
-            return [await self._collection.find_one_and_delete(live, projection=GRANT)]
-        batch = ObjectId()
-        claim = await self._collection.update_many(
-            {"_id": {"$in": keys}, **unclaimed}, {"$set": {CLAIM: batch}}
-        )
-        if claim.modified_count == len(keys) and None not in remembered:
-            found = dict(zip(keys, remembered, strict=True))  # keys are distinct: all ours
-        else:
-            claimed = self._collection.find(
-                {"_id": {"$in": keys}, CLAIM: batch}, projection={**GRANT, "_id": 1}
+        live = {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY_0_3: {"$exists": False}}
+        projection = {"_id": 1} if None not in remembered else {"_id": 1, **GRANT}
+        found = {doc.pop("_id"): doc async for doc in self._collection.find(live, projection)}
+        if not found:
+            return [None] * len(keys)
+        deleted = await self._collection.delete_many({"_id": {"$in": list(found)}, **_unexpired()})
+        if deleted.deleted_count != len(found):
+            log.info(
+                "socket handshakes refused: %d of the %d tokens of a batch were consumed "
+                "elsewhere meanwhile",
+                len(found) - deleted.deleted_count,
+                len(found),
             )
-            found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
-        if found:
-            await self._collection.delete_many({"_id": {"$in": list(found)}})
-        return [found.get(key) for key in keys]
+            return [None] * len(keys)
+        return [
+            None if key not in found else grant or found[key]
+            for key, grant in zip(keys, remembered, strict=True)
+        ]
 
     async def session_is_live(self, grant: dict[str, Any]) -> bool:
         """Whether the JWT that minted a consumed token still holds: not expired, and not
