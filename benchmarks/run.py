@@ -70,6 +70,9 @@ PYTHON_SERVER_ENV = {
     # The benchmark measures sockets, not accounts: its users log in right after sign-up,
     # without following the verification link (loadgen.mjs makeUsers).
     "REQUIRE_VERIFIED_EMAIL": "false",
+    # APP_ENV=test would check every API answer against its declared model, which
+    # production never does (config.py, checks_responses).
+    "CHECK_RESPONSES": "false",
 }
 
 # Scenario parameters. `runs` (when set) overrides the global number of runs.

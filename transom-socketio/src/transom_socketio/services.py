@@ -101,7 +101,10 @@ class Services:
             mailer = Mailer(transport, settings.mail_from, templates)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        nonce_store = SocketTokenStore(database, settings.socket_token_ttl_seconds)
+        revocations = RevocationStore(database)
+        nonce_store = SocketTokenStore(
+            database, settings.socket_token_ttl_seconds, revocations=revocations
+        )
         metrics = Metrics()
         sio = create_socket_server(settings, nonce_store, metrics)
         services = cls(
@@ -117,7 +120,7 @@ class Services:
             tokens=TokenService(
                 settings.jwt_secret,
                 settings.jwt_ttl_seconds,
-                RevocationStore(database),
+                revocations,
                 previous_secret=settings.jwt_previous_secret,
             ),
             login_throttle=LoginThrottle(

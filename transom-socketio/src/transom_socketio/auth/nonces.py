@@ -76,14 +76,20 @@ def token_hash(token: str) -> str:
 
 class SocketTokenStore:
     def __init__(
-        self, database: Database, ttl_seconds: int, remember_at_most: int = REMEMBER_AT_MOST
+        self,
+        database: Database,
+        ttl_seconds: int,
+        remember_at_most: int = REMEMBER_AT_MOST,
+        revocations: RevocationStore | None = None,
     ) -> None:
         self._collection = database[COLLECTION]
-        self._revocations = RevocationStore(database)
+        # The app's one store (services.py), so the revocation checks of handshakes and
+        # of authenticated requests made in one event-loop pass share one read.
+        self._revocations = revocations if revocations is not None else RevocationStore(database)
         self._ttl = ttl_seconds
         self._remember_at_most = remember_at_most
         # hash -> (when to forget it, its grant), oldest first: what the document holds,
-        # so a handshake for a token issued here needs no read once its claim succeeds.
+        # so the read of a handshake for a token issued here needs no grant.
         self._issued: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all)
         self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(self._consume_all)
