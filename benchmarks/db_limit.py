@@ -12,19 +12,19 @@ that database instead.
 - token: ``revoked_tokens.find_one({_id: jti}, {_id: 1})`` (the JWT revocation
   check) then ``socket_tokens.insert_one({...})`` (the nonce), as
   ``POST /api/v1/user/sockettoken`` does;
-- handshake: ``socket_tokens.find_one_and_delete({_id: hash, expires_at: {$gt: now},
-  claimed_by: {$exists: false}})`` on tokens inserted just before (not timed), as a
-  lone Socket.IO handshake does;
+- handshake: ``socket_tokens.find({_id: {$in: [hash]}, expires_at: {$gt: now},
+  claimed_by: {$exists: false}}, {_id: 1})`` then ``delete_many({_id: {$in: found},
+  expires_at: {$gt: now}})``, on tokens inserted just before (not timed), as a lone
+  Socket.IO handshake does (``SocketTokenStore._consume_all``; the app remembers the
+  grants of the tokens it issued, and its handshakes read no revocation when the
+  rooms can tell, realtime/handshake.py);
 - connect: the three, one after the other, per connection (token + handshake);
 - token_batched: what the app sends when ``--concurrency`` token requests arrive
   together (its ``batching.Batcher``): one ``revoked_tokens.find({_id: {$in: jtis}})``
   and one ``socket_tokens.insert_many`` for the whole batch, batch after batch;
 - connect_batched: the same for ``--concurrency`` connections at once, token half
-  then handshake half: the two above, then one ``socket_tokens.update_many`` that
-  claims the live, unclaimed ones, one ``find`` of those claimed and one
-  ``delete_many`` of them (what the app's handshakes send together,
-  ``SocketTokenStore._consume_all``; the ``find`` only when the claim did not take
-  them all, since the app remembers the grants of the tokens it issued).
+  then handshake half: the two above, then the handshake's ``find`` and
+  ``delete_many`` for the whole batch (what the app's handshakes send together).
 
 ``--concurrency`` tasks run the operations for ``--duration`` seconds (token,
 connect) or until ``--handshakes`` tokens are consumed. Prints one JSON object.
@@ -45,8 +45,6 @@ import os
 import secrets
 import time
 from typing import Any
-
-from bson import ObjectId
 
 PACKAGE = os.environ.get("BENCH_APP_PACKAGE", "transom_app")
 
@@ -105,12 +103,21 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         await nonces.insert_one(doc)
         return doc["_id"]
 
-    async def consume_op(token_hash: str) -> dict[str, Any] | None:
-        """The handshake's query: the live token's document, deleted as it is read."""
+    async def consume_batch_op(hashes: list[str]) -> int:
+        """The app's handshake queries for a batch (of one, or more): the live tokens are
+        read, then deleted; returns how many were consumed."""
         live = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}, "claimed_by": {"$exists": False}}
-        return await nonces.find_one_and_delete(
-            {"_id": token_hash, **live}, projection={"_id": 0, "user": 1, "jti": 1}
-        )
+        read = nonces.find({"_id": {"$in": hashes}, **live}, {"_id": 1})
+        found = [doc["_id"] async for doc in read]
+        if not found:
+            return 0
+        unexpired = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}}
+        deleted = await nonces.delete_many({"_id": {"$in": found}, **unexpired})
+        return deleted.deleted_count if deleted.deleted_count == len(found) else 0
+
+    async def consume_op(token_hash: str) -> bool:
+        """A lone handshake's queries: whether it consumed the token."""
+        return await consume_batch_op([token_hash]) == 1
 
     async def timed_loop(worker: int, until: float, latencies: list[float]) -> None:
         while time.perf_counter() < until:
@@ -128,7 +135,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
 
     # Handshakes: consume tokens inserted just before (not timed), in batches, so the
     # collection stays as small as in the app, where a token lives a few milliseconds.
-    # (SecantusDB's findAndModify slows down as the collection grows.)
+    # (SecantusDB's scans slow down as the collection grows.)
     handshake_latencies: list[float] = []
     consumed = 0
     batch = args.concurrency * 4
@@ -137,9 +144,9 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     async def consume(token_hash: str) -> None:
         nonlocal consumed
         t0 = time.perf_counter()
-        doc = await consume_op(token_hash)
+        taken = await consume_op(token_hash)
         handshake_latencies.append((time.perf_counter() - t0) * 1000)
-        if doc is not None:
+        if taken:
             consumed += 1
 
     async def consume_loop(hashes: list[str]) -> None:
@@ -180,27 +187,6 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         docs = [nonce_doc(user_id, jti, 600) for jti in jtis]
         await nonces.insert_many(docs, ordered=False)
         return [doc["_id"] for doc in docs]
-
-    async def consume_batch_op(hashes: list[str]) -> int:
-        """The app's batched handshake queries; returns how many tokens were consumed.
-
-        As in the benchmarked app (one process, which issued every token it consumes
-        and remembers their grants), a claim that takes the whole batch is followed
-        by the delete alone; otherwise the claimed tokens are read back first.
-        """
-        unclaimed = {
-            "expires_at": {"$gt": dt.datetime.now(dt.UTC)},
-            "claimed_by": {"$exists": False},
-        }
-        batch = ObjectId()
-        claim = await nonces.update_many(
-            {"_id": {"$in": hashes}, **unclaimed}, {"$set": {"claimed_by": batch}}
-        )
-        found = hashes
-        if claim.modified_count != len(hashes):
-            mine = nonces.find({"_id": {"$in": hashes}, "claimed_by": batch}, {"_id": 1})
-            found = [doc["_id"] async for doc in mine]
-        return (await nonces.delete_many({"_id": {"$in": found}})).deleted_count
 
     async def batched_loop(op: Any) -> tuple[int, float, list[float]]:
         """Runs ``op`` (one batch of --concurrency) back to back for --duration seconds."""
@@ -244,15 +230,15 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "latency_ms": summary(batched_latencies),
         },
         "connect_batched": {
-            "queries": f"token_batched, then socket_tokens.update_many (claim) + delete_many "
-            f"(+ find $in if the claim missed any), {args.concurrency} connections per batch",
+            "queries": f"token_batched, then socket_tokens.find $in + delete_many, "
+            f"{args.concurrency} connections per batch",
             "ops": connects,
             "seconds": round(connects_seconds, 3),
             "per_s": round(connects / connects_seconds, 3),
             "latency_ms": summary(connects_latencies),
         },
         "handshake": {
-            "queries": "socket_tokens.find_one_and_delete",
+            "queries": "socket_tokens.find $in + delete_many",
             "ops": len(handshake_latencies),
             "consumed": consumed,
             "seconds": round(handshake_seconds, 3),
@@ -261,7 +247,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         },
         "connect": {
             "queries": "revoked_tokens.find_one + socket_tokens.insert_one"
-            " + socket_tokens.find_one_and_delete",
+            " + socket_tokens.find $in + delete_many",
             "ops": len(connect_latencies),
             "seconds": round(connect_seconds, 3),
             "per_s": round(len(connect_latencies) / connect_seconds, 3),

@@ -155,7 +155,7 @@ def hold_handshake_at(point: str, app: tornado.web.Application, monkeypatch) -> 
     if point == "consumed":
         return Hold(monkeypatch, services.nonces, "consume")
     if point == "checked":
-        return Hold(monkeypatch, services.nonces, "session_is_live")
+        return Hold(monkeypatch, services.socket_server.handshake, "_session_holds")
     assert point == "counted"
     return Hold(monkeypatch, services.socket_server.handshake.presence, "connected")
 

@@ -17,7 +17,7 @@ from pymongo.errors import PyMongoError
 from transom_socketio import db as database
 from transom_socketio import registry as keys
 from transom_socketio.auth import nonces as nonces_module
-from transom_socketio.auth.nonces import SocketTokenStore
+from transom_socketio.auth.nonces import CHECKED_AT, SocketTokenStore
 from transom_socketio.auth.tokens import TokenService
 
 SOCKET_TOKEN = "/api/v1/user/sockettoken"
@@ -41,12 +41,16 @@ async def principal_of(registry: Any, jwt_token: str) -> Any:
     return await tokens.authenticate(jwt_token)
 
 
-def grant_of(principal: Any) -> dict[str, Any]:
+def grant_of(principal: Any, *, issued_here: bool = False) -> dict[str, Any]:
     """What a handshake learns from a token: the user, the JWT's id, its expiry and the
-    session epoch of its login."""
+    session epoch of its login; for a token this process issued, also when its request's
+    revocation check was sent (``CHECKED_AT``, a time of this process, never stored)."""
     exp = int(principal.expires_at.timestamp())
     snapshot = principal.snapshot()
-    return {"user": snapshot, "jti": principal.jti, "exp": exp, "sep": principal.session_epoch}
+    grant = {"user": snapshot, "jti": principal.jti, "exp": exp, "sep": principal.session_epoch}
+    if issued_here:
+        grant[CHECKED_AT] = principal._revocation_checked_at
+    return grant
 
 
 def closed_port() -> int:
@@ -170,7 +174,8 @@ async def test_handshakes_arriving_together_each_get_their_own_grant_once(api, r
     grants = await asyncio.gather(*(store.consume(token) for token in tokens))
     for token, grant in zip(tokens[: len(owners)], grants, strict=False):
         assert grant is not None and grant["user"]["_id"] == owners[token].id
-        assert set(grant) == {"user", "jti", "exp", "sep"}
+        assert set(grant) == {"user", "jti", "exp", "sep", CHECKED_AT}
+        assert isinstance(grant[CHECKED_AT], float)
     assert grants[len(owners)] is None  # the repeat of the first token
     assert grants[-1] is None
     assert await db["socket_tokens"].count_documents({}) == 0
@@ -236,7 +241,7 @@ async def test_a_token_another_process_consumes_first_is_left_out_of_a_batch(
         taken.append(await other.consume(tokens[1]))
 
     grants = await batch_racing_another_process(
-        api, registry, db, monkeypatch, "find", consume_the_second
+        api, registry, db, monkeypatch, "update_many", consume_the_second
     )
     assert taken[0] is not None
     assert [grant is not None for grant in grants] == [True, False, True]
@@ -244,13 +249,11 @@ async def test_a_token_another_process_consumes_first_is_left_out_of_a_batch(
 
 
 @pytest.mark.gen_test
-async def test_tokens_taken_between_a_batchs_read_and_delete_are_granted_once(
+async def test_tokens_a_batch_has_claimed_are_granted_to_no_one_else(
     api, registry, db, monkeypatch
 ):
-    # After the batch's read, before its delete, another process consumes the same
-    # tokens: one alone, then all three together (its own batch). Each token is granted
-    # once, to that process; the batch, which cannot tell which of its tokens it lost,
-    # grants none.
+    # After the batch's claim, before its delete, another process tries the same tokens:
+    # one alone, then all three together (its own batch).
     other = SocketTokenStore(db, ttl_seconds=30)
     attempts: list[Any] = []
 
@@ -261,32 +264,9 @@ async def test_tokens_taken_between_a_batchs_read_and_delete_are_granted_once(
     grants = await batch_racing_another_process(
         api, registry, db, monkeypatch, "delete_many", try_them_all
     )
-    assert [attempt is not None for attempt in attempts] == [True, False, True, True]
-    assert grants == [None] * 3
+    assert attempts == [None] * 4
+    assert all(grant is not None for grant in grants)
     assert await db["socket_tokens"].count_documents({}) == 0
-
-
-@pytest.mark.gen_test
-async def test_a_token_lost_between_read_and_delete_costs_only_its_own_batch(
-    api, registry, db, monkeypatch
-):
-    # The batch that lost a token grants none; the next batch is served as usual.
-    other = SocketTokenStore(db, ttl_seconds=30)
-
-    async def take_the_second(tokens: list[str]) -> None:
-        await other.consume(tokens[1])
-
-    assert (
-        await batch_racing_another_process(
-            api, registry, db, monkeypatch, "delete_many", take_the_second
-        )
-        == [None] * 3
-    )
-    user = await api.new_user()
-    tokens = [await api.socket_token(user) for _ in range(3)]
-    store: SocketTokenStore = registry["transomNonce"]
-    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
-    assert all(grant is not None and grant["user"]["_id"] == user.id for grant in grants)
 
 
 def count_finds(monkeypatch: Any, store: SocketTokenStore) -> list[Any]:
@@ -305,19 +285,19 @@ def count_finds(monkeypatch: Any, store: SocketTokenStore) -> list[Any]:
 
 
 @pytest.mark.gen_test
-async def test_a_batch_of_tokens_issued_here_is_granted_without_reading_the_grants_back(
+async def test_a_batch_of_tokens_issued_here_is_granted_without_reading_them_back(
     api, registry, db, monkeypatch
 ):
-    # The process remembers what it issued: the batch's read asks for the ids only.
+    # The process remembers what it issued: claim and delete, no read in between.
     users = [await api.new_user() for _ in range(3)]
     principals = [await principal_of(registry, user.token) for user in users]
     store = SocketTokenStore(db, ttl_seconds=30)
     tokens = [(await store.issue(principal)).token for principal in principals]
     finds = count_finds(monkeypatch, store)
     grants = await asyncio.gather(*(store.consume(token) for token in tokens))
-    assert [projection for _, projection in finds] == [{"_id": 1}]
+    assert finds == []
     for grant, principal in zip(grants, principals, strict=True):
-        assert grant == grant_of(principal)
+        assert grant == grant_of(principal, issued_here=True)
     assert await db["socket_tokens"].count_documents({}) == 0
     assert await asyncio.gather(*(store.consume(token) for token in tokens)) == [None] * 3
 
@@ -326,19 +306,101 @@ async def test_a_batch_of_tokens_issued_here_is_granted_without_reading_the_gran
 async def test_a_batch_with_tokens_voided_or_issued_elsewhere_reads_the_grants_back(
     api, registry, db, monkeypatch
 ):
-    # A token voided (as by logout) since it was issued here is not found; another
-    # worker's token is, with its grant read from the database.
+    # A token voided (as by logout) since it was issued here, then another worker's
+    # token: either way the grants come from the database, and only live tokens get one
+    # (with the check time of the request only for the one this process issued).
     user = await api.new_user()
     principal = await principal_of(registry, user.token)
-    grant = grant_of(principal)
+    grant, grant_here = grant_of(principal), grant_of(principal, issued_here=True)
     here, elsewhere = SocketTokenStore(db, ttl_seconds=30), SocketTokenStore(db, ttl_seconds=30)
     finds = count_finds(monkeypatch, here)
     voided, live = [(await here.issue(principal)).token for _ in range(2)]
     await db["socket_tokens"].delete_one({"_id": sha256(voided)})
-    assert await asyncio.gather(here.consume(voided), here.consume(live)) == [None, grant]
+    assert await asyncio.gather(here.consume(voided), here.consume(live)) == [None, grant_here]
+    assert len(finds) == 1
     tokens = [(await here.issue(principal)).token, (await elsewhere.issue(principal)).token]
-    assert await asyncio.gather(*(here.consume(token) for token in tokens)) == [grant] * 2
-    assert [set(projection) for _, projection in finds] == [{"_id"}, {"_id", *grant}]
+    consumed = await asyncio.gather(*(here.consume(token) for token in tokens))
+    assert consumed == [grant_here, grant]
+    assert len(finds) == 2
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+def sole_store(db: Any) -> SocketTokenStore:
+    """The store of an app with its sockets in one process (no REDIS_URL)."""
+    return SocketTokenStore(db, ttl_seconds=30, sole_consumer=True)
+
+
+def count_queries(monkeypatch: Any, store: SocketTokenStore) -> list[str]:
+    """Record the name of every query the store sends to its collection from now on."""
+    collection = store._collection
+    sent: list[str] = []
+    monkeypatch.setattr(store, "_collection", collection)
+    for name in ("find", "update_many", "delete_many", "find_one_and_delete"):
+        query = getattr(collection, name)
+
+        def counted(*args: Any, _query: Any = query, _name: str = name, **kwargs: Any) -> Any:
+            sent.append(_name)
+            return _query(*args, **kwargs)
+
+        monkeypatch.setattr(collection, name, counted)
+    return sent
+
+
+@pytest.mark.gen_test
+async def test_the_only_consumer_reads_and_deletes_a_batch_without_a_claim(
+    api, registry, db, monkeypatch
+):
+    # Lone or together, a handshake costs a read and a delete; every token once, its own.
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    store = sole_store(db)
+    elsewhere = SocketTokenStore(db, ttl_seconds=30)
+    tokens = [(await store.issue(principal)).token for _ in range(4)]
+    tokens.append((await elsewhere.issue(principal)).token)  # an earlier run's, say
+    sent = count_queries(monkeypatch, store)
+    assert await store.consume(tokens[0]) == grant_of(principal, issued_here=True)
+    assert sent == ["find", "delete_many"]
+    grants = await asyncio.gather(*(store.consume(token) for token in [*tokens[1:], tokens[1]]))
+    assert grants == [grant_of(principal, issued_here=True)] * 3 + [grant_of(principal), None]
+    assert sent == ["find", "delete_many"] * 2
+    assert await db["socket_tokens"].count_documents({}) == 0
+    assert await asyncio.gather(*(store.consume(token) for token in tokens)) == [None] * 5
+
+
+@pytest.mark.gen_test
+async def test_the_only_consumer_voids_no_token_between_a_batchs_read_and_delete(
+    api, registry, db, monkeypatch
+):
+    # A logout's voiding that comes while a batch is between its read and its delete
+    # waits for the delete: the batch's tokens are granted once, the others voided.
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    store = sole_store(db)
+    consumed, unused = [(await store.issue(principal)).token for _ in range(2)]
+    collection = store._collection
+    monkeypatch.setattr(store, "_collection", collection)
+    read, go_on = asyncio.Event(), asyncio.Event()
+    delete_many = collection.delete_many
+    order: list[str] = []
+
+    async def held_delete(*args: Any, **kwargs: Any) -> Any:
+        if not read.is_set():  # the batch's delete: held once
+            read.set()
+            await go_on.wait()
+        order.append("batch" if "_id" in args[0] else "voiding")
+        return await delete_many(*args, **kwargs)
+
+    monkeypatch.setattr(collection, "delete_many", held_delete)
+    handshake = asyncio.ensure_future(store.consume(consumed))
+    await asyncio.wait_for(read.wait(), 10)
+    voiding = asyncio.ensure_future(store.discard_for_jwt(principal.jti))
+    await asyncio.sleep(0.1)
+    assert not voiding.done()  # it waits for the batch
+    go_on.set()
+    assert await handshake == grant_of(principal, issued_here=True)
+    await voiding
+    assert order == ["batch", "voiding"]
+    assert await store.consume(unused) is None
     assert await db["socket_tokens"].count_documents({}) == 0
 
 

@@ -103,7 +103,11 @@ class Services:
             raise ConfigError(str(error)) from None
         revocations = RevocationStore(database)
         nonce_store = SocketTokenStore(
-            database, settings.socket_token_ttl_seconds, revocations=revocations
+            database,
+            settings.socket_token_ttl_seconds,
+            revocations=revocations,
+            # Without Redis the app is one process: the only one using its tokens.
+            sole_consumer=settings.redis_url is None,
         )
         metrics = Metrics()
         sio = create_socket_server(settings, nonce_store, metrics)

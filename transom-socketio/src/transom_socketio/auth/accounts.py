@@ -170,11 +170,15 @@ class Accounts:
         return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
 
     async def log_out(self, principal: Principal) -> None:
-        """Revoke the JWT, void its unused socket tokens, disconnect its sockets."""
+        """Revoke the JWT, void its unused socket tokens, disconnect its sockets (that
+        last whatever came before: a handshake may trust the room's end to tell it of the
+        logout, realtime/handshake.py)."""
         services = self.services
-        await services.tokens.revoke(principal)
-        await services.nonces.discard_for_jwt(principal.jti)
-        await services.message_client.disconnect_token(principal.jti)
+        try:
+            await services.tokens.revoke(principal)
+            await services.nonces.discard_for_jwt(principal.jti)
+        finally:
+            await services.message_client.disconnect_token(principal.jti)
 
     async def me(self, principal: Principal) -> dict[str, Any]:
         """The caller's public fields; 401 if the account no longer exists."""
@@ -339,10 +343,12 @@ class Accounts:
         services = self.services
         user_id = str(user["_id"])
         until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=services.settings.jwt_ttl_seconds)
-        await services.tokens.end_sessions(user_id, int(user["session_epoch"]), keep_jti, until)
-        await services.nonces.discard_for_user(user_id, keep_jti)
-        await services.reset_tokens.discard_for_user(user["_id"])
-        await services.message_client.disconnectUsers(user_id)
+        try:
+            await services.tokens.end_sessions(user_id, int(user["session_epoch"]), keep_jti, until)
+            await services.nonces.discard_for_user(user_id, keep_jti)
+            await services.reset_tokens.discard_for_user(user["_id"])
+        finally:  # whatever came before (see log_out)
+            await services.message_client.disconnectUsers(user_id)
 
 
 def account_id(raw: str) -> ObjectId:

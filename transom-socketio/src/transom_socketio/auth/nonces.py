@@ -1,32 +1,35 @@
 """One-time socket tokens (the nonce store, ``registry['transomNonce']``).
 
 A socket token is 32 random bytes, URL-safe. Only its SHA-256 hash is stored, as
-the document ``_id``, with a TTL index on ``expires_at``. Consuming a token is
-deleting its document, and a handshake gets the token only if its own delete
-removed it, so:
+the document ``_id``, with a TTL index on ``expires_at``. Consuming it is atomic,
+with a filter that also requires ``expires_at > now``, so:
 
-- of any number of simultaneous handshakes with one token, exactly one gets it (on
-  one process the others are refused before the database; across processes, the
-  one whose batch deletes it, unless that batch lost another token to a replay at
-  the same moment: then no token of that batch is granted, see ``_consume_all``);
-- an expired token is refused even before the TTL monitor has removed it (the
-  queries require ``expires_at > now``);
+- of any number of simultaneous handshakes with one token, exactly one gets it;
+- an expired token is refused even before the TTL monitor has removed it;
 - a database dump reveals no usable token.
 
 Calls made during one event-loop pass share a round trip (``batching.Batcher``):
-tokens issued together are stored with one ``insert_many``; handshakes arriving
-together are read with one ``find`` and deleted with one ``delete_many``, whatever
-their number (``_consume_all``). Both select by ``_id`` with ``$in``, which every
-MongoDB-wire server answers from the ``_id`` index (the embedded test server scans
-the whole collection for a ``find_one_and_delete``). A process remembers the grants
-of the tokens it issued, so the read of a batch of those carries no grant.
+tokens issued together are stored with one ``insert_many``, and handshakes arriving
+together are consumed together, selecting by ``_id`` with ``$in``:
+
+- with sockets in one process (no REDIS_URL), the process is the only one that
+  consumes or voids tokens: the live ones are read (``find``) and deleted
+  (``delete_many``), two queries (``_read_and_delete``);
+- with several, the live, unclaimed ones are claimed (``update_many`` stamping the
+  batch's id: each document's update is atomic, so a token goes to one batch in any
+  process), read back by that stamp and deleted (``_claim_all``).
+
+A process remembers the grants of the tokens it issued, so the read of a batch of
+those carries no grant, and a claim that took them all needs no read.
+(``find_one_and_delete``, one query for a lone handshake, is not used: the embedded
+test database answers it by scanning the collection.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
-import logging
 import re
 import secrets
 import time
@@ -34,6 +37,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
 
 from ..batching import Batcher
@@ -43,8 +47,6 @@ from .tokens import Principal
 
 __all__ = ["COLLECTION", "SocketTokenStore", "token_hash"]
 
-log = logging.getLogger(__name__)
-
 COLLECTION = "socket_tokens"
 INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
 TOKEN_BYTES = 32
@@ -52,9 +54,10 @@ TOKEN_BYTES = 32
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # What a handshake needs of the document: its grant, and whether it is still live.
 GRANT = {"user": 1, "jti": 1, "exp": 1, "sep": 1}
-# Set by 0.3 and earlier on the tokens a batch was consuming (claim, read, delete): such a
-# token is being consumed by an older process of a rolling deploy, never granted here.
-CLAIMED_BY_0_3 = "claimed_by"
+CLAIMED_BY = "claimed_by"  # the id of the batch of handshakes consuming the token
+# In a grant this process remembers (never stored): when the revocation check of the
+# token's request was sent (``Principal._revocation_checked_at``), if known.
+CHECKED_AT = "checked_at"
 # Grants remembered for the tokens this process issued (~0.9 KB each, ~9 MB at most);
 # beyond this, the oldest are forgotten and their handshakes read the grant back.
 REMEMBER_AT_MOST = 10_000
@@ -81,6 +84,7 @@ class SocketTokenStore:
         ttl_seconds: int,
         remember_at_most: int = REMEMBER_AT_MOST,
         revocations: RevocationStore | None = None,
+        sole_consumer: bool = False,
     ) -> None:
         self._collection = database[COLLECTION]
         # The app's one store (services.py), so the revocation checks of handshakes and
@@ -92,7 +96,14 @@ class SocketTokenStore:
         # so the read of a handshake for a token issued here needs no grant.
         self._issued: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all)
-        self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(self._consume_all)
+        # With sockets in one process (no REDIS_URL), this store is the only one that
+        # consumes or voids socket tokens, and a batch needs no claim (``_read_and_delete``);
+        # with several, it does (``_claim_all``).
+        consume = self._read_and_delete if sole_consumer else self._claim_all
+        self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(consume)
+        # Held by a batch from its read to its delete, and by a voiding (logout), so that
+        # no voiding deletes a token between a batch's read and its delete.
+        self._deleting = asyncio.Lock()
         # Hashes whose handshake this process is answering: a second handshake with
         # the same token meanwhile is refused here, so one batch never holds a token
         # twice and two batches of this process never race for one.
@@ -110,6 +121,8 @@ class SocketTokenStore:
         }
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl)
         await self._inserts.submit({"_id": key, **grant, "expires_at": expires_at})
+        if principal._revocation_checked_at is not None:
+            grant[CHECKED_AT] = principal._revocation_checked_at
         self._remember(key, grant)
         return IssuedSocketToken(token, self._ttl)
 
@@ -124,7 +137,8 @@ class SocketTokenStore:
             issued[key] = (now + self._ttl, grant)
 
     def _recall(self, key: str) -> dict[str, Any] | None:
-        """The grant of a token issued here (forgotten as it is recalled), else None."""
+        """The grant of a token issued here (forgotten as it is recalled), with
+        ``CHECKED_AT`` when its request's revocation check is known, else None."""
         remembered = self._issued.pop(key, None)
         return None if remembered is None else remembered[1]
 
@@ -161,32 +175,54 @@ class SocketTokenStore:
         finally:
             self._consuming.discard(key)
 
-    async def _consume_all(self, keys: list[str]) -> list[dict[str, Any] | BaseException | None]:
+    async def _claim_all(self, keys: list[str]) -> list[dict[str, Any] | BaseException | None]:
         """Consume distinct token hashes; each answer is the grant or None.
 
-        The batch's live documents are read (``find``: not expired, not being consumed
-        by an older process) and deleted (``delete_many``, live still). A delete removes
-        a document once, so when it removed every one read, each of those tokens was
-        consumed by this batch and by no one else: granted. When it removed fewer,
-        another handshake deleted some in between (a replay of a token on another
-        process, or a logout voiding it), and which is unknown: no token of the batch
-        is granted, and their clients ask for new ones.
+        The tokens still live and unclaimed are claimed with one ``update_many`` that
+        stamps this batch's id on them (each document's update is atomic, so a token is
+        claimed by one batch only, in any process), read back by that stamp, and
+        deleted. The read is skipped when the claim took every token and this process
+        issued each one: their grants are remembered. A claimed token is never granted
+        again, even if this process stops before the delete: the TTL index removes it.
+        (A lone handshake goes the same way: ``find_one_and_delete`` would be one query,
+        but the embedded test database answers it by scanning the collection.)
         """
         remembered = [self._recall(key) for key in keys]
-        live = {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY_0_3: {"$exists": False}}
-        projection = {"_id": 1} if None not in remembered else {"_id": 1, **GRANT}
-        found = {doc.pop("_id"): doc async for doc in self._collection.find(live, projection)}
-        if not found:
-            return [None] * len(keys)
-        deleted = await self._collection.delete_many({"_id": {"$in": list(found)}, **_unexpired()})
-        if deleted.deleted_count != len(found):
-            log.info(
-                "socket handshakes refused: %d of the %d tokens of a batch were consumed "
-                "elsewhere meanwhile",
-                len(found) - deleted.deleted_count,
-                len(found),
+        batch = ObjectId()
+        claim = await self._collection.update_many(
+            {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY: {"$exists": False}},
+            {"$set": {CLAIMED_BY: batch}},
+        )
+        if claim.modified_count == len(keys) and None not in remembered:
+            found = dict(zip(keys, remembered, strict=True))  # keys are distinct: all ours
+        else:
+            claimed = self._collection.find(
+                {"_id": {"$in": keys}, CLAIMED_BY: batch}, projection={"_id": 1, **GRANT}
             )
-            return [None] * len(keys)
+            found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
+            for key, grant in zip(keys, remembered, strict=True):
+                if key in found and grant is not None:
+                    found[key] = grant  # with what only this process knows (CHECKED_AT)
+        if found:
+            await self._collection.delete_many({"_id": {"$in": list(found)}})
+        return [found.get(key) for key in keys]
+
+    async def _read_and_delete(
+        self, keys: list[str]
+    ) -> list[dict[str, Any] | BaseException | None]:
+        """Consume distinct token hashes, when this store is the only one that consumes or
+        voids tokens: the live ones are read, deleted, and granted. Exactly once: only
+        batches of this store delete tokens (with distinct hashes: ``_consuming``), and
+        voidings (logout) only when no batch is between its read and its delete (the
+        lock); the TTL monitor may remove one meanwhile, but only a token about to
+        expire, which was live when read and which no one else is granted."""
+        remembered = [self._recall(key) for key in keys]
+        projection = {"_id": 1} if None not in remembered else {"_id": 1, **GRANT}
+        live = {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY: {"$exists": False}}
+        async with self._deleting:
+            found = {doc.pop("_id"): doc async for doc in self._collection.find(live, projection)}
+            if found:
+                await self._collection.delete_many({"_id": {"$in": list(found)}})
         return [
             None if key not in found else grant or found[key]
             for key, grant in zip(keys, remembered, strict=True)
@@ -206,7 +242,8 @@ class SocketTokenStore:
 
     async def discard_for_jwt(self, jti: str) -> None:
         """Void the unused socket tokens minted with a JWT (on logout)."""
-        await self._collection.delete_many({"jti": jti})
+        async with self._deleting:
+            await self._collection.delete_many({"jti": jti})
 
     async def discard_for_user(self, user_id: str, keep_jti: str | None = None) -> None:
         """Void the unused socket tokens of a user, but those minted with ``keep_jti``
@@ -214,4 +251,5 @@ class SocketTokenStore:
         query: dict[str, Any] = {"user._id": user_id, "jti": {"$exists": True}}
         if keep_jti is not None:
             query["jti"] = {"$exists": True, "$ne": keep_jti}
-        await self._collection.delete_many(query)
+        async with self._deleting:
+            await self._collection.delete_many(query)

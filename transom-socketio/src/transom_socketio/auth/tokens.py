@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import jwt
@@ -52,6 +52,10 @@ class Principal:
     # The user's session epoch at login (auth/revocations.py): ending every session of
     # the user raises it, and revokes the JWTs of earlier epochs.
     session_epoch: int = 0
+    # Not public: this process's ``time.monotonic()`` just before ``authenticate`` asked
+    # whether the JWT is revoked (None for a principal made otherwise). A logout that
+    # check did not see happened after it (auth/nonces.py, realtime/handshake.py).
+    _revocation_checked_at: float | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_admin(self) -> bool:
@@ -139,9 +143,10 @@ class TokenService:
     async def authenticate(self, token: str) -> Principal:
         principal = self.decode(token)
         revocations = self._revocations
+        checked_at = time.monotonic()
         if await revocations.is_revoked(principal.jti, principal.user_id, principal.session_epoch):
             raise InvalidToken("the token has been revoked")
-        return principal
+        return replace(principal, _revocation_checked_at=checked_at)
 
     async def revoke(self, principal: Principal) -> None:
         await self._revocations.revoke(principal.jti, principal.expires_at)

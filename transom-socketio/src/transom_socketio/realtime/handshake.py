@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from typing import Any, NoReturn
 
 import socketio
 from pymongo.errors import PyMongoError
 
-from ..auth.nonces import SocketTokenStore
+from ..auth.nonces import CHECKED_AT, SocketTokenStore
 from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
@@ -205,10 +206,10 @@ class Handshake:
         for room in (user_room(user_id), jwt_room(grant["jti"])):
             await self._sio.enter_room(sid, room)
         # Checked once the socket is in its JWT's room: a logout whose revocation this
-        # read misses disconnects that room after it, and finds the socket there (the
+        # check misses disconnects that room after it, and finds the socket there (the
         # manager then ends it when its handshake does: refused here, or disconnected
         # as it connects; realtime/rooms.py).
-        live = await self._session_is_live(grant)
+        live = await self._session_holds(grant, user_id)
         if not live or self._sio.manager.ended_in_handshake(sid, NAMESPACE):
             raise self.refuse("session_ended", " (its JWT has expired or was revoked)")
         self._expiry.watch(grant["jti"], grant["exp"])
@@ -244,6 +245,28 @@ class Handshake:
     def _rooms_of(user_id: str, channels: list[str]) -> tuple[str, ...]:
         """The rooms the message client emits to that a user's socket is in."""
         return (user_room(user_id), EVERYONE, *(channel_room(c) for c in channels))
+
+    async def _session_holds(self, grant: dict[str, Any], user_id: str) -> bool:
+        """Whether the JWT that minted the token still holds (not expired, not revoked):
+        known here if it can be, else read from the database."""
+        live = self._live_without_a_read(grant, user_id)
+        return live if live is not None else await self._session_is_live(grant)
+
+    def _live_without_a_read(self, grant: dict[str, Any], user_id: str) -> bool | None:
+        """Whether the token's JWT still holds, when that is known without the database:
+        the token was issued here, after a revocation check at ``CHECKED_AT``, and every
+        end of a room is recorded here (sockets in this process only). A logout, or an
+        end of the user's sessions, that the check did not see ends the JWT's or the
+        user's room after it, here (accounts.py), so the rooms tell. None otherwise."""
+        checked_at = grant.get(CHECKED_AT)
+        manager = self._sio.manager
+        if not isinstance(checked_at, float) or not manager.records_every_room_end:
+            return None
+        ended = manager.ended_since((user_room(user_id), jwt_room(grant["jti"])), checked_at)
+        if ended is None:
+            return None
+        exp = grant.get("exp")
+        return not ended and isinstance(exp, int) and exp > time.time()
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:

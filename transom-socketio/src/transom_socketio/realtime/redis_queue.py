@@ -32,6 +32,10 @@ class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
     the MRO), which turns ``DISCONNECT_ROOM_EVENT`` into a local disconnect and hands
     the rest to ``deliver`` (the fast path's, with FAST_FANOUT)."""
 
+    # Another process's logout reaches this one as a message, which is lost if it comes
+    # while the subscriber reconnects: handshakes ask the database (realtime/handshake.py).
+    records_every_room_end = False
+
     def __init__(self, url: str, *, channel: str, write_only: bool = False) -> None:
         # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
         super().__init__(

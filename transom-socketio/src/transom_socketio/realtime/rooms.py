@@ -19,6 +19,8 @@ Everything here uses python-socketio's public manager API only; the fast path
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Collection, Hashable
 from typing import Any
 
@@ -48,12 +50,22 @@ def counted_room(user_id: str) -> str:
 
 async def disconnect_local_sockets(manager: RoomManager, room: str, namespace: str) -> None:
     """Disconnect the sockets of ``room`` that this process holds, including those whose
-    handshake is still running: each of these ends as soon as its handshake does."""
+    handshake is still running: each of these ends as soon as its handshake does. The
+    end is recorded first, with no await before the room is read: a socket entering the
+    room later finds it in ``ended_since``, one in it already is disconnected."""
+    manager.record_room_end(room)
     for sid, _eio_sid in list(manager.get_participants(namespace, room)):
         if manager.is_connected(sid, namespace):
             await manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
         else:
             manager.end_when_connected(sid, namespace)
+
+
+# How long the end of a room (a logout's, an end of a user's sessions) is remembered,
+# and how many at most: a handshake asks whether its rooms ended since its token's
+# request was authenticated, which is less than a socket token's lifetime ago.
+ROOM_ENDS_KEPT_SECONDS = 600.0
+ROOM_ENDS_KEPT_AT_MOST = 100_000
 
 
 class RoomManager(socketio.AsyncManager):
@@ -67,6 +79,10 @@ class RoomManager(socketio.AsyncManager):
     # Event deliveries to this process's sockets, by path (exported in /metrics).
     delivered_fast = 0
     delivered_normal = 0
+    # Whether every end of a room anywhere in the deployment is one this process
+    # records: so with sockets in one process only (the Redis manager says no: a
+    # message lost while its subscriber reconnects would go unrecorded).
+    records_every_room_end = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,6 +94,30 @@ class RoomManager(socketio.AsyncManager):
         # connected yet, and the handshake may have read its JWT as live before the
         # revocation: each of these is refused, or disconnected once connected.
         self._ended_in_handshake: set[tuple[str, str]] = set()
+        # room -> when it last ended (time.monotonic()), oldest first; every end after
+        # ``_room_ends_forgotten_until`` is here.
+        self._room_ends: OrderedDict[Hashable, float] = OrderedDict()
+        self._room_ends_forgotten_until = time.monotonic()
+
+    def record_room_end(self, room: Hashable) -> None:
+        """Remember that ``room`` ended now (its sockets are being disconnected)."""
+        now = time.monotonic()
+        ends = self._room_ends
+        ends.pop(room, None)
+        ends[room] = now
+        while len(ends) > ROOM_ENDS_KEPT_AT_MOST or next(iter(ends.values())) < (
+            now - ROOM_ENDS_KEPT_SECONDS
+        ):
+            _, when = ends.popitem(last=False)
+            self._room_ends_forgotten_until = max(self._room_ends_forgotten_until, when)
+
+    def ended_since(self, rooms: Collection[Hashable], since: float) -> bool | None:
+        """Whether one of ``rooms`` ended at ``since`` (``time.monotonic()``) or later;
+        None when that is no longer known (an end then may have been forgotten)."""
+        if since <= self._room_ends_forgotten_until:
+            return None
+        ends = self._room_ends
+        return any(ends.get(room, since - 1.0) >= since for room in rooms)
 
     def hold(self, sid: str, rooms: Collection[Hashable]) -> None:
         """Keep what is emitted from now on to ``sid`` or to ``rooms`` (the rooms it is

@@ -1,0 +1,33 @@
+"""With REDIS_URL, a handshake always reads its JWT's revocation: another process's
+logout reaches this one as a Redis message, and one lost while the subscriber
+reconnects would leave no room's end here to tell of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import REDIS_URL
+from test_handshake_revocation_check import REFUSED, count_revocation_checks, principal_of
+
+# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("redis")
+
+
+@pytest.fixture
+def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
+    return {**test_settings, "redis_url": REDIS_URL}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_revocation_no_room_end_told_of_is_read(api, app, sockets, monkeypatch):
+    # Revoked in the database, with no room's end (as a lost message would leave it):
+    # the handshake, of a token issued here, reads it and refuses.
+    ada, bob = await api.new_user("ada"), await api.new_user("bob")
+    revoked, live = await api.socket_token(ada), await api.socket_token(bob)
+    await app.settings["services"].tokens.revoke(await principal_of(app, ada.token))
+    asked = count_revocation_checks(monkeypatch)
+    assert (await sockets.refused(revoked)).connect_errors == REFUSED
+    client = await sockets.connect(live)
+    assert client.client.connected
+    assert len(asked) == 2
