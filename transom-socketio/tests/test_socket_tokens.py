@@ -202,14 +202,21 @@ async def test_two_processes_consuming_the_same_tokens_grant_each_at_most_once(a
 
 
 async def batch_racing_another_process(
-    api: Any, registry: Any, db: Any, monkeypatch: Any, before: str, race: Any
+    api: Any,
+    registry: Any,
+    db: Any,
+    monkeypatch: Any,
+    before: str,
+    race: Any,
+    *,
+    sole_consumer: bool = False,
 ) -> list[Any]:
     """The grants for three tokens consumed in one batch; ``race(tokens)`` runs just
     before the batch's ``before`` query and stands for another process (a store of its
     own on the same database)."""
     user = await api.new_user()
     principal = await principal_of(registry, user.token)
-    store = SocketTokenStore(db, ttl_seconds=30)
+    store = SocketTokenStore(db, ttl_seconds=30, sole_consumer=sole_consumer)
     tokens = [(await store.issue(principal)).token for _ in range(3)]
     collection = db["socket_tokens"]
     monkeypatch.setattr(store, "_collection", collection)
@@ -365,6 +372,53 @@ async def test_the_only_consumer_reads_and_deletes_a_batch_without_a_claim(
     assert sent == ["find", "delete_many"] * 2
     assert await db["socket_tokens"].count_documents({}) == 0
     assert await asyncio.gather(*(store.consume(token) for token in tokens)) == [None] * 5
+
+
+@pytest.mark.gen_test
+async def test_a_token_the_ttl_monitor_takes_between_read_and_delete_is_refused_alone(
+    api, registry, db, monkeypatch
+):
+    # The second token is about to expire when the batch reads it, and gone before the
+    # batch's delete, as the TTL monitor removes it: it alone is refused.
+    user = await api.new_user()
+    principal = await principal_of(registry, user.token)
+    store = sole_store(db)
+    tokens = [(await store.issue(principal)).token for _ in range(3)]
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    await db["socket_tokens"].update_one({"_id": sha256(tokens[1])}, {"$set": {"expires_at": soon}})
+    collection = store._collection
+    monkeypatch.setattr(store, "_collection", collection)
+    delete_many = collection.delete_many
+
+    async def after_the_ttl_monitor(*args: Any, **kwargs: Any) -> Any:
+        await db["socket_tokens"].delete_one({"_id": sha256(tokens[1])})
+        return await delete_many(*args, **kwargs)
+
+    monkeypatch.setattr(collection, "delete_many", after_the_ttl_monitor)
+    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
+    assert [grant is not None for grant in grants] == [True, False, True]
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test
+async def test_the_only_consumer_grants_nothing_it_cannot_tell_it_took(
+    api, registry, db, monkeypatch, caplog
+):
+    # Two processes without REDIS_URL (which the app does not support): the other takes
+    # a live token between the batch's read and its delete. No token is granted twice:
+    # the batch grants none, and the log says why.
+    other = SocketTokenStore(db, ttl_seconds=30)
+    taken: list[Any] = []
+
+    async def consume_the_second(tokens: list[str]) -> None:
+        taken.append(await other.consume(tokens[1]))
+
+    grants = await batch_racing_another_process(
+        api, registry, db, monkeypatch, "delete_many", consume_the_second, sole_consumer=True
+    )
+    assert taken[0] is not None
+    assert grants == [None] * 3
+    assert "without REDIS_URL the app must run as one process" in caplog.text
 
 
 @pytest.mark.gen_test

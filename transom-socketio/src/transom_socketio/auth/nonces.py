@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -47,6 +48,8 @@ from .tokens import Principal
 
 __all__ = ["COLLECTION", "SocketTokenStore", "token_hash"]
 
+log = logging.getLogger(__name__)
+
 COLLECTION = "socket_tokens"
 INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
 TOKEN_BYTES = 32
@@ -54,6 +57,8 @@ TOKEN_BYTES = 32
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # What a handshake needs of the document: its grant, and whether it is still live.
 GRANT = {"user": 1, "jti": 1, "exp": 1, "sep": 1}
+# How far the database's clock may run ahead of the app's, for its TTL monitor.
+CLOCK_SKEW_SECONDS = 5
 CLAIMED_BY = "claimed_by"  # the id of the batch of handshakes consuming the token
 # In a grant this process remembers (never stored): when the revocation check of the
 # token's request was sent (``Principal._revocation_checked_at``), if known.
@@ -67,6 +72,10 @@ REMEMBER_AT_MOST = 10_000
 class IssuedSocketToken:
     token: str
     expires_in: int
+
+
+def _grant_in(document: dict[str, Any]) -> dict[str, Any]:
+    return {field: document[field] for field in GRANT if field in document}
 
 
 def _unexpired() -> dict[str, Any]:
@@ -215,16 +224,37 @@ class SocketTokenStore:
         batches of this store delete tokens (with distinct hashes: ``_consuming``), and
         voidings (logout) only when no batch is between its read and its delete (the
         lock); the TTL monitor may remove one meanwhile, but only a token about to
-        expire, which was live when read and which no one else is granted."""
+        expire, which was live when read and which no one else is granted.
+
+        If the delete removed fewer tokens than the TTL monitor can explain, another
+        process consumes tokens too (several processes without REDIS_URL): which ones
+        it took is unknown, so none of the batch is granted, and that is logged."""
         remembered = [self._recall(key) for key in keys]
-        projection = {"_id": 1} if None not in remembered else {"_id": 1, **GRANT}
+        projection = {"_id": 1, "expires_at": 1}
+        if None in remembered:
+            projection |= GRANT
         live = {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY: {"$exists": False}}
         async with self._deleting:
             found = {doc.pop("_id"): doc async for doc in self._collection.find(live, projection)}
-            if found:
-                await self._collection.delete_many({"_id": {"$in": list(found)}})
+            if not found:
+                return [None] * len(keys)
+            deleted = await self._collection.delete_many({"_id": {"$in": list(found)}})
+        lost = len(found) - deleted.deleted_count
+        if lost:
+            # What the TTL monitor may have taken (its clock may run ahead of ours).
+            expiring = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CLOCK_SKEW_SECONDS)
+            ending = {key for key, doc in found.items() if doc["expires_at"] <= expiring}
+            if lost > len(ending):
+                log.warning(
+                    "socket handshakes refused: another process consumed %d of their tokens "
+                    "meanwhile; without REDIS_URL the app must run as one process",
+                    lost - len(ending),
+                )
+                return [None] * len(keys)
+            for key in ending:
+                del found[key]
         return [
-            None if key not in found else grant or found[key]
+            None if key not in found else grant or _grant_in(found[key])
             for key, grant in zip(keys, remembered, strict=True)
         ]
 
