@@ -1096,7 +1096,7 @@ def markdown(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"| database limit for the same connect queries batched as the app sends them "
-            f"({db['concurrency']} connections per find + insert_many, update_many + "
+            f"({db['concurrency']} connections per find + insert_many, find + "
             f"delete_many): "
             f"connections/s | {fmt(get(db, 'connect_batched', 'per_s'))} | | app connect: "
             f"{fmt(r.get('connect_fraction_of_batched_db_limit'), 3)} of it |"
