@@ -55,7 +55,7 @@ INDEXES = [IndexSpec(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})
 TOKEN_BYTES = 32
 # token_urlsafe(32) is 43 characters; anything else cannot be one of ours.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-# What a handshake needs of the document: its grant, and whether it is still live.
+# What a handshake needs of the document.
 GRANT = {"user": 1, "jti": 1, "exp": 1, "sep": 1}
 # How far the database's clock may run ahead of the app's, for its TTL monitor.
 CLOCK_SKEW_SECONDS = 5
