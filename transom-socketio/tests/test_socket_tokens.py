@@ -276,19 +276,9 @@ async def test_tokens_a_batch_has_claimed_are_granted_to_no_one_else(
     assert await db["socket_tokens"].count_documents({}) == 0
 
 
-def count_finds(monkeypatch: Any, store: SocketTokenStore) -> list[Any]:
+def count_finds(monkeypatch: Any, store: SocketTokenStore) -> list[str]:
     """Record every ``find`` the store sends to its collection from now on."""
-    collection = store._collection
-    finds: list[Any] = []
-    find = collection.find
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        finds.append(args)
-        return find(*args, **kwargs)
-
-    monkeypatch.setattr(store, "_collection", collection)
-    monkeypatch.setattr(collection, "find", counted)
-    return finds
+    return count_queries(monkeypatch, store, ("find",))
 
 
 @pytest.mark.gen_test
@@ -337,12 +327,17 @@ def sole_store(db: Any) -> SocketTokenStore:
     return SocketTokenStore(db, ttl_seconds=30, sole_consumer=True)
 
 
-def count_queries(monkeypatch: Any, store: SocketTokenStore) -> list[str]:
-    """Record the name of every query the store sends to its collection from now on."""
+def count_queries(
+    monkeypatch: Any,
+    store: SocketTokenStore,
+    names: tuple[str, ...] = ("find", "update_many", "delete_many", "find_one_and_delete"),
+) -> list[str]:
+    """Record the name of each of these queries the store sends to its collection from
+    now on."""
     collection = store._collection
     sent: list[str] = []
     monkeypatch.setattr(store, "_collection", collection)
-    for name in ("find", "update_many", "delete_many", "find_one_and_delete"):
+    for name in names:
         query = getattr(collection, name)
 
         def counted(*args: Any, _query: Any = query, _name: str = name, **kwargs: Any) -> Any:
