@@ -74,12 +74,33 @@ class IssuedSocketToken:
     expires_in: int
 
 
-def _grant_in(document: dict[str, Any]) -> dict[str, Any]:
-    return {field: document[field] for field in GRANT if field in document}
-
-
 def _unexpired() -> dict[str, Any]:
     return {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}}
+
+
+def _live(keys: list[str]) -> dict[str, Any]:
+    """The filter of the tokens of ``keys`` that a batch may consume: not expired, not
+    being consumed by another batch."""
+    return {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY: {"$exists": False}}
+
+
+def _answers(
+    keys: list[str], remembered: list[dict[str, Any] | None], found: dict[str, dict[str, Any]]
+) -> list[dict[str, Any] | BaseException | None]:
+    """Each key's grant: None unless its token was consumed (``found``), else the grant
+    this process remembers (with ``CHECKED_AT``), else the one read."""
+    return [
+        None
+        if key not in found
+        else grant or {field: found[key][field] for field in GRANT if field in found[key]}
+        for key, grant in zip(keys, remembered, strict=True)
+    ]
+
+
+def jwt_unexpired(grant: dict[str, Any]) -> bool:
+    """Whether the JWT that minted the token of ``grant`` has not expired yet."""
+    exp = grant.get("exp")
+    return isinstance(exp, int) and exp > time.time()
 
 
 def token_hash(token: str) -> str:
@@ -198,23 +219,18 @@ class SocketTokenStore:
         """
         remembered = [self._recall(key) for key in keys]
         batch = ObjectId()
-        claim = await self._collection.update_many(
-            {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY: {"$exists": False}},
-            {"$set": {CLAIMED_BY: batch}},
-        )
+        claim = await self._collection.update_many(_live(keys), {"$set": {CLAIMED_BY: batch}})
         if claim.modified_count == len(keys) and None not in remembered:
-            found = dict(zip(keys, remembered, strict=True))  # keys are distinct: all ours
+            # Keys are distinct: the claim took all of them, every one remembered here.
+            found = {key: grant for key, grant in zip(keys, remembered, strict=True) if grant}
         else:
             claimed = self._collection.find(
                 {"_id": {"$in": keys}, CLAIMED_BY: batch}, projection={"_id": 1, **GRANT}
             )
             found = {doc.pop("_id"): doc async for doc in claimed}  # hash -> grant
-            for key, grant in zip(keys, remembered, strict=True):
-                if key in found and grant is not None:
-                    found[key] = grant  # with what only this process knows (CHECKED_AT)
         if found:
             await self._collection.delete_many({"_id": {"$in": list(found)}})
-        return [found.get(key) for key in keys]
+        return _answers(keys, remembered, found)
 
     async def _read_and_delete(
         self, keys: list[str]
@@ -233,9 +249,9 @@ class SocketTokenStore:
         projection = {"_id": 1, "expires_at": 1}
         if None in remembered:
             projection |= GRANT
-        live = {"_id": {"$in": keys}, **_unexpired(), CLAIMED_BY: {"$exists": False}}
         async with self._deleting:
-            found = {doc.pop("_id"): doc async for doc in self._collection.find(live, projection)}
+            read = self._collection.find(_live(keys), projection)
+            found = {doc.pop("_id"): doc async for doc in read}
             if not found:
                 return [None] * len(keys)
             deleted = await self._collection.delete_many({"_id": {"$in": list(found)}})
@@ -253,17 +269,13 @@ class SocketTokenStore:
                 return [None] * len(keys)
             for key in ending:
                 del found[key]
-        return [
-            None if key not in found else grant or _grant_in(found[key])
-            for key, grant in zip(keys, remembered, strict=True)
-        ]
+        return _answers(keys, remembered, found)
 
     async def session_is_live(self, grant: dict[str, Any]) -> bool:
         """Whether the JWT that minted a consumed token still holds: not expired, and not
         revoked. A token requested at the moment of logout can be stored after logout
         voided the JWT's unused tokens; this check refuses it at the handshake."""
-        exp = grant.get("exp")
-        if not isinstance(exp, int) or exp <= time.time():
+        if not jwt_unexpired(grant):
             return False
         user_id = str(grant["user"]["_id"])
         epoch = grant.get("sep", 0)

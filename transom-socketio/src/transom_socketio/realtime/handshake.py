@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from typing import Any, NoReturn
 
 import socketio
 from pymongo.errors import PyMongoError
 
-from ..auth.nonces import CHECKED_AT, SocketTokenStore
+from ..auth.nonces import CHECKED_AT, SocketTokenStore, jwt_unexpired
 from ..config import Settings
 from ..metrics import Metrics
 from ..ratelimit import RateLimiter, address_key
@@ -265,8 +264,7 @@ class Handshake:
         ended = manager.ended_since((user_room(user_id), jwt_room(grant["jti"])), checked_at)
         if ended is None:
             return None
-        exp = grant.get("exp")
-        return not ended and isinstance(exp, int) and exp > time.time()
+        return not ended and jwt_unexpired(grant)
 
     async def _session_is_live(self, grant: dict[str, Any]) -> bool:
         try:
