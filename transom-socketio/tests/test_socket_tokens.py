@@ -41,6 +41,17 @@ async def principal_of(registry: Any, jwt_token: str) -> Any:
     return await tokens.authenticate(jwt_token)
 
 
+async def new_principal(api: Any, registry: Any) -> Any:
+    """A new user's principal, as an authenticated request of theirs has it."""
+    user = await api.new_user()
+    return await principal_of(registry, user.token)
+
+
+async def issued(store: SocketTokenStore, principal: Any, count: int) -> list[str]:
+    """``count`` socket tokens that ``store`` issued to ``principal``."""
+    return [(await store.issue(principal)).token for _ in range(count)]
+
+
 def grant_of(principal: Any, *, issued_here: bool = False) -> dict[str, Any]:
     """What a handshake learns from a token: the user, the JWT's id, its expiry and the
     session epoch of its login; for a token this process issued, also when its request's
@@ -189,7 +200,7 @@ async def test_two_processes_consuming_the_same_tokens_grant_each_at_most_once(a
     user = await api.new_user()
     principal = await principal_of(registry, user.token)
     workers = [SocketTokenStore(db, ttl_seconds=30) for _ in range(2)]
-    tokens = [(await workers[0].issue(principal)).token for _ in range(20)]
+    tokens = await issued(workers[0], principal, 20)
     await asyncio.gather(*(db.command("ping") for _ in range(8)))  # a warm pool
     results = await asyncio.gather(
         *(worker.consume(token) for token in tokens for worker in workers)
@@ -214,10 +225,9 @@ async def batch_racing_another_process(
     """The grants for three tokens consumed in one batch; ``race(tokens)`` runs just
     before the batch's ``before`` query and stands for another process (a store of its
     own on the same database)."""
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     store = SocketTokenStore(db, ttl_seconds=30, sole_consumer=sole_consumer)
-    tokens = [(await store.issue(principal)).token for _ in range(3)]
+    tokens = await issued(store, principal, 3)
     collection = db["socket_tokens"]
     monkeypatch.setattr(store, "_collection", collection)
     query = getattr(collection, before)
@@ -306,12 +316,11 @@ async def test_a_batch_with_tokens_voided_or_issued_elsewhere_reads_the_grants_b
     # A token voided (as by logout) since it was issued here, then another worker's
     # token: either way the grants come from the database, and only live tokens get one
     # (with the check time of the request only for the one this process issued).
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     grant, grant_here = grant_of(principal), grant_of(principal, issued_here=True)
     here, elsewhere = SocketTokenStore(db, ttl_seconds=30), SocketTokenStore(db, ttl_seconds=30)
     finds = count_finds(monkeypatch, here)
-    voided, live = [(await here.issue(principal)).token for _ in range(2)]
+    voided, live = await issued(here, principal, 2)
     await db["socket_tokens"].delete_one({"_id": sha256(voided)})
     assert await asyncio.gather(here.consume(voided), here.consume(live)) == [None, grant_here]
     assert len(finds) == 1
@@ -353,11 +362,10 @@ async def test_the_only_consumer_reads_and_deletes_a_batch_without_a_claim(
     api, registry, db, monkeypatch
 ):
     # Lone or together, a handshake costs a read and a delete; every token once, its own.
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     store = sole_store(db)
     elsewhere = SocketTokenStore(db, ttl_seconds=30)
-    tokens = [(await store.issue(principal)).token for _ in range(4)]
+    tokens = await issued(store, principal, 4)
     tokens.append((await elsewhere.issue(principal)).token)  # an earlier run's, say
     sent = count_queries(monkeypatch, store)
     assert await store.consume(tokens[0]) == grant_of(principal, issued_here=True)
@@ -375,10 +383,9 @@ async def test_a_token_the_ttl_monitor_takes_between_read_and_delete_is_refused_
 ):
     # The second token is about to expire when the batch reads it, and gone before the
     # batch's delete, as the TTL monitor removes it: it alone is refused.
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     store = sole_store(db)
-    tokens = [(await store.issue(principal)).token for _ in range(3)]
+    tokens = await issued(store, principal, 3)
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     await db["socket_tokens"].update_one({"_id": sha256(tokens[1])}, {"$set": {"expires_at": soon}})
     collection = store._collection
@@ -422,10 +429,9 @@ async def test_the_only_consumer_voids_no_token_between_a_batchs_read_and_delete
 ):
     # A logout's voiding that comes while a batch is between its read and its delete
     # waits for the delete: the batch's tokens are granted once, the others voided.
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     store = sole_store(db)
-    consumed, unused = [(await store.issue(principal)).token for _ in range(2)]
+    consumed, unused = await issued(store, principal, 2)
     collection = store._collection
     monkeypatch.setattr(store, "_collection", collection)
     read, go_on = asyncio.Event(), asyncio.Event()
@@ -455,10 +461,9 @@ async def test_the_only_consumer_voids_no_token_between_a_batchs_read_and_delete
 
 @pytest.mark.gen_test
 async def test_the_grants_a_process_remembers_are_bounded(api, registry, db):
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     store = SocketTokenStore(db, ttl_seconds=30, remember_at_most=2)
-    tokens = [(await store.issue(principal)).token for _ in range(5)]
+    tokens = await issued(store, principal, 5)
     assert list(store._issued) == [sha256(token) for token in tokens[-2:]]
     # The forgotten ones are read back from the database.
     grants = await asyncio.gather(*(store.consume(token) for token in tokens))
@@ -472,8 +477,7 @@ async def test_an_expired_token_is_refused_before_any_ttl_sweep(api, registry):
     client = registry[keys.MONGO_CLIENT]
     name = f"nottl_{uuid.uuid4().hex[:12]}"
     store = SocketTokenStore(client[name], ttl_seconds=1)
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     try:
         expired = (await store.issue(principal)).token
         live = (await store.issue(principal)).token
@@ -570,8 +574,7 @@ async def test_a_token_the_database_refuses_fails_only_its_own_request(
 ):
     # Random tokens never collide; force a collision inside one batch to check that the
     # database's refusal of one document reaches that caller only.
-    user = await api.new_user()
-    principal = await principal_of(registry, user.token)
+    principal = await new_principal(api, registry)
     store: SocketTokenStore = registry["transomNonce"]
     drawn = iter(["A" * 43, "A" * 43, "B" * 43])
     monkeypatch.setattr(nonces_module.secrets, "token_urlsafe", lambda _size: next(drawn))
