@@ -1,11 +1,14 @@
-"""The handshake's check that the token's JWT still holds, and when it needs no read.
+"""The check that a JWT still holds, at the socket-token request and at the handshake,
+and when it needs no read.
 
 A token issued by this process carries the time its request's revocation check was
 sent; with sockets in one process only, every logout and every end of a user's
 sessions ends the JWT's or the user's room here after that, so the rooms tell and
-the handshake asks the database nothing. When they cannot tell (the token was
-issued elsewhere, or the end may have been forgotten, or the deployment runs
-several processes), the handshake reads the revocation as before. The logout races
+the handshake asks the database nothing. The socket-token request itself trusts, the
+same way, a check made here earlier: the login that issued the JWT (from the moment
+it read the user), or an earlier request's read. When the rooms cannot tell (the
+token was issued elsewhere, or the end may have been forgotten, or the deployment
+runs several processes), both read the revocation as before. The logout races
 themselves are forced in test_security_sessions.py (and its Redis twin).
 """
 
@@ -19,10 +22,13 @@ import pytest
 from transom_socketio import registry as keys
 from transom_socketio.auth.revocations import RevocationStore
 from transom_socketio.auth.tokens import Principal
+from transom_socketio.auth.users import UserStore
 from transom_socketio.realtime import rooms
 from transom_socketio.testing.clients import PASSWORD
 
 REFUSED = [{"message": "INVALID_TOKEN"}]
+SOCKET_TOKEN = "/api/v1/user/sockettoken"
+NEW_PASSWORD = "staple battery horse 42"
 
 
 def count_revocation_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -104,7 +110,7 @@ async def test_a_password_change_ends_the_tokens_fetched_before_it(api, sockets)
     changed = await api.request(
         "POST",
         "/api/v1/user/password",
-        {"current_password": PASSWORD, "new_password": "staple battery horse 42"},
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
         token=ada.token,
     )
     assert changed.status == 200, changed.body
@@ -164,3 +170,90 @@ async def test_a_logout_that_fails_midway_still_ends_the_sockets_and_tokens(
     assert response.status == 500
     await asyncio.wait_for(socket.disconnected.wait(), 10)
     assert (await sockets.refused(unused)).connect_errors == REFUSED
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_socket_token_after_login_needs_no_revocation_read(api, monkeypatch):
+    # The login read the user just before issuing the JWT: that counts as its check.
+    # Other routes still read on every request, and so refresh the check's time.
+    ada = await api.new_user("ada")
+    asked = count_revocation_checks(monkeypatch)
+    for _ in range(2):
+        assert (await api.request("POST", SOCKET_TOKEN, token=ada.token)).status == 200
+    assert asked == []
+    assert (await api.request("GET", "/api/v1/user/me", token=ada.token)).status == 200
+    assert len(asked) == 1
+    assert (await api.request("GET", SOCKET_TOKEN, token=ada.token)).status == 200
+    assert len(asked) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_logout_or_an_end_of_sessions_here_is_read_at_once(api, monkeypatch):
+    ada = await api.new_user("ada")
+    other = await api.login("ada")  # a second session of ada's
+    bob = await api.new_user("bob")
+    asked = count_revocation_checks(monkeypatch)
+    assert (await api.request("POST", "/api/v1/user/logout", token=bob.token)).status == 200
+    refused = await api.request("POST", SOCKET_TOKEN, token=bob.token)
+    assert (refused.status, refused.error_code) == (401, "invalid_token")
+    changed = await api.request(
+        "POST",
+        "/api/v1/user/password",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        token=ada.token,
+    )
+    assert changed.status == 200, changed.body
+    refused = await api.request("POST", SOCKET_TOKEN, token=other.body["token"])
+    assert (refused.status, refused.error_code) == (401, "invalid_token")
+    assert (await api.request("POST", SOCKET_TOKEN, token=ada.token)).status == 200  # kept
+    assert len(asked) == 5  # logout, password change, and each socket-token request
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_login_that_read_the_user_before_its_sessions_ended_gets_no_socket_token(
+    api, monkeypatch
+):
+    # The login reads ada with her old password and session epoch; her password changes
+    # (ending her other sessions) before the login issues its JWT, of the old epoch. That
+    # JWT is revoked, though issued after the change: its check counts from the read.
+    ada = await api.new_user("ada")
+    read, go_on = asyncio.Event(), asyncio.Event()
+    find_by_login = UserStore.find_by_login
+
+    async def held(self: UserStore, login: str) -> Any:
+        user = await find_by_login(self, login)
+        if not read.is_set():
+            read.set()
+            await go_on.wait()
+        return user
+
+    monkeypatch.setattr(UserStore, "find_by_login", held)
+    login = asyncio.ensure_future(api.login("ada"))
+    await asyncio.wait_for(read.wait(), 10)
+    changed = await api.request(
+        "POST",
+        "/api/v1/user/password",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        token=ada.token,
+    )
+    assert changed.status == 200, changed.body
+    go_on.set()
+    stale = await login
+    assert stale.status == 200, stale.body  # the password it checked was right then
+    refused = await api.request("POST", SOCKET_TOKEN, token=stale.body["token"])
+    assert (refused.status, refused.error_code) == (401, "invalid_token")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_socket_token_request_reads_when_the_rooms_cannot_tell(
+    api, app, registry, monkeypatch
+):
+    # Revoked in the database with no room's end, then the manager forgets: the
+    # socket-token request reads, and refuses.
+    ada = await api.new_user("ada")
+    await app.settings["services"].tokens.revoke(await principal_of(app, ada.token))
+    await forget_every_room_end_so_far(monkeypatch, registry)
+    asked = count_revocation_checks(monkeypatch)
+    refused = await api.request("POST", SOCKET_TOKEN, token=ada.token)
+    assert (refused.status, refused.error_code) == (401, "invalid_token")
+    assert len(asked) == 1

@@ -1,6 +1,6 @@
-"""With REDIS_URL, a handshake always reads its JWT's revocation: another process's
-logout reaches this one as a Redis message, and one lost while the subscriber
-reconnects would leave no room's end here to tell of it."""
+"""With REDIS_URL, a handshake and a socket-token request always read their JWT's
+revocation: another process's logout reaches this one as a Redis message, and one
+lost while the subscriber reconnects would leave no room's end here to tell of it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 from conftest import REDIS_URL
-from test_handshake_revocation_check import REFUSED, count_revocation_checks, principal_of
+from test_handshake_revocation_check import (
+    REFUSED,
+    SOCKET_TOKEN,
+    count_revocation_checks,
+    principal_of,
+)
 
 # The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("redis")
@@ -30,4 +35,13 @@ async def test_a_revocation_no_room_end_told_of_is_read(api, app, sockets, monke
     assert (await sockets.refused(revoked)).connect_errors == REFUSED
     client = await sockets.connect(live)
     assert client.client.connected
+    assert len(asked) == 2
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_every_socket_token_request_reads(api, monkeypatch):
+    ada = await api.new_user("ada")
+    asked = count_revocation_checks(monkeypatch)
+    for _ in range(2):
+        assert (await api.request("POST", SOCKET_TOKEN, token=ada.token)).status == 200
     assert len(asked) == 2

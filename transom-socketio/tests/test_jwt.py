@@ -281,3 +281,19 @@ async def test_a_refused_token_is_refused_again_after_its_valid_twin_was_kept(ap
         await assert_refused(api, f"{header}.{payload}.{flipped}")
         await assert_refused(api, f"{header}.{payload}")
         await assert_refused(api, f"{user.token}A")
+
+
+@pytest.mark.gen_test
+async def test_a_token_kept_at_login_is_what_decoding_it_gives(api, app):
+    # The login keeps the JWT it issues, so its first use skips PyJWT: what it keeps
+    # must be what verifying the token gives (every claim, the expiry to the second).
+    user = await api.new_user()
+    tokens = app.settings["services"].tokens
+    kept = tokens.decode(user.token)
+    assert kept._revocation_checked_at is not None  # kept by the login, not decoded here
+    verified = tokens._verify(user.token)
+    assert (kept, kept.expires_at, kept.session_epoch) == (
+        verified,
+        verified.expires_at,
+        verified.session_epoch,
+    )

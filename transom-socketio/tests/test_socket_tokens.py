@@ -358,10 +358,9 @@ def count_queries(
 
 
 @pytest.mark.gen_test
-async def test_the_only_consumer_reads_and_deletes_a_batch_without_a_claim(
-    api, registry, db, monkeypatch
-):
-    # Lone or together, a handshake costs a read and a delete; every token once, its own.
+async def test_the_only_consumer_deletes_a_batch_without_a_claim(api, registry, db, monkeypatch):
+    # A batch of tokens all issued here costs one delete: their grants are remembered.
+    # One with a token issued elsewhere is read first. Every token once, its own.
     principal = await new_principal(api, registry)
     store = sole_store(db)
     elsewhere = SocketTokenStore(db, ttl_seconds=30)
@@ -369,37 +368,91 @@ async def test_the_only_consumer_reads_and_deletes_a_batch_without_a_claim(
     tokens.append((await elsewhere.issue(principal)).token)  # an earlier run's, say
     sent = count_queries(monkeypatch, store)
     assert await store.consume(tokens[0]) == grant_of(principal, issued_here=True)
-    assert sent == ["find", "delete_many"]
-    grants = await asyncio.gather(*(store.consume(token) for token in [*tokens[1:], tokens[1]]))
-    assert grants == [grant_of(principal, issued_here=True)] * 3 + [grant_of(principal), None]
-    assert sent == ["find", "delete_many"] * 2
+    assert sent == ["delete_many"]
+    assert (
+        await asyncio.gather(store.consume(tokens[1]), store.consume(tokens[2]))
+        == [grant_of(principal, issued_here=True)] * 2
+    )
+    assert sent == ["delete_many"] * 2
+    grants = await asyncio.gather(*(store.consume(token) for token in [*tokens[3:], tokens[3]]))
+    assert grants == [grant_of(principal, issued_here=True), grant_of(principal), None]
+    assert sent == ["delete_many"] * 2 + ["find", "delete_many"]
     assert await db["socket_tokens"].count_documents({}) == 0
     assert await asyncio.gather(*(store.consume(token) for token in tokens)) == [None] * 5
+
+
+async def consume_while_the_ttl_monitor_takes(
+    store: SocketTokenStore, db: Any, monkeypatch: Any, tokens: list[str], taken: str
+) -> list[Any]:
+    """The grants of ``tokens``, consumed in one batch, while the TTL monitor removes
+    ``taken`` just before the batch's delete."""
+    collection = store._collection
+    monkeypatch.setattr(store, "_collection", collection)
+    delete_many = collection.delete_many
+
+    async def after_the_ttl_monitor(*args: Any, **kwargs: Any) -> Any:
+        await db["socket_tokens"].delete_one({"_id": sha256(taken)})
+        return await delete_many(*args, **kwargs)
+
+    monkeypatch.setattr(collection, "delete_many", after_the_ttl_monitor)
+    return await asyncio.gather(*(store.consume(token) for token in tokens))
 
 
 @pytest.mark.gen_test
 async def test_a_token_the_ttl_monitor_takes_between_read_and_delete_is_refused_alone(
     api, registry, db, monkeypatch
 ):
-    # The second token is about to expire when the batch reads it, and gone before the
-    # batch's delete, as the TTL monitor removes it: it alone is refused.
+    # Tokens this process does not remember are read. The second is about to expire
+    # when the batch reads it, and gone before the batch's delete, as the TTL monitor
+    # removes it: it alone is refused.
     principal = await new_principal(api, registry)
-    store = sole_store(db)
+    store = SocketTokenStore(db, ttl_seconds=30, remember_at_most=0, sole_consumer=True)
     tokens = await issued(store, principal, 3)
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     await db["socket_tokens"].update_one({"_id": sha256(tokens[1])}, {"$set": {"expires_at": soon}})
-    collection = store._collection
-    monkeypatch.setattr(store, "_collection", collection)
-    delete_many = collection.delete_many
-
-    async def after_the_ttl_monitor(*args: Any, **kwargs: Any) -> Any:
-        await db["socket_tokens"].delete_one({"_id": sha256(tokens[1])})
-        return await delete_many(*args, **kwargs)
-
-    monkeypatch.setattr(collection, "delete_many", after_the_ttl_monitor)
-    grants = await asyncio.gather(*(store.consume(token) for token in tokens))
+    grants = await consume_while_the_ttl_monitor_takes(store, db, monkeypatch, tokens, tokens[1])
     assert [grant is not None for grant in grants] == [True, False, True]
     assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_remembered_token_the_ttl_monitor_takes_before_the_delete_is_refused_alone(
+    api, registry, db, monkeypatch
+):
+    # Tokens issued here are deleted without a read. The one issued first is within
+    # CLOCK_SKEW_SECONDS of its expiry and the TTL monitor takes it before the delete:
+    # the delete removes one fewer, which only that token's expiry explains.
+    principal = await new_principal(api, registry)
+    store = SocketTokenStore(db, ttl_seconds=10, sole_consumer=True)
+    ending = (await store.issue(principal)).token
+    await asyncio.sleep(10 - nonces_module.CLOCK_SKEW_SECONDS + 0.5)
+    tokens = [(await store.issue(principal)).token, ending, (await store.issue(principal)).token]
+    sent = count_queries(monkeypatch, store)
+    grants = await consume_while_the_ttl_monitor_takes(store, db, monkeypatch, tokens, ending)
+    assert [grant is not None for grant in grants] == [True, False, True]
+    assert sent == ["delete_many"]
+    assert await db["socket_tokens"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize("voiding", ["logout", "end of the user's other sessions"])
+@pytest.mark.gen_test
+async def test_a_token_voided_after_it_was_issued_here_is_refused_alone(
+    api, registry, db, monkeypatch, voiding
+):
+    # A voided token's remembered grant is forgotten with it: its batch reads, finds it
+    # gone and refuses it alone, where a delete without a read would have removed one
+    # fewer than asked and refused the whole batch.
+    principal, other = await new_principal(api, registry), await new_principal(api, registry)
+    store = sole_store(db)
+    voided, kept = (await store.issue(principal)).token, (await store.issue(other)).token
+    if voiding == "logout":
+        await store.discard_for_jwt(principal.jti)
+    else:
+        await store.discard_for_user(principal.user_id, keep_jti="another-session")
+    sent = count_queries(monkeypatch, store)
+    grants = await asyncio.gather(store.consume(voided), store.consume(kept))
+    assert grants == [None, grant_of(other, issued_here=True)]
+    assert sent == ["find", "delete_many"]
 
 
 @pytest.mark.gen_test

@@ -8,6 +8,7 @@ the same objects under the transom names, for action modules and user code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from .realtime.channel_presence import ChannelPresence, LocalChannelPresence
 from .realtime.channels import ChannelManager, Channels
 from .realtime.events import ClientEvents
 from .realtime.message_client import MessageClient
+from .realtime.rooms import sessions_ended_since
 from .realtime.server import create_socket_server
 from .registry import Registry
 
@@ -126,6 +128,7 @@ class Services:
                 settings.jwt_ttl_seconds,
                 revocations,
                 previous_secret=settings.jwt_previous_secret,
+                session_ends=functools.partial(sessions_ended_since, sio.manager),
             ),
             login_throttle=LoginThrottle(
                 database, settings.login_max_failures, settings.login_lockout_seconds

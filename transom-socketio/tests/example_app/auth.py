@@ -100,6 +100,10 @@ SOCKET_TOKEN: dict[str, Any] = {
 
 class SocketTokenHandler(AuthenticatedHandler):
     head_like_get = False  # its GET issues a token: HEAD answers 405
+    # With sockets in one process, a JWT this process found live (at login, or on a
+    # request) is not read again unless it or its user's sessions ended since: the
+    # token's handshake asks the same (transom_socketio/web/base.py).
+    recent_revocation_check_will_do = True
 
     @operation(**SOCKET_TOKEN, operation_id="getSocketToken", errors=(429, 503))
     async def get(self) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,7 @@ class Accounts:
         ``invalid_credentials`` for an unknown account as for a wrong password."""
         services = self.services
         login = body.username or body.email or ""
+        read_at = time.monotonic()  # the JWT's first revocation check (tokens.issue)
         user = await services.users.find_by_login(login)
         # One budget per account whichever identifier was typed (SECURITY.md).
         account = f"user:{user['_id']}" if user else f"login:{normalise_identifier(login)}"
@@ -166,7 +168,7 @@ class Accounts:
             with contextlib.suppress(HashingBusy):  # the upgrade can wait for the next login
                 hashed = await services.passwords.hash(body.password)
                 await services.users.set_password_hash(user["_id"], hashed)
-        issued = services.tokens.issue(user)
+        issued = services.tokens.issue(user, live_at=read_at)
         return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
 
     async def log_out(self, principal: Principal) -> None:

@@ -14,7 +14,8 @@ together are consumed together, selecting by ``_id`` with ``$in``:
 
 - with sockets in one process (no REDIS_URL), the process is the only one that
   consumes or voids tokens: the live ones are read (``find``) and deleted
-  (``delete_many``), two queries (``_read_and_delete``);
+  (``delete_many``), two queries (``_read_and_delete``); a batch of tokens all issued
+  here needs no read, only the delete (``_delete_remembered``);
 - with several, the live, unclaimed ones are claimed (``update_many`` stamping the
   batch's id: each document's update is atomic, so a token goes to one batch in any
   process), read back by that stamp and deleted (``_claim_all``).
@@ -35,8 +36,9 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
@@ -68,6 +70,10 @@ CHECKED_AT = "checked_at"
 REMEMBER_AT_MOST = 10_000
 
 
+# A grant this process remembers: its token's expiry (``time.monotonic()``) and the grant.
+Remembered = tuple[float, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class IssuedSocketToken:
     token: str
@@ -97,6 +103,28 @@ def _answers(
     ]
 
 
+def _grant(remembered: Remembered | None) -> dict[str, Any] | None:
+    return None if remembered is None else remembered[1]
+
+
+def _explain_lost(deleting: set[str], lost: int, ending: set[str]) -> set[str]:
+    """The tokens of ``deleting`` a batch may grant when its delete removed ``lost``
+    fewer than it asked for. Only the TTL monitor may have taken some, and only of the
+    tokens ``ending`` about then: those are refused. If that does not explain the loss,
+    another process consumes tokens too (several processes without REDIS_URL): which
+    ones it took is unknown, so none is granted, and that is logged."""
+    if not lost:
+        return deleting
+    if lost > len(ending & deleting):
+        log.warning(
+            "socket handshakes refused: another process consumed %d of their tokens "
+            "meanwhile; without REDIS_URL the app must run as one process",
+            lost - len(ending & deleting),
+        )
+        return set()
+    return deleting - ending
+
+
 def jwt_unexpired(grant: dict[str, Any]) -> bool:
     """Whether the JWT that minted the token of ``grant`` has not expired yet."""
     exp = grant.get("exp")
@@ -122,9 +150,9 @@ class SocketTokenStore:
         self._revocations = revocations if revocations is not None else RevocationStore(database)
         self._ttl = ttl_seconds
         self._remember_at_most = remember_at_most
-        # hash -> (when to forget it, its grant), oldest first: what the document holds,
-        # so the read of a handshake for a token issued here needs no grant.
-        self._issued: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        # hash -> (its expiry, its grant), oldest first: what the document holds, so a
+        # batch of handshakes for tokens issued here needs no read.
+        self._issued: OrderedDict[str, Remembered] = OrderedDict()
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all)
         # With sockets in one process (no REDIS_URL), this store is the only one that
         # consumes or voids socket tokens, and a batch needs no claim (``_read_and_delete``);
@@ -150,13 +178,14 @@ class SocketTokenStore:
             "sep": principal.session_epoch,
         }
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl)
+        deadline = time.monotonic() + self._ttl  # the same expiry, on this process's clock
         await self._inserts.submit({"_id": key, **grant, "expires_at": expires_at})
         if principal._revocation_checked_at is not None:
             grant[CHECKED_AT] = principal._revocation_checked_at
-        self._remember(key, grant)
+        self._remember(key, deadline, grant)
         return IssuedSocketToken(token, self._ttl)
 
-    def _remember(self, key: str, grant: dict[str, Any]) -> None:
+    def _remember(self, key: str, deadline: float, grant: dict[str, Any]) -> None:
         now = time.monotonic()
         issued = self._issued
         while issued and (
@@ -164,13 +193,19 @@ class SocketTokenStore:
         ):
             issued.popitem(last=False)  # the oldest: past its token's expiry, or one too many
         if self._remember_at_most > 0:
-            issued[key] = (now + self._ttl, grant)
+            issued[key] = (deadline, grant)
 
-    def _recall(self, key: str) -> dict[str, Any] | None:
-        """The grant of a token issued here (forgotten as it is recalled), with
-        ``CHECKED_AT`` when its request's revocation check is known, else None."""
-        remembered = self._issued.pop(key, None)
-        return None if remembered is None else remembered[1]
+    def _recall(self, key: str) -> Remembered | None:
+        """The expiry (``time.monotonic()``) and grant of a token issued here (forgotten as
+        it is recalled), the grant with ``CHECKED_AT`` when its request's revocation check
+        is known; None for a token not issued here, or forgotten."""
+        return self._issued.pop(key, None)
+
+    def _forget(self, voided: Callable[[dict[str, Any]], bool]) -> None:
+        """Forget the grants of the tokens being voided, so that a handshake with one
+        reads the database (which no longer has it) instead of trusting its grant."""
+        for key in [key for key, (_, grant) in self._issued.items() if voided(grant)]:
+            del self._issued[key]
 
     async def _insert_all(self, documents: list[dict[str, Any]]) -> list[BaseException | None]:
         """Insert a batch; a document the database refused fails only its own caller."""
@@ -217,7 +252,7 @@ class SocketTokenStore:
         (A lone handshake goes the same way: ``find_one_and_delete`` would be one query,
         but the embedded test database answers it by scanning the collection.)
         """
-        remembered = [self._recall(key) for key in keys]
+        remembered = [_grant(self._recall(key)) for key in keys]
         batch = ObjectId()
         claim = await self._collection.update_many(_live(keys), {"$set": {CLAIMED_BY: batch}})
         if claim.modified_count == len(keys) and None not in remembered:
@@ -236,40 +271,49 @@ class SocketTokenStore:
         self, keys: list[str]
     ) -> list[dict[str, Any] | BaseException | None]:
         """Consume distinct token hashes, when this store is the only one that consumes or
-        voids tokens: the live ones are read, deleted, and granted. Exactly once: only
-        batches of this store delete tokens (with distinct hashes: ``_consuming``), and
-        voidings (logout) only when no batch is between its read and its delete (the
-        lock); the TTL monitor may remove one meanwhile, but only a token about to
-        expire, which was live when read and which no one else is granted.
-
-        If the delete removed fewer tokens than the TTL monitor can explain, another
-        process consumes tokens too (several processes without REDIS_URL): which ones
-        it took is unknown, so none of the batch is granted, and that is logged."""
-        remembered = [self._recall(key) for key in keys]
-        projection = {"_id": 1, "expires_at": 1}
-        if None in remembered:
-            projection |= GRANT
+        voids tokens: the live ones are read, deleted, and granted (a batch of tokens all
+        issued here needs no read: ``_delete_remembered``). Exactly once: only batches of
+        this store delete tokens (with distinct hashes: ``_consuming``), and voidings
+        (logout) only when no batch is between its read and its delete (the lock); the
+        TTL monitor may remove one meanwhile, but only a token about to expire, which
+        was live when read and which no one else is granted (``_explain_lost``)."""
         async with self._deleting:
-            read = self._collection.find(_live(keys), projection)
+            recalled = [self._recall(key) for key in keys]
+            if None not in recalled:
+                return await self._delete_remembered(keys, cast(list[Remembered], recalled))
+            remembered = [_grant(r) for r in recalled]
+            read = self._collection.find(_live(keys), {"_id": 1, "expires_at": 1, **GRANT})
             found = {doc.pop("_id"): doc async for doc in read}
             if not found:
                 return [None] * len(keys)
             deleted = await self._collection.delete_many({"_id": {"$in": list(found)}})
-        lost = len(found) - deleted.deleted_count
-        if lost:
-            # What the TTL monitor may have taken (its clock may run ahead of ours).
-            expiring = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CLOCK_SKEW_SECONDS)
-            ending = {key for key, doc in found.items() if doc["expires_at"] <= expiring}
-            if lost > len(ending):
-                log.warning(
-                    "socket handshakes refused: another process consumed %d of their tokens "
-                    "meanwhile; without REDIS_URL the app must run as one process",
-                    lost - len(ending),
-                )
-                return [None] * len(keys)
-            for key in ending:
-                del found[key]
-        return _answers(keys, remembered, found)
+        # What the TTL monitor may have taken (its clock may run ahead of ours).
+        expiring = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CLOCK_SKEW_SECONDS)
+        ending = {key for key, doc in found.items() if doc["expires_at"] <= expiring}
+        kept = _explain_lost(set(found), len(found) - deleted.deleted_count, ending)
+        return _answers(keys, remembered, {key: found[key] for key in kept})
+
+    async def _delete_remembered(
+        self, keys: list[str], recalled: list[Remembered]
+    ) -> list[dict[str, Any] | BaseException | None]:
+        """Consume tokens all issued here (under ``_deleting``): their grants are
+        remembered, so the unexpired ones are deleted, with no read, and granted. A token
+        voided since it was issued is not among them: its grant was forgotten
+        (``_forget``), and its batch went the way of ``_read_and_delete``."""
+        now = time.monotonic()
+        live = [key for key, (deadline, _) in zip(keys, recalled, strict=True) if deadline > now]
+        if not live:
+            return [None] * len(keys)
+        deleted = await self._collection.delete_many({"_id": {"$in": live}, **_unexpired()})
+        ending = {
+            key
+            for key, (deadline, _) in zip(keys, recalled, strict=True)
+            if deadline - now <= CLOCK_SKEW_SECONDS
+        }
+        kept = _explain_lost(set(live), len(live) - deleted.deleted_count, ending)
+        return [
+            grant if key in kept else None for key, (_, grant) in zip(keys, recalled, strict=True)
+        ]
 
     async def session_is_live(self, grant: dict[str, Any]) -> bool:
         """Whether the JWT that minted a consumed token still holds: not expired, and not
@@ -285,6 +329,7 @@ class SocketTokenStore:
     async def discard_for_jwt(self, jti: str) -> None:
         """Void the unused socket tokens minted with a JWT (on logout)."""
         async with self._deleting:
+            self._forget(lambda grant: grant["jti"] == jti)
             await self._collection.delete_many({"jti": jti})
 
     async def discard_for_user(self, user_id: str, keep_jti: str | None = None) -> None:
@@ -294,4 +339,5 @@ class SocketTokenStore:
         if keep_jti is not None:
             query["jti"] = {"$exists": True, "$ne": keep_jti}
         async with self._deleting:
+            self._forget(lambda grant: grant["user"]["_id"] == user_id and grant["jti"] != keep_jti)
             await self._collection.delete_many(query)

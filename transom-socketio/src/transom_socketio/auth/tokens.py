@@ -11,6 +11,7 @@ import datetime as dt
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -32,8 +33,15 @@ MAX_EPOCH = 2**53
 # Tokens whose signature and claims were verified, kept so that a client's next request
 # with the same JWT skips PyJWT (about 100 µs: a reconnecting client's socket-token
 # request, every REST call). Only tokens that passed are kept, with their expiry, which
-# is checked again on every use; revocation is checked on every request regardless.
+# is checked again on every use; revocation is checked on every request (but see
+# ``authenticate``'s ``recent_check_will_do``).
 VERIFIED_KEPT = 4096
+
+# Whether a JWT's session (its user's sessions, or the JWT itself) ended at or after
+# a time (``time.monotonic()``), when that is known without the database: the room
+# manager's record of room ends with sockets in one process (realtime/rooms.py,
+# ``sessions_ended_since``). Arguments: user id, jti, time. None: not known.
+SessionEnds = Callable[[str, str, float], bool | None]
 
 
 class InvalidToken(Exception):
@@ -81,6 +89,7 @@ class TokenService:
         ttl_seconds: int,
         revocations: RevocationStore,
         previous_secret: str | None = None,
+        session_ends: SessionEnds | None = None,
     ) -> None:
         self._secret = secret
         # During a JWT_SECRET rotation, tokens signed with the previous secret stay
@@ -88,21 +97,42 @@ class TokenService:
         self._verification_secrets = [secret] + ([previous_secret] if previous_secret else [])
         self._ttl = ttl_seconds
         self._revocations = revocations
+        self._session_ends = session_ends
+        # JWT -> (its expiry, its principal, with the start of its last revocation check
+        # here that found it live, if any).
         self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
-    def issue(self, user: dict[str, Any]) -> IssuedToken:
+    def issue(self, user: dict[str, Any], live_at: float | None = None) -> IssuedToken:
+        """A JWT for ``user`` (as just read). ``live_at``: when the read of ``user``
+        began (``time.monotonic()``), which counts as the JWT's first revocation check:
+        its jti is new, and an end of the user's sessions that the read did not see
+        raised the epoch after that time (``authenticate``)."""
         now = dt.datetime.now(dt.UTC)
+        expires = now + dt.timedelta(seconds=self._ttl)
         jti = secrets.token_urlsafe(16)
         claims = {
             "sub": str(user["_id"]),
             "username": user.get("username"),
             "groups": list(user.get("groups", [])),
             "iat": now,
-            "exp": now + dt.timedelta(seconds=self._ttl),
+            "exp": expires,
             "jti": jti,
             "sep": int(user.get("session_epoch", 0)),
         }
-        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl, jti)
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        if live_at is not None:
+            # What decoding it would give (PyJWT writes dates as whole seconds).
+            principal = _principal(
+                {**claims, "iat": int(now.timestamp()), "exp": int(expires.timestamp())}
+            )
+            self._keep(token, replace(principal, _revocation_checked_at=live_at))
+        return IssuedToken(token, self._ttl, jti)
+
+    def _keep(self, token: str, principal: Principal) -> None:
+        self._verified[token] = (principal.expires_at.timestamp(), principal)
+        self._verified.move_to_end(token)
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.popitem(last=False)
 
     def decode(self, token: str) -> Principal:
         """Verify signature, algorithm and expiry; raise InvalidToken otherwise."""
@@ -115,9 +145,7 @@ class TokenService:
             self._verified.move_to_end(token)
             return principal
         principal = self._verify(token)
-        self._verified[token] = (principal.expires_at.timestamp(), principal)
-        if len(self._verified) > VERIFIED_KEPT:
-            self._verified.popitem(last=False)
+        self._keep(token, principal)
         return principal
 
     def _verify(self, token: str) -> Principal:
@@ -140,13 +168,36 @@ class TokenService:
             raise InvalidToken("the token is invalid")
         return _principal(claims)
 
-    async def authenticate(self, token: str) -> Principal:
+    async def authenticate(self, token: str, recent_check_will_do: bool = False) -> Principal:
+        """The JWT's principal if it is valid and not revoked, else InvalidToken.
+
+        ``recent_check_will_do`` (the socket-token request): no database read when a
+        check made here found the JWT live and no session of it has ended since, as
+        ``session_ends`` knows: with sockets in one process, where every logout and
+        every end of a user's sessions ends a room here after its revocation is
+        written, and for as long as the room manager remembers those ends (10 minutes).
+        The principal then carries that check's time, which the handshake of its token
+        asks the same question about."""
         principal = self.decode(token)
+        if recent_check_will_do and self._still_live(principal):
+            return principal
         revocations = self._revocations
         checked_at = time.monotonic()
         if await revocations.is_revoked(principal.jti, principal.user_id, principal.session_epoch):
             raise InvalidToken("the token has been revoked")
-        return replace(principal, _revocation_checked_at=checked_at)
+        checked = replace(principal, _revocation_checked_at=checked_at)
+        kept = self._verified.get(token)
+        if kept is not None and _checked_before(kept[1], checked_at):
+            self._verified[token] = (kept[0], checked)
+        return checked
+
+    def _still_live(self, principal: Principal) -> bool:
+        """Whether a recent check here found ``principal``'s JWT live, and no session of
+        it has ended since, as far as this process knows without the database."""
+        checked_at = principal._revocation_checked_at
+        if checked_at is None or self._session_ends is None:
+            return False
+        return self._session_ends(principal.user_id, principal.jti, checked_at) is False
 
     async def revoke(self, principal: Principal) -> None:
         await self._revocations.revoke(principal.jti, principal.expires_at)
@@ -156,6 +207,11 @@ class TokenService:
     ) -> None:
         """Revoke the user's JWTs of epochs before ``epoch``, but ``keep_jti``."""
         await self._revocations.end_sessions(user_id, epoch, keep_jti, until)
+
+
+def _checked_before(principal: Principal, checked_at: float) -> bool:
+    earlier = principal._revocation_checked_at
+    return earlier is None or earlier < checked_at
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

@@ -35,6 +35,7 @@ from .rooms import (
     counted_room,
     disconnect_local_sockets,
     jwt_room,
+    sessions_ended_since,
     user_room,
 )
 from .session_expiry import SessionExpiry
@@ -258,10 +259,9 @@ class Handshake:
         end of the user's sessions, that the check did not see ends the JWT's or the
         user's room after it, here (accounts.py), so the rooms tell. None otherwise."""
         checked_at = grant.get(CHECKED_AT)
-        manager = self._sio.manager
-        if not isinstance(checked_at, float) or not manager.records_every_room_end:
+        if not isinstance(checked_at, float):
             return None
-        ended = manager.ended_since((user_room(user_id), jwt_room(grant["jti"])), checked_at)
+        ended = sessions_ended_since(self._sio.manager, user_id, grant["jti"], checked_at)
         if ended is None:
             return None
         return not ended and jwt_unexpired(grant)

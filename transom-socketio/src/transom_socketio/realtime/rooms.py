@@ -48,6 +48,16 @@ def counted_room(user_id: str) -> str:
     return f"sockets:{user_id}"
 
 
+def sessions_ended_since(manager: RoomManager, user_id: str, jti: str, since: float) -> bool | None:
+    """Whether the JWT ``jti`` of ``user_id`` was logged out, or every session of the
+    user ended, at ``since`` (``time.monotonic()``) or later, when the rooms can tell:
+    with sockets in one process, each of these ends the JWT's or the user's room here
+    after its revocation is written (auth/accounts.py). None when they cannot."""
+    if not manager.records_every_room_end:
+        return None
+    return manager.ended_since((user_room(user_id), jwt_room(jti)), since)
+
+
 async def disconnect_local_sockets(manager: RoomManager, room: str, namespace: str) -> None:
     """Disconnect the sockets of ``room`` that this process holds, including those whose
     handshake is still running: each of these ends as soon as its handshake does. The

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from asyncio import Future
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import tornado.escape
 import tornado.httputil
@@ -317,6 +317,10 @@ class AuthenticatedHandler(BaseHandler):
     """A handler whose every method requires ``Authorization: Bearer <JWT>``."""
 
     current_user: Principal
+    # Whether a check made here recently, that the JWT is not revoked, will do instead of
+    # a database read (``TokenService.authenticate``): set on the socket-token routes,
+    # whose handshake asks again whether the JWT's sessions ended since that check.
+    recent_revocation_check_will_do: ClassVar[bool] = False
 
     async def check_request(self) -> None:
         await super().check_request()
@@ -332,7 +336,7 @@ class AuthenticatedHandler(BaseHandler):
             raise unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'")
         tokens = self.services.tokens
         try:
-            return await tokens.authenticate(token.strip())
+            return await tokens.authenticate(token.strip(), self.recent_revocation_check_will_do)
         except InvalidToken as error:
             raise unauthorized("invalid_token", str(error)) from None
 
