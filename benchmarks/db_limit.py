@@ -9,22 +9,24 @@ the indexes from its ``app.all_indexes``, the garbage collector tuned by its
 (``EVENT_LOOP``), as the app's server does. With ``--uri`` it uses
 that database instead.
 
-- token: ``revoked_tokens.find_one({_id: jti}, {_id: 1})`` (the JWT revocation
-  check) then ``socket_tokens.insert_one({...})`` (the nonce), as
+What the benchmark's clients cost the app's database (engine 0.3.2, one process,
+no REDIS_URL): each logs in, then asks for a socket token and connects with it. The
+login counts as the JWT's revocation check, so the socket-token request reads no
+revocation, and the app remembers the grants of the tokens it issued, so a batch of
+their handshakes reads nothing either (auth/tokens.py, auth/nonces.py):
+
+- token: ``socket_tokens.insert_one({...})`` (the nonce), as
   ``POST /api/v1/user/sockettoken`` does;
-- handshake: ``socket_tokens.find({_id: {$in: [hash]}, expires_at: {$gt: now},
-  claimed_by: {$exists: false}}, {_id: 1})`` then ``delete_many({_id: {$in: found},
-  expires_at: {$gt: now}})``, on tokens inserted just before (not timed), as a lone
-  Socket.IO handshake does (``SocketTokenStore._consume_all``; the app remembers the
-  grants of the tokens it issued, and its handshakes read no revocation when the
-  rooms can tell, realtime/handshake.py);
-- connect: the three, one after the other, per connection (token + handshake);
+- handshake: ``socket_tokens.delete_many({_id: {$in: [hash]}, expires_at: {$gt:
+  now}})``, on tokens inserted just before (not timed), as a lone Socket.IO handshake
+  does (``SocketTokenStore._delete_remembered``);
+- connect: the two, one after the other, per connection (token + handshake);
 - token_batched: what the app sends when ``--concurrency`` token requests arrive
-  together (its ``batching.Batcher``): one ``revoked_tokens.find({_id: {$in: jtis}})``
-  and one ``socket_tokens.insert_many`` for the whole batch, batch after batch;
+  together (its ``batching.Batcher``): one ``socket_tokens.insert_many`` for the whole
+  batch, batch after batch;
 - connect_batched: the same for ``--concurrency`` connections at once, token half
-  then handshake half: the two above, then the handshake's ``find`` and
-  ``delete_many`` for the whole batch (what the app's handshakes send together).
+  then handshake half: the ``insert_many``, then one ``delete_many`` for the whole
+  batch (what the app's handshakes send together).
 
 ``--concurrency`` tasks run the operations for ``--duration`` seconds (token,
 connect) or until ``--handshakes`` tokens are consumed. Prints one JSON object.
@@ -91,29 +93,22 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     await db.ensure_indexes(database, indexes)
     # The garbage collector set up as the app's server sets it up once started.
     importlib.import_module("transom_socketio.server").tune_garbage_collector()
-    revoked = database["revoked_tokens"]
     nonces = database["socket_tokens"]
     user_id = "0" * 24
     jtis = [secrets.token_urlsafe(16) for _ in range(args.concurrency)]
 
     async def token_op(worker: int) -> str:
-        """The revocation check and the insert of one token; returns the token's hash."""
-        await revoked.find_one({"_id": jtis[worker]}, projection={"_id": 1})
+        """The insert of one token; returns the token's hash."""
         doc = nonce_doc(user_id, jtis[worker], 600)
         await nonces.insert_one(doc)
         return doc["_id"]
 
     async def consume_batch_op(hashes: list[str]) -> int:
-        """The app's handshake queries for a batch (of one, or more): the live tokens are
-        read, then deleted; returns how many were consumed."""
-        live = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}, "claimed_by": {"$exists": False}}
-        read = nonces.find({"_id": {"$in": hashes}, **live}, {"_id": 1})
-        found = [doc["_id"] async for doc in read]
-        if not found:
-            return 0
+        """The app's handshake query for a batch (of one, or more) of tokens it issued:
+        the live ones deleted; returns how many were consumed."""
         unexpired = {"expires_at": {"$gt": dt.datetime.now(dt.UTC)}}
-        deleted = await nonces.delete_many({"_id": {"$in": found}, **unexpired})
-        return deleted.deleted_count if deleted.deleted_count == len(found) else 0
+        deleted = await nonces.delete_many({"_id": {"$in": hashes}, **unexpired})
+        return deleted.deleted_count if deleted.deleted_count == len(hashes) else 0
 
     async def consume_op(token_hash: str) -> bool:
         """A lone handshake's queries: whether it consumed the token."""
@@ -182,8 +177,6 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
 
     async def token_batch_op() -> list[str]:
         """One batch of --concurrency tokens as the app sends it; returns their hashes."""
-        found = revoked.find({"_id": {"$in": jtis}}, projection={"_id": 1})
-        _ = [doc async for doc in found]
         docs = [nonce_doc(user_id, jti, 600) for jti in jtis]
         await nonces.insert_many(docs, ordered=False)
         return [doc["_id"] for doc in docs]
@@ -215,22 +208,21 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     return {
         "concurrency": args.concurrency,
         "token": {
-            "queries": "revoked_tokens.find_one + socket_tokens.insert_one",
+            "queries": "socket_tokens.insert_one",
             "ops": len(token_latencies),
             "seconds": round(token_seconds, 3),
             "per_s": round(len(token_latencies) / token_seconds, 3),
             "latency_ms": summary(token_latencies),
         },
         "token_batched": {
-            "queries": f"revoked_tokens.find $in + socket_tokens.insert_many, "
-            f"{args.concurrency} tokens per batch",
+            "queries": f"socket_tokens.insert_many, {args.concurrency} tokens per batch",
             "ops": batched_tokens,
             "seconds": round(batched_seconds, 3),
             "per_s": round(batched_tokens / batched_seconds, 3),
             "latency_ms": summary(batched_latencies),
         },
         "connect_batched": {
-            "queries": f"token_batched, then socket_tokens.find $in + delete_many, "
+            "queries": f"token_batched, then socket_tokens.delete_many $in, "
             f"{args.concurrency} connections per batch",
             "ops": connects,
             "seconds": round(connects_seconds, 3),
@@ -238,7 +230,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "latency_ms": summary(connects_latencies),
         },
         "handshake": {
-            "queries": "socket_tokens.find $in + delete_many",
+            "queries": "socket_tokens.delete_many $in",
             "ops": len(handshake_latencies),
             "consumed": consumed,
             "seconds": round(handshake_seconds, 3),
@@ -246,8 +238,7 @@ async def measure(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             "latency_ms": summary(handshake_latencies),
         },
         "connect": {
-            "queries": "revoked_tokens.find_one + socket_tokens.insert_one"
-            " + socket_tokens.find $in + delete_many",
+            "queries": "socket_tokens.insert_one + socket_tokens.delete_many $in",
             "ops": len(connect_latencies),
             "seconds": round(connect_seconds, 3),
             "per_s": round(len(connect_latencies) / connect_seconds, 3),

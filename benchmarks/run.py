@@ -1090,14 +1090,13 @@ def markdown(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"| database limit for the same token queries batched as the app sends them "
-            f"({db['concurrency']} tokens per find + insert_many): tokens/s | "
+            f"({db['concurrency']} tokens per insert_many): tokens/s | "
             f"{fmt(get(db, 'token_batched', 'per_s'))} | | app token issue: "
             f"{fmt(r.get('token_issue_fraction_of_batched_db_limit'), 3)} of it |"
         )
         lines.append(
             f"| database limit for the same connect queries batched as the app sends them "
-            f"({db['concurrency']} connections per find + insert_many, find + "
-            f"delete_many): "
+            f"({db['concurrency']} connections per insert_many + delete_many): "
             f"connections/s | {fmt(get(db, 'connect_batched', 'per_s'))} | | app connect: "
             f"{fmt(r.get('connect_fraction_of_batched_db_limit'), 3)} of it |"
         )
