@@ -48,6 +48,18 @@ async def principal_of(app: Any, jwt: str) -> Principal:
     return await app.settings["services"].tokens.authenticate(jwt)
 
 
+async def change_password(api: Any, user: Any) -> None:
+    """``user`` changes their password, which ends their other sessions and their
+    sockets (the caller's JWT stays valid)."""
+    changed = await api.request(
+        "POST",
+        "/api/v1/user/password",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        token=user.token,
+    )
+    assert changed.status == 200, changed.body
+
+
 async def forget_every_room_end_so_far(monkeypatch: pytest.MonkeyPatch, registry: Any) -> None:
     """Make the manager forget what ended until now, as it does past its bounds."""
     manager = registry[keys.SOCKET_SERVER].manager
@@ -107,13 +119,7 @@ async def test_a_password_change_ends_the_tokens_fetched_before_it(api, sockets)
     # tokens fetched before it: a new one, fetched with the same JWT, connects.
     ada = await api.new_user("ada")
     before = await api.socket_token(ada)
-    changed = await api.request(
-        "POST",
-        "/api/v1/user/password",
-        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        token=ada.token,
-    )
-    assert changed.status == 200, changed.body
+    await change_password(api, ada)
     assert (await sockets.refused(before)).connect_errors == REFUSED
     client = await sockets.connect(await api.socket_token(ada))
     assert client.client.connected
@@ -196,13 +202,7 @@ async def test_a_logout_or_an_end_of_sessions_here_is_read_at_once(api, monkeypa
     assert (await api.request("POST", "/api/v1/user/logout", token=bob.token)).status == 200
     refused = await api.request("POST", SOCKET_TOKEN, token=bob.token)
     assert (refused.status, refused.error_code) == (401, "invalid_token")
-    changed = await api.request(
-        "POST",
-        "/api/v1/user/password",
-        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        token=ada.token,
-    )
-    assert changed.status == 200, changed.body
+    await change_password(api, ada)
     refused = await api.request("POST", SOCKET_TOKEN, token=other.body["token"])
     assert (refused.status, refused.error_code) == (401, "invalid_token")
     assert (await api.request("POST", SOCKET_TOKEN, token=ada.token)).status == 200  # kept
@@ -230,13 +230,7 @@ async def test_a_login_that_read_the_user_before_its_sessions_ended_gets_no_sock
     monkeypatch.setattr(UserStore, "find_by_login", held)
     login = asyncio.ensure_future(api.login("ada"))
     await asyncio.wait_for(read.wait(), 10)
-    changed = await api.request(
-        "POST",
-        "/api/v1/user/password",
-        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        token=ada.token,
-    )
-    assert changed.status == 200, changed.body
+    await change_password(api, ada)
     go_on.set()
     stale = await login
     assert stale.status == 200, stale.body  # the password it checked was right then
