@@ -107,14 +107,15 @@ def _grant(remembered: Remembered | None) -> dict[str, Any] | None:
     return None if remembered is None else remembered[1]
 
 
-def _explain_lost(deleting: set[str], lost: int, ending: set[str]) -> set[str]:
+def _explain_lost(deleting: set[str], lost: int, ending_of: Callable[[], set[str]]) -> set[str]:
     """The tokens of ``deleting`` a batch may grant when its delete removed ``lost``
     fewer than it asked for. Only the TTL monitor may have taken some, and only of the
-    tokens ``ending`` about then: those are refused. If that does not explain the loss,
-    another process consumes tokens too (several processes without REDIS_URL): which
-    ones it took is unknown, so none is granted, and that is logged."""
+    tokens ending about then (``ending_of()``): those are refused. If that does not
+    explain the loss, another process consumes tokens too (several processes without
+    REDIS_URL): which ones it took is unknown, so none is granted, and that is logged."""
     if not lost:
         return deleting
+    ending = ending_of()
     if lost > len(ending & deleting):
         log.warning(
             "socket handshakes refused: another process consumed %d of their tokens "
@@ -287,9 +288,12 @@ class SocketTokenStore:
             if not found:
                 return [None] * len(keys)
             deleted = await self._collection.delete_many({"_id": {"$in": list(found)}})
-        # What the TTL monitor may have taken (its clock may run ahead of ours).
-        expiring = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CLOCK_SKEW_SECONDS)
-        ending = {key for key, doc in found.items() if doc["expires_at"] <= expiring}
+
+        def ending() -> set[str]:
+            # What the TTL monitor may have taken (its clock may run ahead of ours).
+            expiring = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CLOCK_SKEW_SECONDS)
+            return {key for key, doc in found.items() if doc["expires_at"] <= expiring}
+
         kept = _explain_lost(set(found), len(found) - deleted.deleted_count, ending)
         return _answers(keys, remembered, {key: found[key] for key in kept})
 
@@ -305,11 +309,14 @@ class SocketTokenStore:
         if not live:
             return [None] * len(keys)
         deleted = await self._collection.delete_many({"_id": {"$in": live}, **_unexpired()})
-        ending = {
-            key
-            for key, (deadline, _) in zip(keys, recalled, strict=True)
-            if deadline - now <= CLOCK_SKEW_SECONDS
-        }
+
+        def ending() -> set[str]:
+            return {
+                key
+                for key, (deadline, _) in zip(keys, recalled, strict=True)
+                if deadline - now <= CLOCK_SKEW_SECONDS
+            }
+
         kept = _explain_lost(set(live), len(live) - deleted.deleted_count, ending)
         return [
             grant if key in kept else None for key, (_, grant) in zip(keys, recalled, strict=True)
