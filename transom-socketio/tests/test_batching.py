@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from transom_socketio.batching import Batcher
+from transom_socketio.batching import Batcher, Lane
 
 
 class Recorder:
@@ -161,3 +161,42 @@ async def test_no_call_waits_longer_than_max_wait_behind_a_batch_that_does_not_r
     assert gate.batches == [[0], [1]]
     gate.gate.set()
     assert await asyncio.gather(*calls) == [0, 1]
+
+
+@pytest.mark.gen_test
+async def test_batchers_on_one_lane_take_turns_and_each_gathers_meanwhile():
+    # Two kinds of call share the database: while one kind's batch is out, the other
+    # kind's calls wait and go out together when it returns, and the other way round.
+    lane = Lane()
+    inserts, deletes = Gate(), Gate()
+    insert, delete = Batcher(inserts, lane=lane), Batcher(deletes, lane=lane)
+    first = asyncio.ensure_future(insert.submit(0))
+    await passes(3)
+    waiting = [asyncio.ensure_future(delete.submit(i)) for i in (1, 2)]
+    await passes(3)
+    waiting.append(asyncio.ensure_future(delete.submit(3)))
+    await passes(3)
+    assert (inserts.batches, deletes.batches) == ([[0]], [])
+    inserts.gate.set()
+    assert await first == 0
+    await passes(3)
+    assert deletes.batches == [[1, 2, 3]]  # all that gathered, in one batch
+    later = [asyncio.ensure_future(insert.submit(i)) for i in (4, 5)]
+    await passes(3)
+    assert inserts.batches == [[0]]  # the deletes' batch is out
+    deletes.gate.set()
+    assert await asyncio.gather(*waiting, *later) == [1, 2, 3, 4, 5]
+    assert inserts.batches == [[0], [4, 5]]
+
+
+@pytest.mark.gen_test
+async def test_a_call_waits_no_longer_than_max_wait_behind_another_kind_of_batch():
+    lane = Lane()
+    stuck, other = Gate(), Recorder()
+    first = asyncio.ensure_future(Batcher(stuck, lane=lane).submit(0))
+    await passes(3)
+    queued = asyncio.ensure_future(Batcher(other, lane=lane, max_wait=0.02).submit(1))
+    await asyncio.sleep(0.1)
+    assert await queued == 10 and other.batches == [[1]]
+    stuck.gate.set()
+    assert await first == 0

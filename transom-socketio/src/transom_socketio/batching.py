@@ -7,14 +7,15 @@ collects the calls made during one pass and answers them all with one query
 trip instead of 16. A lone call goes out on the next pass: nothing waits for a batch
 to fill, so a quiet server answers as fast as without it. Calls made while a batch is
 waiting for the database queue up and go out together when it returns, so the busier
-the server, the bigger the batches.
+the server, the bigger the batches. Batchers of different kinds may share a ``Lane``:
+then a batch of one kind also waits while one of another kind is out.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -22,6 +23,22 @@ Result = TypeVar("Result")
 # Answers for a batch, in the order of its items: a result, or an exception that only
 # that item's caller raises. If the function raises, every caller in the batch does.
 BatchFunction = Callable[[list[Item]], Awaitable[list[Result | BaseException]]]
+
+
+class Lane:
+    """The batches in flight of batchers that share one resource: at most
+    ``max_in_flight`` of any of them at once. Calls of one kind then queue while a batch
+    of another kind is out, and go out together when it returns: group commit across
+    the kinds, so a database that answers two kinds of query in turn (a socket token's
+    insert, a handshake's delete) gets fewer, larger batches, with no timer."""
+
+    def __init__(self, max_in_flight: int = 1) -> None:
+        self.max_in_flight = max_in_flight
+        self.running: set[asyncio.Task[None]] = set()  # strong references until done
+        self.batchers: list[Batcher[Any, Any]] = []
+
+    def free(self) -> bool:
+        return len(self.running) < self.max_in_flight
 
 
 class Batcher(Generic[Item, Result]):
@@ -33,7 +50,8 @@ class Batcher(Generic[Item, Result]):
     (what databases call group commit); an idle batcher sends at once. No item waits
     longer than ``max_wait`` seconds for a free slot: when the database stops
     answering, queued calls go out on their own and each sees its own timeout, not
-    the sum of the timeouts of the batches ahead of it.
+    the sum of the timeouts of the batches ahead of it. With a ``lane``, the batches in
+    flight counted are those of every batcher on it.
     """
 
     def __init__(
@@ -42,13 +60,16 @@ class Batcher(Generic[Item, Result]):
         max_size: int = 256,
         max_in_flight: int = 1,
         max_wait: float = 0.05,
+        lane: Lane | None = None,
     ) -> None:
         self._function = function
         self._max_size = max_size
-        self._max_in_flight = max_in_flight
+        # Its own, unless it shares one (then ``max_in_flight`` is the lane's).
+        self._lane = lane if lane is not None else Lane(max_in_flight)
+        self._lane.batchers.append(self)
         self._max_wait = max_wait
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._running: set[asyncio.Task[None]] = set()  # strong references until done
+        self._running = self._lane.running
         self._flush_scheduled = False
         self._overdue: asyncio.TimerHandle | None = None
 
@@ -62,7 +83,7 @@ class Batcher(Generic[Item, Result]):
         if not self._pending:
             return
         loop = asyncio.get_running_loop()
-        if len(self._running) < self._max_in_flight:
+        if self._lane.free():
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush)
@@ -74,7 +95,7 @@ class Batcher(Generic[Item, Result]):
         self._flush_scheduled = False
         if overdue:
             self._overdue = None
-        while self._pending and (overdue or len(self._running) < self._max_in_flight):
+        while self._pending and (overdue or self._lane.free()):
             batch, self._pending = (
                 self._pending[: self._max_size],
                 self._pending[self._max_size :],
@@ -89,7 +110,8 @@ class Batcher(Generic[Item, Result]):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._schedule_flush()
+        for batcher in self._lane.batchers:  # whoever waits for the lane, this one first
+            batcher._schedule_flush()
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

@@ -43,7 +43,7 @@ from typing import Any, cast
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
 
-from ..batching import Batcher
+from ..batching import Batcher, Lane
 from ..db import Database, IndexSpec
 from .revocations import RevocationStore
 from .tokens import Principal
@@ -154,12 +154,15 @@ class SocketTokenStore:
         # hash -> (its expiry, its grant), oldest first: what the document holds, so a
         # batch of handshakes for tokens issued here needs no read.
         self._issued: OrderedDict[str, Remembered] = OrderedDict()
-        self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all)
+        # Inserts and handshakes take turns at the database (``batching.Lane``): each
+        # kind's calls gather while the other's batch is out, so batches are larger.
+        lane = Lane()
+        self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_all, lane=lane)
         # With sockets in one process (no REDIS_URL), this store is the only one that
         # consumes or voids socket tokens, and a batch needs no claim (``_read_and_delete``);
         # with several, it does (``_claim_all``).
         consume = self._read_and_delete if sole_consumer else self._claim_all
-        self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(consume)
+        self._consumes: Batcher[str, dict[str, Any] | None] = Batcher(consume, lane=lane)
         # Held by a batch from its read to its delete, and by a voiding (logout), so that
         # no voiding deletes a token between a batch's read and its delete.
         self._deleting = asyncio.Lock()
