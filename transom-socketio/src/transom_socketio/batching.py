@@ -69,7 +69,6 @@ class Batcher(Generic[Item, Result]):
         self._lane.batchers.append(self)
         self._max_wait = max_wait
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._running = self._lane.running
         self._flush_scheduled = False
         self._overdue: asyncio.TimerHandle | None = None
 
@@ -101,7 +100,7 @@ class Batcher(Generic[Item, Result]):
                 self._pending[self._max_size :],
             )
             task = asyncio.ensure_future(self._run(batch))
-            self._running.add(task)
+            self._lane.running.add(task)
             task.add_done_callback(self._finished)
         if not self._pending and self._overdue is not None:
             self._overdue.cancel()  # everyone it was set for has gone out
@@ -109,7 +108,7 @@ class Batcher(Generic[Item, Result]):
         self._schedule_flush()  # items left behind full slots: their max_wait runs
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._lane.running.discard(task)
         for batcher in self._lane.batchers:  # whoever waits for the lane, this one first
             batcher._schedule_flush()
 
