@@ -228,3 +228,28 @@ async def test_a_query_token_is_read_by_meaning_and_a_repeated_one_is_refused(ap
     assert {"message": "INVALID_TOKEN"} not in repeated.connect_errors
     for token in (first, second):
         assert (await sockets.connect(token)).client.connected
+
+
+@pytest.mark.parametrize("captured", ["text"], indirect=True)
+@pytest.mark.gen_test
+async def test_an_access_line_reads_as_the_standard_formatter_writes_it(api, captured):
+    user = await api.new_user()
+    await api.socket_token(user)
+    lines = [line for line in captured.getvalue().splitlines() if "sockettoken" in line]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO tornado\.access: "
+        r"200 POST /api/v1/user/sockettoken \(127\.0\.0\.1\) \d+\.\d\dms",
+        lines[0],
+    ), lines[0]
+
+
+def test_text_lines_carry_the_time_the_standard_formatter_gives():
+    # The text formatter formats the time up to the second once per second: lines in
+    # the same second, the next one, and an earlier one again.
+    ours, stock = logs.RedactingFormatter(logs.TEXT_FORMAT), logging.Formatter(logs.TEXT_FORMAT)
+    for created in (1_700_000_000.125, 1_700_000_000.999, 1_700_000_001.0, 1_699_999_999.5):
+        record = logging.makeLogRecord(
+            {"msg": "m", "created": created, "msecs": (created - int(created)) * 1000}
+        )
+        assert ours.format(record) == stock.format(record)

@@ -14,9 +14,10 @@ import functools
 import json
 import logging
 import re
+import secrets
 import sys
+import time
 import unicodedata
-import uuid
 from contextvars import ContextVar
 from typing import Any, TextIO
 from urllib.parse import unquote_plus
@@ -93,7 +94,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def start_request(request: tornado.httputil.HTTPServerRequest) -> str:
     """Give a request its id (the proxy's ``X-Request-ID`` if sane) and tag its log lines."""
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(16)
     _request_id.set(request_id)
     _user_id.set(None)
     return request_id
@@ -127,13 +128,40 @@ def _redact_value(name: str, value: Any) -> Any:
     return value
 
 
+# Set on a record whose message was built from redacted parts (the access log's): the
+# formatters need not redact its message again. A traceback is redacted all the same.
+REDACTED_MESSAGE = "_redacted_message"
+
+
+def _message_redacted(record: logging.LogRecord) -> bool:
+    return getattr(record, REDACTED_MESSAGE, False) is True and not record.exc_info
+
+
 class RedactingFormatter(logging.Formatter):
     """Text lines with ``redact_text`` applied to the whole line, traceback included:
     Tornado's ``Uncaught exception GET /socket.io/?token=...`` line, for one, prints
     the request's URI as it came."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The default ``asctime`` up to the second, formatted once per second: the
+        # access log writes a line per request.
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        msec_format = self.default_msec_format
+        if datefmt is not None or msec_format is None:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)  # one assignment: safe if another thread logs
+        return msec_format % (text, record.msecs)
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
+        line = super().format(record)
+        return line if _message_redacted(record) else redact_text(line)
 
 
 class _ContextFilter(logging.Filter):
@@ -152,11 +180,12 @@ class JsonFormatter(logging.Formatter):
     RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "request_id", "user_id"}
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
         entry: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact_text(record.getMessage()),
+            "message": message if _message_redacted(record) else redact_text(message),
         }
         for name in ("request_id", "user_id"):
             value = getattr(record, name, None)
@@ -202,14 +231,18 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         return
     request = handler.request
     duration_ms = round(1000.0 * request.request_time(), 2)
-    access_log.log(
+    # ``makeRecord`` and ``handle`` rather than ``log``: the same record, filters and
+    # handlers, without the walk up the stack for a caller that would only name this
+    # function (a request costs two of these lines in a connect storm).
+    record = access_log.makeRecord(
+        access_log.name,
         level,
+        __file__,
+        0,
         "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        redact_url(request.uri or ""),
-        request.remote_ip,
-        duration_ms,
+        (status, request.method, redact_url(request.uri or ""), request.remote_ip, duration_ms),
+        None,
+        func="log_request",
         extra={
             "status": status,
             "method": request.method,
@@ -217,5 +250,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
             # Handlers without an id (static files) log none rather than a stale one.
             "request_id": getattr(handler, "request_id", ""),
             "user_id": getattr(getattr(handler, "current_user", None), "user_id", ""),
+            REDACTED_MESSAGE: True,  # its one query string is redacted just above
         },
     )
+    access_log.handle(record)

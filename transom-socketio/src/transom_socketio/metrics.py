@@ -50,17 +50,31 @@ HANDSHAKE_REASONS = frozenset(
 EMIT_KINDS = frozenset({"users", "everyone", "channel"})
 
 
+HTTP_STATUSES = frozenset(str(status) for status in range(100, 600))
+
+
 class ClosedLabels:
     """A labelled metric whose label values come from closed sets: ``labels(...)`` maps
-    any value outside its set to ``other``, so callers cannot grow the exposition."""
+    any value outside its set to ``other``, so callers cannot grow the exposition.
+
+    Each series is looked up in the metric once, then kept here (Prometheus's own
+    ``labels`` checks its arguments and takes a lock on every call, and requests and
+    handshakes call this on every one); there are at most as many as the sets allow."""
 
     def __init__(self, metric: Any, *allowed: frozenset[str]) -> None:
         self._metric = metric
         self._allowed = allowed
+        self._series: dict[tuple[str, ...], Any] = {}
 
     def labels(self, *values: str) -> Any:
-        pairs = zip(values, self._allowed, strict=True)
-        return self._metric.labels(*(value if value in ok else OTHER for value, ok in pairs))
+        series = self._series.get(values)  # kept under closed values only: any in-set hit
+        if series is None:
+            pairs = zip(values, self._allowed, strict=True)
+            closed = tuple(value if value in ok else OTHER for value, ok in pairs)
+            series = self._series.get(closed)
+            if series is None:
+                series = self._series[closed] = self._metric.labels(*closed)
+        return series
 
 
 class DeliveryCounts(Protocol):
@@ -117,7 +131,7 @@ class Metrics:
         self.socket_tokens_issued = Counter(
             "socket_tokens_issued", "One-time socket tokens issued.", registry=self.registry
         )
-        self.request_duration = Histogram(
+        self._request_histogram = Histogram(
             "http_request_duration_seconds",
             "HTTP request latency by handler, method and status.",
             ["handler", "method", "status"],
@@ -125,11 +139,17 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
         self._handlers: frozenset[str] = frozenset()
+        self.request_duration = self._request_duration()
 
     def name_handlers(self, handler_classes: Iterable[type]) -> None:
         """The handler classes of the app's routes: the values of the ``handler`` label
         (a request no route matched is labelled ``not_found``)."""
         self._handlers = frozenset(cls.__name__ for cls in handler_classes)
+        self.request_duration = self._request_duration()
+
+    def _request_duration(self) -> ClosedLabels:
+        handlers = self._handlers | {NOT_FOUND}
+        return ClosedLabels(self._request_histogram, handlers, HTTP_METHODS, HTTP_STATUSES)
 
     def watch_deliveries(self, manager: DeliveryCounts) -> None:
         """Export the manager's delivery counts (read at scrape time)."""
@@ -137,12 +157,10 @@ class Metrics:
 
     def observe_request(self, handler: tornado.web.RequestHandler) -> None:
         name = type(handler).__name__
-        method = handler.request.method or ""
-        status = handler.get_status()
         self.request_duration.labels(
             name if name in self._handlers else NOT_FOUND,
-            method if method in HTTP_METHODS else OTHER,
-            str(status) if 100 <= status <= 599 else OTHER,
+            handler.request.method or "",
+            str(handler.get_status()),
         ).observe(handler.request.request_time())
 
     def exposition(self) -> bytes:
