@@ -10,7 +10,9 @@ benchmark: the same SecantusDB, started by the generated package's own
 off, the idle limit), so the app's queries and driver settings stay those of the
 embedded set-up. ``run.py`` pins it to the server's core, so the app and its
 database still share one core, as they did in one process, and Node's server has
-that core alone.
+that core alone. Its garbage collector is tuned as the app's server tunes its own
+(``server.tune_garbage_collector``), which the database had when embedded, and which
+``db_limit.py`` gives it when it measures the database's limit.
 
 Usage: python benchmarks/db_server.py (in the bench venv); prints
 ``database listening on <uri>`` and serves until SIGTERM or SIGINT.
@@ -23,6 +25,7 @@ import sys
 import threading
 
 from transom_socketio.embedded_db import IN_MEMORY, client_uri, start_embedded_database
+from transom_socketio.server import tune_garbage_collector
 
 
 def main() -> int:
@@ -30,6 +33,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = start_embedded_database(IN_MEMORY)
+    tune_garbage_collector()
     print(f"database listening on {client_uri(server)}", flush=True)
     try:
         while not stop.wait(1.0):
