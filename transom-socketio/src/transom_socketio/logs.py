@@ -4,7 +4,9 @@ Secrets stay out of logs by construction: every line (text or JSON, its message,
 traceback and extra fields) goes through ``redact_text``, which redacts the value of
 any query parameter whose *decoded* name means a credential (``?token=``,
 ``?%74oken=``, ``?TOK%45N=``, ``?sid=`` for engine.io's session id, ``?password=``...),
-and no module logs bodies, tokens or password hashes.
+and no module logs bodies, tokens or password hashes. The access log's message is the
+one exception: it is built from the URI that ``redact_url`` redacted by the same rule,
+so the formatters do not redact it again.
 """
 
 from __future__ import annotations

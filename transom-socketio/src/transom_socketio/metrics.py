@@ -48,8 +48,6 @@ HANDSHAKE_REASONS = frozenset(
     }
 )
 EMIT_KINDS = frozenset({"users", "everyone", "channel"})
-
-
 HTTP_STATUSES = frozenset(str(status) for status in range(100, 600))
 
 
