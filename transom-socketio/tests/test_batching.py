@@ -124,16 +124,25 @@ async def submitted_passes_apart(batcher: Batcher[int, int], items: list[int]) -
     return calls
 
 
+async def one_then_three(
+    first: Batcher[int, int], then: Batcher[int, int]
+) -> tuple[asyncio.Future[int], list[asyncio.Future[int]]]:
+    """Call 0 on ``first``; with its batch out, calls 1 and 2 on ``then`` together, and
+    call 3 a few passes later. Returns call 0 and the three others."""
+    call = asyncio.ensure_future(first.submit(0))
+    await passes(3)
+    others = [asyncio.ensure_future(then.submit(i)) for i in (1, 2)]
+    await passes(3)
+    others.append(asyncio.ensure_future(then.submit(3)))
+    await passes(3)
+    return call, others
+
+
 @pytest.mark.gen_test
 async def test_calls_made_while_a_batch_is_in_flight_go_out_together_after_it():
     gate = Gate()
     batcher = Batcher(gate)
-    first = asyncio.ensure_future(batcher.submit(0))
-    await passes(3)
-    later = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
-    await passes(3)
-    later.append(asyncio.ensure_future(batcher.submit(3)))
-    await passes(3)
+    first, later = await one_then_three(batcher, batcher)
     assert gate.batches == [[0]]  # the others wait for the round trip in flight
     gate.gate.set()
     assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
@@ -170,12 +179,7 @@ async def test_batchers_on_one_lane_take_turns_and_each_gathers_meanwhile():
     lane = Lane()
     inserts, deletes = Gate(), Gate()
     insert, delete = Batcher(inserts, lane=lane), Batcher(deletes, lane=lane)
-    first = asyncio.ensure_future(insert.submit(0))
-    await passes(3)
-    waiting = [asyncio.ensure_future(delete.submit(i)) for i in (1, 2)]
-    await passes(3)
-    waiting.append(asyncio.ensure_future(delete.submit(3)))
-    await passes(3)
+    first, waiting = await one_then_three(insert, delete)
     assert (inserts.batches, deletes.batches) == ([[0]], [])
     inserts.gate.set()
     assert await first == 0
