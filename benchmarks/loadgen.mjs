@@ -298,6 +298,7 @@ async function connectAll(clients, onMessage) {
   let failures = 0;
   let firstError = null;
   const window = await openWindow();
+  log(`connecting ${clients.length}`); // instructions.py starts counting here
   const started = nowMs();
   await pool(clients.length, CONCURRENCY, async (i) => {
     const client = clients[i];

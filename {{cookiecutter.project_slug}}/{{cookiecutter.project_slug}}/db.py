@@ -18,9 +18,9 @@ from transom_socketio.config import ConfigError
 from .settings import Settings
 
 INDEXES = [
-    # A socket token is a document of the nonce collection, consumed by the handshake
-    # (find_one_and_delete); this TTL index makes MongoDB delete the ones nobody used
-    # once their expires_at has passed (SOCKET_TOKEN_TTL_SECONDS after issue).
+    # A socket token is a document of the nonce collection, deleted by the handshake that
+    # consumes it; this TTL index makes MongoDB delete the ones nobody used once their
+    # expires_at has passed (SOCKET_TOKEN_TTL_SECONDS after issue).
     db.IndexSpec(nonces.COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0}),
 ]
 
