@@ -38,7 +38,12 @@ def make_app(settings: Settings, registry: Registry | None = None) -> Applicatio
         mail_templates=HERE / "mail",
         channels=channels,
     )
+    # Tornado tries the routes in order, so the two every socket needs come first (a
+    # connect storm is all of them). Socket.IO at /socket.io/: the handshake consumes
+    # the one-time socket token from /api/v1/user/sockettoken.
     routes = [
+        socketio_route(services.socket_server),
+        (r"/api/v1/user/sockettoken", auth.SocketTokenHandler),
         (r"/", DemoPageHandler),
         # The links of the account mails (PUBLIC_URL/verify?token=..., /reset?token=...).
         (r"/verify", VerifyPageHandler),
@@ -48,7 +53,6 @@ def make_app(settings: Settings, registry: Registry | None = None) -> Applicatio
         (r"/api/v1/user/login", auth.LoginHandler),
         (r"/api/v1/user/logout", auth.LogoutHandler),
         (r"/api/v1/user/me", auth.MeHandler),
-        (r"/api/v1/user/sockettoken", auth.SocketTokenHandler),
         (r"/api/v1/user/verify", auth.VerifyEmailHandler),
         (r"/api/v1/user/verify/resend", auth.ResendVerificationHandler),
         (r"/api/v1/user/forgot", auth.ForgotPasswordHandler),
@@ -58,8 +62,6 @@ def make_app(settings: Settings, registry: Registry | None = None) -> Applicatio
         (r"/api/v1/admin/users/(?P<user_id>[^/]+)/groups", admin.UserGroupsHandler),
         (r"/api/v1/admin/users/(?P<user_id>[^/]+)/logout", admin.UserLogoutHandler),
         *entity_routes(ENTITIES, ACTIONS_PACKAGE),
-        # Socket.IO at /socket.io/: the handshake consumes a one-time socket token.
-        socketio_route(services.socket_server),
     ]
     return application(
         services,
