@@ -150,11 +150,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def wait_for_line(
-    proc: subprocess.Popen[bytes], log_path: Path, pattern: re.Pattern[str]
+    proc: subprocess.Popen[bytes], log_path: Path, pattern: re.Pattern[str], timeout: float = 90
 ) -> re.Match[str] | None:
-    """Wait up to 90 s for ``pattern`` in a process's log; None if it exits first or never
-    writes it."""
-    deadline = time.monotonic() + 90
+    """Wait up to ``timeout`` s for ``pattern`` in a process's log; None if it exits first
+    or never writes it."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = pattern.search(log_path.read_text(errors="replace"))
         if match or proc.poll() is not None:
