@@ -36,7 +36,6 @@ import argparse
 import json
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,17 +61,6 @@ def wait_for(
         tail = path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"no {pattern.pattern!r} in {path} (exited, or {timeout} s):\n{tail}")
     return match
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then time for valgrind to write its file (a slow server stops slowly)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str, Any]:
@@ -135,9 +123,11 @@ def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str
         counting(False)
         loadgen.wait(timeout=300)
     finally:
-        for proc in (loadgen, server):
-            if proc is not None:
-                stop(proc)
+        if loadgen is not None:
+            harness.stop_process(loadgen)
+        if server is not None:
+            # valgrind writes its file as the server exits, which a slow server does slowly
+            harness.stop_process(server, grace=120)
         harness.stop_process(database)
     totals = TOTALS.search(out.read_text(errors="replace"))
     if totals is None or not connected:

@@ -252,11 +252,12 @@ class Harness:
         if database is not None:
             self.stop_process(database)
 
-    def stop_process(self, proc: subprocess.Popen[bytes]) -> None:
+    def stop_process(self, proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+        """SIGTERM, and SIGKILL if it has not exited ``grace`` seconds later."""
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 # On a loaded core even a killed server with 1,000 sockets can take a while
