@@ -25,6 +25,12 @@ LONG_WINDOW = {"login_max_failures": 3, "login_lockout_seconds": 60}
 BEHIND_PROXY = {**LONG_WINDOW, "trusted_proxy_hops": 1}
 
 
+# The test timeout of a test that waits for ``window_with_room(60, needed=5)``: up to
+# 5 s of waiting, then its own requests, on a machine that may be busy (pytest-tornado's
+# default of 5 s failed whenever a test started in the last 5 s of a minute).
+WINDOW_WAIT_AND_WORK = 20
+
+
 async def window_with_room(window_seconds: int, needed: float) -> None:
     """Failures are counted in fixed windows; start where ``needed`` seconds remain in one."""
     left = window_seconds - time.time() % window_seconds
@@ -70,7 +76,7 @@ async def test_after_max_failures_even_the_right_password_gets_429_until_the_win
 
 
 @pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_unknown_accounts_are_throttled_exactly_like_real_ones(api, settings_overrides):
     await api.new_user("ada")
     await window_with_room(60, needed=5)
@@ -83,7 +89,7 @@ async def test_unknown_accounts_are_throttled_exactly_like_real_ones(api, settin
 
 
 @pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_a_successful_login_clears_the_failures_of_that_account_and_address(
     api, settings_overrides
 ):
@@ -95,7 +101,7 @@ async def test_a_successful_login_clears_the_failures_of_that_account_and_addres
 
 
 @pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_a_lock_out_from_one_address_does_not_lock_the_user_out_elsewhere(
     api, settings_overrides
 ):
@@ -109,7 +115,7 @@ async def test_a_lock_out_from_one_address_does_not_lock_the_user_out_elsewhere(
 
 
 @pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_behind_one_proxy_no_header_the_client_sends_changes_the_address_counted(
     api, settings_overrides
 ):
@@ -139,7 +145,7 @@ async def test_behind_one_proxy_no_header_the_client_sends_changes_the_address_c
 
 
 @pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_without_trusted_proxies_every_proxy_header_is_ignored(api, settings_overrides):
     await api.new_user("ada")
     await window_with_room(60, needed=5)
@@ -156,7 +162,7 @@ async def reserve_times(throttle: LoginThrottle, account: str, address: str, tim
         await throttle.reserve(account, address)
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_the_store_limits_per_account_and_address_per_address_and_per_account(app, db):
     throttle = LoginThrottle(db, max_failures=2, window_seconds=60)
     await window_with_room(60, needed=5)
@@ -291,7 +297,7 @@ async def test_a_hundred_concurrent_wrong_logins_neither_get_through_nor_lock_th
 
 
 @pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_username_and_email_of_one_account_share_one_budget(api, settings_overrides):
     await api.new_user("ada")
     await window_with_room(60, needed=5)
@@ -302,7 +308,7 @@ async def test_username_and_email_of_one_account_share_one_budget(api, settings_
 
 
 @pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_an_unknown_identifier_has_one_budget_whatever_its_case_or_unicode_form(
     api, settings_overrides
 ):
@@ -313,7 +319,7 @@ async def test_an_unknown_identifier_has_one_budget_whatever_its_case_or_unicode
 
 
 @pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
 async def test_addresses_of_one_ipv6_subscriber_share_one_budget(api, settings_overrides):
     # A /64 is one subscriber: rotating addresses inside it buys no more guesses.
     await api.new_user("ada")
