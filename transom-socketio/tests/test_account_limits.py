@@ -14,11 +14,11 @@ says its client address in X-Forwarded-For. Mail goes to the development outbox.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 from bson import ObjectId
+from windows import window_with_room
 
 from transom_socketio.auth import nonces
 from transom_socketio.testing.clients import PASSWORD, Api, Response
@@ -47,13 +47,6 @@ def limits(**overrides: int) -> dict[str, Any]:
 
 def client(address: str) -> dict[str, str]:
     return {"headers": {"X-Forwarded-For": address}}
-
-
-async def window_with_room(window_seconds: int, needed: float) -> None:
-    """Counters live in fixed windows: start where ``needed`` seconds remain in one."""
-    left = window_seconds - time.time() % window_seconds
-    if left < needed:
-        await asyncio.sleep(left + 0.05)
 
 
 def assert_throttled(response: Response, window_seconds: int = WINDOW) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import tornado.httpclient
+from windows import window_with_room
 
 from transom_socketio import registry as keys
 from transom_socketio.auth.throttle import ADDRESS_FACTOR, COLLECTION, LoginThrottle, Throttled
@@ -29,13 +30,6 @@ BEHIND_PROXY = {**LONG_WINDOW, "trusted_proxy_hops": 1}
 # 5 s of waiting, then its own requests, on a machine that may be busy (pytest-tornado's
 # default of 5 s failed whenever a test started in the last 5 s of a minute).
 WINDOW_WAIT_AND_WORK = 20
-
-
-async def window_with_room(window_seconds: int, needed: float) -> None:
-    """Failures are counted in fixed windows; start where ``needed`` seconds remain in one."""
-    left = window_seconds - time.time() % window_seconds
-    if left < needed:
-        await asyncio.sleep(left + 0.05)
 
 
 async def fail(api: Api, login: str, times: int, **extra: dict[str, str]) -> None:
