@@ -5,7 +5,7 @@ HTTP requests for JWTs and socket tokens, real python-socketio clients on WebSoc
 The test clients and the app share this process (and its 2 CPUs on CI), so the
 figures printed here are a floor for what a separate server does, not a benchmark
 (``make bench`` is). The database runs in a process of its own, so that its memory
-(its oplog grows with every write) and its threads do not blur the measurements.
+and its threads do not blur the measurements.
 """
 
 from __future__ import annotations

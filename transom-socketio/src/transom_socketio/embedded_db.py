@@ -37,6 +37,12 @@ def start_embedded_database(
 
     ``port=0`` picks a free port. Starting again on the port of a stopped server, with
     the same ``storage`` folder, is a database restart (the outage tests do that).
+
+    It runs as a standalone server, as ``mongo:8`` does in ``compose.yaml``, not as
+    SecantusDB's default one-member replica set: the app uses no transactions nor
+    change streams, and a replica set writes every insert and delete to an oplog too
+    (kept for an hour, up to 100,000 entries), ~20 % of the database's CPU per socket
+    token issued and consumed (``benchmarks/README.md``).
     """
     try:
         from secantus import SecantusDBServer
@@ -54,6 +60,7 @@ def start_embedded_database(
         port=port,
         storage_path=str(storage),
         ttl_sweep_seconds=ttl_sweep_seconds,
+        replica_set_name=None,  # standalone, as in production: no oplog
     )
     server.start()
     where = "in memory" if storage == IN_MEMORY else f"in {storage}"
