@@ -866,6 +866,14 @@ def _le(value: float | None, goal: float) -> bool | None:
 # ---------------------------------------------------------------------------- machine
 
 
+def libpython_shared() -> bool:
+    """Whether this interpreter runs on a shared libpython (pyenv's and most source
+    builds) rather than one linked into the executable (Debian's)."""
+    with contextlib.suppress(OSError):
+        return "/libpython" in Path("/proc/self/maps").read_text()
+    return False
+
+
 def machine_info(harness: Harness) -> dict[str, Any]:
     def version(dist: str) -> str | None:
         try:
@@ -911,6 +919,10 @@ def machine_info(harness: Harness) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
+        # Which build runs the app and its database (the Makefile's BENCH_PYTHON): the
+        # build matters as much as a release (PGO + LTO, libpython linked in or not).
+        "python_executable": os.path.realpath(sys.executable),
+        "python_libpython": "shared" if libpython_shared() else "linked in",
         "node": node_version,
         "pinning": (
             {"server_core": harness.pin[0], "loadgen_core": harness.pin[1]} if harness.pin else None
@@ -970,7 +982,8 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
         f"Run {result['generated_at']} ({result['mode']} mode, {result['duration_s']:.0f} s), "
-        f"{m['cores']} cores ({m['cpu_model']}), Python {m['python']}, Node {m['node']}, "
+        f"{m['cores']} cores ({m['cpu_model']}), Python {m['python']} "
+        f"({m.get('python_executable')}, libpython {m.get('python_libpython')}), Node {m['node']}, "
         f"python-socketio {m['packages']['python'].get('python-socketio')}, "
         f"python-engineio {m['packages']['python'].get('python-engineio')}, "
         f"tornado {m['packages']['python'].get('tornado')}, "
