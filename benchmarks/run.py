@@ -919,8 +919,8 @@ def machine_info(harness: Harness) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
-        # Which build runs the app and its database (the Makefile's BENCH_PYTHON): the
-        # build matters as much as a release (PGO + LTO, libpython linked in or not).
+        # Which build runs the app and its database (the Makefile's BENCH_PYTHON): builds
+        # of one release differ in speed (PGO + LTO or not, libpython linked in or not).
         "python_executable": os.path.realpath(sys.executable),
         "python_libpython": "shared" if libpython_shared() else "linked in",
         "node": node_version,
