@@ -231,14 +231,18 @@ function openSocket(client, auth, onMessage) {
   });
 }
 
-// Machine-wide busy CPU (in cores) from /proc/stat, to tell a disturbed run.
+// Machine-wide busy CPU (in cores) from /proc/stat, to tell a disturbed run. The first
+// line sums every CPU; the cpuN lines count them. (Not os.availableParallelism(): it
+// counts the CPUs this process may run on, 1 when run.py pins it, which halved the
+// machine's busy cores on 2 and hid every other process until 2026-12-07.)
 function cpuTimes() {
   try {
-    const line = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/);
-    const v = line.slice(1).map(Number);
+    const lines = fs.readFileSync("/proc/stat", "utf8").split("\n");
+    const v = lines[0].trim().split(/\s+/).slice(1).map(Number);
     const idle = v[3] + (v[4] || 0);
     const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { idle, total };
+    const cores = lines.filter((line) => /^cpu\d+ /.test(line)).length || os.cpus().length;
+    return { idle, total, cores };
   } catch {
     return null;
   }
@@ -247,7 +251,7 @@ function cpuTimes() {
 function machineBusyCores(a, b, seconds) {
   if (!a || !b || b.total === a.total || !(seconds > 0)) return null;
   const busy = (b.total - a.total - (b.idle - a.idle)) / (b.total - a.total);
-  return busy * (os.availableParallelism ? os.availableParallelism() : os.cpus().length);
+  return busy * b.cores;
 }
 
 // CPU over a window: the server's (its /bench/stats), this process's and the machine's.
