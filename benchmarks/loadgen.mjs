@@ -20,6 +20,10 @@
 //   idle    connect --clients sockets and hold them: server RSS per idle connection
 //           (the server reads its own /proc/self/status before and after).
 //
+// --server python | node | node-token. node-token is node_server.js with MONGODB_URI:
+// each user gets a JWT from its /bench/login, and a socket connects the python way
+// (POST /api/v1/user/sockettoken, then the handshake with that token).
+//
 // Usage: node loadgen.mjs --mode fanout --url http://127.0.0.1:PORT --server python \
 //          --clients 1000 --count 50 [--target users --fraction 0.1 | --target channels
 //          --channels 100] ...
@@ -67,6 +71,8 @@ if (!opt.url) {
 const URL_ = opt.url.replace(/\/$/, "");
 const { hostname: HOST, port: PORT } = new URL(URL_);
 const SERVER = opt.server;
+// Whether a socket connects with a socket token (a request, then the handshake with it).
+const TOKENS = SERVER !== "node";
 const CLIENTS = Number(opt.clients);
 const COUNT = Number(opt.count);
 const SIZE = Number(opt.size);
@@ -175,6 +181,11 @@ async function makeUsers(n) {
   const users = new Array(n);
   if (SERVER === "node") {
     for (let i = 0; i < n; i += 1) users[i] = { id: crypto.randomBytes(12).toString("hex") };
+  } else if (SERVER === "node-token") {
+    await pool(n, CONCURRENCY, async (i) => {
+      const id = crypto.randomBytes(12).toString("hex");
+      users[i] = { id, jwt: (await expectOk("POST", "/bench/login", { user: id })).json.token };
+    });
   } else {
     await pool(n, CONCURRENCY, async (i) => {
       const username = `b${RUN}u${i}`;
@@ -309,11 +320,11 @@ async function connectAll(clients, onMessage) {
     const t0 = nowMs();
     try {
       const auth =
-        SERVER === "node" ? { user: client.user.id } : { token: await socketToken(client.user) };
+        TOKENS ? { token: await socketToken(client.user) } : { user: client.user.id };
       const t1 = nowMs();
       await openSocket(client, auth, onMessage);
       const t2 = nowMs();
-      if (SERVER !== "node") tokenMs.push(t1 - t0);
+      if (TOKENS) tokenMs.push(t1 - t0);
       handshakeMs.push(t2 - t1);
       total.push(t2 - t0);
     } catch (error) {
@@ -327,7 +338,7 @@ async function connectAll(clients, onMessage) {
     failures,
     first_error: firstError,
     concurrency: CONCURRENCY,
-    includes_token: SERVER !== "node",
+    includes_token: TOKENS,
     seconds: round3(seconds),
     per_s: round3(total.length / seconds),
     latency_ms: summary(total),

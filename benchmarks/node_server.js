@@ -14,6 +14,22 @@
 // - A socket's `subscribe` event {channel} joins the room named `channel` and acks
 //   {ok: true}: what the generated app's channels do (`emitToChannel`), without the
 //   authorisation, the limits and the presence announcements.
+// - With MONGODB_URI set (run.py's `node_token` kind), the socket token flow of the
+//   generated app, the way a Node.js app would write it on the `mongodb` driver, so
+//   that a connection does the same work on both sides (the like-for-like connect
+//   rate; without MONGODB_URI, none of this runs):
+//     POST /bench/login {user}              {token: <HS256 JWT for user, 1 h>}
+//     POST /api/v1/user/sockettoken         Bearer JWT (signature and expiry checked) ->
+//                                           {token, expires_in}: 32 random bytes, stored
+//                                           as their SHA-256 (`_id`) with the grant and
+//                                           `expires_at` (TTL index) by one insertOne
+//     handshake (auth {token})              the token's document deleted with a filter
+//                                           on its hash and `expires_at > now` (deleteOne,
+//                                           one query); the grant is the one this process
+//                                           remembers from issuing it, as the generated
+//                                           app remembers the grants it issued; refused
+//                                           with INVALID_TOKEN otherwise.
+//   No batching: one query per request, as such an app sends them.
 //
 // Usage: node [--expose-gc] node_server.js [port]   (port 0, the default, picks a free one)
 // Prints "listening on http://127.0.0.1:PORT" once ready.
@@ -24,6 +40,11 @@ const fs = require("node:fs");
 const crypto = require("node:crypto");
 const { performance } = require("node:perf_hooks");
 const { Server } = require("socket.io");
+
+const MONGODB_URI = process.env.MONGODB_URI || "";
+const TOKEN_TTL_S = 30; // SOCKET_TOKEN_TTL_SECONDS, the generated app's default
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+const JWT_SECRET = crypto.randomBytes(32);
 
 const CHANNEL = "bench";
 const EVERYONE = "everyone";
@@ -87,13 +108,107 @@ const io = new Server(server, {
   transports: ["websocket", "polling"],
 });
 
-io.on("connection", (socket) => {
+// ---------------------------------------------------------------- socket tokens (MONGODB_URI)
+
+let tokens = null; // the socket_tokens collection, once connected
+const issued = new Map(); // token hash -> grant {user, jti, exp}, until its handshake
+
+function b64url(value) {
+  return Buffer.from(value).toString("base64url");
+}
+
+function signJwt(payload) {
+  const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const body = b64url(JSON.stringify(payload));
+  const mac = crypto.createHmac("sha256", JWT_SECRET).update(`${head}.${body}`).digest();
+  return `${head}.${body}.${mac.toString("base64url")}`;
+}
+
+// The JWT's claims if its signature holds and it has not expired, else null.
+function verifyJwt(jwt) {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) return null;
+  const mac = crypto.createHmac("sha256", JWT_SECRET).update(`${parts[0]}.${parts[1]}`).digest();
+  const given = Buffer.from(parts[2], "base64url");
+  if (given.length !== mac.length || !crypto.timingSafeEqual(given, mac)) return null;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0], "base64url").toString("utf8"));
+    const claims = JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8"));
+    if (header.alg !== "HS256" || typeof claims.sub !== "string") return null;
+    return typeof claims.exp === "number" && claims.exp > Date.now() / 1000 ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+function tokenHash(token) {
+  return crypto.createHash("sha256").update(token, "ascii").digest("hex");
+}
+
+async function issueSocketToken(req, res) {
+  const auth = req.headers.authorization || "";
+  const claims = auth.startsWith("Bearer ") ? verifyJwt(auth.slice(7).trim()) : null;
+  if (!claims) {
+    send(res, 401, { error: { code: "invalid_token", message: "a valid Bearer JWT is needed" } });
+    return;
+  }
+  const token = crypto.randomBytes(32).toString("base64url");
+  const key = tokenHash(token);
+  const grant = { user: { _id: claims.sub }, jti: claims.jti, exp: claims.exp };
+  await tokens.insertOne({
+    _id: key,
+    ...grant,
+    expires_at: new Date(Date.now() + TOKEN_TTL_S * 1000),
+  });
+  issued.set(key, grant);
+  send(res, 200, { token, expires_in: TOKEN_TTL_S });
+}
+
+// The handshake: the token consumed (its document deleted if unexpired) or refused.
+async function consumeSocketToken(socket, next) {
+  const token = socket.handshake.auth && socket.handshake.auth.token;
+  if (typeof token !== "string" || !TOKEN_SHAPE.test(token)) {
+    next(new Error("INVALID_TOKEN"));
+    return;
+  }
+  const key = tokenHash(token);
+  const grant = issued.get(key);
+  issued.delete(key);
+  try {
+    const deleted = grant
+      ? await tokens.deleteOne({ _id: key, expires_at: { $gt: new Date() } })
+      : { deletedCount: 0 };
+    if (deleted.deletedCount !== 1 || grant.exp <= Date.now() / 1000) {
+      next(new Error("INVALID_TOKEN"));
+      return;
+    }
+  } catch {
+    next(new Error("SERVICE_UNAVAILABLE"));
+    return;
+  }
+  socket.data.grant = grant;
+  next();
+}
+
+// ---------------------------------------------------------------- sockets
+
+function joinRooms(socket) {
+  const grant = socket.data.grant;
+  if (grant) {
+    socket.join([`user:${grant.user._id}`, `jwt:${grant.jti}`, EVERYONE]);
+    return true;
+  }
   const user = socket.handshake.auth && socket.handshake.auth.user;
-  if (typeof user !== "string" || !user) {
+  if (typeof user !== "string" || !user) return false;
+  socket.join([`user:${user}`, `jwt:${crypto.randomBytes(12).toString("base64url")}`, EVERYONE]);
+  return true;
+}
+
+io.on("connection", (socket) => {
+  if (!joinRooms(socket)) {
     socket.disconnect(true);
     return;
   }
-  socket.join([`user:${user}`, `jwt:${crypto.randomBytes(12).toString("base64url")}`, EVERYONE]);
   socket.on("subscribe", (body, ack) => {
     const channel = body && body.channel;
     const reply = typeof ack === "function" ? ack : () => {};
@@ -145,6 +260,13 @@ async function route(req, res) {
     send(res, 200, await broadcast(body, users.map((id) => `user:${id}`)));
   } else if (req.method === "POST" && url.pathname === "/bench/channel") {
     send(res, 200, await channels(await readJson(req)));
+  } else if (tokens && req.method === "POST" && url.pathname === "/bench/login") {
+    const body = await readJson(req);
+    const user = String(body.user || "");
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    send(res, 200, { token: signJwt({ sub: user, jti: crypto.randomUUID(), exp }) });
+  } else if (tokens && req.method === "POST" && url.pathname === "/api/v1/user/sockettoken") {
+    await issueSocketToken(req, res);
   } else if (req.method === "GET" && url.pathname === "/bench/stats") {
     if (url.searchParams.get("gc") === "1" && typeof global.gc === "function") {
       global.gc();
@@ -162,15 +284,38 @@ async function route(req, res) {
   }
 }
 
+let client = null; // the MongoClient, with MONGODB_URI
+
 function shutdown() {
   io.close();
+  if (client) client.close().catch(() => {});
   server.close(() => process.exit(0));
   setTimeout(() => process.exit(0), 2000).unref();
 }
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);
 
-const port = Number(process.argv[2] || process.env.PORT || 0);
-server.listen(port, "127.0.0.1", () => {
-  console.log(`listening on http://127.0.0.1:${server.address().port} (node ${process.version})`);
+async function main() {
+  if (MONGODB_URI) {
+    const { MongoClient } = require("mongodb");
+    client = new MongoClient(MONGODB_URI);
+    await client.connect();
+    tokens = client.db("bench").collection("socket_tokens");
+    await tokens.createIndex({ expires_at: 1 }, { expireAfterSeconds: 0 });
+    io.use((socket, next) => {
+      consumeSocketToken(socket, next);
+    });
+  }
+  const port = Number(process.argv[2] || process.env.PORT || 0);
+  server.listen(port, "127.0.0.1", () => {
+    const tokenMode = MONGODB_URI ? ", socket tokens in MongoDB" : "";
+    console.log(
+      `listening on http://127.0.0.1:${server.address().port} (node ${process.version}${tokenMode})`,
+    );
+  });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
 });

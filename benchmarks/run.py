@@ -116,7 +116,8 @@ SERVERS = {
     "users_1000": ("python", "node"),
     "channel_1000": ("python", "node"),
     "channels_100x10": ("python", "node"),
-    "idle_1000": ("python", "node"),
+    # node_token: the like-for-like connect rate (a socket token, then the handshake).
+    "idle_1000": ("python", "node", "node_token"),
     "idle_5000": ("python", "node"),
     "fanout_1000_recovery": ("python_recovery_on", "python_recovery_off"),
     "reconnect_storm": ("python_recovery_on",),
@@ -127,9 +128,18 @@ ORDER = list(FULL)
 KINDS: dict[str, tuple[str, dict[str, str]]] = {
     "python": ("python", {}),
     "node": ("node", {}),
+    # node_server.js with socket tokens in the database (its MONGODB_URI mode): the same
+    # database process as the python app's, on the same core.
+    "node_token": ("node", {}),
     "python_recovery_on": ("python", {"RECOVERY_ENABLED": "true"}),
     "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
 }
+
+# The kinds whose server has a database process of its own (started with it), beside
+# the python ones (--database process).
+NODE_WITH_DATABASE = {"node_token"}
+# The load generator's --server for a kind, where it is not the kind's server.
+LOADGEN_SERVER = {"node_token": "node-token"}
 
 
 def log(message: str) -> None:
@@ -205,7 +215,9 @@ class Harness:
                 database, env["MONGODB_URI"] = self.start_database(label)
         else:
             cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
-            cwd, env = BENCH_DIR, dict(os.environ)
+            cwd, env = BENCH_DIR, {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+            if kind in NODE_WITH_DATABASE:
+                database, env["MONGODB_URI"] = self.start_database(label)
         out = log_path.open("wb")
         proc = subprocess.Popen(
             cmd,
@@ -299,7 +311,7 @@ class Harness:
                 "--url",
                 url,
                 "--server",
-                KINDS[kind][0],
+                LOADGEN_SERVER.get(kind, KINDS[kind][0]),
                 "--concurrency",
                 str(self.args.concurrency),
             ]
@@ -479,7 +491,28 @@ def summarise_connect(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "per_s_runs": [c["per_s"] for c in con],
         "server_cpu_share": median([c.get("server_cpu_share") for c in con]),
         "other_cpu_share": median([c.get("other_cpu_share") for c in con]),
+        # The server's CPU per connection, and the other processes' (the database's, for
+        # a server that has one) over the same phase.
+        "server_cpu_ms_per_connection": median([_cpu_ms_per_connection(c) for c in con]),
+        "other_cpu_ms_per_connection": median(
+            [_cpu_ms_per_connection(c, "other_cpu_share") for c in con]
+        ),
     }
+
+
+def _cpu_ms_per_connection(connect: dict[str, Any], share: str = "server_cpu_share") -> Any:
+    """CPU ms per connection of the server (or of the other processes) in a connect phase."""
+    if not connect.get("connections") or connect.get(share) is None:
+        return None
+    return 1000 * connect[share] * connect["seconds"] / connect["connections"]
+
+
+def _connect_cpu(connect: dict[str, Any] | None) -> str:
+    """``server; other`` CPU ms per connection of a connect summary, for the tables."""
+    return (
+        f"{fmt(get(connect, 'server_cpu_ms_per_connection'), 2)}; "
+        f"{fmt(get(connect, 'other_cpu_ms_per_connection'), 2)}"
+    )
 
 
 def summarise_memory(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -613,7 +646,7 @@ def summarise_recovery(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[
 
 
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}}
+    servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}, "node_token": {}}
     for kind in servers:
         figures = servers[kind]
         for scenario in FANOUT_SCENARIOS:
@@ -673,6 +706,9 @@ RATIO_DIRECTIONS = {
     "(emitToChannel, 100 channels of 10)",
     "connect_python_over_node_handshake": "python connections/s (token + handshake) / node "
     "connections/s (bare handshake, no token): not like for like, the target compares them",
+    "connect_python_over_node_token": "python connections/s / node connections/s, both a "
+    "socket token (stored in the same database process) then the handshake that consumes "
+    "it: like for like",
     "token_issue_fraction_of_db_limit": "app token requests/s / the database's token queries/s",
     "token_issue_fraction_of_batched_db_limit": "app token requests/s / the database's "
     "token queries/s when batched as the app batches them",
@@ -748,6 +784,9 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     )
     result["connect_fraction_of_batched_db_limit"] = ratio(
         get(py, "connect", "per_s"), get(db, "connect_batched", "per_s")
+    )
+    result["connect_python_over_node_token"] = ratio(
+        get(py, "connect", "per_s"), get(summary["servers"].get("node_token"), "connect", "per_s")
     )
     return result
 
@@ -1097,6 +1136,17 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt(get(nc, 'per_s'))} | "
             f"{fmt(r.get('connect_fraction_of_db_limit'), 3)} of the DB limit |"
         )
+    tc = get(result["servers"].get("node_token"), "connect")
+    if tc:
+        lines.append(
+            f"| connect, like for like: a socket token, then the handshake that consumes it "
+            f"(node: the `mongodb` driver, one query per request, the same database process "
+            f"on the server's core): connections/s (server CPU ms per connection; "
+            f"the database's) | "
+            f"{fmt(get(py, 'connect', 'per_s'))} "
+            f"({_connect_cpu(py.get('connect'))}) | {fmt(tc['per_s'])} ({_connect_cpu(tc)}) | "
+            f"{fmt(r.get('connect_python_over_node_token'), 3)} (python/node) |"
+        )
     if db:
         lines.append(
             f"| database limit (driver only, same queries, {db['concurrency']} concurrent, "
@@ -1347,6 +1397,11 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ("connect\n(app: token +\nhandshake)", get(py, "connect", "per_s"), colours["python"]),
         ("connect queries\n(DB limit)", get(db, "connect", "per_s"), colours["db"]),
         ("connect\n(node: handshake\nonly)", get(nd, "connect", "per_s"), colours["node"]),
+        (
+            "connect\n(node: token +\nhandshake)",
+            get(result["servers"].get("node_token"), "connect", "per_s"),
+            colours["node"],
+        ),
     ]
     drawn = ax.bar(range(len(bars)), [b[1] or 0 for b in bars], color=[b[2] for b in bars])
     ax.bar_label(drawn, labels=[f"{(b[1] or 0):,.0f}" for b in bars], fontsize=8, padding=2)
