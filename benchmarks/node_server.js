@@ -29,7 +29,11 @@
 //                                           remembers from issuing it, as the generated
 //                                           app remembers the grants it issued; refused
 //                                           with INVALID_TOKEN otherwise.
-//   No batching: one query per request, as such an app sends them.
+//   One query per request, as such an app sends them; with TOKEN_BATCHES=1 (the
+//   `node_token_batched` kind), the queries of requests that arrive together share one
+//   round trip, as the generated app batches them (batching.Batcher): an insertMany of
+//   the tokens, a deleteMany with `_id: {$in: [...]}` and the expiry of the handshakes;
+//   each kind's calls gather while its previous batch is out.
 //
 // Usage: node [--expose-gc] node_server.js [port]   (port 0, the default, picks a free one)
 // Prints "listening on http://127.0.0.1:PORT" once ready.
@@ -44,6 +48,7 @@ const { Server } = require("socket.io");
 const MONGODB_URI = process.env.MONGODB_URI || "";
 const TOKEN_TTL_S = 30; // SOCKET_TOKEN_TTL_SECONDS, the generated app's default
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+const TOKEN_BATCHES = process.env.TOKEN_BATCHES === "1";
 const JWT_SECRET = crypto.randomBytes(32);
 
 const CHANNEL = "bench";
@@ -145,6 +150,55 @@ function tokenHash(token) {
   return crypto.createHash("sha256").update(token, "ascii").digest("hex");
 }
 
+// Calls made while a batch of the same kind is out (or in the same event-loop turn)
+// gather into the next one: run(items) answers with one result per item.
+function batcher(run) {
+  let waiting = [];
+  let out = false;
+  async function flush() {
+    const batch = waiting;
+    waiting = [];
+    out = true;
+    try {
+      const results = await run(batch.map((call) => call.item));
+      batch.forEach((call, i) => call.resolve(results[i]));
+    } catch (error) {
+      for (const call of batch) call.reject(error);
+    }
+    out = false;
+    if (waiting.length) setImmediate(flush);
+  }
+  return (item) =>
+    new Promise((resolve, reject) => {
+      if (!waiting.length && !out) setImmediate(flush);
+      waiting.push({ item, resolve, reject });
+    });
+}
+
+const insertBatched = batcher(async (docs) => {
+  await tokens.insertMany(docs, { ordered: false });
+  return docs.map(() => true);
+});
+
+// Each hash's answer: whether its token was deleted (consumed) by this batch. All of
+// them when the count says so; else (expired meanwhile, which the benchmark never
+// sees) none, rather than guess which.
+const deleteBatched = batcher(async (keys) => {
+  const deleted = await tokens.deleteMany({ _id: { $in: keys }, expires_at: { $gt: new Date() } });
+  return keys.map(() => deleted.deletedCount === keys.length);
+});
+
+async function storeToken(doc) {
+  if (TOKEN_BATCHES) await insertBatched(doc);
+  else await tokens.insertOne(doc);
+}
+
+async function deleteToken(key) {
+  if (TOKEN_BATCHES) return deleteBatched(key);
+  const deleted = await tokens.deleteOne({ _id: key, expires_at: { $gt: new Date() } });
+  return deleted.deletedCount === 1;
+}
+
 async function issueSocketToken(req, res) {
   const auth = req.headers.authorization || "";
   const claims = auth.startsWith("Bearer ") ? verifyJwt(auth.slice(7).trim()) : null;
@@ -155,11 +209,7 @@ async function issueSocketToken(req, res) {
   const token = crypto.randomBytes(32).toString("base64url");
   const key = tokenHash(token);
   const grant = { user: { _id: claims.sub }, jti: claims.jti, exp: claims.exp };
-  await tokens.insertOne({
-    _id: key,
-    ...grant,
-    expires_at: new Date(Date.now() + TOKEN_TTL_S * 1000),
-  });
+  await storeToken({ _id: key, ...grant, expires_at: new Date(Date.now() + TOKEN_TTL_S * 1000) });
   issued.set(key, grant);
   send(res, 200, { token, expires_in: TOKEN_TTL_S });
 }
@@ -175,10 +225,8 @@ async function consumeSocketToken(socket, next) {
   const grant = issued.get(key);
   issued.delete(key);
   try {
-    const deleted = grant
-      ? await tokens.deleteOne({ _id: key, expires_at: { $gt: new Date() } })
-      : { deletedCount: 0 };
-    if (deleted.deletedCount !== 1 || grant.exp <= Date.now() / 1000) {
+    const consumed = grant ? await deleteToken(key) : false;
+    if (!consumed || grant.exp <= Date.now() / 1000) {
       next(new Error("INVALID_TOKEN"));
       return;
     }
@@ -308,7 +356,8 @@ async function main() {
   }
   const port = Number(process.argv[2] || process.env.PORT || 0);
   server.listen(port, "127.0.0.1", () => {
-    const tokenMode = MONGODB_URI ? ", socket tokens in MongoDB" : "";
+    const batches = TOKEN_BATCHES ? ", batched" : "";
+    const tokenMode = MONGODB_URI ? `, socket tokens in MongoDB${batches}` : "";
     console.log(
       `listening on http://127.0.0.1:${server.address().port} (node ${process.version}${tokenMode})`,
     );

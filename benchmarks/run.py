@@ -116,30 +116,34 @@ SERVERS = {
     "users_1000": ("python", "node"),
     "channel_1000": ("python", "node"),
     "channels_100x10": ("python", "node"),
-    # node_token: the like-for-like connect rate (a socket token, then the handshake).
-    "idle_1000": ("python", "node", "node_token"),
+    # node_token(_batched): the like-for-like connect rate (a socket token, then the
+    # handshake that consumes it).
+    "idle_1000": ("python", "node", "node_token", "node_token_batched"),
     "idle_5000": ("python", "node"),
     "fanout_1000_recovery": ("python_recovery_on", "python_recovery_off"),
     "reconnect_storm": ("python_recovery_on",),
 }
 ORDER = list(FULL)
-# The servers a run can start: kind -> (server, extra settings of the python app over
-# PYTHON_SERVER_ENV and --server-env). The recovery pair is the same app, one setting apart.
+# The servers a run can start: kind -> (server, extra settings: of the python app over
+# PYTHON_SERVER_ENV and --server-env; of node_server.js). The recovery pair is the same
+# app, one setting apart.
 KINDS: dict[str, tuple[str, dict[str, str]]] = {
     "python": ("python", {}),
     "node": ("node", {}),
     # node_server.js with socket tokens in the database (its MONGODB_URI mode): the same
-    # database process as the python app's, on the same core.
+    # database process as the python app's, on the same core; one query per request, or
+    # batched as the app batches them.
     "node_token": ("node", {}),
+    "node_token_batched": ("node", {"TOKEN_BATCHES": "1"}),
     "python_recovery_on": ("python", {"RECOVERY_ENABLED": "true"}),
     "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
 }
 
 # The kinds whose server has a database process of its own (started with it), beside
 # the python ones (--database process).
-NODE_WITH_DATABASE = {"node_token"}
+NODE_WITH_DATABASE = {"node_token", "node_token_batched"}
 # The load generator's --server for a kind, where it is not the kind's server.
-LOADGEN_SERVER = {"node_token": "node-token"}
+LOADGEN_SERVER = {"node_token": "node-token", "node_token_batched": "node-token"}
 
 
 def log(message: str) -> None:
@@ -216,6 +220,7 @@ class Harness:
         else:
             cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
             cwd, env = BENCH_DIR, {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+            env.update(extra_env)
             if kind in NODE_WITH_DATABASE:
                 database, env["MONGODB_URI"] = self.start_database(label)
         out = log_path.open("wb")
@@ -646,7 +651,12 @@ def summarise_recovery(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[
 
 
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}, "node_token": {}}
+    servers: dict[str, dict[str, Any]] = {
+        "python": {},
+        "node": {},
+        "node_token": {},
+        "node_token_batched": {},
+    }
     for kind in servers:
         figures = servers[kind]
         for scenario in FANOUT_SCENARIOS:
@@ -708,7 +718,8 @@ RATIO_DIRECTIONS = {
     "connections/s (bare handshake, no token): not like for like, the target compares them",
     "connect_python_over_node_token": "python connections/s / node connections/s, both a "
     "socket token (stored in the same database process) then the handshake that consumes "
-    "it: like for like",
+    "it: like for like (node: one query per request)",
+    "connect_python_over_node_token_batched": "the same, node batching its queries as the app does",
     "token_issue_fraction_of_db_limit": "app token requests/s / the database's token queries/s",
     "token_issue_fraction_of_batched_db_limit": "app token requests/s / the database's "
     "token queries/s when batched as the app batches them",
@@ -785,9 +796,10 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     result["connect_fraction_of_batched_db_limit"] = ratio(
         get(py, "connect", "per_s"), get(db, "connect_batched", "per_s")
     )
-    result["connect_python_over_node_token"] = ratio(
-        get(py, "connect", "per_s"), get(summary["servers"].get("node_token"), "connect", "per_s")
-    )
+    for kind in ("node_token", "node_token_batched"):
+        result[f"connect_python_over_{kind}"] = ratio(
+            get(py, "connect", "per_s"), get(summary["servers"].get(kind), "connect", "per_s")
+        )
     return result
 
 
@@ -1136,17 +1148,20 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt(get(nc, 'per_s'))} | "
             f"{fmt(r.get('connect_fraction_of_db_limit'), 3)} of the DB limit |"
         )
-    tc = get(result["servers"].get("node_token"), "connect")
-    if tc:
-        lines.append(
-            f"| connect, like for like: a socket token, then the handshake that consumes it "
-            f"(node: the `mongodb` driver, one query per request, the same database process "
-            f"on the server's core): connections/s (server CPU ms per connection; "
-            f"the database's) | "
-            f"{fmt(get(py, 'connect', 'per_s'))} "
-            f"({_connect_cpu(py.get('connect'))}) | {fmt(tc['per_s'])} ({_connect_cpu(tc)}) | "
-            f"{fmt(r.get('connect_python_over_node_token'), 3)} (python/node) |"
-        )
+    for kind, how in (
+        ("node_token", "one query per request"),
+        ("node_token_batched", "the queries of requests that arrive together batched"),
+    ):
+        tc = get(result["servers"].get(kind), "connect")
+        if tc:
+            lines.append(
+                f"| connect, like for like: a socket token, then the handshake that consumes "
+                f"it (node: the `mongodb` driver, {how}; the same database process on the "
+                f"server's core): connections/s (server CPU ms per connection; the "
+                f"database's) | {fmt(get(py, 'connect', 'per_s'))} "
+                f"({_connect_cpu(py.get('connect'))}) | {fmt(tc['per_s'])} ({_connect_cpu(tc)}) "
+                f"| {fmt(r.get(f'connect_python_over_{kind}'), 3)} (python/node) |"
+            )
     if db:
         lines.append(
             f"| database limit (driver only, same queries, {db['concurrency']} concurrent, "
@@ -1398,8 +1413,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ("connect queries\n(DB limit)", get(db, "connect", "per_s"), colours["db"]),
         ("connect\n(node: handshake\nonly)", get(nd, "connect", "per_s"), colours["node"]),
         (
-            "connect\n(node: token +\nhandshake)",
-            get(result["servers"].get("node_token"), "connect", "per_s"),
+            "connect\n(node: token +\nhandshake,\nbatched)",
+            get(result["servers"].get("node_token_batched"), "connect", "per_s"),
             colours["node"],
         ),
     ]
