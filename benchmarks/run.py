@@ -1588,6 +1588,10 @@ def main() -> int:
             "python_server_variants": {
                 kind: env for kind, (server, env) in KINDS.items() if server == "python" and env
             },
+            "node_server_variants": {
+                kind: {"MONGODB_URI": "the database process (db_server.py)", **KINDS[kind][1]}
+                for kind in sorted(NODE_WITH_DATABASE)
+            },
         },
         **summary,
     }
