@@ -1409,18 +1409,18 @@ def chart(result: dict[str, Any], path: Path) -> None:
     bars = [
         ("token issue\n(app)", get(py, "token_issue", "per_s"), colours["python"]),
         ("token queries\n(DB limit)", get(db, "token", "per_s"), colours["db"]),
-        ("connect\n(app: token +\nhandshake)", get(py, "connect", "per_s"), colours["python"]),
-        ("connect queries\n(DB limit)", get(db, "connect", "per_s"), colours["db"]),
-        ("connect\n(node: handshake\nonly)", get(nd, "connect", "per_s"), colours["node"]),
+        ("connect\n(app: token\n+ handshake)", get(py, "connect", "per_s"), colours["python"]),
+        ("connect\nqueries\n(DB limit)", get(db, "connect", "per_s"), colours["db"]),
+        ("connect\n(node:\nhandshake\nonly)", get(nd, "connect", "per_s"), colours["node"]),
         (
-            "connect\n(node: token +\nhandshake,\nbatched)",
+            "connect\n(node: token\n+ handshake,\nbatched)",
             get(result["servers"].get("node_token_batched"), "connect", "per_s"),
             colours["node"],
         ),
     ]
     drawn = ax.bar(range(len(bars)), [b[1] or 0 for b in bars], color=[b[2] for b in bars])
     ax.bar_label(drawn, labels=[f"{(b[1] or 0):,.0f}" for b in bars], fontsize=8, padding=2)
-    ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
+    ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=6.5)
     ax.set_title("Tokens and connections per second vs the database's limit", fontsize=10)
     ax.set_ylabel("per second", fontsize=9)
     ax.margins(y=0.15)
