@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import tornado.websocket
 
 from transom_socketio import registry as keys
 from transom_socketio.realtime.accel.frames import LightProtocol
@@ -42,6 +43,7 @@ class RawFrames:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.sid = ""
 
     @classmethod
     async def open(cls, base_url: str) -> RawFrames:
@@ -61,6 +63,7 @@ class RawFrames:
         frames = cls(reader, writer)
         opened = await frames.next()
         assert opened[0] == 1 and opened[1].startswith(b"0{"), opened
+        frames.sid = json.loads(opened[1][1:])["sid"]  # the engine.io session's
         return frames
 
     @staticmethod
@@ -257,6 +260,33 @@ async def test_the_sockets_of_one_user_share_its_snapshot(app, api, sockets):
     assert (await sio.get_session(clients[1].client.get_sid("/"), namespace="/"))["user"][
         "username"
     ] == user.username
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_message_written_to_a_socket_settles_as_tornados_write_does(
+    app, api, sockets, caplog
+):
+    """The fast path writes a socket's messages without the task Tornado wraps each one
+    in (``accel/frames.py``): what ``write_message`` returns still settles once the
+    message is written, fails with ``WebSocketClosedError`` when the connection goes
+    with the message unsent, and nothing is left unretrieved."""
+    sio = app.settings["registry"][keys.SOCKET_SERVER]
+    frames = await _connected(api, sockets.base_url)
+    handler = sio.opening_request(frames.sid)
+    written = handler.write_message('42["note","hello"]')
+    assert await asyncio.wait_for(written, 5) is None
+    assert await frames.next() == (1, b'42["note","hello"]')
+    # More than the connection's buffers hold, to a client that reads no more: it waits.
+    unsent = handler.write_message("4" + "x" * (32 * 1024 * 1024))
+    await asyncio.sleep(0.3)
+    assert not unsent.done()
+    frames.writer.transport.abort()
+    with pytest.raises(tornado.websocket.WebSocketClosedError):
+        await asyncio.wait_for(unsent, 10)
+    await every_session_ends(sio)
+    with pytest.raises(tornado.websocket.WebSocketClosedError):
+        handler.write_message('42["note","too late"]')
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 class BadYield:

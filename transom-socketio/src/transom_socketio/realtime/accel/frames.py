@@ -20,6 +20,14 @@ with it (a ``ValueError``: DEBUG line and abort; anything else logged as the han
 logs an uncaught exception). Like Tornado's loop it lets other callbacks run after
 every 256 KB or so read in one go.
 
+Its ``write_message`` is Tornado's without the task Tornado wraps every message in
+(a coroutine, a task and two event-loop turns, only to turn the stream's
+``StreamClosedError`` into ``WebSocketClosedError``): it returns the stream's own write
+future when that is already settled cleanly (the usual case: a small frame is written
+at once), and otherwise a future that settles with it, the error translated as
+Tornado's wrapper translates it. A message to a socket, an ack, a handshake's OPEN and
+CONNECT go that way; the fan-out writes its frames itself (``accel/fanout.py``).
+
 Used only for a connection without permessage-deflate (the app turns compression off,
 ``realtime/server.py``); with compression the handler keeps Tornado's protocol.
 """
@@ -31,6 +39,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, cast
 
+import tornado.escape
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
@@ -57,6 +66,24 @@ class LightProtocol(tornado.websocket.WebSocketProtocol13):
         self._frame: Coroutine[Any, Any, None] | None = None  # the frame being read
         self._work = 0  # Tornado's loop's measure of work done without yielding
         self._frame_start = 0  # ``_wire_bytes_in`` as the frame being read started
+
+    def write_message(
+        self, message: str | bytes | dict[str, Any], binary: bool = False
+    ) -> asyncio.Future[None]:
+        """Tornado's ``write_message`` (no compressor here), without its task."""
+        if isinstance(message, dict):
+            message = tornado.escape.json_encode(message)
+        payload = tornado.escape.utf8(message)
+        self._message_bytes_out += len(payload)
+        try:
+            written = self._write_frame(True, 0x2 if binary else 0x1, payload)
+        except StreamClosedError:
+            raise tornado.websocket.WebSocketClosedError() from None
+        if written.done() and not written.cancelled() and written.exception() is None:
+            return written
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.add_done_callback(lambda done: _settle(settled, done))
+        return settled
 
     async def _receive_frame_loop(self) -> None:
         """Start reading frames, and return (the handler's task ends)."""
@@ -186,6 +213,23 @@ class LightProtocol(tornado.websocket.WebSocketProtocol13):
             handler.log_exception(type(error), error, error.__traceback__)
         else:
             raise error
+
+
+def _settle(settled: asyncio.Future[None], written: asyncio.Future[None]) -> None:
+    """Settle ``settled`` as the stream's ``written`` settled, its ``StreamClosedError``
+    turned into ``WebSocketClosedError`` (what Tornado's wrapper task did)."""
+    if settled.done():
+        return
+    if written.cancelled():
+        settled.cancel()
+        return
+    error = written.exception()
+    if error is None:
+        settled.set_result(None)
+    elif isinstance(error, StreamClosedError):
+        settled.set_exception(tornado.websocket.WebSocketClosedError())
+    else:
+        settled.set_exception(error)
 
 
 def light_protocol(handler: Any, params: Any) -> tornado.websocket.WebSocketProtocol13 | None:
