@@ -139,11 +139,14 @@ KINDS: dict[str, tuple[str, dict[str, str]]] = {
     "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
 }
 
-# The kinds whose server has a database process of its own (started with it), beside
-# the python ones (--database process).
-NODE_WITH_DATABASE = {"node_token", "node_token_batched"}
-# The load generator's --server for a kind, where it is not the kind's server.
-LOADGEN_SERVER = {"node_token": "node-token", "node_token_batched": "node-token"}
+# The node kinds that issue and consume socket tokens (like for like with the app): how
+# each sends its queries. Each has a database process of its own, started with it (as
+# the python kinds have with --database process), and the load generator connects to
+# it as to the app (--server node-token).
+NODE_TOKEN_KINDS = {
+    "node_token": "one query per request",
+    "node_token_batched": "the queries of requests that arrive together batched",
+}
 
 
 def log(message: str) -> None:
@@ -221,7 +224,7 @@ class Harness:
             cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
             cwd, env = BENCH_DIR, {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
             env.update(extra_env)
-            if kind in NODE_WITH_DATABASE:
+            if kind in NODE_TOKEN_KINDS:
                 database, env["MONGODB_URI"] = self.start_database(label)
         out = log_path.open("wb")
         proc = subprocess.Popen(
@@ -316,7 +319,7 @@ class Harness:
                 "--url",
                 url,
                 "--server",
-                LOADGEN_SERVER.get(kind, KINDS[kind][0]),
+                "node-token" if kind in NODE_TOKEN_KINDS else KINDS[kind][0],
                 "--concurrency",
                 str(self.args.concurrency),
             ]
@@ -651,12 +654,8 @@ def summarise_recovery(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[
 
 
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    servers: dict[str, dict[str, Any]] = {
-        "python": {},
-        "node": {},
-        "node_token": {},
-        "node_token_batched": {},
-    }
+    servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}}
+    servers.update((kind, {}) for kind in NODE_TOKEN_KINDS)
     for kind in servers:
         figures = servers[kind]
         for scenario in FANOUT_SCENARIOS:
@@ -796,7 +795,7 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     result["connect_fraction_of_batched_db_limit"] = ratio(
         get(py, "connect", "per_s"), get(db, "connect_batched", "per_s")
     )
-    for kind in ("node_token", "node_token_batched"):
+    for kind in NODE_TOKEN_KINDS:
         result[f"connect_python_over_{kind}"] = ratio(
             get(py, "connect", "per_s"), get(summary["servers"].get(kind), "connect", "per_s")
         )
@@ -1148,10 +1147,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt(get(nc, 'per_s'))} | "
             f"{fmt(r.get('connect_fraction_of_db_limit'), 3)} of the DB limit |"
         )
-    for kind, how in (
-        ("node_token", "one query per request"),
-        ("node_token_batched", "the queries of requests that arrive together batched"),
-    ):
+    for kind, how in NODE_TOKEN_KINDS.items():
         tc = get(result["servers"].get(kind), "connect")
         if tc:
             lines.append(
@@ -1590,7 +1586,7 @@ def main() -> int:
             },
             "node_server_variants": {
                 kind: {"MONGODB_URI": "the database process (db_server.py)", **KINDS[kind][1]}
-                for kind in sorted(NODE_WITH_DATABASE)
+                for kind in NODE_TOKEN_KINDS
             },
         },
         **summary,
