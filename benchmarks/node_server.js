@@ -116,7 +116,9 @@ const io = new Server(server, {
 // ---------------------------------------------------------------- socket tokens (MONGODB_URI)
 
 let tokens = null; // the socket_tokens collection, once connected
-const issued = new Map(); // token hash -> grant {user, jti, exp}, until its handshake
+// token hash -> grant {user, jti, exp}, until its handshake (a benchmark server: a token
+// never used stays here, where an app would let it go with its expiry)
+const issued = new Map();
 
 function b64url(value) {
   return Buffer.from(value).toString("base64url");
