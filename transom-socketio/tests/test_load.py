@@ -225,9 +225,8 @@ class Census:
     @classmethod
     def take(cls) -> Census:
         gc.collect()
-        found = gc.get_objects()
+        found = [thing for thing in gc.get_objects() if not _database_object(thing)]
         census = cls(Counter(), array.array("Q"), array.array("Q"), array.array("Q"))
-        found = [thing for thing in found if not _database_object(thing)]
         for thing in found:
             census.kinds[type(thing).__qualname__] += 1
         # The collector does not track a dict that holds only atomic values (a dict of
