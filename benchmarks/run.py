@@ -108,6 +108,15 @@ QUICK: dict[str, dict[str, Any]] = {
     "fanout_1000_recovery": {"clients": 500, "count": 20},
     "reconnect_storm": {"clients": 250, "count": 100, "runs": 1},
 }
+# The node kinds that issue and consume socket tokens (like for like with the app): how
+# each sends its queries. Each has a database process of its own, started with it (as
+# the python kinds have with --database process), and the load generator connects to
+# it as to the app (--server node-token).
+NODE_TOKEN_KINDS = {
+    "node_token": "one query per request",
+    "node_token_batched": "the queries of requests that arrive together batched",
+}
+
 SERVERS = {
     "tokens": ("python",),
     "db_limit": ("python",),
@@ -116,9 +125,8 @@ SERVERS = {
     "users_1000": ("python", "node"),
     "channel_1000": ("python", "node"),
     "channels_100x10": ("python", "node"),
-    # node_token(_batched): the like-for-like connect rate (a socket token, then the
-    # handshake that consumes it).
-    "idle_1000": ("python", "node", "node_token", "node_token_batched"),
+    # With the node token kinds: the like-for-like connect rate.
+    "idle_1000": ("python", "node", *NODE_TOKEN_KINDS),
     "idle_5000": ("python", "node"),
     "fanout_1000_recovery": ("python_recovery_on", "python_recovery_off"),
     "reconnect_storm": ("python_recovery_on",),
@@ -137,15 +145,6 @@ KINDS: dict[str, tuple[str, dict[str, str]]] = {
     "node_token_batched": ("node", {"TOKEN_BATCHES": "1"}),
     "python_recovery_on": ("python", {"RECOVERY_ENABLED": "true"}),
     "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
-}
-
-# The node kinds that issue and consume socket tokens (like for like with the app): how
-# each sends its queries. Each has a database process of its own, started with it (as
-# the python kinds have with --database process), and the load generator connects to
-# it as to the app (--server node-token).
-NODE_TOKEN_KINDS = {
-    "node_token": "one query per request",
-    "node_token_batched": "the queries of requests that arrive together batched",
 }
 
 
