@@ -28,6 +28,9 @@ Usage (in the bench venv, Debian package ``valgrind`` installed)::
 
     build/bench/venv/bin/python benchmarks/instructions.py --project build/bench/transom_app \
         [--clients 400] [--users 100] [--runs 1] [--server-env KEY=VALUE ...]
+
+``--lean asyncio`` or ``--lean tornado`` counts ``lean_server.py`` instead: the same job
+without the frameworks, or on Tornado alone (``run.py``'s ``python_lean`` kinds).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from run import LISTENING, Harness, wait_for_line  # noqa: E402
 TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 CONNECTING = re.compile(r"connecting \d+")
 CONNECTED = re.compile(r"connected (\d+)/")
+LEAN_SERVER = "lean_server.py"
 
 
 def wait_for(
@@ -67,6 +71,8 @@ def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str
     work = harness.log_dir
     database, uri = harness.start_database(f"instructions-{serial}")
     env = harness.server_env({"MONGODB_URI": uri})
+    if args.lean:
+        env["LEAN_FRONT"] = args.lean
     # callgrind_control finds the server by user and host name: the same for both.
     env.setdefault("USER", "bench")
     env.setdefault("LOGNAME", env["USER"])
@@ -82,9 +88,9 @@ def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str
                 f"--vgdb-prefix={work}/vgdb",
                 f"--callgrind-out-file={out}",
                 sys.executable,
-                str(BENCH_DIR / "python_server.py"),
+                str(BENCH_DIR / LEAN_SERVER if args.lean else BENCH_DIR / "python_server.py"),
             ],
-            cwd=args.project,
+            cwd=BENCH_DIR if args.lean else args.project,
             env=env,
             stdout=logs["server"].open("wb"),
             stderr=subprocess.STDOUT,
@@ -95,7 +101,14 @@ def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str
             [
                 "node",
                 str(BENCH_DIR / "loadgen.mjs"),
-                *("--mode", "idle", "--url", url, "--server", "python"),
+                *(
+                    "--mode",
+                    "idle",
+                    "--url",
+                    url,
+                    "--server",
+                    "node-token" if args.lean else "python",
+                ),
                 *("--clients", str(args.clients), "--users", str(args.users)),
                 *("--concurrency", str(args.concurrency)),
             ],
@@ -145,6 +158,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--keep", action="store_true", help="keep the logs and callgrind files")
+    parser.add_argument(
+        "--lean",
+        choices=("asyncio", "tornado"),
+        help="count lean_server.py on this front instead of the app (run.py's python_lean "
+        "and python_lean_tornado)",
+    )
     args = parser.parse_args()
     args.project = args.project.resolve()
     args.log_dir = Path(tempfile.mkdtemp(prefix="instructions-"))
@@ -161,6 +180,7 @@ def main() -> int:
             {
                 "clients": args.clients,
                 "server_env": args.server_env,
+                **({"lean": args.lean} if args.lean else {}),
                 "instructions_per_connection": statistics.median(per_connection),
                 "runs": per_connection,
                 **({"files": str(args.log_dir)} if args.keep else {}),

@@ -108,13 +108,20 @@ QUICK: dict[str, dict[str, Any]] = {
     "fanout_1000_recovery": {"clients": 500, "count": 20},
     "reconnect_storm": {"clients": 250, "count": 100, "runs": 1},
 }
-# The node kinds that issue and consume socket tokens (like for like with the app): how
-# each sends its queries. Each has a database process of its own, started with it (as
-# the python kinds have with --database process), and the load generator connects to
-# it as to the app (--server node-token).
-NODE_TOKEN_KINDS = {
-    "node_token": "one query per request",
-    "node_token_batched": "the queries of requests that arrive together batched",
+# The kinds beside the app that issue and consume socket tokens (like for like with the
+# app): who, and how each sends its queries. Each has a database process of its own,
+# started with it (as the python kinds have with --database process), and the load
+# generator connects to it as to node_server.js in its MONGODB_URI mode (--server
+# node-token), whose API lean_server.py serves too.
+TOKEN_KINDS = {
+    "node_token": "node: the `mongodb` driver, one query per request",
+    "node_token_batched": "node: the `mongodb` driver, the queries of requests that arrive "
+    "together batched",
+    # An ablation, not in `make bench`: `--servers python,node,lean` adds these two.
+    "python_lean": "python without Tornado, engine.io or python-socketio (`lean_server.py`: "
+    "the job alone), the queries batched",
+    "python_lean_tornado": "python on Tornado alone, without engine.io or python-socketio "
+    "(`lean_server.py` with `LEAN_FRONT=tornado`), the queries batched",
 }
 
 SERVERS = {
@@ -126,7 +133,7 @@ SERVERS = {
     "channel_1000": ("python", "node"),
     "channels_100x10": ("python", "node"),
     # With the node token kinds: the like-for-like connect rate.
-    "idle_1000": ("python", "node", *NODE_TOKEN_KINDS),
+    "idle_1000": ("python", "node", *TOKEN_KINDS),
     "idle_5000": ("python", "node"),
     "fanout_1000_recovery": ("python_recovery_on", "python_recovery_off"),
     "reconnect_storm": ("python_recovery_on",),
@@ -143,6 +150,10 @@ KINDS: dict[str, tuple[str, dict[str, str]]] = {
     # batched as the app batches them.
     "node_token": ("node", {}),
     "node_token_batched": ("node", {"TOKEN_BATCHES": "1"}),
+    # lean_server.py: the same job in Python without the frameworks, or on Tornado alone
+    # (an ablation).
+    "python_lean": ("lean", {}),
+    "python_lean_tornado": ("lean", {"LEAN_FRONT": "tornado"}),
     "python_recovery_on": ("python", {"RECOVERY_ENABLED": "true"}),
     "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
 }
@@ -219,12 +230,16 @@ class Harness:
             cwd, env = self.project, self.server_env(extra_env)
             if self.args.database == "process":
                 database, env["MONGODB_URI"] = self.start_database(label)
+        elif server == "lean":
+            cmd = [sys.executable, str(BENCH_DIR / "lean_server.py")]
+            cwd, env = BENCH_DIR, {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+            env.update(extra_env, PYTHONUNBUFFERED="1")
         else:
             cmd = [self.node, "--expose-gc", str(BENCH_DIR / "node_server.js"), "0"]
             cwd, env = BENCH_DIR, {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
             env.update(extra_env)
-            if kind in NODE_TOKEN_KINDS:
-                database, env["MONGODB_URI"] = self.start_database(label)
+        if kind in TOKEN_KINDS:
+            database, env["MONGODB_URI"] = self.start_database(label)
         out = log_path.open("wb")
         proc = subprocess.Popen(
             cmd,
@@ -318,7 +333,7 @@ class Harness:
                 "--url",
                 url,
                 "--server",
-                "node-token" if kind in NODE_TOKEN_KINDS else KINDS[kind][0],
+                "node-token" if kind in TOKEN_KINDS else KINDS[kind][0],
                 "--concurrency",
                 str(self.args.concurrency),
             ]
@@ -654,7 +669,7 @@ def summarise_recovery(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[
 
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     servers: dict[str, dict[str, Any]] = {"python": {}, "node": {}}
-    servers.update((kind, {}) for kind in NODE_TOKEN_KINDS)
+    servers.update((kind, {}) for kind in TOKEN_KINDS)
     for kind in servers:
         figures = servers[kind]
         for scenario in FANOUT_SCENARIOS:
@@ -718,6 +733,10 @@ RATIO_DIRECTIONS = {
     "socket token (stored in the same database process) then the handshake that consumes "
     "it: like for like (node: one query per request)",
     "connect_python_over_node_token_batched": "the same, node batching its queries as the app does",
+    "connect_python_over_python_lean": "the same against lean_server.py, the job in Python "
+    "without Tornado, engine.io or python-socketio (an ablation: `--servers python,node,lean`)",
+    "connect_python_over_python_lean_tornado": "the same against lean_server.py on Tornado "
+    "alone (LEAN_FRONT=tornado), without engine.io or python-socketio (the same ablation)",
     "token_issue_fraction_of_db_limit": "app token requests/s / the database's token queries/s",
     "token_issue_fraction_of_batched_db_limit": "app token requests/s / the database's "
     "token queries/s when batched as the app batches them",
@@ -794,7 +813,7 @@ def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     result["connect_fraction_of_batched_db_limit"] = ratio(
         get(py, "connect", "per_s"), get(db, "connect_batched", "per_s")
     )
-    for kind in NODE_TOKEN_KINDS:
+    for kind in TOKEN_KINDS:
         result[f"connect_python_over_{kind}"] = ratio(
             get(py, "connect", "per_s"), get(summary["servers"].get(kind), "connect", "per_s")
         )
@@ -1146,16 +1165,16 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt(get(nc, 'per_s'))} | "
             f"{fmt(r.get('connect_fraction_of_db_limit'), 3)} of the DB limit |"
         )
-    for kind, how in NODE_TOKEN_KINDS.items():
+    for kind, how in TOKEN_KINDS.items():
         tc = get(result["servers"].get(kind), "connect")
         if tc:
             lines.append(
                 f"| connect, like for like: a socket token, then the handshake that consumes "
-                f"it (node: the `mongodb` driver, {how}; the same database process on the "
-                f"server's core): connections/s (server CPU ms per connection; the "
-                f"database's) | {fmt(get(py, 'connect', 'per_s'))} "
-                f"({_connect_cpu(py.get('connect'))}) | {fmt(tc['per_s'])} ({_connect_cpu(tc)}) "
-                f"| {fmt(r.get(f'connect_python_over_{kind}'), 3)} (python/node) |"
+                f"it ({how}; the same database process on the server's core): "
+                f"connections/s (server CPU ms per connection; the database's) | "
+                f"{fmt(get(py, 'connect', 'per_s'))} ({_connect_cpu(py.get('connect'))}) | "
+                f"{fmt(tc['per_s'])} ({_connect_cpu(tc)}) "
+                f"| {fmt(r.get(f'connect_python_over_{kind}'), 3)} (python/{KINDS[kind][0]}) |"
             )
     if db:
         lines.append(
@@ -1474,7 +1493,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 run, smaller numbers (~2 min)")
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3; quick 1)")
     parser.add_argument("--only", help=f"comma list of scenarios to run, out of {', '.join(ORDER)}")
-    parser.add_argument("--servers", default="python,node", help="python,node (default both)")
+    parser.add_argument(
+        "--servers",
+        default="python,node",
+        help="python,node (default both); lean adds lean_server.py to idle_1000 (an ablation)",
+    )
     parser.add_argument("--output", help="results name (default latest; quick: quick)")
     parser.add_argument(
         "--server-env",
@@ -1585,7 +1608,8 @@ def main() -> int:
             },
             "node_server_variants": {
                 kind: {"MONGODB_URI": "the database process (db_server.py)", **KINDS[kind][1]}
-                for kind in NODE_TOKEN_KINDS
+                for kind in TOKEN_KINDS
+                if KINDS[kind][0] == "node"
             },
         },
         **summary,
