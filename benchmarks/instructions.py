@@ -29,8 +29,8 @@ Usage (in the bench venv, Debian package ``valgrind`` installed)::
     build/bench/venv/bin/python benchmarks/instructions.py --project build/bench/transom_app \
         [--clients 400] [--users 100] [--runs 1] [--server-env KEY=VALUE ...]
 
-``--lean asyncio`` or ``--lean tornado`` counts ``lean_server.py`` instead: the same job
-without the frameworks, or on Tornado alone (``run.py``'s ``python_lean`` kinds).
+``--lean python_lean`` or ``--lean python_lean_tornado`` counts ``lean_server.py``
+instead: the same job without the frameworks, or on Tornado alone (``run.py``'s kinds).
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from run import LISTENING, Harness, wait_for_line  # noqa: E402
+from run import KINDS, LEAN_SERVER, LISTENING, Harness, wait_for_line  # noqa: E402
 
 TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 CONNECTING = re.compile(r"connecting \d+")
 CONNECTED = re.compile(r"connected (\d+)/")
-LEAN_SERVER = "lean_server.py"
+LEAN_KINDS = [kind for kind, (server, _) in KINDS.items() if server == "lean"]
 
 
 def wait_for(
@@ -72,7 +72,7 @@ def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str
     database, uri = harness.start_database(f"instructions-{serial}")
     env = harness.server_env({"MONGODB_URI": uri})
     if args.lean:
-        env["LEAN_FRONT"] = args.lean
+        env.update(KINDS[args.lean][1])
     # callgrind_control finds the server by user and host name: the same for both.
     env.setdefault("USER", "bench")
     env.setdefault("LOGNAME", env["USER"])
@@ -88,7 +88,7 @@ def one_run(args: argparse.Namespace, harness: Harness, serial: int) -> dict[str
                 f"--vgdb-prefix={work}/vgdb",
                 f"--callgrind-out-file={out}",
                 sys.executable,
-                str(BENCH_DIR / LEAN_SERVER if args.lean else BENCH_DIR / "python_server.py"),
+                str(LEAN_SERVER if args.lean else BENCH_DIR / "python_server.py"),
             ],
             cwd=BENCH_DIR if args.lean else args.project,
             env=env,
@@ -160,9 +160,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the logs and callgrind files")
     parser.add_argument(
         "--lean",
-        choices=("asyncio", "tornado"),
-        help="count lean_server.py on this front instead of the app (run.py's python_lean "
-        "and python_lean_tornado)",
+        choices=LEAN_KINDS,
+        help="count this kind of lean_server.py (run.py's KINDS) instead of the app",
     )
     args = parser.parse_args()
     args.project = args.project.resolve()

@@ -47,6 +47,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 README = BENCH_DIR / "README.md"
+# The connect job without the frameworks (the python_lean kinds, instructions.py --lean).
+LEAN_SERVER = BENCH_DIR / "lean_server.py"
 LISTENING = re.compile(r"listening on http://([0-9.]+):(\d+)")
 DATABASES = {
     "process": "SecantusDB in memory in a process of its own, pinned to the server's core "
@@ -132,7 +134,7 @@ SERVERS = {
     "users_1000": ("python", "node"),
     "channel_1000": ("python", "node"),
     "channels_100x10": ("python", "node"),
-    # With the node token kinds: the like-for-like connect rate.
+    # With the token kinds: the like-for-like connect rate.
     "idle_1000": ("python", "node", *TOKEN_KINDS),
     "idle_5000": ("python", "node"),
     "fanout_1000_recovery": ("python_recovery_on", "python_recovery_off"),
@@ -231,7 +233,7 @@ class Harness:
             if self.args.database == "process":
                 database, env["MONGODB_URI"] = self.start_database(label)
         elif server == "lean":
-            cmd = [sys.executable, str(BENCH_DIR / "lean_server.py")]
+            cmd = [sys.executable, str(LEAN_SERVER)]
             cwd, env = BENCH_DIR, {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
             env.update(extra_env, PYTHONUNBUFFERED="1")
         else:
