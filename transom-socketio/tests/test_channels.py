@@ -26,6 +26,7 @@ from typing import Any
 import example_app.app
 import pytest
 from bson import ObjectId
+from pymongo.errors import AutoReconnect
 
 from transom_socketio.realtime.channels import Channels
 from transom_socketio.testing.clients import Api, RecoveringClient, SocketClient, Sockets, User
@@ -703,6 +704,97 @@ async def test_a_socket_that_goes_while_subscribing_is_not_left_a_member(
     assert registry["channels"].channels_of(sid) == frozenset()
 
 
+def fail_the_next_count(app: Any, registry: Any, monkeypatch: Any, failing: str) -> None:
+    """The next subscription to a presence channel cannot be counted: the read of the
+    member's fields fails (the database), or the presence store does (as the Redis
+    store answers when Redis fails)."""
+    if failing == "database":
+        users = app.settings["services"].users
+        real_get, failed = users.get, []
+
+        async def get(user_id: Any) -> Any:
+            if not failed:
+                failed.append(user_id)
+                raise AutoReconnect("connection refused")
+            return await real_get(user_id)
+
+        monkeypatch.setattr(users, "get", get)
+    else:
+        store = registry["channels"].presence
+        real_subscribed, refused = store.subscribed, []
+
+        async def subscribed(*args: Any, **kwargs: Any) -> Any:
+            if not refused:
+                refused.append(args)
+                return None
+            return await real_subscribed(*args, **kwargs)
+
+        monkeypatch.setattr(store, "subscribed", subscribed)
+
+
+UNCOUNTED = {"ok": True, "presence": {"join_leave": False, "members": None}}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"presence_grace_seconds": 1}])
+@pytest.mark.parametrize("failing", ["database", "presence store"])
+@pytest.mark.parametrize("how", ["disconnects", "unsubscribes"])
+@pytest.mark.gen_test(timeout=90)
+async def test_a_socket_whose_count_failed_takes_nothing_from_its_users_other_sockets(
+    app, api, sockets, registry, monkeypatch, failing, how
+):
+    """Ada's second socket subscribes when its count cannot be made: it is subscribed,
+    uncounted, and its acknowledgement says so. When it goes, Ada, still there with her
+    first socket, is neither announced gone nor dropped from the members; her first
+    socket's going is her one leave."""
+    ada, cyd = await api.new_user("ada"), await api.new_user("cyd")
+    cyds = await tab(api, sockets, cyd)
+    await cyds.joined("room:lobby")
+    first, second = await tab(api, sockets, ada), await tab(api, sockets, ada)
+    await first.joined("room:lobby")
+    await cyds.socket.wait_for("join", within=20)
+
+    fail_the_next_count(app, registry, monkeypatch, failing)
+    assert await second.subscribe("room:lobby") == UNCOUNTED
+    await registry["transomMsgClient"].emitToChannel("room:lobby", "news", {"n": 1})
+    await second.socket.wait_for("news", within=20)  # subscribed all the same
+    if how == "disconnects":
+        await second.client.disconnect()
+    else:
+        assert await second.unsubscribe("room:lobby") == {"ok": True}
+
+    await asyncio.sleep(2.5)  # twice the grace: a wrong leave would be out by now
+    assert await members(api, cyd, "room:lobby") == ["ada", "cyd"]
+    assert users_in(cyds.received("leave"), "room:lobby") == []
+    await first.client.disconnect()
+    await cyds.socket.wait_for("leave", within=20)
+    assert users_in(cyds.received("leave"), "room:lobby") == ["ada"]
+    assert await members(api, cyd, "room:lobby") == ["cyd"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"presence_grace_seconds": 1}])
+@pytest.mark.parametrize("failing", ["database", "presence store"])
+@pytest.mark.gen_test(timeout=90)
+async def test_subscribing_again_counts_a_socket_whose_count_failed(
+    app, api, sockets, registry, monkeypatch, failing
+):
+    ada, cyd = await api.new_user("ada"), await api.new_user("cyd")
+    cyds = await tab(api, sockets, cyd)
+    await cyds.joined("room:lobby")
+    adas = await tab(api, sockets, ada)
+    fail_the_next_count(app, registry, monkeypatch, failing)
+    assert await adas.subscribe("room:lobby") == UNCOUNTED
+    assert await members(api, cyd, "room:lobby") == ["cyd"]
+
+    again = await adas.subscribe("room:lobby")
+    assert again == {"ok": True, "presence": {"join_leave": True, "members": 2}}
+    await cyds.socket.wait_for("join", within=20)
+    assert users_in(cyds.received("join"), "room:lobby") == ["ada"]
+    assert await members(api, cyd, "room:lobby") == ["ada", "cyd"]
+    await adas.client.disconnect()
+    await cyds.socket.wait_for("leave", within=20)
+    assert await members(api, cyd, "room:lobby") == ["cyd"]
+
+
 # Restored subscriptions and recovery -----------------------------------------------
 
 
@@ -865,3 +957,65 @@ async def test_a_user_who_lost_a_group_gets_back_only_the_channels_still_allowed
     await msg.emitToChannel("room:a", "tick", {"n": 3})
     await again.wait_until(lambda: again.ticks() == [2, 3])
     assert registry["channels"].channels_of(again.client.get_sid()) == {"room:a"}
+
+
+# The app's own data decides: a right it takes away ends the user's sockets (README) --
+
+
+class TestARuleOnTheAppsOwnData:
+    """A pattern whose function reads data of the app's own (here ``teams``, as a
+    collection would hold it) is checked on subscription and on every reconnection.
+    When that data takes a right away, the app ends the user's sockets
+    (``disconnectUsers``); the client comes back, authorised again, and gets back only
+    the channels still allowed, with what it missed of them."""
+
+    teams: dict[str, set[str]]
+
+    @pytest.fixture
+    def make_app(self, make_app, monkeypatch):
+        self.teams = {"red": set()}
+        channels = Channels()
+        channels.pattern("room")(lambda user, name: True)
+
+        @channels.pattern("team")
+        async def in_the_team(user: Any, name: str) -> bool:
+            await asyncio.sleep(0)  # a database read, as far as the engine can tell
+            return user.user_id in self.teams.get(name, set())
+
+        monkeypatch.setattr(example_app.app, "channels", channels)
+        return make_app
+
+    @pytest.mark.gen_test(timeout=120)
+    async def test_a_user_taken_out_of_a_team_is_out_of_its_channel(
+        self, api, base_url, registry, channel_clients
+    ):
+        msg = registry["transomMsgClient"]
+        ada = await api.new_user("ada")
+        self.teams["red"].add(ada.id)
+        first = ChannelClient(api, ada, base_url, ["room:a", "team:red"])
+        channel_clients.append(first)
+        await first.connect()
+        await first.wait_until(lambda: len(first.recoveries()) == 1)
+        await msg.emitToChannel("team:red", "tick", {"n": 0})
+        await msg.emitToChannel("room:a", "tick", {"n": 1})
+        await first.wait_until(lambda: first.ticks() == [0, 1])
+
+        self.teams["red"].discard(ada.id)
+        assert await msg.disconnectUsers(ada.id) == 1
+        await asyncio.wait_for(first.disconnected.wait(), 20)
+        await msg.emitToChannel("team:red", "tick", {"n": "team only"})
+        await msg.emitToChannel("room:a", "tick", {"n": 2})
+
+        again = ChannelClient(api, ada, base_url, ["room:a", "team:red"])
+        channel_clients.append(again)
+        again.position = first.position
+        await first.close()
+        await again.connect()
+        await again.wait_until(lambda: again.ticks() == [2])
+        assert again.recoveries() == [
+            {"complete": True, "count": 1, "channels": {"room:a": True, "team:red": False}}
+        ]
+        await msg.emitToChannel("team:red", "tick", {"n": "still team only"})
+        await msg.emitToChannel("room:a", "tick", {"n": 3})
+        await again.wait_until(lambda: again.ticks() == [2, 3])
+        assert registry["channels"].channels_of(again.client.get_sid()) == {"room:a"}

@@ -54,7 +54,9 @@ below the limit (``channel_presence.resume_at``). A client knows which from:
 
 - the ``subscribe`` acknowledgement of a presence channel, ``{"ok": true, "presence":
   {"join_leave": true | false, "members": <n> | null}}`` (``null`` and ``false`` when
-  the presence store could not be read);
+  the presence store, or the database for the member's fields, failed: the socket is
+  subscribed but not counted among the members, and its going takes nothing from the
+  user's other sockets; subscribing again counts it);
 - a ``channel_presence`` event ``{"channel", "join_leave", "members"}`` sent to the
   channel's subscribers (and nobody else) each time the mode switches: on ``false``,
   stop trusting the member list built from join and leave (poll the presence
@@ -68,7 +70,9 @@ processes, one may arrive just after the switch).
 
 A user who loses the right to a channel loses it with their session: a change of
 groups or a logout ends the user's sockets (auth/revocations.py), and a socket that
-comes back is authorised again.
+comes back is authorised again. A rule that reads the app's own data is checked only
+then too (on subscription and on reconnection): when that data takes a right away, the
+app ends the users' sockets (``disconnectUsers``) and they come back through the rule.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import socketio
+from pymongo.errors import PyMongoError
 
 from ..auth.tokens import Principal
 from ..ratelimit import RateLimiter
@@ -351,6 +356,11 @@ class ChannelManager:
         self.presence = presence
         self._limit = RateLimiter(channels.per_socket_per_minute)
         self._subscribed: dict[str, set[str]] = {}  # sid -> its channels
+        # sid -> its presence channels that counted it: only those count it out again.
+        # A count that failed (the presence store, or the read of the member's fields)
+        # leaves the socket subscribed but uncounted, and its leaving must not take the
+        # count of the user's other sockets there.
+        self._counted: dict[str, set[str]] = {}
         self._members: dict[str, dict[str, Any]] = {}  # sid -> its public member fields
         # One change at a time per socket: a subscription still being made (its member
         # fields read, its presence counted) when the socket unsubscribes or goes must
@@ -450,6 +460,9 @@ class ChannelManager:
             pattern = await self.channels.authorize(user, channel)
             mine = self._subscribed.setdefault(sid, set())
             if channel in mine:
+                if pattern.presence and channel not in self._counted.get(sid, ()):
+                    # Subscribed, but its count failed: asking again counts it now.
+                    return pattern, await self._joined(sid, user, channel, pattern)
                 return pattern, await self._mode(pattern, channel)
             if len(mine) >= self.channels.max_per_socket:
                 raise ChannelRefused(
@@ -480,8 +493,10 @@ class ChannelManager:
                 return
             mine.discard(channel)
             await self._sio.leave_room(sid, channel_room(channel), namespace=NAMESPACE)
-            pattern, _name = self.channels.parse(channel)
-            if pattern.presence:
+            counted = self._counted.get(sid, set())
+            if channel in counted:
+                counted.discard(channel)
+                pattern, _name = self.channels.parse(channel)
                 await self._left(sid, user, channel, pattern)
 
     async def authorized(self, user: Principal, requested: object) -> dict[str, bool] | None:
@@ -520,15 +535,12 @@ class ChannelManager:
         subscribing to is counted: see ``_changing``)."""
         try:
             async with self._serial(sid):
-                mine = self._subscribed.pop(sid, set())
-                for channel in mine:
-                    try:
-                        pattern, _name = self.channels.parse(channel)
-                    except ChannelRefused:
-                        continue
-                    if pattern.presence:
-                        await self._left(sid, user, channel, pattern)
+                self._subscribed.pop(sid, None)
+                for channel in self._counted.pop(sid, set()):
+                    pattern, _name = self.channels.parse(channel)
+                    await self._left(sid, user, channel, pattern)
         finally:
+            self._counted.pop(sid, None)
             self._members.pop(sid, None)
             self._changing.pop(sid, None)
 
@@ -547,13 +559,22 @@ class ChannelManager:
         self, sid: str, user: Principal, channel: str, pattern: ChannelPattern
     ) -> JoinLeave | None:
         """Count the socket in; tell the others of the join, or of the mode it switched
-        (the socket itself learns the mode from its acknowledgement)."""
-        member = await self.member(sid, user)
+        (the socket itself learns the mode from its acknowledgement). None when it could
+        not be counted (the database or the presence store failed): it stays subscribed,
+        uncounted (``_counted``), and a later ``subscribe`` to the channel counts it."""
+        try:
+            member = await self.member(sid, user)
+        except PyMongoError as error:
+            log.warning(
+                "channel presence not counted: the database failed (%s)", type(error).__name__
+            )
+            return None
         self._leaving.cancel((channel, user.user_id))
         limit = pattern.join_leave_limit
         counted = await self.presence.subscribed(channel, user.user_id, limit)
         if counted is None:
             return None
+        self._counted.setdefault(sid, set()).add(channel)
         if counted.join_leave.switched:
             await self._tell_mode(channel, counted.join_leave, skip_sid=sid)
         elif counted.news and counted.join_leave.on:
