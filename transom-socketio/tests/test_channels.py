@@ -970,16 +970,19 @@ class TestARuleOnTheAppsOwnData:
     the channels still allowed, with what it missed of them."""
 
     teams: dict[str, set[str]]
+    failing: bool  # whether the rule's read of ``teams`` fails
 
     @pytest.fixture
     def make_app(self, make_app, monkeypatch):
-        self.teams = {"red": set()}
+        self.teams, self.failing = {"red": set()}, False
         channels = Channels()
         channels.pattern("room")(lambda user, name: True)
 
         @channels.pattern("team")
         async def in_the_team(user: Any, name: str) -> bool:
             await asyncio.sleep(0)  # a database read, as far as the engine can tell
+            if self.failing:
+                raise AutoReconnect("connection refused")
             return user.user_id in self.teams.get(name, set())
 
         monkeypatch.setattr(example_app.app, "channels", channels)
@@ -1019,3 +1022,35 @@ class TestARuleOnTheAppsOwnData:
         await msg.emitToChannel("room:a", "tick", {"n": 3})
         await again.wait_until(lambda: again.ticks() == [2, 3])
         assert registry["channels"].channels_of(again.client.get_sid()) == {"room:a"}
+
+    @pytest.mark.gen_test(timeout=90)
+    async def test_a_rule_that_fails_answers_unavailable_and_subscribes_nothing(
+        self, api, sockets, registry, caplog
+    ):
+        ada = await api.new_user("ada")
+        self.teams["red"].add(ada.id)
+        adas = await tab(api, sockets, ada)
+        self.failing = True
+        with caplog.at_level(logging.ERROR, logger="transom_socketio.realtime.channels"):
+            assert code_of(await adas.subscribe("team:red")) == "unavailable"
+        assert registry["channels"].channels_of(adas.client.get_sid()) == frozenset()
+        failures = [r for r in caplog.records if r.name == "transom_socketio.realtime.channels"]
+        assert [r.getMessage() for r in failures] == ["subscription to 'team:red' failed"]
+        assert failures[0].exc_info is not None  # the rule's traceback, for its author
+
+        self.failing = False
+        assert accepted(await adas.subscribe("team:red"))
+        assert registry["channels"].channels_of(adas.client.get_sid()) == {"team:red"}
+
+    @pytest.mark.gen_test(timeout=90)
+    async def test_a_rule_that_fails_at_reconnection_restores_the_other_channels(
+        self, api, sockets, registry
+    ):
+        ada = await api.new_user("ada")
+        self.teams["red"].add(ada.id)
+        self.failing = True
+        auth = {"token": await api.socket_token(ada), "channels": ["room:a", "team:red"]}
+        adas = await sockets.connect(auth=auth, events=("subscriptions",))
+        restored = await adas.wait_for("subscriptions", within=20)
+        assert restored == [{"channels": {"room:a": True, "team:red": False}}]
+        assert registry["channels"].channels_of(adas.client.get_sid()) == {"room:a"}

@@ -34,7 +34,8 @@ a name of no declared pattern, is refused before any function is called.
 Clients send ``subscribe`` ``{"channel": "room:lobby"}`` and ``unsubscribe``
 ``{"channel"}`` with an acknowledgement: ``{"ok": true}``, or ``{"ok": false, "error":
 {"code", "message"}}`` with the code ``invalid_channel``, ``forbidden``,
-``too_many_subscriptions`` or ``rate_limited``. The message client's
+``too_many_subscriptions``, ``rate_limited`` or ``unavailable`` (the pattern's function
+raised: a database it reads failed, say; logged with its traceback). The message client's
 ``emitToChannel(channel, event, data)`` reaches every subscribed socket on every
 process, recorded for recovery like the other emits. A socket that reconnects with
 ``auth = {"token", "position", "channels": [...]}`` gets those subscriptions back,
@@ -202,6 +203,10 @@ class ChannelRefused(Exception):
 
     def ack(self) -> dict[str, Any]:
         return {"ok": False, **Error.body(self.code, self.message)}
+
+
+# A subscription whose pattern's function raised.
+UNAVAILABLE = ChannelRefused("unavailable", "the subscription could not be checked; try again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +387,7 @@ class ChannelManager:
     # The client events -------------------------------------------------------------
 
     async def _on_subscribe(self, sid: str, *args: Any) -> dict[str, Any]:
-        user = None
+        user, channel = None, None
         try:
             channel = self._requested(sid, args)
             user = await self._user(sid)
@@ -399,6 +404,12 @@ class ChannelManager:
             else:
                 log.debug("subscription refused: %s", refused.code)
             return refused.ack()
+        except Exception:
+            # The pattern's function failed, most likely (it alone runs the app's code
+            # here): the client hears so, rather than waiting for an acknowledgement that
+            # never comes. ``%r``: the name may not have been checked yet.
+            log.exception("subscription to %r failed", channel)
+            return UNAVAILABLE.ack()
         if not pattern.presence:
             return {"ok": True}
         if mode is None:  # the presence store failed: as good as off
@@ -514,6 +525,9 @@ class ChannelManager:
                     await self.channels.authorize(user, channel)
                     verdicts[channel] = True
                 except ChannelRefused:
+                    verdicts[channel] = False
+                except Exception:  # the pattern's function failed: not restored
+                    log.exception("channel %r not restored: its rule raised", channel)
                     verdicts[channel] = False
         return verdicts
 
