@@ -940,23 +940,34 @@ async def test_a_user_who_lost_a_group_gets_back_only_the_channels_still_allowed
     )
     assert changed.status == 200, changed.body
     await asyncio.wait_for(first.disconnected.wait(), 20)
-    await msg.emitToChannel("group:staff", "tick", {"n": "staff only"})
-    await msg.emitToChannel("room:a", "tick", {"n": 2})
 
     # She logs in again and comes back from where she was, asking for both channels.
     again = ChannelClient(api, await relogin(api, ada), base_url, ["room:a", "group:staff"])
     channel_clients.append(again)
+    await comes_back_with_only(registry, first, again, kept="room:a", lost="group:staff")
+
+
+async def comes_back_with_only(
+    registry: Any, first: ChannelClient, again: ChannelClient, kept: str, lost: str
+) -> None:
+    """``first`` held ``kept`` and ``lost`` (and got ticks 0 and 1), lost the right to
+    ``lost`` and was disconnected. ``again``, of the same user, comes back from where
+    ``first`` was, asking for both: it gets ``kept`` back with what it missed there,
+    and neither ``lost`` nor anything sent to it."""
+    msg = registry["transomMsgClient"]
+    await msg.emitToChannel(lost, "tick", {"n": "lost"})
+    await msg.emitToChannel(kept, "tick", {"n": 2})
     again.position = first.position
     await first.close()
     await again.connect()
     await again.wait_until(lambda: again.ticks() == [2])
     assert again.recoveries() == [
-        {"complete": True, "count": 1, "channels": {"room:a": True, "group:staff": False}}
+        {"complete": True, "count": 1, "channels": {kept: True, lost: False}}
     ]
-    await msg.emitToChannel("group:staff", "tick", {"n": "still staff only"})
-    await msg.emitToChannel("room:a", "tick", {"n": 3})
+    await msg.emitToChannel(lost, "tick", {"n": "still lost"})
+    await msg.emitToChannel(kept, "tick", {"n": 3})
     await again.wait_until(lambda: again.ticks() == [2, 3])
-    assert registry["channels"].channels_of(again.client.get_sid()) == {"room:a"}
+    assert registry["channels"].channels_of(again.client.get_sid()) == {kept}
 
 
 # The app's own data decides: a right it takes away ends the user's sockets (README) --
@@ -1006,22 +1017,10 @@ class TestARuleOnTheAppsOwnData:
         self.teams["red"].discard(ada.id)
         assert await msg.disconnectUsers(ada.id) == 1
         await asyncio.wait_for(first.disconnected.wait(), 20)
-        await msg.emitToChannel("team:red", "tick", {"n": "team only"})
-        await msg.emitToChannel("room:a", "tick", {"n": 2})
 
         again = ChannelClient(api, ada, base_url, ["room:a", "team:red"])
         channel_clients.append(again)
-        again.position = first.position
-        await first.close()
-        await again.connect()
-        await again.wait_until(lambda: again.ticks() == [2])
-        assert again.recoveries() == [
-            {"complete": True, "count": 1, "channels": {"room:a": True, "team:red": False}}
-        ]
-        await msg.emitToChannel("team:red", "tick", {"n": "still team only"})
-        await msg.emitToChannel("room:a", "tick", {"n": 3})
-        await again.wait_until(lambda: again.ticks() == [2, 3])
-        assert registry["channels"].channels_of(again.client.get_sid()) == {"room:a"}
+        await comes_back_with_only(registry, first, again, kept="room:a", lost="team:red")
 
     @pytest.mark.gen_test(timeout=90)
     async def test_a_rule_that_fails_answers_unavailable_and_subscribes_nothing(
