@@ -127,6 +127,11 @@ VALID = {"email": "a@example.com", "password": PASSWORD}
         ({**VALID, "username": "with space"}, "username"),
         ({**VALID, "username": "u" * 33}, "username"),
         ({**VALID, "display_name": "d" * 101}, "display_name"),
+        # One line: a name with breaks would write paragraphs where it is shown.
+        ({**VALID, "display_name": "customer,\n\nUnlock: https://evil.example"}, "display_name"),
+        ({**VALID, "display_name": "a\rb"}, "display_name"),
+        ({**VALID, "display_name": "a\u2028b"}, "display_name"),
+        ({**VALID, "display_name": "a\u2029b"}, "display_name"),
         ({**VALID, "admin": True}, "admin"),
         ({**VALID, "groups": ["admin"]}, "groups"),
     ],

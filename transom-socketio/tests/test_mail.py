@@ -66,7 +66,7 @@ async def test_a_mail_reaches_the_server_with_its_from_to_subject_and_body(smtp_
     assert message.get_content_type() == "text/plain"
     assert message.get_content_charset() == "utf-8"
     body = message.get_content()
-    assert "Hello Alice Liddell," in body
+    assert body.startswith("Hello,\n") and "Alice Liddell" not in body
     assert "for 30 minutes" in body
     assert link_in(message, "/verify?token=") == LINK
     [delivery] = smtp_server.deliveries
@@ -81,13 +81,13 @@ async def test_a_mail_reaches_the_server_with_its_from_to_subject_and_body(smtp_
 @pytest.mark.gen_test
 async def test_non_ascii_names_and_text_arrive_intact(smtp_server):
     mailer = mailer_for(SmtpTransport.from_url(smtp_server.url))
-    values = {**VALUES, "app_name": "Ünïcode Äpp", "user": {"display_name": "Zoë 李"}}
+    values = {**VALUES, "app_name": "Ünïcode Äpp 李"}
     mailer.send("reset", "zoe@example.com", **values)
     await mailer.drain()
 
     [message] = await smtp_server.wait_for("zoe@example.com")
-    assert message["Subject"] == "Reset your Ünïcode Äpp password"
-    assert "Hello Zoë 李," in message.get_content()
+    assert message["Subject"] == "Reset your Ünïcode Äpp 李 password"
+    assert "Ünïcode Äpp 李" in message.get_content()
 
 
 @pytest.mark.gen_test

@@ -25,7 +25,8 @@ def test_the_library_defaults_render_with_the_documented_values():
         mail = templates.render(kind, "alice@example.com", **VALUES)
         assert (mail.kind, mail.to) == (kind, "alice@example.com")
         assert "Example App" in mail.subject and "\n" not in mail.subject
-        assert mail.text.startswith("Hello Alice,\n")
+        # No greeting by name: whoever signs up writes it, with any address.
+        assert mail.text.startswith("Hello,\n") and "Alice" not in mail.text
     reset = templates.render("reset", "alice@example.com", **VALUES)
     assert "https://app.example/reset?token=abc" in reset.text
     assert "for 15 minutes" in reset.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
@@ -35,6 +36,11 @@ NEW_PASSWORD = Text(
 ANY_PASSWORD = Text(max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False)
 # A mailed token; one of another shape is answered like an unknown one (invalid_token).
 MAILED_TOKEN = Text(max_length=256)
+# One line: no line or paragraph break (checked after trimming, and ECMA 262 too).
+ONE_LINE_RULE = re.compile(r"^[^\r\n\u2028\u2029]*$")
+# A name shown to other users: one line. (Line and paragraph breaks would let whoever
+# signs up write paragraphs wherever the name is shown.)
+DISPLAY_NAME = Text(max_length=100, pattern=ONE_LINE_RULE, rule="must be one line")
 GROUP = Text(
     max_length=64,
     pattern=GROUP_RULE,
@@ -57,7 +63,7 @@ class Signup(Shape):
         ]
         | None
     ) = None
-    display_name: Annotated[str, Text(max_length=100)] | None = None
+    display_name: Annotated[str, DISPLAY_NAME] | None = None
 
 
 class Login(Shape):
