@@ -610,3 +610,17 @@ async def test_the_development_outbox_refuses_bad_queries_with_a_4xx_never_500(a
         assert_json_error(response, response.status)
     else:
         assert set(response.body) == {"mail"}
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example"])
+@pytest.mark.gen_test(timeout=30)
+async def test_the_development_outbox_answers_no_other_host_than_this_machine(api, host):
+    """A page that rebinds its own domain to 127.0.0.1 (DNS rebinding) reads nothing:
+    the outbox holds reset links."""
+    await api.new_user("ada")  # its verification mail is in the outbox
+    response = await api.request("GET", "/dev/mail", headers={"Host": host})
+    assert_json_error(response, 403, "forbidden_host")
+    assert "mail" not in response.body
+    for local in ("localhost", "127.0.0.1", "[::1]:8000"):
+        answer = await api.request("GET", "/dev/mail", headers={"Host": local})
+        assert answer.status == 200 and answer.body["mail"], (local, answer.status)

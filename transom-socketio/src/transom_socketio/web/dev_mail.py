@@ -4,22 +4,30 @@ Served only in development and test, and only while mail goes to the outbox (no
 SMTP_URL): in production the route does not exist (404). It shows whoever asks every
 recent mail with its links, which is the point on a developer's machine (the demo page
 lists them) and why it never runs anywhere else.
+
+It answers only requests addressed to this machine by name (``localhost``, a loopback
+address) or to PUBLIC_URL's host: a web page the developer visits could otherwise
+rebind its own domain to 127.0.0.1 (DNS rebinding), read the outbox as same-origin,
+and take the reset links in it. Another ``Host`` gets 403 ``forbidden_host``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from ..shapes import DateTimeOut, PublicShape
 from .base import BaseHandler
-from .errors import bad_request
+from .errors import ApiError, bad_request
 from .operations import operation
 
 __all__ = ["DevMailHandler"]
 
 MAX_ADDRESS = 254
+# The names this machine answers to whatever DNS says (Host, without its port).
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 class DevMail(PublicShape):
@@ -38,13 +46,24 @@ class DevMailList(PublicShape):
 
 
 class DevMailHandler(BaseHandler):
+    async def check_request(self) -> None:
+        await super().check_request()
+        public_host = urlsplit(self.settings_.public_base_url).netloc.lower()
+        host = self.request.host.lower()
+        if self.request.host_name not in LOOPBACK_HOSTS and host != public_host:
+            raise ApiError(
+                403,
+                "forbidden_host",
+                "the development outbox answers only at localhost or PUBLIC_URL's host",
+            )
+
     @operation(
         "The development outbox (development and test only)",
         operation_id="devMail",
         description="The mail the app sent, newest first; absent in production and when "
         "SMTP_URL is set.",
         responses={200: DevMailList},
-        errors=(400, 503),
+        errors=(400, 403, 503),
         tags=("development",),
         parameters=(
             {
