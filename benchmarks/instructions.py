@@ -29,8 +29,9 @@ Usage (in the bench venv, Debian package ``valgrind`` installed)::
     build/bench/venv/bin/python benchmarks/instructions.py --project build/bench/transom_app \
         [--clients 400] [--users 100] [--runs 1] [--server-env KEY=VALUE ...]
 
-``--lean python_lean`` or ``--lean python_lean_tornado`` counts ``lean_server.py``
-instead: the same job without the frameworks, or on Tornado alone (``run.py``'s kinds).
+``--lean python_lean``, ``python_lean_tornado`` or ``python_lean_tornado_http`` counts
+``lean_server.py`` instead: the same job without the frameworks, on Tornado alone, or
+on Tornado's HTTP/1 server alone (``run.py``'s kinds).
 """
 
 from __future__ import annotations

@@ -24,7 +24,11 @@ One asyncio protocol per connection on uvloop, PyMongo's async client, nothing e
 With ``LEAN_FRONT=tornado`` the same job is served by Tornado instead (its HTTP/1 server,
 a ``RequestHandler`` for the token, a ``WebSocketHandler`` for the socket, the engine.io
 and Socket.IO packets still made by hand): the price of Tornado alone, without
-engine.io, python-socketio or anything the app adds.
+engine.io, python-socketio or anything the app adds. With ``LEAN_FRONT=tornado_http``
+only Tornado's HTTP/1 server (``HTTP1Connection`` on an ``IOStream``) is kept: its
+requests go to an ``HTTPMessageDelegate`` (Tornado's public routing interface), and the
+WebSocket is framed by hand on the stream ``detach()`` returns. It tells how much of
+Tornado's price is its HTTP/1 connection and how much its handlers.
 What it leaves out, as ``node_server.js`` does, and the app must not: the access log,
 metrics, request ids, rate limits, the revocation check, origin checks, engine.io's
 pings and every packet but CONNECT, the user's rooms, presence and recovery positions,
@@ -376,16 +380,93 @@ def tornado_app() -> Any:
     )
 
 
+def tornado_http_delegate() -> Any:
+    """The same job on Tornado's HTTP/1 server alone (``LEAN_FRONT=tornado_http``): no
+    ``RequestHandler``, no ``WebSocketHandler``; the socket framed by hand after
+    ``detach()``."""
+    from tornado import httputil, iostream
+
+    class StreamTransport:
+        def __init__(self, stream: iostream.IOStream) -> None:
+            self.stream = stream
+
+        def write(self, data: bytes) -> None:
+            if not self.stream.closed():
+                self.stream.write(data)
+
+        def close(self) -> None:
+            self.stream.close()
+
+    async def pump(connection: Connection, stream: iostream.IOStream) -> None:
+        try:
+            while True:
+                connection.data_received(await stream.read_bytes(65_536, partial=True))
+        except iostream.StreamClosedError:
+            connection.connection_lost(None)
+
+    class Request(httputil.HTTPMessageDelegate):
+        def __init__(self, connection: Any) -> None:
+            self.connection = connection
+            self.body = b""
+
+        def headers_received(self, start_line: Any, headers: Any) -> None:
+            self.start_line = start_line
+            self.headers = headers
+
+        def data_received(self, chunk: bytes) -> None:
+            self.body += chunk
+
+        def finish(self) -> None:
+            method, path = self.start_line.method, self.start_line.path.partition("?")[0]
+            if method == "GET" and path == "/socket.io/":
+                stream = self.connection.detach()
+                connection = Connection()
+                connection.connection_made(cast(Any, StreamTransport(stream)))
+                connection._upgrade({k.lower(): v for k, v in self.headers.get_all()})
+                spawn(pump(connection, stream))
+            elif method == "POST" and path == "/api/v1/user/sockettoken":
+                claims = bearer_claims(self.headers.get("Authorization", ""))
+                if claims is None:
+                    self.answer(401, {"error": {"code": "invalid_token"}})
+                    return
+                spawn(self._issue(claims))
+            elif method == "POST" and path == "/bench/login":
+                self.answer(200, {"token": login(self.body)})
+            elif method == "GET" and path == "/bench/stats":
+                self.answer(200, stats())
+            else:
+                self.answer(404, {"error": {"code": "not_found"}})
+
+        async def _issue(self, claims: dict[str, Any]) -> None:
+            self.answer(200, await issue(claims))
+
+        def answer(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            headers = httputil.HTTPHeaders(
+                {"Content-Type": "application/json", "Content-Length": str(len(data))}
+            )
+            start = httputil.ResponseStartLine("HTTP/1.1", status, "OK")
+            self.connection.write_headers(start, headers, data)
+            self.connection.finish()
+
+    class Server(httputil.HTTPServerConnectionDelegate):
+        def start_request(self, server_conn: object, request_conn: Any) -> Request:
+            return Request(request_conn)
+
+    return Server()
+
+
 async def main() -> None:
     Connection.store = Store(os.environ["MONGODB_URI"])
     await Connection.store.tokens.create_index([("expires_at", 1)], expireAfterSeconds=0)
     front = os.environ.get("LEAN_FRONT", "asyncio")
-    if front == "tornado":
+    if front in ("tornado", "tornado_http"):
         import tornado.httpserver
         import tornado.netutil
 
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        tornado.httpserver.HTTPServer(tornado_app()).add_sockets(sockets)
+        app = tornado_app() if front == "tornado" else tornado_http_delegate()
+        tornado.httpserver.HTTPServer(app).add_sockets(sockets)
         port = sockets[0].getsockname()[1]
     else:
         server = await asyncio.get_running_loop().create_server(Connection, "127.0.0.1", 0)

@@ -119,11 +119,13 @@ TOKEN_KINDS = {
     "node_token": "node: the `mongodb` driver, one query per request",
     "node_token_batched": "node: the `mongodb` driver, the queries of requests that arrive "
     "together batched",
-    # An ablation, not in `make bench`: `--servers python,node,lean` adds these two.
+    # An ablation, not in `make bench`: `--servers python,node,lean` adds these three.
     "python_lean": "python without Tornado, engine.io or python-socketio (`lean_server.py`: "
     "the job alone), the queries batched",
     "python_lean_tornado": "python on Tornado alone, without engine.io or python-socketio "
     "(`lean_server.py` with `LEAN_FRONT=tornado`), the queries batched",
+    "python_lean_tornado_http": "python on Tornado's HTTP/1 server alone, without its "
+    "RequestHandler or WebSocketHandler (`LEAN_FRONT=tornado_http`), the queries batched",
 }
 
 SERVERS = {
@@ -156,6 +158,7 @@ KINDS: dict[str, tuple[str, dict[str, str]]] = {
     # (an ablation).
     "python_lean": ("lean", {}),
     "python_lean_tornado": ("lean", {"LEAN_FRONT": "tornado"}),
+    "python_lean_tornado_http": ("lean", {"LEAN_FRONT": "tornado_http"}),
     "python_recovery_on": ("python", {"RECOVERY_ENABLED": "true"}),
     "python_recovery_off": ("python", {"RECOVERY_ENABLED": "false"}),
 }
@@ -739,6 +742,9 @@ RATIO_DIRECTIONS = {
     "without Tornado, engine.io or python-socketio (an ablation: `--servers python,node,lean`)",
     "connect_python_over_python_lean_tornado": "the same against lean_server.py on Tornado "
     "alone (LEAN_FRONT=tornado), without engine.io or python-socketio (the same ablation)",
+    "connect_python_over_python_lean_tornado_http": "the same against lean_server.py on "
+    "Tornado's HTTP/1 server alone (LEAN_FRONT=tornado_http): no RequestHandler, no "
+    "WebSocketHandler (the same ablation)",
     "token_issue_fraction_of_db_limit": "app token requests/s / the database's token queries/s",
     "token_issue_fraction_of_batched_db_limit": "app token requests/s / the database's "
     "token queries/s when batched as the app batches them",
