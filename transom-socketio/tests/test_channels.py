@@ -480,6 +480,33 @@ async def test_a_message_to_a_channel_its_author_may_not_join_or_to_a_user_too_i
     assert watcher.received("message") == []
 
 
+@pytest.mark.gen_test(timeout=90)
+async def test_an_author_who_left_the_channels_group_can_no_longer_edit_into_it(
+    api, sockets, db, registry
+):
+    # An edit reaches the channel too (its readers, and every replay from then on): it is
+    # checked against the channel's rule as a new message is.
+    admin = await in_groups(api, db, await api.new_user("root"), "admin")
+    ada = await in_groups(api, db, await api.new_user("ada"), "staff")
+    bob = await in_groups(api, db, await api.new_user("bob"), "staff")
+    posted = await post(api, ada, text="hello staff", channel="group:staff")
+    assert posted.status == 201, posted.body
+    path = f"/api/v1/db/message/{posted.body['message']['_id']}"
+    edited = await api.request("PUT", path, {"text": "hello\r\nagain"}, token=ada.token)
+    assert edited.status == 200, edited.body
+    assert edited.body["message"]["text"] == "hello\nagain"  # one kind of line ending
+
+    removed = await api.request(
+        "PUT", f"/api/v1/admin/users/{ada.id}/groups", {"groups": []}, token=admin.token
+    )
+    assert removed.status == 200, removed.body
+    ada = await relogin(api, ada)
+    refused = await api.request("PUT", path, {"text": "send me your passwords"}, token=ada.token)
+    assert (refused.status, refused.error_code) == (403, "forbidden"), refused.body
+    seen = await api.request("GET", path, token=bob.token)
+    assert seen.body["message"]["text"] == "hello\nagain"
+
+
 # Presence --------------------------------------------------------------------------
 
 

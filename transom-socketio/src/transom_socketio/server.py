@@ -10,11 +10,12 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+from tornado import httputil
 
 from . import app as application
 from .config import AppSettings, Settings
@@ -60,11 +61,61 @@ def http_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
     are not bounded by these: they have their own limits (SECURITY.md)."""
     # No xheaders: the app applies its own client-address rule (web/application.py).
     return tornado.httpserver.HTTPServer(
-        app,
+        BodyTimeout(app, settings.http_body_timeout_seconds),
         max_body_size=HARD_BODY_LIMIT,
         idle_connection_timeout=settings.http_idle_timeout_seconds,
-        body_timeout=settings.http_body_timeout_seconds,
     )
+
+
+class BodyTimeout(httputil.HTTPServerConnectionDelegate):
+    """``app``, with ``seconds`` to receive the body of each request that has one.
+
+    Tornado's own ``body_timeout`` bounds every request's body read with a task and a
+    timer, also when there is nothing to read (a GET, a POST with ``Content-Length: 0``
+    such as a socket-token request): ~3 % of the CPU of a connection's token and
+    handshake (benchmarks/README.md). This sets the same bound, with Tornado's public
+    ``set_body_timeout``, on the requests that announce a body only: a
+    ``Transfer-Encoding``, or a ``Content-Length`` other than ``0``."""
+
+    def __init__(self, app: tornado.web.Application, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        delegate = self.app.start_request(server_conn, request_conn)
+        return _TimedBody(delegate, request_conn, self.seconds)
+
+    def on_close(self, server_conn: object) -> None:
+        self.app.on_close(server_conn)
+
+
+class _TimedBody(httputil.HTTPMessageDelegate):
+    """The app's delegate for one request; only ``headers_received`` passes through here
+    (the other calls go straight to the app's, bound in ``__init__``)."""
+
+    def __init__(
+        self,
+        delegate: httputil.HTTPMessageDelegate,
+        connection: httputil.HTTPConnection,
+        seconds: float,
+    ) -> None:
+        self._delegate = delegate
+        self._connection = connection
+        self._seconds = seconds
+        self.data_received = delegate.data_received  # type: ignore[method-assign]
+        self.finish = delegate.finish  # type: ignore[method-assign]
+        self.on_connection_close = delegate.on_connection_close  # type: ignore[method-assign]
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+            self._connection.set_body_timeout(self._seconds)  # type: ignore[attr-defined]
+        return self._delegate.headers_received(start_line, headers)
 
 
 def run(

@@ -131,7 +131,8 @@ class History(Protocol):
 
     async def edit(self, key: str, args: tuple[Any, ...] | None) -> None:
         """From now on, replay the entries recorded with ``key`` with ``args`` instead of
-        theirs, or not at all (``RETRACTED``)."""
+        theirs, or not at all (``RETRACTED``). A retraction is final: an edit after it
+        changes nothing (an update racing a delete must not bring a message back)."""
 
     async def head(self) -> str | None:
         """The newest position (what a client with nothing received yet starts from);
@@ -216,8 +217,11 @@ class LocalHistory:
         await self._sio.manager.emit(event, (*args, meta), NAMESPACE, room=rooms)
 
     async def edit(self, key: str, args: tuple[Any, ...] | None) -> None:
-        if key in self._keyed:  # no entry, nothing to edit: nothing kept
-            self._edits[key] = args
+        if key not in self._keyed:  # no entry, nothing to edit: nothing kept
+            return
+        if key in self._edits and self._edits[key] is RETRACTED:
+            return  # retracted for good
+        self._edits[key] = args
 
     def current(self, entry: Entry) -> Entry | None:
         """``entry`` as the edits of its key leave it."""

@@ -268,7 +268,8 @@ class MessageClient:
 
     async def retract(self, key: str) -> None:
         """Sockets that recover from now on do not receive what was emitted with ``key``
-        (a deleted message). Sockets that received it keep it: tell them yourself."""
+        (a deleted message). Sockets that received it keep it: tell them yourself. It is
+        final: a ``replace`` of the key after it changes nothing."""
         key = check_key(key)
         if self._history is not None:
             await self._history.edit(key, RETRACTED)

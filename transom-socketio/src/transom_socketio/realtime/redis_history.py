@@ -93,10 +93,12 @@ end
 return id
 """
 
-# KEYS: the key's mark, its edit. ARGV: the edit, the retention in ms. Only a key that
-# an entry of the retention window carries is edited.
+# KEYS: the key's mark, its edit. ARGV: the edit, the retention in ms, RETRACTION. Only
+# a key that an entry of the retention window carries is edited, and a retracted one is
+# retracted for good (an update racing a delete must not bring a message back).
 _EDIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[3] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -296,7 +298,8 @@ class RedisHistory:
         value = RETRACTION if args is RETRACTED else jsonutil.dumps(list(args))
         try:
             await self._edit(
-                keys=[self._key_mark(key), self._edit_prefix + key], args=[value, self._limits[1]]
+                keys=[self._key_mark(key), self._edit_prefix + key],
+                args=[value, self._limits[1], RETRACTION],
             )
         except aioredis.RedisError as error:
             log.error(

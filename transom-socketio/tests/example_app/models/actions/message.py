@@ -28,15 +28,29 @@ async def before_insert(ctx: ActionContext, doc: dict[str, Any]) -> None:
     if doc.get("channel") is not None:
         if doc.get("to") is not None:
             raise Invalid("a message goes to a user or to a channel, not both", field="channel")
-        try:
-            await channels.authorize(ctx.user, doc["channel"])
-        except ChannelRefused as refused:
-            raise Forbidden(f"channel not allowed: {refused.message}") from None
+        await _may_write_to(ctx, doc["channel"])
     elif doc.get("to") is None:
         retry_after = ctx.services.write_limits.broadcasts_per_user.hit(ctx.user.user_id)
         if retry_after is not None:
             raise TooManyRequests(retry_after, "too many broadcasts, slow down")
     doc["text"] = _LINE_ENDINGS.sub("\n", doc["text"])
+
+
+async def before_update(ctx: ActionContext, doc: dict[str, Any]) -> None:
+    """An edit is checked as a new message is: its author must still be allowed in its
+    channel (which an edit cannot change). Else someone removed from a group could keep
+    writing into the group's channel by editing what they posted there while in it."""
+    if doc.get("channel") is not None:
+        await _may_write_to(ctx, doc["channel"])
+    doc["text"] = _LINE_ENDINGS.sub("\n", doc["text"])
+
+
+async def _may_write_to(ctx: ActionContext, channel: str) -> None:
+    """403 unless the user may subscribe to ``channel`` (channels.py's rules)."""
+    try:
+        await channels.authorize(ctx.user, channel)
+    except ChannelRefused as refused:
+        raise Forbidden(f"channel not allowed: {refused.message}") from None
 
 
 def recovery_key(doc: dict[str, Any]) -> str:
