@@ -185,7 +185,13 @@ class ChangePasswordHandler(AuthenticatedHandler):
         auth=True,
         body=ChangePassword,
         responses={200: Success},
-        errors={403: "`invalid_credentials`: the current password is wrong.", 429: "", 503: ""},
+        errors={
+            403: "`invalid_credentials`: the current password is wrong.",
+            409: "`account_changed`: a reset, another change or an administrator changed "
+            "the account meanwhile; nothing was changed.",
+            429: "",
+            503: "",
+        },
     )
     async def post(self) -> None:
         body = self.json_body(ChangePassword)

@@ -167,7 +167,10 @@ class Accounts:
         if needs_rehash:
             with contextlib.suppress(HashingBusy):  # the upgrade can wait for the next login
                 hashed = await services.passwords.hash(body.password)
-                await services.users.set_password_hash(user["_id"], hashed)
+                # Only over the hash verified: a reset that landed meanwhile stands.
+                await services.users.upgrade_password_hash(
+                    user["_id"], user["password_hash"], hashed
+                )
         issued = services.tokens.issue(user, live_at=read_at)
         return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
 
@@ -293,11 +296,21 @@ class Accounts:
     ) -> None:
         """Check the current password (under the login throttle; 403
         ``invalid_credentials`` when wrong), set the new one and end every other
-        session of the user: the caller's JWT stays valid."""
+        session of the user: the caller's JWT stays valid.
+
+        The change is written only if the user is as it was read: the caller's session
+        live, the same password hash and session epoch. A reset, a change of groups or
+        an administrator's logout that lands while the new password is hashed ends the
+        caller's session too; this change must not then raise the epoch again keeping
+        that session (it would come back, with its old groups): 409 ``account_changed``
+        instead, and nothing changes."""
         services = self.services
         user = await services.users.get(principal.user_id)
         if user is None:
             raise unauthorized("invalid_token", "the account no longer exists")
+        read_epoch = int(user.get("session_epoch") or 0)
+        if not await services.tokens.live_at(principal, read_epoch):
+            raise unauthorized("invalid_token", "the token has been revoked")
         account = f"user:{user['_id']}"
         throttle = services.login_throttle
         try:
@@ -317,11 +330,19 @@ class Accounts:
             raise ApiError(403, "invalid_credentials", "the current password is wrong")
         await throttle.succeeded(reservation)
         password_hash = await services.passwords.hash(body.new_password)
+        read = {"session_epoch": user.get("session_epoch"), "password_hash": user["password_hash"]}
         updated = await services.users.new_session_epoch(
-            user["_id"], {"password_hash": password_hash}
+            user["_id"], {"password_hash": password_hash}, unless_changed_from=read
         )
         if updated is None:
-            raise unauthorized("invalid_token", "the account no longer exists")
+            if not await services.users.exists(user["_id"]):
+                raise unauthorized("invalid_token", "the account no longer exists")
+            raise ApiError(
+                409,
+                "account_changed",
+                "the account changed while the password was being changed (a reset, "
+                "another change, an administrator's): nothing was changed",
+            )
         await self.end_sessions(updated, keep_jti=principal.jti)
         self._notify_password_changed(updated)
 

@@ -64,6 +64,16 @@ class RevocationStore:
                 upsert=True,
             )
 
+    async def kept_at(self, user_id: str, epoch: int) -> str | None:
+        """The JWT id kept when the user's sessions ended at ``epoch`` (a password
+        change's own session); None when none was, or when that end is not recorded yet
+        (the user's epoch rises before its record here is written)."""
+        ended = await self._collection.find_one(
+            {"_id": user_key(user_id), "epoch": epoch}, projection={"keep": 1}
+        )
+        keep = ended.get("keep") if ended else None
+        return keep if isinstance(keep, str) else None
+
     async def is_revoked(self, jti: str, user_id: str | None = None, epoch: int = 0) -> bool:
         # An expired JWT is refused by its own ``exp`` claim before this is asked,
         # so the TTL monitor's delay does not matter here.

@@ -199,6 +199,16 @@ class TokenService:
             return False
         return self._session_ends(principal.user_id, principal.jti, checked_at) is False
 
+    async def live_at(self, principal: Principal, epoch: int) -> bool:
+        """Whether ``principal``'s JWT is still a live session of a user whose session
+        epoch was read as ``epoch``: issued at that epoch, or the one session kept when
+        the user's sessions last ended. A change decided on that read (a password
+        change) must not go on for a session that ended since the request was
+        authenticated."""
+        if principal.session_epoch >= epoch:
+            return True
+        return await self._revocations.kept_at(principal.user_id, epoch) == principal.jti
+
     async def revoke(self, principal: Principal) -> None:
         await self._revocations.revoke(principal.jti, principal.expires_at)
 

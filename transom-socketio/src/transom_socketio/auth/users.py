@@ -137,10 +137,14 @@ class UserStore:
     async def find_by_email(self, email: str) -> dict[str, Any] | None:
         return await self._collection.find_one({"email_lower": normalise_identifier(email)})
 
-    async def set_password_hash(self, user_id: ObjectId, password_hash: str) -> None:
-        await self._collection.update_one(
-            {"_id": user_id}, {"$set": {"password_hash": password_hash}}
+    async def upgrade_password_hash(self, user_id: ObjectId, old_hash: str, new_hash: str) -> bool:
+        """Replace ``old_hash`` (the one just verified) with ``new_hash`` of the same
+        password; False, and nothing changed, when the stored hash is no longer
+        ``old_hash``: a reset or a change that landed meanwhile wins."""
+        result = await self._collection.update_one(
+            {"_id": user_id, "password_hash": old_hash}, {"$set": {"password_hash": new_hash}}
         )
+        return result.modified_count == 1
 
     async def mark_verified(self, user_id: ObjectId) -> bool:
         """Mark the address verified; False when the account no longer exists."""
@@ -148,13 +152,18 @@ class UserStore:
         return result.matched_count == 1
 
     async def new_session_epoch(
-        self, user_id: ObjectId, changes: dict[str, Any] | None = None
+        self,
+        user_id: ObjectId,
+        changes: dict[str, Any] | None = None,
+        *,
+        unless_changed_from: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Raise the user's session epoch (auth/revocations.py), applying ``changes``
         (a new password hash, new groups) in the same atomic update; the updated user,
-        or None when there is no such account."""
+        or None when there is no such account, or when it no longer holds the values of
+        ``unless_changed_from`` (fields as they were read before the change was decided)."""
         return await self._collection.find_one_and_update(
-            {"_id": user_id},
+            {"_id": user_id, **(unless_changed_from or {})},
             {"$inc": {"session_epoch": 1}, **({"$set": changes} if changes else {})},
             return_document=ReturnDocument.AFTER,
         )
