@@ -59,6 +59,29 @@ async def test_a_body_that_is_not_a_json_object_answers_400_invalid_json(api, pa
         assert_json_error(response, 400, "invalid_json")
 
 
+# A valid sign-up in the encodings Python's json module also reads from bytes, and with a
+# byte order mark: a body is UTF-8 JSON (RFC 8259), or something in front of the app that
+# reads it as UTF-8 would see other fields than the app does.
+OTHER_ENCODINGS = {
+    "utf-16": json.dumps(VALID_SIGNUP).encode("utf-16"),
+    "utf-16-le": json.dumps(VALID_SIGNUP).encode("utf-16-le"),
+    "utf-32": json.dumps(VALID_SIGNUP).encode("utf-32"),
+    "utf-8 with a bom": b"\xef\xbb\xbf" + json.dumps(VALID_SIGNUP).encode(),
+}
+
+
+@pytest.mark.parametrize("encoding", OTHER_ENCODINGS)
+@pytest.mark.gen_test
+async def test_a_body_not_in_utf_8_answers_400_invalid_json_and_creates_nothing(
+    api, db, encoding
+):
+    response = await api.request("POST", SIGNUP, raw=OTHER_ENCODINGS[encoding])
+    assert_json_error(response, 400, "invalid_json")
+    assert await db["users"].count_documents({}) == 0
+    signed_up = await api.request("POST", SIGNUP, raw=json.dumps(VALID_SIGNUP).encode())
+    assert signed_up.status == 201, signed_up.body
+
+
 WRONG_TYPES: list[tuple[str, dict[str, Any], str]] = [
     (SIGNUP, {**VALID_SIGNUP, "email": 42}, "email"),
     (SIGNUP, {**VALID_SIGNUP, "email": ["ada@example.com"]}, "email"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json as _json
+import math
 from typing import Any
 
 from bson import ObjectId
@@ -39,3 +40,22 @@ def dumps(value: Any, **kwargs: Any) -> str:
 
 def loads(text: str | bytes, **kwargs: Any) -> Any:
     return _json.loads(text, **kwargs)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e999
+        raise ValueError("a number out of range")
+    return number
+
+
+def loads_body(raw: bytes) -> Any:
+    """A request body as RFC 8259 JSON: UTF-8 only (``json.loads`` of bytes would also
+    read UTF-16 and UTF-32, which anything in front that reads UTF-8 would see as
+    something else), and no ``NaN``, ``Infinity`` or number beyond a double's range
+    (which the API would store and then answer as invalid JSON). ValueError else."""
+    return _json.loads(raw.decode("utf-8"), parse_constant=_not_json, parse_float=_finite)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from bson import ObjectId
-from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema, field_validator
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 __all__ = ["PublicShape", "Ref", "Shape", "Text"]
@@ -34,11 +34,25 @@ OBJECT_ID_OUT = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
 DATE_TIME_OUT = {"type": "string", "format": "date-time"}
 
 
+# What a MongoDB document can hold of an integer (BSON's int64).
+INT64 = range(-(2**63), 2**63)
+
+
 class Shape(BaseModel):
     """Base of request bodies: unknown fields are refused, types are not coerced
-    (``"5"`` is not an int, ``true`` is not a number)."""
+    (``"5"`` is not an int, ``true`` is not a number), numbers are finite and integers
+    fit in 64 bits (the database cannot store a larger one: it would be a 500)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, regex_engine="python-re", allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _fits_a_document(cls, value: Any) -> Any:
+        if type(value) is int and value not in INT64:
+            raise invalid("must be an integer from -2^63 to 2^63-1")
+        return value
 
 
 class PublicShape(BaseModel):

@@ -216,8 +216,8 @@ class BaseHandler(JsonErrorHandler):
         if not raw.strip():
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")
         try:
-            value = jsonutil.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
+            value = jsonutil.loads_body(raw)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is one; RecursionError: nesting
             raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
         if not isinstance(value, dict):
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")
