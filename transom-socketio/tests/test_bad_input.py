@@ -72,9 +72,7 @@ OTHER_ENCODINGS = {
 
 @pytest.mark.parametrize("encoding", OTHER_ENCODINGS)
 @pytest.mark.gen_test
-async def test_a_body_not_in_utf_8_answers_400_invalid_json_and_creates_nothing(
-    api, db, encoding
-):
+async def test_a_body_not_in_utf_8_answers_400_invalid_json_and_creates_nothing(api, db, encoding):
     response = await api.request("POST", SIGNUP, raw=OTHER_ENCODINGS[encoding])
     assert_json_error(response, 400, "invalid_json")
     assert await db["users"].count_documents({}) == 0

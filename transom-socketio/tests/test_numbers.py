@@ -14,8 +14,8 @@ import pytest
 from example_app.models import ACTIONS_PACKAGE, ENTITIES
 from pydantic import create_model
 
-from transom_socketio.models.base import Entity
 from transom_socketio.models.access import SIGNED_IN
+from transom_socketio.models.base import Entity
 from transom_socketio.shapes import Shape
 from transom_socketio.web.entities import entity_routes
 
@@ -62,9 +62,7 @@ async def test_integers_beyond_64_bits_answer_400_naming_the_field(api, db):
 @pytest.mark.gen_test(timeout=30)
 async def test_numbers_json_does_not_have_answer_400(api, db, number):
     user = await api.new_user()
-    refused = await api.request(
-        "POST", SCORES, raw=b'{"ratio": ' + number + b"}", token=user.token
-    )
+    refused = await api.request("POST", SCORES, raw=b'{"ratio": ' + number + b"}", token=user.token)
     assert (refused.status, refused.error_code) == (400, "invalid_json"), refused.body
     assert await db["score"].count_documents({}) == 0
     kept = await api.request("POST", SCORES, {"ratio": 1.5e308}, token=user.token)
