@@ -36,6 +36,13 @@ async def test_signup_answers_201_with_the_public_user_only(api, db):
 
 
 @pytest.mark.gen_test
+async def test_addresses_of_every_usual_shape_sign_up(api):
+    for email in ("o'brien+news@example.co.uk", "josé@exämple.com", "a_b-c@mail.example.org"):
+        created = await api.signup(email=email, password=PASSWORD)
+        assert created.status == 201, (email, created.body)
+
+
+@pytest.mark.gen_test
 async def test_display_name_defaults_to_the_username(api):
     created = await api.signup(email="lin@example.com", password=PASSWORD, username="lin")
     assert created.status == 201
@@ -132,6 +139,18 @@ VALID = {"email": "a@example.com", "password": PASSWORD}
         ({**VALID, "display_name": "a\rb"}, "display_name"),
         ({**VALID, "display_name": "a\u2028b"}, "display_name"),
         ({**VALID, "display_name": "a\u2029b"}, "display_name"),
+        # Its own writing direction: an override makes text read otherwise than it is.
+        ({**VALID, "display_name": "admin\u202egnp.exe"}, "display_name"),
+        ({**VALID, "display_name": "a\u2067b\u2069"}, "display_name"),
+        # One mailbox: what RFC 5322 allows besides a dot-atom would make the mail's To:
+        # header name other recipients (or none) than the account's address.
+        ({"email": "postmaster,victim@example.com", "password": PASSWORD}, "email"),
+        ({"email": "a:victim@example.com;", "password": PASSWORD}, "email"),
+        ({"email": "victim@example.com(1)", "password": PASSWORD}, "email"),
+        ({"email": '"quoted"@example.com', "password": PASSWORD}, "email"),
+        ({"email": "a<victim@example.com>", "password": PASSWORD}, "email"),
+        ({"email": "a..b@example.com", "password": PASSWORD}, "email"),
+        ({"email": "a\u00a0b@example.com", "password": PASSWORD}, "email"),
         ({**VALID, "admin": True}, "admin"),
         ({**VALID, "groups": ["admin"]}, "groups"),
     ],

@@ -37,10 +37,13 @@ ANY_PASSWORD = Text(max_length=MAX_PASSWORD_LENGTH, strip=False, printable=False
 # A mailed token; one of another shape is answered like an unknown one (invalid_token).
 MAILED_TOKEN = Text(max_length=256)
 # One line: no line or paragraph break (checked after trimming, and ECMA 262 too).
-ONE_LINE_RULE = re.compile(r"^[^\r\n\u2028\u2029]*$")
-# A name shown to other users: one line. (Line and paragraph breaks would let whoever
-# signs up write paragraphs wherever the name is shown.)
-DISPLAY_NAME = Text(max_length=100, pattern=ONE_LINE_RULE, rule="must be one line")
+ONE_LINE_RULE = re.compile(r"^[^\r\n\u2028\u2029\u202a-\u202e\u2066-\u2069]*$")
+# A name shown to other users: one line, in its own writing direction. (Line and
+# paragraph breaks would let whoever signs up write paragraphs wherever the name is
+# shown; bidirectional overrides and isolates, text that reads otherwise than it is.)
+DISPLAY_NAME = Text(
+    max_length=100, pattern=ONE_LINE_RULE, rule="must be one line, without direction overrides"
+)
 GROUP = Text(
     max_length=64,
     pattern=GROUP_RULE,

@@ -139,6 +139,8 @@ class SmtpTransport:
     async def deliver(self, mail: Mail, sender: str) -> None:
         await aiosmtplib.send(
             build_message(mail, sender),
+            # The account's address alone, not whatever the To: header parses into.
+            recipients=[mail.to],
             hostname=self.hostname,
             port=self.port,
             username=self.username,
