@@ -136,11 +136,13 @@ class Accounts:
         login = body.username or body.email or ""
         read_at = time.monotonic()  # the JWT's first revocation check (tokens.issue)
         user = await services.users.find_by_login(login)
-        # One budget per account whichever identifier was typed (SECURITY.md).
-        account = f"user:{user['_id']}" if user else f"login:{normalise_identifier(login)}"
+        # One budget per account whichever identifier was typed, and one per identifier
+        # typed and address (SECURITY.md).
+        typed = f"login:{normalise_identifier(login)}"
+        account = f"user:{user['_id']}" if user else typed
         throttle = services.login_throttle
         try:
-            reservation = await throttle.reserve(account, client_ip)
+            reservation = await throttle.reserve(account, client_ip, typed)
         except Throttled as throttled:
             raise too_many_requests(
                 throttled.retry_after, "too many failed logins, try again later"

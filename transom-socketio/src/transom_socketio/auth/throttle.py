@@ -147,21 +147,26 @@ class LoginThrottle:
         self._counter = AttemptCounter(database, window_seconds)
         self._max = max_failures
 
-    def limits(self, account: str, address: str) -> list[Limit]:
+    def limits(self, account: str, address: str, typed: str | None = None) -> list[Limit]:
         """The counters of one attempt, in the order they are taken. The address comes
         first: a counter is written (inserted, and given back on a refusal) only once
         those before it had room, so a client whose address is full writes nothing,
-        whatever account names it tries."""
+        whatever account names it tries.
+
+        ``typed``: the identifier as typed (normalised), which keys the account-and-
+        address counter in place of ``account``. Keyed by the account, a client that
+        used up its guesses by username was refused (429) for the account's email and
+        not for anyone else's, which told it whose email that is."""
         address = address_key(address)
         return [
             Limit("address", address, self._max * ADDRESS_FACTOR),
-            Limit("account+address", f"{account}\n{address}", self._max),
+            Limit("account+address", f"{typed or account}\n{address}", self._max),
             Limit("account", account, self._max * ACCOUNT_FACTOR),
         ]
 
-    async def reserve(self, account: str, address: str) -> Reservation:
+    async def reserve(self, account: str, address: str, typed: str | None = None) -> Reservation:
         """Take this attempt's slots before the password is verified; raise Throttled."""
-        return await self._counter.reserve(self.limits(account, address))
+        return await self._counter.reserve(self.limits(account, address, typed))
 
     async def release(self, reservation: Reservation) -> None:
         """The attempt was not evaluated (the hashing queue was full, say)."""
