@@ -145,7 +145,9 @@ class Settings(BaseSettings):
     )
     reset_token_ttl_seconds: int = _count(3600, "Lifetime of a password-reset token.", minimum=60)
     mail_requests_per_account: int = _count(
-        5, "Verification and reset mails asked for one address, per window (0: no limit)."
+        5,
+        "Verification and reset mails one client asks for one address, per window "
+        "(4x that from every client; 0: no limit).",
     )
     mail_requests_per_address: int = _count(
         20, "Verification and reset mails asked from one client address, per window (0: off)."

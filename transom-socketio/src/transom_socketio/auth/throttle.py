@@ -200,11 +200,18 @@ class SignupLimit:
             await self._counter.reserve([limit])
 
 
+# The mail one address typed may be sent from every client together, in multiples of
+# what one client may ask for it (MAIL_REQUESTS_PER_ACCOUNT): 4 clients, 20 mails an
+# hour by default, bound one inbox's flood and the owner's lock-out alike.
+MAIL_ACCOUNT_FACTOR = 4
+
+
 class AccountMailLimits:
     """The limits of the account-mail routes, counted like logins (atomic reservations).
 
     - *mail requests* (a verification mail again, a password reset): per address typed
-      (``per_account``, so nobody can flood one inbox) and per client address;
+      and client address (``per_account``), per address typed (4 x that, so nobody can
+      flood one inbox, nor shut its owner out from one client) and per client address;
     - *token attempts* (verify, reset): per client address, so a client cannot try
       tokens by the thousand (a token is 256 random bits: this bounds the load).
 
@@ -226,12 +233,21 @@ class AccountMailLimits:
         self._token_attempts = token_attempts_per_address
 
     async def reserve_mail(self, email_key: str, address: str) -> None:
-        """One mail request for the normalised address ``email_key``; raise Throttled."""
+        """One mail request for the normalised address ``email_key``; raise Throttled.
+
+        Counted per client address, per address typed *from that client* (``per_account``),
+        and per address typed from anywhere (``MAIL_ACCOUNT_FACTOR`` x ``per_account``),
+        as logins are. Counted per address typed only, five anonymous requests from one
+        client shut the owner out of reset and verification for the whole window."""
+        address = address_key(address)
         limits = []
         if self._per_address > 0:
-            limits.append(Limit("mail+address", address_key(address), self._per_address))
+            limits.append(Limit("mail+address", address, self._per_address))
         if self._per_account > 0:
-            limits.append(Limit("mail+account", email_key, self._per_account))
+            limits.append(
+                Limit("mail+account+address", f"{email_key}\n{address}", self._per_account)
+            )
+            limits.append(Limit("mail+account", email_key, self._per_account * MAIL_ACCOUNT_FACTOR))
         if limits:
             await self._counter.reserve(limits)
 
