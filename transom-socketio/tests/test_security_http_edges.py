@@ -95,6 +95,17 @@ def test_a_client_stopping_in_the_middle_of_a_body_is_cut_off(server_address, pa
     assert elapsed < TIMEOUT + SLACK, elapsed
 
 
+def test_a_client_stopping_in_the_middle_of_a_chunked_body_is_cut_off(server_address):
+    # No Content-Length: the body's end is its last chunk, which never comes.
+    head = (
+        "POST /api/v1/user/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunks = [head.encode() + b"a\r\n{\"username\r\n"] + [b"1\r\n \r\n"] * 300
+    elapsed = seconds_until_closed(server_address, chunks)
+    assert elapsed < TIMEOUT + SLACK, elapsed
+
+
 def test_an_idle_kept_alive_connection_is_closed(server_address):
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     elapsed = seconds_until_closed(server_address, [request])
