@@ -475,7 +475,7 @@ async def test_a_message_to_a_channel_its_author_may_not_join_or_to_a_user_too_i
         refused = await post(api, ada, text="bad name", channel=channel)
         assert refused.status == 400, (channel, refused.body)
     # Nothing was stored, nothing sent.
-    assert await db["message"].count_documents({}) == 0
+    assert await db["messages"].count_documents({}) == 0
     await flush(registry["transomMsgClient"], watcher)
     assert watcher.received("message") == []
 

@@ -135,3 +135,17 @@ async def test_before_insert_normalises_line_endings(api):
     ada = await api.new_user("ada")
     created = await post(api, ada, {"text": "one\r\ntwo\rthree"})
     assert created.body["message"]["text"] == "one\ntwo\nthree"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_each_way_a_message_is_visible_has_an_index_newest_first(api, db):
+    """A page of messages is read from indexes, not by filtering every message before
+    it: the author's, the addressee's, the channel's (a broadcast has to=null)."""
+    await api.new_user()  # the app has started and made its indexes
+    keys = [spec["key"] for spec in (await db["messages"].index_information()).values()]
+    for wanted in (
+        [("author._id", 1), ("_id", -1)],
+        [("to", 1), ("_id", -1)],
+        [("channel", 1), ("_id", -1)],
+    ):
+        assert wanted in keys, keys

@@ -48,7 +48,7 @@ async def test_integers_beyond_64_bits_answer_400_naming_the_field(api, db):
         refused = await api.request("POST", SCORES, {"points": points}, token=user.token)
         assert (refused.status, refused.error_code) == (400, "validation_error"), refused.body
         assert refused.body["error"]["field"] == "points"
-    assert await db["score"].count_documents({}) == 0
+    assert await db["scores"].count_documents({}) == 0
     for points in (LARGEST, SMALLEST):
         stored = await api.request("POST", SCORES, {"points": points}, token=user.token)
         assert stored.status == 201, stored.body
@@ -64,7 +64,7 @@ async def test_numbers_json_does_not_have_answer_400(api, db, number):
     user = await api.new_user()
     refused = await api.request("POST", SCORES, raw=b'{"ratio": ' + number + b"}", token=user.token)
     assert (refused.status, refused.error_code) == (400, "invalid_json"), refused.body
-    assert await db["score"].count_documents({}) == 0
+    assert await db["scores"].count_documents({}) == 0
     kept = await api.request("POST", SCORES, {"ratio": 1.5e308}, token=user.token)
     assert kept.status == 201 and kept.body["score"]["ratio"] == 1.5e308
     listed = await api.request("GET", SCORES, token=user.token)

@@ -101,7 +101,7 @@ def test_a_client_stopping_in_the_middle_of_a_chunked_body_is_cut_off(server_add
         "POST /api/v1/user/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
     )
-    chunks = [head.encode() + b"a\r\n{\"username\r\n"] + [b"1\r\n \r\n"] * 300
+    chunks = [head.encode() + b'a\r\n{"username\r\n'] + [b"1\r\n \r\n"] * 300
     elapsed = seconds_until_closed(server_address, chunks)
     assert elapsed < TIMEOUT + SLACK, elapsed
 

@@ -36,7 +36,13 @@ class Message(Entity):
         channel: Annotated[str, Text(max_length=133, pattern=CHANNEL_RULE)] | None = None
 
     def indexes(self) -> list[IndexSpec]:
-        return [*super().indexes(), IndexSpec(self.collection, [("to", 1), ("_id", -1)])]
+        """Each way a message is visible (``visible_to``) has an index, newest first: a
+        page is read from them, not by filtering every message before it."""
+        return [
+            *super().indexes(),
+            IndexSpec(self.collection, [("to", 1), ("_id", -1)]),
+            IndexSpec(self.collection, [("channel", 1), ("_id", -1)]),
+        ]
 
     def visible_to(self, user: Principal) -> dict[str, Any]:
         """Sent by the user, addressed to them, broadcast, or in a channel they may join."""
