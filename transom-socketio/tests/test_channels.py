@@ -1068,6 +1068,23 @@ class TestARuleOnTheAppsOwnData:
         assert accepted(await adas.subscribe("team:red"))
         assert registry["channels"].channels_of(adas.client.get_sid()) == {"team:red"}
 
+    @pytest.mark.gen_test(timeout=60)
+    async def test_a_rule_that_fails_answers_presence_503_unavailable(self, api, caplog):
+        ada = await api.new_user("ada")
+        self.teams["red"].add(ada.id)
+        self.failing = True
+        with caplog.at_level(logging.ERROR, logger="transom_socketio.web.channels"):
+            answer = await presence(api, ada, "team:red")
+        assert (answer.status, answer.error_code) == (503, "unavailable"), answer.body
+        failures = [r for r in caplog.records if r.name == "transom_socketio.web.channels"]
+        assert [r.getMessage() for r in failures] == [
+            "presence of 'team:red' not answered: its rule raised"
+        ]
+        assert failures[0].exc_info is not None
+        self.failing = False  # decided again: allowed, and ``team`` keeps no presence
+        answer = await presence(api, ada, "team:red")
+        assert (answer.status, answer.error_code) == (404, "not_found"), answer.body
+
     @pytest.mark.gen_test(timeout=90)
     async def test_a_rule_that_fails_at_reconnection_restores_the_other_channels(
         self, api, sockets, registry

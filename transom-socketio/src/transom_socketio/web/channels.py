@@ -14,18 +14,21 @@ count with those of ``/api/v1/presence`` against PRESENCE_REQUESTS_PER_MINUTE_PE
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from bson import ObjectId
 from pydantic import Field
 
 from ..ratelimit import RateLimiter
-from ..realtime.channels import MEMBER_FIELDS, ChannelRefused
+from ..realtime.channels import MEMBER_FIELDS, UNAVAILABLE, ChannelRefused
 from ..shapes import ObjectIdOut, PublicShape
 from .base import AuthenticatedHandler
 from .errors import ApiError, too_many_requests
 from .operations import operation
 from .presence import PRESENCE_STORE_ERRORS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_MEMBERS", "ChannelPresenceHandler"]
 
@@ -66,7 +69,14 @@ class ChannelPresenceHandler(AuthenticatedHandler):
         "`leave` sent yet).",
         auth=True,
         responses={200: ChannelPresence},
-        errors={400: "`invalid_channel`", 403: "`forbidden`", 404: "", 429: "", 503: ""},
+        errors={
+            400: "`invalid_channel`",
+            403: "`forbidden`",
+            404: "",
+            429: "",
+            503: "`unavailable`: the channel's rule raised; `presence_unavailable`: the "
+            "presence store did not answer.",
+        },
         tags=("channels",),
     )
     async def get(self, channel: str) -> None:
@@ -81,6 +91,9 @@ class ChannelPresenceHandler(AuthenticatedHandler):
         except ChannelRefused as refused:
             raise ApiError(400 if refused.code == "invalid_channel" else 403, refused.code,
                            refused.message) from None  # fmt: skip
+        except Exception:  # the app's rule raised (its database read failed...): as a subscribe
+            log.exception("presence of %r not answered: its rule raised", channel)
+            raise ApiError(503, UNAVAILABLE.code, UNAVAILABLE.message) from None
         if not pattern.presence:
             raise ApiError(404, "not_found", "this channel keeps no presence")
         try:
