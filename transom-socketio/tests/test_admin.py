@@ -417,3 +417,43 @@ async def test_an_account_stored_before_groups_and_verification_is_listed_and_ma
     assert (answer.status, answer.body["user"]["groups"]) == (200, ["staff"])
     assert_error(await me(api, old), 401, "invalid_token")
     assert (await me(api, await relogin(api, old))).body["me"]["groups"] == ["staff"]
+
+
+# The last administrator ------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_last_administrator_cannot_be_removed_and_nothing_changes(api, db):
+    root = await new_admin(api, db)
+    refused = await api.request(
+        "PUT", groups_path(root.id), {"groups": ["staff"]}, token=root.token
+    )
+    assert_error(refused, 409, "last_admin")
+    stored = await db["users"].find_one({"_id": ObjectId(root.id)})
+    assert stored["groups"] == ["admin"]
+    assert (await me(api, root)).status == 200  # the session did not end
+    # With another administrator, either may leave the group.
+    other = await new_admin(api, db, "other")
+    left = await api.request("PUT", groups_path(root.id), {"groups": ["staff"]}, token=root.token)
+    assert left.status == 200, left.body
+    assert left.body["user"]["groups"] == ["staff"]
+    refused = await api.request("PUT", groups_path(other.id), {"groups": []}, token=other.token)
+    assert_error(refused, 409, "last_admin")
+
+
+ROUNDS = 8
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_two_administrators_removing_each_other_at_once_leave_one(api, db):
+    ada, bob = await new_admin(api, db, "ada"), await new_admin(api, db, "bob")
+    for _round in range(ROUNDS):
+        ada_removes_bob, bob_removes_ada = await asyncio.gather(
+            api.request("PUT", groups_path(bob.id), {"groups": []}, token=ada.token),
+            api.request("PUT", groups_path(ada.id), {"groups": []}, token=bob.token),
+        )
+        statuses = sorted([ada_removes_bob.status, bob_removes_ada.status])
+        assert statuses in ([200, 409], [409, 409]), statuses
+        admins = await db["users"].count_documents({"groups": "admin"})
+        assert admins == (1 if statuses == [200, 409] else 2)
+        ada, bob = await make_admin(api, db, ada), await make_admin(api, db, bob)

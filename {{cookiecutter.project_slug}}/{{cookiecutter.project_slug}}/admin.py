@@ -42,7 +42,12 @@ class UserGroupsHandler(AdminHandler):
         auth=True,
         body=Groups,
         responses={200: Response("the user", UserEnvelope)},
-        errors=(403, 404, 503),
+        errors={
+            403: "",
+            404: "",
+            409: "`last_admin`: it would leave no administrator; nothing was changed.",
+            503: "",
+        },
         tags=("admin",),
         parameters=(USER_ID_PARAMETER,),
     )

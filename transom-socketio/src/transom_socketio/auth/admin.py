@@ -51,13 +51,34 @@ class Administration:
         return {"users": [public_user(user) for user in page.documents], "next": page.next}
 
     async def set_groups(self, raw_id: str, groups: list[str]) -> dict[str, Any]:
-        """Replace the user's groups and end their sessions; their public fields."""
+        """Replace the user's groups and end their sessions; their public fields. 409
+        ``last_admin``, and nothing changed, when it would leave no administrator."""
         unique = list(dict.fromkeys(groups))
-        user = await self.services.users.new_session_epoch(account_id(raw_id), {"groups": unique})
+        user_id = account_id(raw_id)
+        if ADMIN_GROUP not in unique:
+            await self._keep_an_administrator(user_id, unique)
+        user = await self.services.users.new_session_epoch(user_id, {"groups": unique})
         if user is None:
             raise no_such_user()
         await self.services.accounts.end_sessions(user)
         return public_user(user)
+
+    async def _keep_an_administrator(self, user_id: ObjectId, groups: list[str]) -> None:
+        """Write ``groups`` (without ``admin``), then look for an administrator left; if
+        none is, put the user's groups back and refuse. Written before it looks, so of
+        two administrators removing each other at once, the later look sees both
+        writes: one or both are refused, never both let through."""
+        users = self.services.users
+        before = await users.replace_groups(user_id, groups)
+        if before is None:
+            raise no_such_user()
+        if ADMIN_GROUP in before.get("groups", ()) and not await users.has_member(ADMIN_GROUP):
+            await users.restore_groups(user_id, groups, before.get("groups", []))
+            raise ApiError(
+                409,
+                "last_admin",
+                f"this would leave no member of {ADMIN_GROUP!r}: make another one first",
+            )
 
     async def log_out(self, raw_id: str) -> None:
         """End every session of the user: JWTs revoked, sockets disconnected."""

@@ -163,6 +163,23 @@ class UserStore:
         result = await self._collection.update_one({"_id": user_id}, {"$set": {"verified": True}})
         return result.matched_count == 1
 
+    async def replace_groups(self, user_id: ObjectId, groups: list[str]) -> dict[str, Any] | None:
+        """Set the user's groups; the user as it was before, or None if there is none."""
+        return await self._collection.find_one_and_update(
+            {"_id": user_id}, {"$set": {"groups": groups}}, return_document=ReturnDocument.BEFORE
+        )
+
+    async def restore_groups(
+        self, user_id: ObjectId, written: list[str], previous: list[str]
+    ) -> None:
+        """Put ``previous`` back, unless the groups changed again since ``written``."""
+        await self._collection.update_one(
+            {"_id": user_id, "groups": written}, {"$set": {"groups": previous}}
+        )
+
+    async def has_member(self, group: str) -> bool:
+        return await self._collection.find_one({"groups": group}, projection={"_id": 1}) is not None
+
     async def new_session_epoch(
         self,
         user_id: ObjectId,
