@@ -72,6 +72,14 @@ def accepted(ack: Any) -> bool:
     return set(ack) == {"ok", "presence"} and set(ack["presence"]) == {"join_leave", "members"}
 
 
+async def out_of_every_group(api: Api, admin: User, user: User) -> None:
+    """The administrator takes ``user`` out of every group (their sessions end)."""
+    removed = await api.request(
+        "PUT", f"/api/v1/admin/users/{user.id}/groups", {"groups": []}, token=admin.token
+    )
+    assert removed.status == 200, removed.body
+
+
 async def relogin(api: Api, user: User) -> User:
     logged_in = await api.login(user.username)
     assert logged_in.status == 200, logged_in.body
@@ -496,10 +504,7 @@ async def test_an_author_who_left_the_channels_group_can_no_longer_edit_into_it(
     assert edited.status == 200, edited.body
     assert edited.body["message"]["text"] == "hello\nagain"  # one kind of line ending
 
-    removed = await api.request(
-        "PUT", f"/api/v1/admin/users/{ada.id}/groups", {"groups": []}, token=admin.token
-    )
-    assert removed.status == 200, removed.body
+    await out_of_every_group(api, admin, ada)
     ada = await relogin(api, ada)
     refused = await api.request("PUT", path, {"text": "send me your passwords"}, token=ada.token)
     assert (refused.status, refused.error_code) == (403, "forbidden"), refused.body
@@ -675,10 +680,7 @@ class TestAPresenceChannelForSomeUsers:
         await bobs.joined("club:chess")
         await adas.socket.wait_for("join", within=20)
 
-        removed = await api.request(
-            "PUT", f"/api/v1/admin/users/{bob.id}/groups", {"groups": []}, token=admin.token
-        )
-        assert removed.status == 200, removed.body
+        await out_of_every_group(api, admin, bob)
         await asyncio.wait_for(bobs.socket.disconnected.wait(), 20)
         await adas.socket.wait_for("leave", within=20)
         assert users_in(adas.received("leave"), "club:chess") == ["bob"]
@@ -962,10 +964,7 @@ async def test_a_user_who_lost_a_group_gets_back_only_the_channels_still_allowed
     await first.wait_until(lambda: first.ticks() == [0, 1])
 
     # Her groups change: her JWT is revoked and her socket disconnected.
-    changed = await api.request(
-        "PUT", f"/api/v1/admin/users/{ada.id}/groups", {"groups": []}, token=admin.token
-    )
-    assert changed.status == 200, changed.body
+    await out_of_every_group(api, admin, ada)
     await asyncio.wait_for(first.disconnected.wait(), 20)
 
     # She logs in again and comes back from where she was, asking for both channels.
