@@ -82,16 +82,23 @@ def build_engine_wheel() -> str | None:
 
 
 def write_env_file() -> None:
-    """Copy .env.example to .env, filling in a fresh JWT secret (48 random bytes)."""
+    """Copy .env.example to .env, filling in a fresh JWT secret (48 random bytes).
+
+    A .env already there (the project generated again over itself) is the user's: its
+    secret and settings are kept. The file is created readable by its owner only,
+    before the secret is written into it."""
+    env_path = PROJECT / ".env"
+    if env_path.exists():
+        return
     example = (PROJECT / ".env.example").read_text(encoding="utf-8")
     secret = secrets.token_urlsafe(48)
     lines = [
         f"JWT_SECRET={secret}" if line.startswith("JWT_SECRET=") else line
         for line in example.splitlines()
     ]
-    env_path = PROJECT / ".env"
-    env_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    env_path.chmod(0o600)
+    descriptor = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as env_file:
+        env_file.write("\n".join(lines) + "\n")
 
 
 def ensure_env_is_ignored() -> None:

@@ -17,25 +17,48 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 SLUG_RULE = re.compile(r"^[a-z_][a-z0-9_]*$")
 EMAIL_RULE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-# Names that would shadow a dependency or the standard library when imported.
-RESERVED_SLUGS = {
+# Names that would shadow the standard library or a dependency when imported (the
+# import names of the engine's requirements, its extras' and the dev tools').
+RESERVED_SLUGS = set(sys.stdlib_module_names) | {
+    "transom_socketio",
     "tornado",
     "socketio",
     "engineio",
     "jwt",
-    "pymongo",
-    "motor",
-    "bson",
-    "redis",
+    "cryptography",
     "argon2",
+    "dotenv",
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "prometheus_client",
+    "pymongo",
+    "bson",
+    "gridfs",
+    "motor",
+    "redis",
+    "aiosmtplib",
+    "aiosmtpd",
+    "uvloop",
+    "aiohttp",
     "secantus",
+    "wiredtiger",
+    "pytest",
+    "pytest_tornado",
+    "xdist",
+    "hypothesis",
+    "schemathesis",
+    "mypy",
+    "ruff",
+    "setuptools",
+    "pkg_resources",
     "test",
     "tests",
     "site",
-    "json",
-    "asyncio",
-    "logging",
 }
+# Tornado's template syntax: the project's name is written into its pages and mails.
+# (Written as escapes: cookiecutter renders this file with Jinja, whose syntax they are too.)
+TEMPLATE_BRACES = frozenset("\x7b\x7d")
 CHOICES = {
     "mongo_driver": ("pymongo", "motor"),
     "message_queue": ("none", "redis"),
@@ -46,6 +69,21 @@ CHOICES = {
 def problems(answers: dict[str, object]) -> list[str]:
     """Return one message per invalid answer, naming the variable and the rule."""
     found = []
+    # The free texts first: the slug is made from the project's name.
+    for name in ("project_name", "description", "author_name"):
+        value = answers.get(name)
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > 200
+            # One line as Python reads lines too (U+2028, U+0085...), no control character.
+            or value.splitlines() != [value]
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        ):
+            found.append(f"{name} is invalid: it must be one line of 1 to 200 characters")
+        elif name == "project_name" and TEMPLATE_BRACES & set(value):
+            # In a page or a mail, a template tag (double braces...) would run as code.
+            found.append(f"{name} is invalid: it must not contain curly braces")
     slug = answers.get("project_slug")
     if (
         not isinstance(slug, str)
@@ -56,20 +94,11 @@ def problems(answers: dict[str, object]) -> list[str]:
         found.append(
             f"project_slug {slug!r} is invalid: it must be a lowercase Python identifier "
             "(letters, digits, underscores; not starting with a digit; not a keyword "
-            "or the name of a dependency)"
+            "or the name of a standard library module or of a dependency)"
         )
     email = answers.get("author_email")
     if not isinstance(email, str) or not EMAIL_RULE.match(email):
         found.append(f"author_email {email!r} is invalid: it must look like name@example.com")
-    for name in ("project_name", "description", "author_name"):
-        value = answers.get(name)
-        if (
-            not isinstance(value, str)
-            or not value.strip()
-            or len(value) > 200
-            or any(ord(ch) < 32 for ch in value)
-        ):
-            found.append(f"{name} is invalid: it must be one line of 1 to 200 characters")
     for name, allowed in CHOICES.items():
         if answers.get(name) not in allowed:
             found.append(

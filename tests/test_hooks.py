@@ -24,6 +24,21 @@ COOKIECUTTER = [sys.executable, "-m", "cookiecutter", "--no-input"]
         ("project_slug=my-app", "project_slug"),
         ("author_email=not-an-email", "author_email"),
         ("author_email=a@b", "author_email"),
+        # Found by a review: modules of the standard library and of the dependencies,
+        # which the generated package would shadow (it then cannot start).
+        ("project_slug=email", "project_slug"),
+        ("project_slug=secrets", "project_slug"),
+        ("project_slug=token", "project_slug"),
+        ("project_slug=pydantic", "project_slug"),
+        ("project_slug=transom_socketio", "project_slug"),
+        # Tornado template syntax in the name, written into the pages and mails.
+        # (cookiecutter renders answers as Jinja first: raw blocks keep the braces.)
+        ("project_name=Chat {% raw %}{{ 1 }}{% endraw %}", "project_name"),
+        ("project_name=Chat {% raw %}{% if 1 %}{% endraw %}", "project_name"),
+        # Line breaks as Python reads them, which would add lines to .env.
+        ("project_name=Chat\u2028TRUST_PROXY_HEADERS=1 #", "project_name"),
+        ("project_name=Chat\x85MORE=1", "project_name"),
+        ("description=One\u2029Two", "description"),
     ],
 )
 def test_pre_gen_rejects_a_bad_answer_with_one_line_and_writes_nothing(tmp_path, answer, variable):
@@ -74,3 +89,19 @@ def test_post_gen_writes_a_fresh_private_env_with_a_strong_secret(cookies):
         example = (result.project_path / ".env.example").read_text()
         assert re.search(r"^JWT_SECRET=$", example, re.MULTILINE), "the example holds no secret"
     assert secrets[0] != secrets[1]
+
+
+def test_generating_again_over_a_project_keeps_its_env(tmp_path):
+    """Found by a review: generating the project again (``-f``, even with ``-s``) wrote a
+    new .env over the user's, with a new JWT_SECRET and without their settings."""
+    command = [*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE), "project_slug=keep"]
+    first = run(command, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    env_file = tmp_path / "keep" / ".env"
+    kept = env_file.read_text() + "SMTP_URL=smtps://mailer:secret@smtp.example:465\n"
+    env_file.write_text(kept)
+    for flags in (["-f"], ["-f", "-s"]):
+        again = run([*command, *flags], cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert env_file.read_text() == kept
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600

@@ -330,3 +330,83 @@ def test_settings_built_in_code_hold_their_arguments_not_the_environment(monkeyp
     assert Settings(app_env="test").port == 8000
     with pytest.raises(ValidationError):
         Settings(prot=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        # PyMongo only warns about these and goes on without them: TLS asked, none used.
+        ("mongodb://app:{pw}@db.internal:27017/?tls=yes", "tls"),
+        ("mongodb://app:{pw}@db.internal:27017/?ssl=1", "tls"),  # ssl is tls's alias
+        ("mongodb://app:{pw}@db.internal:27017/?maxPoolSize=abc", "maxpoolsize"),
+        ("mongodb://app:{pw}@db.internal:27017/?authMechanism=BOGUS", "authmechanism"),
+        ("mongodb://app:{pw}@db.internal:27017/?noSuchOption=1", "Unknown option"),
+        # An unencoded "/" in the password makes the rest read as the port.
+        ("mongodb://app:Zx9/{pw}@db.internal:27017/", "Port"),
+        ("mongodb://app:{pw}@db.internal:99999/", "Port"),
+    ],
+)
+def test_a_mongodb_uri_the_driver_would_not_read_as_written_stops_start_up(tmp_path, value, reason):
+    """Found by a review: ``?tls=yes`` ran production unencrypted (PyMongo warned on
+    stderr and dropped the option), a bad port gave a 38-line traceback."""
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, MONGODB_URI=value.format(pw=URI_PASSWORD))
+    message = str(raised.value)
+    assert message.startswith("MONGODB_URI is invalid: ") and "\n" not in message
+    assert reason in message
+    assert URI_PASSWORD not in message and "db.internal" not in message
+
+
+def test_a_mongodb_srv_uri_is_checked_without_a_dns_lookup(tmp_path):
+    settings = load(tmp_path, MONGODB_URI="mongodb+srv://app:x@cluster0.invalid/?w=majority")
+    assert settings.mongodb_uri == "mongodb+srv://app:x@cluster0.invalid/?w=majority"
+    with pytest.raises(ConfigError, match="MONGODB_URI is invalid: The value of tls"):
+        load(tmp_path, MONGODB_URI="mongodb+srv://cluster0.invalid/?tls=maybe")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://default:Zx9/{pw}@redis.internal:6379/0",  # "/" read as the end of the port
+        "redis://default:Zx9?{pw}@redis.internal:6379/0",
+        "redis://default:Zx9#{pw}@redis.internal:6379/0",
+        "redis://default:{pw}@redis.internal:port/0",
+        "redis://default:{pw}@redis.internal:6379/abc",  # redis-py would use database 0
+        "redis://default:{pw}@:6379/0",
+    ],
+)
+def test_a_malformed_redis_url_stops_start_up_in_one_line_without_its_password(tmp_path, value):
+    """Found by a review: redis-py's traceback quoted what followed an unencoded "/" of
+    the password as the port; a path that is not a number was read as database 0."""
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, REDIS_URL=value.format(pw=URI_PASSWORD))
+    message = str(raised.value)
+    assert message.startswith("REDIS_URL") and "\n" not in message
+    assert URI_PASSWORD not in message and "Zx9" not in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://h",
+        "redis://h:6379/",
+        "rediss://u:p%2F@h:6380/15",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_well_formed_redis_urls_are_kept(tmp_path, value):
+    assert load(tmp_path, REDIS_URL=value).redis_url == value
+
+
+def test_redis_url_without_redis_py_installed_names_the_extra(tmp_path, monkeypatch):
+    """Found by a review: a project generated without Redis, given REDIS_URL, stopped
+    with ModuleNotFoundError's traceback."""
+    real_find_spec = config.importlib.util.find_spec
+    monkeypatch.setattr(
+        config.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "redis" else real_find_spec(name, *args),
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'transom-socketio\[redis\]'"):
+        load(tmp_path, REDIS_URL="redis://127.0.0.1:6379/0")

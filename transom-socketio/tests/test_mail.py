@@ -130,18 +130,20 @@ async def test_smtps_speaks_tls_from_the_first_byte():
 @pytest.mark.gen_test
 async def test_auth_uses_the_percent_decoded_user_and_password_of_the_url(mail_logs):
     user, password = "mailer@app.example", "p@ss/w:rd %?#"
-    with SmtpServer(username=user, password=password) as server:
+    with SmtpServer(username=user, password=password, tls="starttls") as server:
+        trust = server.client_tls_context()
         url = f"smtp://mailer%40app.example:p%40ss%2Fw%3Ard%20%25%3F%23@127.0.0.1:{server.port}"
-        mailer = mailer_for(SmtpTransport.from_url(url))
+        mailer = mailer_for(SmtpTransport.from_url(url, tls_context=trust))
         mailer.send("verify", "alice@example.com", **VALUES)
         await mailer.drain()
         await server.wait_for("alice@example.com")
         assert server.deliveries[0].login == user
+        assert server.deliveries[0].tls is True
 
         # Without credentials the server refuses the mail (530), with a wrong password
         # the login (535): refusals for good, given up at once, not retried.
         for refused in (server.url, f"smtp://mailer%40app.example:wrong@127.0.0.1:{server.port}"):
-            mailer = mailer_for(SmtpTransport.from_url(refused))
+            mailer = mailer_for(SmtpTransport.from_url(refused, tls_context=trust))
             mailer.send("verify", "bob@example.org", **VALUES)
             await mailer.drain()
         assert server.to("bob@example.org") == []
@@ -151,6 +153,23 @@ async def test_auth_uses_the_percent_decoded_user_and_password_of_the_url(mail_l
         "mail verify to @example.org given up after 1 attempt: SMTPAuthenticationError (535 5.7.8)",
     ]
     assert "wrong" not in mail_logs.text and password not in mail_logs.text
+
+
+@pytest.mark.gen_test
+async def test_a_password_is_never_sent_to_a_server_that_offers_no_starttls(mail_logs):
+    """Found by a review: smtp:// with credentials logged in over plain text when the
+    server (or someone between) did not offer STARTTLS, and sent the mail's link."""
+    password = "S3cret-password"
+    with SmtpServer(username="mailer", password=password) as server:  # AUTH, no STARTTLS
+        url = f"smtp://mailer:{password}@127.0.0.1:{server.port}"
+        mailer = mailer_for(SmtpTransport.from_url(url), attempts=2)
+        mailer.send("verify", "alice@example.com", **VALUES)
+        await mailer.drain()
+        assert server.logins == []  # no AUTH at all, let alone in clear
+        assert server.messages == []
+    [gave_up] = mail_lines(mail_logs, logging.ERROR)
+    assert gave_up.startswith("mail verify to @example.com given up after 2 attempts: SMTP")
+    assert password not in mail_logs.text and TOKEN not in mail_logs.text
 
 
 @pytest.mark.gen_test

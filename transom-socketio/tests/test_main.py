@@ -8,6 +8,8 @@ import os
 import queue
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -140,3 +142,49 @@ def test_workers_without_redis_url_exit_non_zero_naming_it():
     output = (result.stdout + result.stderr).strip().splitlines()
     assert len(output) == 1, output
     assert "REDIS_URL" in output[0]
+
+
+def test_a_port_in_use_exits_non_zero_with_one_line_naming_host_and_port():
+    """Found by a review: a PORT already in use, or a HOST that is not this machine's,
+    stopped start-up with a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for host in ("127.0.0.1", "no-such-host.invalid"):
+            result = run_to_exit(PORT=str(port), HOST=host, APP_ENV="test", LOG_LEVEL="WARNING")
+            assert result.returncode == 2
+            output = (result.stdout + result.stderr).strip().splitlines()
+            assert len(output) == 1, output
+            assert output[0].startswith(f"error: HOST/PORT: cannot listen on {host}:{port} (")
+
+
+def test_an_unusable_data_dir_exits_non_zero_with_one_line_naming_it(tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    result = run_to_exit(PORT="0", APP_ENV="development", DATA_DIR=str(a_file))
+    assert result.returncode == 2
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert output[0].startswith(f"error: DATA_DIR: cannot use {a_file / 'db'} for the database")
+
+
+def test_development_data_is_readable_by_its_owner_only(tmp_path):
+    """Found by a review: the database folder was created 0755, its files 0644 (password
+    hashes, the development outbox's live links)."""
+    server = Server(PORT="0", HOST="127.0.0.1", APP_ENV="development", DATA_DIR=str(tmp_path))
+    try:
+        server.wait_for(LISTENING, START_TIMEOUT)
+        assert stat.S_IMODE((tmp_path / "db").stat().st_mode) == 0o700
+    finally:
+        server.kill()
+
+
+def test_development_on_an_address_others_can_reach_is_warned_about(tmp_path):
+    # Bound to every interface for a moment: the case the warning is for.
+    server = Server(PORT="0", HOST="0.0.0.0", APP_ENV="development", DATA_DIR=str(tmp_path))  # noqa: S104
+    try:
+        warning = server.wait_for(re.compile(r"WARNING.*APP_ENV=development on 0\.0\.0\.0"), 20)
+        assert "/dev/mail" in warning.string
+    finally:
+        server.kill()

@@ -8,6 +8,7 @@ one address could open any number of them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -94,3 +95,42 @@ async def test_an_address_holds_a_bounded_number_of_sessions_not_connected_yet(
     await others.assert_served("still here")
     assert errors(caplog.records) == []
     assert any("sessions not connected yet" in r.getMessage() for r in caplog.records)
+
+
+async def upgrade_attempt(api, polling: RawPolling) -> RawWebSocket | int:
+    """A WebSocket naming ``polling``'s session that never sends the upgrade's probe
+    (engine.io waits for it without a bound), or the status it was refused with."""
+    url = api.base_url.replace("http", "ws", 1) + f"{SOCKET_PATH}websocket&sid={polling.sid}"
+    try:
+        return RawWebSocket(await tornado.websocket.websocket_connect(url))
+    except tornado.httpclient.HTTPClientError as error:
+        return error.code
+
+
+@both_fan_outs(socketio_max_pending_per_address=3, socketio_connect_timeout_seconds=1)
+@pytest.mark.gen_test(timeout=60)
+async def test_websockets_that_never_complete_an_upgrade_count_and_are_closed(api, sockets, caplog):
+    """Found by a review: WebSockets naming a session, never sent the probe, stayed open
+    for good and counted for nothing (150 from one address, past the session's end)."""
+    caplog.set_level(logging.INFO)
+    ada = await api.new_user()
+    session = await RawPolling.open(api)
+    await session.connect(await api.socket_token(ada))  # signed in: its own place is free
+    stalled = [await upgrade_attempt(api, session) for _ in range(3)]
+    assert all(isinstance(s, RawWebSocket) for s in stalled), stalled
+    # The three hold the address's places: no new session, no other upgrade.
+    assert await refused(api) == [429, 429]
+    assert await upgrade_attempt(api, session) == 429
+    # Each is closed when its time is up, and its place freed.
+    for attempt in stalled:
+        assert isinstance(attempt, RawWebSocket)
+        assert await attempt.closed_by_server()
+    dropped = dropped_lines(caplog.records)
+    assert len(dropped) == 3 and all("no upgrade within 1s" in d for d in dropped), dropped
+    # An upgrade that completes is kept past that time, and serves the session.
+    upgraded = await session.upgrade()
+    await asyncio.sleep(1.5)
+    with pytest.raises(asyncio.TimeoutError):
+        await upgraded.next(within=0.5)  # nothing comes, and above all no close
+    assert await refused(api) == [200, 101]  # it holds no place
+    assert errors(caplog.records) == []

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import secrets
 import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -33,6 +36,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 __all__ = ["ConfigError", "Settings", "load_settings", "variable"]
 
 MIN_SECRET_BYTES = 32
+# A REDIS_URL's path: none, or a database number.
+REDIS_DATABASE = re.compile(r"(/\d*)?")
 MAX_INTEGER = 2**31
 
 
@@ -116,7 +121,12 @@ class Settings(BaseSettings):
         "(redis://127.0.0.1:6379/0): processes share them through this Redis "
         "(pip install 'transom-socketio[redis]').",
     )
-    redis_channel: str = Field("transom-socketio", description="Its channel (key prefix).")
+    redis_channel: str = Field(
+        "transom-socketio",
+        description="The prefix of the deployment's Redis keys and its pub/sub channel "
+        "(which gets the database number after it unless that is 0): deployments sharing "
+        "a Redis server need different databases or different names.",
+    )
     presence_heartbeat_seconds: int = _count(
         5,
         "How often a process refreshes its presence; a dead process's sockets stop "
@@ -132,7 +142,8 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(
         None,
         repr=False,
-        description="smtp://user:pass@host:port (STARTTLS when offered) or smtps://... "
+        description="smtp://user:pass@host:port (STARTTLS; required with credentials) or "
+        "smtps://... "
         "Unset in development/test: mail goes to the development outbox (GET /dev/mail). "
         "Required in production.",
     )
@@ -304,9 +315,26 @@ class Settings(BaseSettings):
 
     @field_validator("mongodb_uri")
     @classmethod
-    def _mongodb_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
+    def _mongodb_uri(cls, value: str | None) -> str | None:
+        """The scheme, and every option as the driver reads it: PyMongo only warns about
+        an option it cannot read (``?tls=yes``) and goes on without it. Never echoed:
+        the URI may hold a password."""
+        if value is None:
+            return value
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
+        from pymongo.errors import ConfigurationError
+        from pymongo.uri_parser import parse_uri
+
+        # The options of a mongodb+srv:// URI are read as those of a mongodb:// one:
+        # parsing it as it is would look its hosts up in the DNS, at start-up.
+        plain = "mongodb://" + value.split("://", 1)[1]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # an option PyMongo would drop: refused
+                parse_uri(plain, validate=True, warn=False)
+        except (ConfigurationError, ValueError, UserWarning) as error:
+            raise ValueError(f"MONGODB_URI is invalid: {_safe_reason(error, value)}") from None
         return value
 
     @field_validator("smtp_url")
@@ -325,9 +353,42 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_url(cls, value: str | None) -> str | None:
+        """The scheme, the port and the database number, read here: redis-py's own
+        errors quote the URL (a password with an unencoded ``/`` reads as the port), and
+        it takes a path that is not a number for database 0. Never echoed."""
+        if value is None:
+            return value
+        if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if value.startswith("unix://"):
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - reading it checks it
+        except ValueError:
+            raise ValueError(
+                "REDIS_URL is malformed (a bad port? characters like / ? # @ : in the "
+                "password must be percent-encoded)"
+            ) from None
+        if not parts.hostname:
+            raise ValueError("REDIS_URL has no host")
+        if not REDIS_DATABASE.fullmatch(parts.path):
+            raise ValueError(
+                "REDIS_URL's path must be empty or a database number, as in "
+                "redis://host:6379/0 (characters like / ? # in the password must be "
+                "percent-encoded)"
+            )
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_installed(cls, value: str | None) -> str | None:
+        if value is not None and importlib.util.find_spec("redis") is None:
+            raise ValueError(
+                "REDIS_URL is set but redis-py is not installed: "
+                "pip install 'transom-socketio[redis]'"
+            )
         return value
 
     @field_validator("mongodb_db")
@@ -471,6 +532,21 @@ def one_line(
     if kind in ("bool_parsing", "bool_type"):
         return f"{variable(name)} must be true or false{shown}"
     return f"{variable(name)} is invalid: {first['msg']}"
+
+
+def _safe_reason(error: BaseException, uri: str) -> str:
+    """PyMongo's reason for refusing ``uri``, unless it might quote the URI's user name or
+    password (then a general one): its messages name options, not values, today."""
+    reason = str(error).split("\n", 1)[0].rstrip(".")
+    credentials = uri.split("://", 1)[-1].rpartition("@")[0]
+    pieces = [piece for piece in re.split(r"[:@/?#&=]", credentials) if len(piece) >= 3]
+    if "://" in reason or any(piece in reason for piece in pieces):
+        reason = "a bad host, port or option"
+    if "option" in reason.lower() or "value of" in reason.lower():
+        return reason
+    return (
+        f"{reason} (characters like / ? # @ : in the user name or password must be percent-encoded)"
+    )
 
 
 def _bounds(field: FieldInfo) -> tuple[int, int]:

@@ -52,7 +52,7 @@ def start_embedded_database(
             "run pip install -e '.[dev]' or set MONGODB_URI"
         ) from None
     if storage != IN_MEMORY:
-        Path(storage).mkdir(parents=True, exist_ok=True)
+        private_folder(Path(storage))
         lock_folder(Path(storage))
     logging.getLogger("secantus").setLevel(logging.WARNING)
     server = SecantusDBServer(
@@ -79,6 +79,19 @@ def client_uri(server: EmbeddedServer) -> str:
     """
     max_idle_ms = int(server.client_idle_timeout_s * 1000 / 2)
     return f"{server.uri}?retryWrites=false&maxIdleTimeMS={max_idle_ms}"
+
+
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) if needed, readable by this user only: the
+    database's files hold password hashes and the development outbox's live links. A
+    folder that cannot be made is one line naming DATA_DIR."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+    except OSError as error:
+        raise ConfigError(
+            f"DATA_DIR: cannot use {folder} for the database ({error.strerror or error})"
+        ) from None
 
 
 def lock_folder(folder: Path) -> None:

@@ -44,6 +44,7 @@ HANDSHAKE_REASONS = frozenset(
         "invalid_token",
         "too_many_sockets",
         "session_ended",
+        "closed",  # the session closed while the handshake waited
         "database_unavailable",
     }
 )

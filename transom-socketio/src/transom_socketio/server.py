@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 import socket
@@ -18,7 +19,7 @@ import tornado.web
 from tornado import httputil
 
 from . import app as application
-from .config import AppSettings, Settings
+from .config import AppSettings, ConfigError, Settings
 from .embedded_db import IN_MEMORY, client_uri, start_embedded_database
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,27 @@ class _TimedBody(httputil.HTTPMessageDelegate):
         return self._delegate.headers_received(start_line, headers)
 
 
+def listening_sockets(settings: Settings) -> list[socket.socket]:
+    """The sockets HOST:PORT names, bound; ConfigError (one line) if they cannot be."""
+    try:
+        return tornado.netutil.bind_sockets(settings.port, settings.host)
+    except OSError as error:  # in use, not an address of this machine, unknown name
+        raise ConfigError(
+            f"HOST/PORT: cannot listen on {settings.host}:{settings.port} "
+            f"({error.strerror or error})"
+        ) from None
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (HOST) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def run(
     settings: AppSettings,
     make_app: MakeApp[AppSettings],
@@ -160,7 +182,7 @@ async def serve(
     bound_here = sockets is None
     try:
         if sockets is None:
-            sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+            sockets = listening_sockets(settings)
         port = sockets[0].getsockname()[1]
         # PORT=0 binds any free port: the app (the links of its mails) knows which.
         settings = settings.model_copy(update={"port": port})
@@ -176,6 +198,14 @@ async def serve(
             settings.app_env,
             settings.event_loop,
         )
+        if settings.app_env != "production" and not _loopback(settings.host):
+            log.warning(
+                "APP_ENV=%s on %s, which other machines can reach: development serves "
+                "every mail's links at /dev/mail and /metrics without a token; use "
+                "APP_ENV=production, or HOST=127.0.0.1",
+                settings.app_env,
+                settings.host,
+            )
 
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,12 +1,16 @@
 """Where a rendered mail goes: an SMTP server (``SMTP_URL``), or the development outbox.
 
 ``SmtpTransport`` sends each mail on a connection of its own with aiosmtplib:
-``smtp://user:password@host:port`` (port 25 by default) upgrades with STARTTLS when
-the server offers it and the certificate is valid, ``smtps://`` (port 465) speaks TLS
-from the first byte. The user name and password are optional and percent-decoded, so
-a password may hold any character (``@`` as ``%40``, ``/`` as ``%2F``...). A malformed
-URL is refused with one line that never repeats it: a password with an unencoded
-``/`` reads as part of the port, which is why no piece of the URL is echoed.
+``smtp://user:password@host:port`` (port 25 by default) upgrades with STARTTLS, and
+the certificate must be valid; ``smtps://`` (port 465) speaks TLS from the first byte.
+With a user name or password, STARTTLS is required: a server (or someone between it
+and the app) that does not offer it gets no password and no mail, since a link in a
+mail signs its reader in. Without credentials (a relay on the same host, say),
+smtp:// goes in clear when the server offers no STARTTLS. The user name and password
+are optional and percent-decoded, so a password may hold any character (``@`` as
+``%40``, ``/`` as ``%2F``...). A malformed URL is refused with one line that never
+repeats it: a password with an unencoded ``/`` reads as part of the port, which is why
+no piece of the URL is echoed.
 
 ``DevOutbox``, used when no ``SMTP_URL`` is set (development and tests), stores each
 mail in the ``dev_mail`` collection for a day; ``GET /dev/mail`` lists it, links and
@@ -131,6 +135,14 @@ class SmtpTransport:
             tls_context=tls_context,
         )
 
+    @property
+    def _start_tls(self) -> bool | None:
+        """smtps:// speaks TLS already (False); smtp:// with credentials requires STARTTLS
+        (True: the password never goes out in clear); without, STARTTLS if offered (None)."""
+        if self.implicit_tls:
+            return False
+        return True if self.username or self._password else None
+
     def __repr__(self) -> str:  # never the password
         scheme = "smtps" if self.implicit_tls else "smtp"
         user = f"{self.username}@" if self.username else ""
@@ -147,8 +159,7 @@ class SmtpTransport:
             password=self._password,
             timeout=self.timeout,
             use_tls=self.implicit_tls,
-            # smtp://: STARTTLS if the server offers it (None), never before it speaks TLS.
-            start_tls=False if self.implicit_tls else None,
+            start_tls=self._start_tls,
             tls_context=self._tls_context,
         )
 

@@ -155,6 +155,7 @@ class Handshake:
         open_sockets = await self._open_sockets(user_id)
         if open_sockets >= self._settings.max_sockets_per_user:
             raise self.refuse("too_many_sockets", f" (user {user_id} has {open_sockets})")
+        self._refuse_if_closed(sid)
         # Counted from here on, with no await since the count: a concurrent handshake
         # of this user on this process sees this one.
         self._sio.manager.basic_enter_room(sid, NAMESPACE, counted_room(user_id))
@@ -166,6 +167,7 @@ class Handshake:
         # The channels it asks back (auth["channels"]), authorised again: held for the
         # replay with the user's rooms, joined as the handshake ends.
         verdicts = await self._channels_back(session, auth)
+        self._refuse_if_closed(sid)
         rooms = self._rooms_of(user_id, granted(verdicts))
         recovery_from = self._hold_for_recovery(sid, auth, rooms)
         try:
@@ -179,6 +181,18 @@ class Handshake:
             self.recovery.replay_after_connect(sid, recovery_from, rooms, user_id, summary)
         elif verdicts is not None:
             self._tell_after_connect(sid, SUBSCRIPTIONS_EVENT, {"channels": verdicts})
+
+    def _refuse_if_closed(self, sid: str) -> None:
+        """Refuse the handshake if its engine.io session closed while it waited (a
+        long-polling client's CLOSE, or its timeout, can come in another request).
+
+        python-socketio runs no disconnect handler for a socket whose CONNECT is not
+        done, and forgets the session's environ: whatever this handshake did after that
+        would stay (the socket counted against its user, in its rooms, present), with
+        no session to end it. Refused, python-socketio takes the socket out of its
+        rooms."""
+        if self._sio.get_environ(sid, NAMESPACE) is None:
+            raise self.refuse("closed", " (its session closed during the handshake)")
 
     def _tell_after_connect(self, sid: str, event: str, data: Any) -> None:
         """Emit to the socket once its CONNECT is on its way (python-socketio sends it when
@@ -225,6 +239,10 @@ class Handshake:
         # Last, with no await after it (nor in connect): a broadcast (emitToEveryone, a
         # ``presence`` event) must not reach a socket before the client has its CONNECT.
         await self._sio.enter_room(sid, EVERYONE)
+        if self._sio.get_environ(sid, NAMESPACE) is None:
+            # Its session closed while the lines above waited: undo what they did.
+            await self._release(sid, session)
+            self._refuse_if_closed(sid)
 
     async def _open_sockets(self, user_id: str) -> int:
         """The user's sockets: those of the other processes (the presence store's
@@ -275,10 +293,13 @@ class Handshake:
             raise socketio.exceptions.ConnectionRefusedError("SERVICE_UNAVAILABLE") from None
 
     async def disconnect(self, sid: str, reason: str | None = None) -> None:
+        await self._release(sid, await self._sio.get_session(sid))
+
+    async def _release(self, sid: str, session: dict[str, Any]) -> None:
+        """What a connected socket's end undoes of its handshake (``_admit``)."""
         if self.recovery is not None:
             self.recovery.stop(sid)
         self._metrics.connected_sockets.dec()
-        session = await self._sio.get_session(sid)
         await self.presence_events.disconnected(session["user"])
         if self.channels is not None:
             await self.channels.socket_gone(sid, principal_of_session(session))

@@ -154,6 +154,12 @@ def closes_session(message: str | bytes) -> bool:
     return any(pkt.packet_type == eio_packet.CLOSE for pkt in _packets(message, polling=True))
 
 
+def upgrades(message: str | bytes) -> bool:
+    """Whether a WebSocket message (already accepted by ``refusal``) is engine.io's
+    UPGRADE, the client's last step in moving its session to this WebSocket."""
+    return message == str(eio_packet.UPGRADE)
+
+
 def leaves(message: str | bytes, polling: bool) -> bool:
     """Whether an accepted message carries Socket.IO's DISCONNECT: the client leaves.
 

@@ -332,6 +332,7 @@ class RedisChannelPresence:
             max_connections=MAX_CONNECTIONS,
             timeout=POOL_WAIT_SECONDS,
             socket_connect_timeout=5,
+            socket_timeout=5,  # redis-py before 8 waits for an answer without a bound
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
         self._prefix = f"{channel}:channel-presence:"

@@ -166,7 +166,8 @@ class RedisPresence:
     """Socket counts per user across every process of the deployment."""
 
     def __init__(self, redis_url: str, channel: str, heartbeat_seconds: int) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5)
+        # Both timeouts set: redis-py before 8 waits for an answer without a bound.
+        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
         self._prefix = f"{channel}:presence"
         self._process = uuid.uuid4().hex
         self._heartbeat_seconds = heartbeat_seconds

@@ -11,6 +11,8 @@ that room (``RoomManager.emit``), and which is never sent to a client.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import socketio
 
 from .. import jsonutil
@@ -40,7 +42,7 @@ class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
         # jsonutil: the payloads cross Redis as JSON and may hold ObjectIds and datetimes.
         super().__init__(
             url,
-            channel=channel,
+            channel=pubsub_channel(url, channel),
             write_only=write_only,
             json=jsonutil,
             # A Redis that does not answer fails an emit after seconds, not minutes. (No
@@ -50,6 +52,22 @@ class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
 
     async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
         await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
+
+
+def pubsub_channel(url: str, channel: str) -> str:
+    """The pub/sub channel of the deployment on database ``url`` names: REDIS_CHANNEL,
+    with the database number after it when it is not 0.
+
+    Redis's pub/sub ignores the database number: two deployments on one Redis server,
+    on databases 0 and 1 say, kept their keys apart but heard each other's emits,
+    presence and logouts on the one channel name. With database 0 the name is
+    REDIS_CHANNEL as it was, so processes of an earlier release still hear these."""
+    parts = urlsplit(url)
+    database = parts.path.strip("/") if parts.scheme != "unix" else ""
+    for name, value in parse_qsl(parts.query):
+        if name == "db":
+            database = value
+    return channel if database in ("", "0") else f"{channel}:db{database}"
 
 
 def write_only_message_client(

@@ -1,10 +1,13 @@
-"""engine.io sessions that have not completed Socket.IO's CONNECT yet.
+"""engine.io sessions that have not completed Socket.IO's CONNECT yet, and WebSockets
+that have not completed the upgrade of a session.
 
 An engine.io session costs memory from its first request, before any token is
 checked. Each such pending session is closed if its CONNECT has not succeeded
 within SOCKETIO_CONNECT_TIMEOUT_SECONDS, and one client address holds at most
 SOCKETIO_MAX_PENDING_PER_ADDRESS of them at once (realtime/transport.py refuses
-the next one with 429).
+the next one with 429). A WebSocket that names a session (its upgrade from
+long-polling) counts the same way until its upgrade is done: it holds a connection
+before anything is checked, and engine.io waits for its probe without a bound.
 
 One timer serves every pending session: entries are kept in the order they were
 opened, which is also the order of their deadlines, so the timer always wakes for
@@ -28,6 +31,7 @@ class _Pending:
     address: str
     deadline: float
     close: Callable[[], None]
+    awaited: str  # what did not come in time, for the log line
 
 
 class PendingSessions:
@@ -47,9 +51,17 @@ class PendingSessions:
         """Whether ``address`` may open one more session now (a maximum of 0: any)."""
         return not self.max_per_address or self._per_address[address] < self.max_per_address
 
-    def opened(self, key: object, address: str, close: Callable[[], None]) -> None:
-        """A new engine.io session; ``close`` ends it if its CONNECT does not come in time."""
-        self._pending[key] = _Pending(address, time.monotonic() + self.connect_timeout, close)
+    def opened(
+        self,
+        key: object,
+        address: str,
+        close: Callable[[], None],
+        awaited: str = "Socket.IO connect",
+    ) -> None:
+        """A new engine.io session (or upgrade); ``close`` ends it if its CONNECT (what
+        ``awaited`` names) does not come in time."""
+        deadline = time.monotonic() + self.connect_timeout
+        self._pending[key] = _Pending(address, deadline, close, awaited)
         self._per_address[address] += 1
         if self._timer is None:
             self._schedule()
@@ -85,7 +97,8 @@ class PendingSessions:
             expired.append(entry)
         for entry in expired:
             log.info(
-                "socket dropped: no Socket.IO connect within %ss (address %s)",
+                "socket dropped: no %s within %ss (address %s)",
+                entry.awaited,
                 self.connect_timeout,
                 entry.address,
             )

@@ -21,7 +21,10 @@ python-socketio/engine.io runs:
 - a new engine.io session is refused (429) while its address holds
   SOCKETIO_MAX_PENDING_PER_ADDRESS sessions that have not connected yet (its
   place is taken when the request is admitted), and is closed if it has not
-  connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS (realtime/sessions.py);
+  connected within SOCKETIO_CONNECT_TIMEOUT_SECONDS (realtime/sessions.py); a
+  WebSocket upgrading a session takes such a place too, until the client's UPGRADE
+  packet comes on a session still open, and is closed if it has not come in time;
+- a request naming a session that is closed gets 400 before engine.io reads it;
 - engine.io's error answers (``Invalid session <sid>``...) are replaced by the
   API's JSON error shape, which never echoes the sid, and its log lines about
   them (ERROR the first time, with the sid) are dropped: ``EngineIOLog``.
@@ -159,7 +162,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 declared = self.request.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > self.max_message_size:
                     self._refuse_too_large()
-            elif self.request.method == "GET" and self.session_id is None:
+            elif self.request.method == "GET" and (self.session_id is None or self.is_websocket()):
                 self._admit()
 
         def _read_query(self) -> eio_query.EngineIOQuery | None:
@@ -191,10 +194,14 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             return opener is None or opener == (self.request.remote_ip or "unknown")
 
         def _admit(self) -> None:
+            """Take a place among the address's sessions still connecting, for a request
+            opening a session, or a WebSocket upgrading one (until its UPGRADE: engine.io
+            waits for the upgrade's probe without a bound)."""
             if self.pending.admits(self.address):
                 # The place is taken now, before the session exists: requests arriving
                 # together must not all pass this check before any of them counts.
-                self.pending.opened(self, self.address, self._end_opening)
+                awaited = "Socket.IO connect" if self.session_id is None else "upgrade"
+                self.pending.opened(self, self.address, self._end_opening, awaited)
                 return
             log.info(
                 "socket refused: address %s has %d sessions not connected yet",
@@ -251,15 +258,30 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 self._close_session()
                 self._answer(400, "malformed_packet", "the socket sent a packet it may not send")
                 return
+            if self.session_id is not None and not await self._session_open(self.session_id):
+                # engine.io would fail on a session closed but not yet swept (a 500).
+                self._answer(400, "bad_request", "this Socket.IO session is closed")
+                return
             if self.session_id is not None and inbound.closes_session(body):
                 self.pending.settled(self.session_id)
             await super().post(*args, **kwargs)
             if inbound.leaves(body, polling=True):
                 self._close_session()
 
+        async def _session_open(self, sid: str) -> bool:
+            """Whether engine.io session ``sid`` exists and is not closed (engine.io's
+            public ``get_session`` raises KeyError otherwise)."""
+            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            try:
+                await sio.eio.get_session(sid)
+            except KeyError:
+                return False
+            return True
+
         def _end_opening(self) -> None:
-            """The connect timeout of a session opened on this request: a WebSocket is
-            closed; a long-polling GET was answered long ago (its place is its sid's)."""
+            """The connect timeout of a session opened on this request, or of the upgrade
+            it makes: a WebSocket is closed; a long-polling GET was answered long ago
+            (its place is its sid's)."""
             if self.is_websocket():
                 self.close()
 
@@ -286,6 +308,15 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             await super().on_message(message)
             if inbound.leaves(message, polling=False):
                 self.close()  # after the DISCONNECT, which engine.io reads first
+            elif (
+                self.session_id is not None
+                and inbound.upgrades(message)
+                and await self._session_open(self.session_id)
+            ):
+                # The upgrade is done: from here the session's own limits bound this
+                # WebSocket (its connect timeout, its pings). One of a session that has
+                # closed keeps its place, and is closed when its time is up.
+                self.pending.settled(self)
 
         def on_close(self) -> None:
             self.pending.settled(self)

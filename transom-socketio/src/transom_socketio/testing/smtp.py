@@ -79,6 +79,8 @@ class SmtpServer:
         self.password = password
         self.tls = tls
         self.deliveries: list[Delivery] = []
+        # One entry per AUTH the server got, right or wrong: whether it came over TLS.
+        self.logins: list[bool] = []
         self._lock = threading.Lock()
         self._failures_left = 0
         self._ca_pem = b""
@@ -191,6 +193,8 @@ class SmtpServer:
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
+        with self._lock:
+            self.logins.append(_encrypted(server, session))
         ok = (
             isinstance(data, LoginPassword)
             and data.login.decode("utf-8") == self.username
@@ -256,6 +260,14 @@ class SmtpServer:
         return context
 
 
+def _encrypted(server: SMTP, session: Session) -> bool:
+    """Whether the session's connection is encrypted (STARTTLS or implicit TLS)."""
+    transport = server.transport
+    return session.ssl is not None or (
+        transport is not None and transport.get_extra_info("ssl_object") is not None
+    )
+
+
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=not ca,
@@ -299,10 +311,7 @@ class _Recorder:
         raw = (envelope.original_content or b"").replace(b"\r\n", b"\n")
         message = BytesParser(policy=policy.default).parsebytes(raw)
         assert isinstance(message, EmailMessage)
-        transport = server.transport
-        tls = session.ssl is not None or (
-            transport is not None and transport.get_extra_info("ssl_object") is not None
-        )
+        tls = _encrypted(server, session)
         auth = session.auth_data
         self._server._record(
             Delivery(
