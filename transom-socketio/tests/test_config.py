@@ -199,6 +199,10 @@ def test_production_requires_smtp_url(tmp_path):
     [
         ("SMTP_URL", f"http://mailer:{URI_PASSWORD}@smtp.internal"),
         ("PUBLIC_URL", "app.example.com"),
+        # Found by a review: links to nowhere.
+        ("PUBLIC_URL", "http://"),
+        ("PUBLIC_URL", "https://app example.com"),
+        ("PUBLIC_URL", "https://:443/"),
         ("VERIFY_TOKEN_TTL_SECONDS", "10"),
         ("REQUIRE_VERIFIED_EMAIL", "perhaps"),
     ],

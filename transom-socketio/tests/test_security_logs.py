@@ -192,6 +192,22 @@ async def test_a_token_behind_a_quote_and_a_hash_never_reaches_a_log_line(
     assert token not in output and SECRET not in output, output
 
 
+@pytest.mark.parametrize("captured", ["text"], indirect=True)
+@pytest.mark.gen_test
+async def test_a_request_line_cannot_break_a_text_log_line(app, api, http_port, captured):
+    """Found by a review: Tornado reads a request line's bytes 0x80-0xFF as Latin-1, so a
+    raw 0x85 reached the text log as U+0085 (NEL), a line break to some readers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+    line = b"GET /api/v1/nope\x85FORGED\x9b[2J HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    writer.write(line)
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 404")
+    [logged] = [entry for entry in captured.getvalue().splitlines() if "/api/v1/nope" in entry]
+    assert "/api/v1/nope\\x85FORGED\\x9b[2J" in logged
+    assert not any(0x7F <= ord(ch) <= 0x9F for ch in captured.getvalue())
+
+
 @pytest.mark.parametrize("captured", ["json"], indirect=True)
 def test_json_extras_named_like_secrets_are_redacted(captured):
     logging.getLogger("custom").info(

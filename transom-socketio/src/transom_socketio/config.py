@@ -347,9 +347,18 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
             raise ValueError(f"PUBLIC_URL must start with http:// or https://, got {value!r}")
-        return None if value is None else value.rstrip("/")
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        if not host or any(ch.isspace() or ord(ch) < 32 for ch in value):
+            # The base of every link in a mail: a link to nowhere, or to a broken one.
+            raise ValueError(f"PUBLIC_URL must name a host, with no spaces, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod

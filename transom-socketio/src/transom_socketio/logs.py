@@ -220,6 +220,19 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
 access_log = logging.getLogger("tornado.access")
 
 
+# Characters a reader of the text log may take for the end of a line, or for a terminal
+# command: C1 controls (Tornado reads a request line's bytes 0x80-0x9F as Latin-1
+# characters; it refuses C0 ones) and Unicode's line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with those characters written as ``\\xNN`` / ``\\uNNNN`` escapes."""
+    if text.isascii() and "\x7f" not in text:
+        return text  # the usual case, checked in C
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado ``log_function``: the access log line, with secrets in the URL redacted."""
     status = handler.get_status()
@@ -242,7 +255,13 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         __file__,
         0,
         "%d %s %s (%s) %.2fms",
-        (status, request.method, redact_url(request.uri or ""), request.remote_ip, duration_ms),
+        (
+            status,
+            request.method,
+            _printable(redact_url(request.uri or "")),
+            request.remote_ip,
+            duration_ms,
+        ),
         None,
         func="log_request",
         extra={
