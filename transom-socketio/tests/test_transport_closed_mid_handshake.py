@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from rawsocket import RawPolling, errors
+from test_transport_pending import both_fan_outs
 
 from transom_socketio.testing.clients import Api, Sockets, User
 
@@ -94,68 +95,57 @@ async def refused_as_closed(caplog: Any) -> None:
     raise AssertionError("the handshake of the closed session was not refused")
 
 
-OVERRIDES = {"max_sockets_per_user": 1, "presence_grace_seconds": 0}
+async def closed_while_held(
+    api: Api, caplog: Any, monkeypatch: Any, service: Any, step: str, user: User, auth: Any
+) -> None:
+    """Hold the handshake at ``service.step``, close its session, and check that it was
+    refused without an error."""
+    caplog.set_level(logging.INFO)
+    held = Held(getattr(service, step))
+    monkeypatch.setattr(service, step, held)
+    await connect_then_close(api, held, user, auth)
+    await refused_as_closed(caplog)
+    assert errors(caplog.records) == []
 
 
-@pytest.mark.parametrize(
-    "settings_overrides",
-    [{"fast_fanout": True, **OVERRIDES}, {"fast_fanout": False, **OVERRIDES}],
-    ids=["fast fan-out", "python-socketio fan-out"],
-)
+async def can_open_her_one_socket(api: Api, sockets: Sockets, user: User) -> None:
+    """Her one socket (MAX_SOCKETS_PER_USER=1) is hers to open: the closed one is not
+    counted against her."""
+    tab = await sockets.connect(await api.socket_token(user))
+    assert tab.client.connected
+    assert await presence_of(api, user) == {"online": True, "sockets": 1}
+
+
+@both_fan_outs(max_sockets_per_user=1, presence_grace_seconds=0)
 @pytest.mark.gen_test(timeout=60)
 async def test_a_session_closed_while_its_token_is_consumed_leaves_nothing_counted(
     api, app, sockets: Sockets, caplog, monkeypatch
 ):
-    caplog.set_level(logging.INFO)
-    nonces = app.settings["services"].nonces
-    held = Held(nonces.consume)
-    monkeypatch.setattr(nonces, "consume", held)
     ada = await api.new_user()
+    nonces = app.settings["services"].nonces
+    await closed_while_held(api, caplog, monkeypatch, nonces, "consume", ada, {})
 
-    await connect_then_close(api, held, ada, {})
-    await refused_as_closed(caplog)
-
-    assert errors(caplog.records) == []
     assert await presence_of(api, ada) == {"online": False, "sockets": 0}
-    # Her one socket (MAX_SOCKETS_PER_USER=1) is hers to open: the closed one is not counted.
-    tab = await sockets.connect(await api.socket_token(ada))
-    assert tab.client.connected
-    assert await presence_of(api, ada) == {"online": True, "sockets": 1}
+    await can_open_her_one_socket(api, sockets, ada)
 
 
-@pytest.mark.parametrize(
-    "settings_overrides",
-    [{"fast_fanout": True, **OVERRIDES}, {"fast_fanout": False, **OVERRIDES}],
-    ids=["fast fan-out", "python-socketio fan-out"],
-)
+@both_fan_outs(max_sockets_per_user=1, presence_grace_seconds=0)
 @pytest.mark.gen_test(timeout=60)
 async def test_a_session_closed_while_its_channels_are_authorised_does_not_connect(
     api, app, sockets: Sockets, caplog, monkeypatch
 ):
-    caplog.set_level(logging.INFO)
-    channels = app.settings["services"].channels
-    held = Held(channels.authorized)
-    monkeypatch.setattr(channels, "authorized", held)
     ada, bob = await api.new_user(), await api.new_user()
+    channels = app.settings["services"].channels
+    auth = {"channels": [CHANNEL]}
+    await closed_while_held(api, caplog, monkeypatch, channels, "authorized", ada, auth)
 
-    await connect_then_close(api, held, ada, {"channels": [CHANNEL]})
-    await refused_as_closed(caplog)
-
-    assert errors(caplog.records) == []
-    # Not online, not a member of the channel, and not counted against her.
-    assert await presence_of(api, bob) == {"online": False, "sockets": 0}
+    # Not online, not a member of the channel.
     assert await presence_of(api, ada) == {"online": False, "sockets": 0}
     assert ada.username not in await channel_members(api, bob)
-    tab = await sockets.connect(await api.socket_token(ada))
-    assert tab.client.connected
-    assert await presence_of(api, ada) == {"online": True, "sockets": 1}
+    await can_open_her_one_socket(api, sockets, ada)
 
 
-@pytest.mark.parametrize(
-    "settings_overrides",
-    [{"fast_fanout": True}, {"fast_fanout": False}],
-    ids=["fast fan-out", "python-socketio fan-out"],
-)
+@both_fan_outs()
 @pytest.mark.gen_test(timeout=60)
 async def test_a_post_to_a_session_just_closed_gets_400_and_no_error(api, caplog):
     caplog.set_level(logging.INFO)

@@ -191,8 +191,11 @@ class Handshake:
         would stay (the socket counted against its user, in its rooms, present), with
         no session to end it. Refused, python-socketio takes the socket out of its
         rooms."""
-        if self._sio.get_environ(sid, NAMESPACE) is None:
+        if self._session_closed(sid):
             raise self.refuse("closed", " (its session closed during the handshake)")
+
+    def _session_closed(self, sid: str) -> bool:
+        return self._sio.get_environ(sid, NAMESPACE) is None
 
     def _tell_after_connect(self, sid: str, event: str, data: Any) -> None:
         """Emit to the socket once its CONNECT is on its way (python-socketio sends it when
@@ -239,10 +242,9 @@ class Handshake:
         # Last, with no await after it (nor in connect): a broadcast (emitToEveryone, a
         # ``presence`` event) must not reach a socket before the client has its CONNECT.
         await self._sio.enter_room(sid, EVERYONE)
-        if self._sio.get_environ(sid, NAMESPACE) is None:
-            # Its session closed while the lines above waited: undo what they did.
-            await self._release(sid, session)
-            self._refuse_if_closed(sid)
+        if self._session_closed(sid):
+            await self._release(sid, session)  # what the lines above did, as it closed
+        self._refuse_if_closed(sid)
 
     async def _open_sockets(self, user_id: str) -> int:
         """The user's sockets: those of the other processes (the presence store's
