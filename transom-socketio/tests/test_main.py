@@ -188,3 +188,24 @@ def test_development_on_an_address_others_can_reach_is_warned_about(tmp_path):
         assert "/dev/mail" in warning.string
     finally:
         server.kill()
+
+
+def test_workers_on_a_port_in_use_exit_non_zero_with_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_to_exit(
+            "--workers",
+            "2",
+            APP_ENV="test",
+            HOST="127.0.0.1",
+            PORT=str(port),
+            MONGODB_URI="mongodb://127.0.0.1:1/",
+            REDIS_URL="redis://127.0.0.1:6379/0",
+            LOG_LEVEL="WARNING",
+        )
+    assert result.returncode == 2
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert output[0].startswith(f"error: HOST/PORT: cannot listen on 127.0.0.1:{port} (")

@@ -124,10 +124,13 @@ def listening_sockets(settings: Settings) -> list[socket.socket]:
     try:
         return tornado.netutil.bind_sockets(settings.port, settings.host)
     except OSError as error:  # in use, not an address of this machine, unknown name
-        raise ConfigError(
-            f"HOST/PORT: cannot listen on {settings.host}:{settings.port} "
-            f"({error.strerror or error})"
-        ) from None
+        raise cannot_listen(settings, error) from None
+
+
+def cannot_listen(settings: Settings, error: OSError) -> ConfigError:
+    """The one line for a HOST:PORT that cannot be bound."""
+    reason = error.strerror or error
+    return ConfigError(f"HOST/PORT: cannot listen on {settings.host}:{settings.port} ({reason})")
 
 
 def _loopback(host: str) -> bool:

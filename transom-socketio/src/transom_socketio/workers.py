@@ -27,7 +27,7 @@ from types import FrameType
 import tornado.netutil
 
 from .config import AppSettings, ConfigError
-from .server import MakeApp, run
+from .server import MakeApp, cannot_listen, run
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,10 @@ def run_workers(settings: AppSettings, count: int, make_app: MakeApp[AppSettings
     if "polling" in settings.socketio_transports:
         log.info("--workers: Socket.IO transports set to websocket (polling needs sticky sessions)")
         settings = settings.model_copy(update={"socketio_transports": ("websocket",)})
-    holder = _reserve_port(settings.host, settings.port)
+    try:
+        holder = _reserve_port(settings.host, settings.port)
+    except OSError as error:  # in use, not an address of this machine, unknown name
+        raise cannot_listen(settings, error) from None
     settings = settings.model_copy(update={"port": holder.getsockname()[1]})
     parent = os.getpid()
     children: set[int] = set()
