@@ -72,6 +72,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from .channel_presence import ChannelCounted, JoinLeave, resume_at
+from .redis_fail_fast import FailFast
 from .redis_presence import FORGOTTEN_AFTER_HEARTBEATS, LEAVING_MARK_SECONDS, MISSED_HEARTBEATS
 
 __all__ = ["RedisChannelPresence"]
@@ -335,6 +336,7 @@ class RedisChannelPresence:
             socket_timeout=5,  # redis-py before 8 waits for an answer without a bound
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
+        self._fail_fast = FailFast()  # a stalled Redis costs a handshake one timeout
         self._prefix = f"{channel}:channel-presence:"
         self._heartbeat_key = f"{self._prefix}processes"
         self._process = uuid.uuid4().hex
@@ -381,7 +383,8 @@ class RedisChannelPresence:
             "" if limit is None else limit,
             "" if limit is None else resume_at(limit),
         ]
-        answer = await self._transition(keys=keys, args=args)
+        with self._fail_fast:
+            answer = await self._transition(keys=keys, args=args)
         if answer is None:
             return None
         total, news, members, on, switched = answer
@@ -436,10 +439,11 @@ class RedisChannelPresence:
         sent in it, in one round trip. Raises ``redis.RedisError`` when Redis does not
         answer."""
         at = self._channel_prefix(channel)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.scard(f"{at}users")
-            pipe.exists(f"{at}quiet")
-            members, quiet = await pipe.execute()
+        with self._fail_fast:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.scard(f"{at}users")
+                pipe.exists(f"{at}quiet")
+                members, quiet = await pipe.execute()
         return JoinLeave(int(members), not quiet)
 
     async def members(self, channel: str, limit: int) -> list[str]:
@@ -451,7 +455,8 @@ class RedisChannelPresence:
         at = self._channel_prefix(channel)
         keys = [f"{at}users", self._heartbeat_key, f"{at}leavers"]
         args: list[str | int] = [self._stale_after, limit, self._process, f"{at}user:"]
-        users = await self._members(keys=keys, args=args)
+        with self._fail_fast:
+            users = await self._members(keys=keys, args=args)
         return [user.decode() if isinstance(user, bytes) else str(user) for user in users]
 
     async def _start_heartbeats(self) -> None:
@@ -459,7 +464,8 @@ class RedisChannelPresence:
         # drop a count without one), once, however many sockets subscribe meanwhile.
         async with self._starting:
             if self._heartbeats is None:
-                await self._heartbeat()
+                with self._fail_fast:
+                    await self._heartbeat()
                 self._heartbeats = asyncio.ensure_future(self._beat_forever())
 
     async def _heartbeat(self) -> None:

@@ -42,6 +42,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from .presence import Counted, OnlineCounts
+from .redis_fail_fast import FailFast
 from .rooms import user_room
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class RedisPresence:
     def __init__(self, redis_url: str, channel: str, heartbeat_seconds: int) -> None:
         # Both timeouts set: redis-py before 8 waits for an answer without a bound.
         self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        self._fail_fast = FailFast()  # a stalled Redis costs a handshake one timeout
         self._prefix = f"{channel}:presence"
         self._process = uuid.uuid4().hex
         self._heartbeat_seconds = heartbeat_seconds
@@ -203,7 +205,8 @@ class RedisPresence:
             mark,
             user_id,
         ]
-        total, news = await self._transition(keys=keys, args=args)
+        with self._fail_fast:
+            total, news = await self._transition(keys=keys, args=args)
         return Counted(int(total), bool(news))
 
     def _leaving_key(self, user_id: str) -> str:
@@ -243,16 +246,18 @@ class RedisPresence:
         if not user_ids:
             return {}
         keys = [f"{self._prefix}:processes", *(self._user_key(uid) for uid in user_ids)]
-        totals = await self._count_many(keys=keys, args=[self._stale_after, skip])
+        with self._fail_fast:
+            totals = await self._count_many(keys=keys, args=[self._stale_after, skip])
         return {user_id: int(total) for user_id, total in zip(user_ids, totals, strict=True)}
 
     async def online(self) -> OnlineCounts:
         """Users with a socket on a live process, and those sockets, in one round trip.
         Raises ``redis.RedisError`` when Redis does not answer."""
         keys = [f"{self._prefix}:processes"]
-        users, sockets = await self._online(
-            keys=keys, args=[self._stale_after, self._process_prefix]
-        )
+        with self._fail_fast:
+            users, sockets = await self._online(
+                keys=keys, args=[self._stale_after, self._process_prefix]
+            )
         return OnlineCounts(int(users), int(sockets))
 
     async def sockets_elsewhere(self, user_id: str) -> int | None:
@@ -268,7 +273,8 @@ class RedisPresence:
         # heartbeat would be dropped), once, however many sockets connect meanwhile.
         async with self._starting:
             if self._heartbeats is None:
-                await self._heartbeat()
+                with self._fail_fast:
+                    await self._heartbeat()
                 self._heartbeats = asyncio.ensure_future(self._beat_forever())
 
     async def _heartbeat(self) -> None:

@@ -1,0 +1,44 @@
+"""Calls to a Redis that has just failed fail at once, for a few seconds.
+
+A stalled Redis answers nothing, and each call waits out its own timeout (5 s): a
+handshake makes several presence calls one after another (the user's sockets elsewhere,
+the count, one per presence channel it asks back), so during a stall it took 10 s, and
+5 s more per channel, past socket.io-client's 20 s. After a call fails, ``FailFast``
+makes the calls of the next ``seconds`` fail the same way at once (``RecentlyFailed``,
+a ``redis.ConnectionError``, which every caller already handles as Redis failing), so a
+handshake waits for one timeout at most; then calls try Redis again.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+import redis.asyncio as aioredis
+
+FAIL_FAST_SECONDS = 5.0
+
+
+class RecentlyFailed(aioredis.ConnectionError):
+    """Not sent: a call to Redis failed moments ago."""
+
+
+class FailFast:
+    """``with fail_fast:`` around calls to one Redis."""
+
+    def __init__(self, seconds: float = FAIL_FAST_SECONDS) -> None:
+        self._seconds = seconds
+        self._until = 0.0
+
+    def __enter__(self) -> None:
+        if time.monotonic() < self._until:
+            raise RecentlyFailed("Redis failed moments ago: not sent")
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, aioredis.RedisError) and not isinstance(error, RecentlyFailed):
+            self._until = time.monotonic() + self._seconds
