@@ -72,7 +72,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from .channel_presence import ChannelCounted, JoinLeave, resume_at
-from .redis_fail_fast import FailFast
+from .redis_fail_fast import REDIS_TIMEOUT_SECONDS, FailFast
 from .redis_presence import FORGOTTEN_AFTER_HEARTBEATS, LEAVING_MARK_SECONDS, MISSED_HEARTBEATS
 
 __all__ = ["RedisChannelPresence"]
@@ -332,8 +332,8 @@ class RedisChannelPresence:
             redis_url,
             max_connections=MAX_CONNECTIONS,
             timeout=POOL_WAIT_SECONDS,
-            socket_connect_timeout=5,
-            socket_timeout=5,  # redis-py before 8 waits for an answer without a bound
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
         self._fail_fast = FailFast()  # a stalled Redis costs a handshake one timeout

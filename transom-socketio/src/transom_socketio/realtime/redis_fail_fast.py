@@ -1,6 +1,7 @@
 """Calls to a Redis that has just failed fail at once, for a few seconds.
 
-A stalled Redis answers nothing, and each call waits out its own timeout (5 s): a
+A stalled Redis answers nothing, and each call waits out its own timeout
+(``REDIS_TIMEOUT_SECONDS``, the one every Redis client of the engine sets): a
 handshake makes several presence calls one after another (the user's sockets elsewhere,
 the count, one per presence channel it asks back), so during a stall it took 10 s, and
 5 s more per channel, past socket.io-client's 20 s. After a call fails, ``FailFast``
@@ -16,7 +17,11 @@ from types import TracebackType
 
 import redis.asyncio as aioredis
 
-FAIL_FAST_SECONDS = 5.0
+# How long a Redis client of the engine waits to connect, or for an answer: redis-py
+# before 8 waits for an answer without a bound unless told.
+REDIS_TIMEOUT_SECONDS = 5
+# How long calls fail at once after one failed: as long as that call waited.
+FAIL_FAST_SECONDS = float(REDIS_TIMEOUT_SECONDS)
 
 
 class RecentlyFailed(aioredis.ConnectionError):

@@ -50,6 +50,7 @@ from .history import (
     edited,
 )
 from .positions import PositionCodec
+from .redis_fail_fast import REDIS_TIMEOUT_SECONDS
 from .rooms import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,10 @@ class RedisHistory:
         self._stream = f"{channel}:history"
         self._index = f"{self._stream}:index"
         self._redis = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
+            redis_url,
+            decode_responses=True,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
         )
         self._append = self._redis.register_script(_APPEND)
         self._edit = self._redis.register_script(_EDIT)
@@ -248,8 +252,8 @@ class RedisHistory:
         self._reading = aioredis.Redis.from_url(
             redis_url,
             decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=BLOCK_MS / 1000 + 5,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=BLOCK_MS / 1000 + REDIS_TIMEOUT_SECONDS,
         )
         self._reader: asyncio.Future[None] | None = None
         self._starting = asyncio.Lock()

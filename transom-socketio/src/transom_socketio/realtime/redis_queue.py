@@ -21,6 +21,7 @@ from ..metrics import Metrics
 from .channels import Channels
 from .message_client import MessageClient
 from .positions import PositionCodec
+from .redis_fail_fast import REDIS_TIMEOUT_SECONDS
 from .redis_history import RedisHistory
 from .redis_presence import RedisPresence
 from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
@@ -47,7 +48,7 @@ class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
             json=jsonutil,
             # A Redis that does not answer fails an emit after seconds, not minutes. (No
             # read timeout: the subscriber's read blocks for as long as the channel is quiet.)
-            redis_options={"socket_connect_timeout": 5},
+            redis_options={"socket_connect_timeout": REDIS_TIMEOUT_SECONDS},
         )
 
     async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:

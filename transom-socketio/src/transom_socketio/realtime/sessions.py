@@ -26,6 +26,11 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 
+# What a pending entry awaits, as its log line names it when it does not come in time.
+CONNECT = "Socket.IO connect"
+UPGRADE = "upgrade"
+
+
 @dataclass(slots=True)
 class _Pending:
     address: str
@@ -56,7 +61,7 @@ class PendingSessions:
         key: object,
         address: str,
         close: Callable[[], None],
-        awaited: str = "Socket.IO connect",
+        awaited: str = CONNECT,
     ) -> None:
         """A new engine.io session (or upgrade); ``close`` ends it if its CONNECT (what
         ``awaited`` names) does not come in time."""

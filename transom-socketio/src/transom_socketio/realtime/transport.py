@@ -48,7 +48,7 @@ from ..config import Settings
 from ..ratelimit import address_key
 from ..web.errors import standard_error
 from . import eio_query, inbound
-from .sessions import PendingSessions
+from .sessions import CONNECT, UPGRADE, PendingSessions
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,12 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             return self.application.settings["registry"][keys.SETTINGS]
 
         @property
+        def socket_server(self) -> Any:
+            return self.application.settings["registry"][keys.SOCKET_SERVER]
+
+        @property
         def pending(self) -> PendingSessions:
-            return self.application.settings["registry"][keys.SOCKET_SERVER].handshake.pending
+            return self.socket_server.handshake.pending
 
         @property
         def max_message_size(self) -> int:
@@ -189,7 +193,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             return query
 
         def _from_opener(self, sid: str) -> bool:
-            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            sio = self.socket_server
             opener = sio.opened_from(sid)  # None: no such session, engine.io answers that
             return opener is None or opener == (self.request.remote_ip or "unknown")
 
@@ -200,7 +204,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             if self.pending.admits(self.address):
                 # The place is taken now, before the session exists: requests arriving
                 # together must not all pass this check before any of them counts.
-                awaited = "Socket.IO connect" if self.session_id is None else "upgrade"
+                awaited = CONNECT if self.session_id is None else UPGRADE
                 self.pending.opened(self, self.address, self._end_opening, awaited)
                 return
             log.info(
@@ -271,7 +275,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
         async def _session_open(self, sid: str) -> bool:
             """Whether engine.io session ``sid`` exists and is not closed (engine.io's
             public ``get_session`` raises KeyError otherwise)."""
-            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            sio = self.socket_server
             try:
                 await sio.eio.get_session(sid)
             except KeyError:
@@ -344,7 +348,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
             """The budget of the session this request belongs to, kept on the request
             that opened it (this one, for a WebSocket that opened its session)."""
             sid = self.session_id
-            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            sio = self.socket_server
             opener = self if sid is None else sio.opening_request(sid)
             if opener is None:
                 return None
@@ -396,7 +400,7 @@ def guarded(base: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestH
                 return
             self.pending.settled(sid)
             settings = self.app_settings
-            sio = self.application.settings["registry"][keys.SOCKET_SERVER]
+            sio = self.socket_server
             within = settings.socketio_ping_interval + settings.socketio_ping_timeout
             task = asyncio.ensure_future(close_session(sio, sid, within))
             _closing.add(task)
