@@ -263,6 +263,28 @@ async def test_past_the_window_recovery_is_incomplete_and_the_socket_goes_on_liv
 
 
 @pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("settings_overrides", [{"recovery_retention_seconds": 1}])
+async def test_a_message_older_than_the_retention_is_not_recovered_even_if_still_kept(
+    app, api, base_url, registry, clients
+):
+    """RECOVERY_RETENTION_SECONDS is how long a message stays recoverable, whether or
+    not a later emit has trimmed it yet (with Redis, its room's index may be gone)."""
+    msg = registry["transomMsgClient"]
+    client = await recovering(clients, api, base_url)
+    await msg.emitToUsers(client.user.id, "tick", {"n": 0})
+    await client.wait_until(lambda: len(client.payloads()) == 1)
+    client.may_connect.clear()
+    await drop_transports(app)
+    await asyncio.wait_for(client.disconnected.wait(), 10)
+    await msg.emitToUsers(client.user.id, "tick", {"n": 1})
+    await asyncio.sleep(1.5)  # nothing emitted since: nothing trimmed it
+    client.may_connect.set()
+    await client.wait_until(lambda: len(client.recoveries()) == 2)
+    assert client.recoveries()[1] == {"complete": False, "count": 0}
+    assert [payload["n"] for payload in client.payloads()] == [0]
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_other_users_messages_are_not_replayed(app, api, base_url, registry, clients):
     msg = registry["transomMsgClient"]
     client = await recovering(clients, api, base_url)

@@ -89,3 +89,42 @@ async def test_a_socket_that_comes_back_on_the_other_process_recovers_in_order(
         await first.close()
         await second.close()
         await watchers.close_all()
+
+
+@pytest.fixture
+def limited_processes(mongodb_uri: str) -> Iterator[list[AppProcess]]:
+    env = {**shared_environment(mongodb_uri), "RECOVERIES_PER_MINUTE_PER_USER": "4"}
+    started = [start_app(env), start_app(env)]
+    yield started
+    for app in started:
+        app.process.terminate()
+        app.process.wait(timeout=20)
+        app.process.stdout.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_users_recovery_rate_holds_across_processes(limited_processes, http_client):
+    """RECOVERIES_PER_MINUTE_PER_USER=4 allows bursts of 2 in the whole deployment, not in
+    each process: a user who spent them on one process is refused on the other, which
+    had counted none. (Each recovery costs the Redis every process shares.) Another
+    user's recovery there is not affected."""
+    process_a, process_b = limited_processes
+    api_a, api_b = Api(http_client, process_a.url), Api(http_client, process_b.url)
+    sockets_a, sockets_b = Sockets(process_a.url), Sockets(process_b.url)
+    try:
+        ada, bob = await api_a.new_user("ada"), await api_a.new_user("bob")
+        token = await api_a.request("POST", "/api/v1/user/sockettoken", token=ada.token)
+        start = token.body["position"]
+
+        async def recover(api: Api, sockets: Sockets, user) -> list[dict]:
+            auth = {"token": await api.socket_token(user), "position": start}
+            socket = await sockets.connect(auth=auth, events=("recovery",))
+            return await socket.wait_for("recovery")
+
+        assert await recover(api_a, sockets_a, ada) == [{"complete": True, "count": 0}]
+        assert await recover(api_a, sockets_a, ada) == [{"complete": True, "count": 0}]
+        assert await recover(api_b, sockets_b, ada) == [{"complete": False, "count": 0}]
+        assert await recover(api_b, sockets_b, bob) == [{"complete": True, "count": 0}]
+    finally:
+        await sockets_a.close_all()
+        await sockets_b.close_all()

@@ -276,7 +276,9 @@ class Settings(BaseSettings):
         16, "Replays under way at once in one process.", minimum=1, maximum=10_000
     )
     recoveries_per_minute_per_user: int = _count(
-        40, "Recoveries a user may ask for a minute (per process; 0: no limit)."
+        40,
+        "Recoveries a user may ask for a minute (per process, and with Redis in the "
+        "whole deployment too; 0: no limit).",
     )
     fast_fanout: bool = Field(
         True, description="The fast path (realtime/accel/); on only for its tested versions."

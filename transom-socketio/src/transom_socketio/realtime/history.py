@@ -148,6 +148,11 @@ class History(Protocol):
     def is_after(self, entry_id: Any, than: Any) -> bool:
         """Whether the entry ``entry_id`` comes after the entry ``than``."""
 
+    async def recovery_allowed(self, user_id: str) -> bool:
+        """Whether the deployment lets ``user_id`` recover once more this minute (its
+        RECOVERIES_PER_MINUTE_PER_USER, counted where the history is kept); the process
+        counts its own as well (recovery.ReplayLimits)."""
+
     async def close(self) -> None:
         """Release tasks and connections."""
 
@@ -262,6 +267,9 @@ class LocalHistory:
 
     def is_after(self, entry_id: Any, than: Any) -> bool:
         return isinstance(entry_id, int) and isinstance(than, int) and entry_id > than
+
+    async def recovery_allowed(self, user_id: str) -> bool:
+        return True  # one process: its own limit is the deployment's
 
     def _trim(self, now: float | None = None) -> None:
         oldest = (time.monotonic() if now is None else now) - self._retention

@@ -29,7 +29,8 @@ What a replay may cost (SECURITY.md, "Recovery: what a position can and cannot g
   whose promised entries were trimmed away meanwhile;
 - at most RECOVERY_REPLAYS_PER_USER replays of one user and RECOVERY_REPLAYS_PER_PROCESS
   in all run at once; a recovery waits for its turn at most RECOVERY_STALL_SECONDS, and
-  a user gets at most RECOVERIES_PER_MINUTE_PER_USER. A recovery refused for any of
+  a user gets at most RECOVERIES_PER_MINUTE_PER_USER (with Redis, in the whole
+  deployment as well: ``History.recovery_allowed``). A recovery refused for any of
   these connects all the same and is answered ``{"complete": false, "count": 0}``.
 """
 
@@ -91,8 +92,11 @@ class ReplayLimits:
     """How many replays run at once, per user and per process, and how many recoveries a
     user may ask for a minute."""
 
-    def __init__(self, per_user: int, per_process: int, per_minute: int, wait: float) -> None:
+    def __init__(
+        self, per_user: int, per_process: int, per_minute: int, wait: float, history: History
+    ) -> None:
         self._per_user = per_user
+        self._history = history
         self._process = asyncio.Semaphore(per_process)
         self._rate = RateLimiter(per_minute)
         self._wait = wait
@@ -102,7 +106,7 @@ class ReplayLimits:
     async def acquire(self, user_id: str) -> bool:
         """Wait for a turn of this user's and of the process's; False when the user asked
         too often or the turn does not come within the wait."""
-        if self._rate.hit(user_id) is not None:
+        if self._rate.hit(user_id) is not None or not await self._history.recovery_allowed(user_id):
             return False
         semaphore, waiting = self._users.get(user_id) or (asyncio.Semaphore(self._per_user), 0)
         self._users[user_id] = (semaphore, waiting + 1)
@@ -145,6 +149,7 @@ class Recovery:
             settings.recovery_replays_per_process,
             settings.recoveries_per_minute_per_user,
             settings.recovery_stall_seconds,
+            history,
         )
         self._max_unsent = settings.recovery_max_unsent_bytes
         self._stall = settings.recovery_stall_seconds

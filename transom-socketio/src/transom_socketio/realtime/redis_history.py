@@ -14,21 +14,27 @@ long as they are in the stream. While Redis refuses the append, ``emit`` deliver
 through python-socketio's own path instead: this process's sockets still get the
 message, without a position (it cannot be recovered).
 
-Replays read an index, ``<stream>:index``: the same entries under the same ids, without
-their payloads (the append script writes and trims both). One Lua script (``_SCAN``)
-looks at SCAN_CHUNK index entries a call: it checks that each follows the one before
-it (nothing was trimmed in between), keeps those addressed to the socket's rooms and not
-retracted, and answers their number (a replay's first pass) or, REPLAY_CHUNK at a time,
-their payloads from the stream (the second). Entries for other users never leave
-Redis, and their payloads are not even read. An emit with a ``key`` stores it in the
-index entry and marks the key (``<stream>:key:<key>``, expiring with the retention);
-``edit`` records a retraction or replacement (``<stream>:edit:<key>``) only for a marked
-key, so edits never outnumber the keyed entries of the retention window.
+Replays read an index per room, ``<stream>:sent-to:<hash of the room>``: the ids of
+the entries emitted to that room, without their payloads (the append script writes
+them, trims them with the stream, and lets an index expire a minute after the
+retention once its room gets nothing more). One Lua script (``_SCAN``) merges the
+indexes of a socket's rooms, SCAN_CHUNK entries a call at most, and answers their
+number (a replay's first pass) or, REPLAY_CHUNK at a time, their payloads from the
+stream (the second). So a replay reads only the entries addressed to its socket: its
+cost to Redis does not grow with other users' traffic. Before reading on, each call
+checks that nothing after its cursor is missing (trimmed, lost with Redis, older than
+the retention, or appended by a release that kept no room indexes): then the replay is
+incomplete. An emit with a ``key`` stores it in its index entries and marks the key
+(``<stream>:key:<key>``, expiring with the retention); ``edit`` records a retraction or
+replacement (``<stream>:edit:<key>``) only for a marked key, so edits never outnumber
+the keyed entries of the retention window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import re
 from collections.abc import Collection
@@ -64,35 +70,80 @@ READER_WAIT_SECONDS = 5.0
 FIRST = "new"  # the previous id of a stream's first entry
 
 RETRACTION = "-"  # an edit's value that retracts its key (a replacement is a JSON list)
+# How long a room's index outlives the retention after its last entry: a replay that finds
+# an entry of the retention window in the stream finds every index that holds it.
+INDEX_GRACE_MS = 60_000
 
-# KEYS: the stream, its index, then (for an entry with a key) the key's mark. ARGV: the
-# entry, its rooms, the most entries kept, the retention in ms, its key. Each entry names
-# the one before it ('p'), so a reader or a replay can tell when entries were trimmed (or
-# lost) before it read them. The newest entry is never trimmed: the cutoff is older.
-_APPEND = """
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local previous = 'new'
-if #last > 0 then previous = last[1][1] end
-local id = redis.call(
-  'XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', previous, 'r', ARGV[2], 'm', ARGV[1])
--- An index that does not end where the stream did (the stream was lost, or came from a
--- release without one) starts again: replays from before then are incomplete.
-local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #top > 0 and top[1][1] ~= previous then redis.call('DEL', KEYS[2]) end
-if KEYS[3] then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2], 'k', ARGV[5])
-  redis.call('SET', KEYS[3], id, 'PX', ARGV[4])
-else
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'p', previous, 'r', ARGV[2])
+# Lua helpers shared by the scripts: the field of an entry, and the order of two ids.
+_LUA_HELPERS = """
+local function field(fields, name)
+  for j = 1, #fields, 2 do
+    if fields[j] == name then return fields[j + 1] end
+  end
+  return nil
 end
-local now = redis.call('TIME')
-local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
-if oldest > 0 then
-  redis.call('XTRIM', KEYS[1], 'MINID', oldest)
-  redis.call('XTRIM', KEYS[2], 'MINID', oldest)
+local function parts(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local function before(a, b)
+  local am, as = parts(a)
+  local bm, bs = parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+-- A room index holds an entry as a member of a sorted set (all scores 0, so in the
+-- order of their bytes): its id as 24 hex digits, '|', its key ('' for none).
+local function hex(id)
+  local ms, seq = parts(id)
+  return string.format('%012x%012x', ms, seq)
+end
+local function id_of(hex_id)
+  local ms, seq = tonumber(string.sub(hex_id, 1, 12), 16), tonumber(string.sub(hex_id, 13, 24), 16)
+  return string.format('%d-%d', ms, seq)
+end
+local function now_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+"""
+
+# KEYS: the stream, the id after which every entry has its room indexes, the single index
+# of the releases before 0.3.9 (removed), the key's mark, then the index of each room.
+# ARGV: the entry, the most entries kept, the retention in ms, its key ('' for none), how
+# long a room's index outlives its last entry, in ms. Each entry names the one before it
+# ('p'), so a reader or a replay can tell when entries were trimmed (or lost) before it
+# read them, and says it was indexed by room ('v'): after an entry of an earlier release
+# (or none), the entries from this one on are the first the room indexes hold. The newest
+# entry is never trimmed: the cutoff is older.
+_APPEND = (
+    _LUA_HELPERS
+    + """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local previous, indexed = 'new', false
+if #last > 0 then
+  previous = last[1][1]
+  indexed = field(last[1][2], 'v') ~= nil
+end
+local id = redis.call(
+  'XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'p', previous, 'm', ARGV[1], 'v', '1')
+if not indexed then
+  if previous == 'new' then previous = '0-0' end
+  redis.call('SET', KEYS[2], previous)
+  redis.call('UNLINK', KEYS[3])
+end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[3]) end
+local oldest = now_ms() - tonumber(ARGV[3])
+if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+local member, gone = hex(id) .. '|' .. ARGV[4], '(' .. hex(first)
+for i = 5, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, member)
+  redis.call('ZREMRANGEBYLEX', KEYS[i], '-', gone)
+  redis.call('PEXPIRE', KEYS[i], ARGV[5])
 end
 return id
 """
+)
 
 # KEYS: the key's mark, its edit. ARGV: the edit, the retention in ms, RETRACTION. Only
 # a key that an entry of the retention window carries is edited, and a retracted one is
@@ -104,65 +155,108 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: the index, the stream. ARGV: the id to read after, the last id to read, the most
-# index entries to look at, the most entries to return (0: only count them), the prefix of
-# edit keys, then the socket's rooms. Answers {the last id looked at, 'more' | 'done' |
-# 'lost', the number of entries found, then id, payload, edit of each entry returned}. An
-# entry found is for one of the rooms and not retracted; 'lost': an entry does not follow
-# the one before it, or is gone from the stream.
-_SCAN = """
+# KEYS: the stream, the id after which every entry has its room indexes, then the index of
+# each of the socket's rooms. ARGV: the id to read after (the cursor), the last id to
+# read, the most index entries to look at, the most entries to return (0: only count
+# them), the prefix of edit keys, the retention in ms. Answers {the new cursor, 'more' |
+# 'done' | 'lost', the number of entries found, the number of index entries looked at,
+# then id, payload, edit of each entry returned}. An entry found is for one of the rooms
+# and not retracted; 'lost': something after the cursor is missing (the stream's entry
+# after it does not follow it, or is older than the retention, so its rooms' indexes may
+# have expired; or an entry was not indexed by room), or an entry is gone from the stream.
+_SCAN = (
+    _LUA_HELPERS
+    + """
 local cursor, through = ARGV[1], ARGV[2]
 local limit, wanted, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local rooms = {}
-for i = 6, #ARGV do rooms[#rooms + 1] = ' ' .. ARGV[i] .. ' ' end
-local entries = redis.call('XRANGE', KEYS[1], '(' .. cursor, through, 'COUNT', limit)
-if #entries == 0 then
-  if cursor == through then return {cursor, 'done', 0} end
-  return {cursor, 'lost', 0}
+if cursor == through or #KEYS < 3 then return {through, 'done', 0, 0} end
+local indexed = redis.call('GET', KEYS[2])
+if not indexed or before(cursor, indexed) then return {cursor, 'lost', 0, 0} end
+local following = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', 1)
+if #following == 0 then return {cursor, 'lost', 0, 0} end
+local expected = cursor
+if expected == '0-0' then expected = 'new' end
+if field(following[1][2], 'p') ~= expected then return {cursor, 'lost', 0, 0} end
+local first_ms = parts(following[1][1])
+if first_ms < now_ms() - tonumber(ARGV[6]) then return {cursor, 'lost', 0, 0} end
+local last = redis.call('XRANGE', KEYS[1], through, through)
+if #last == 0 or field(last[1][2], 'v') == nil then return {cursor, 'lost', 0, 0} end
+-- Merge the rooms' indexes: take every id up to the smallest last id of a full page.
+local per = math.max(1, math.floor(limit / (#KEYS - 2)))
+if wanted > 0 and wanted < per then per = wanted end
+-- '~' sorts after '|': every member of an id lies between its id and its id .. '~'.
+local low, high = '(' .. hex(cursor) .. '~', '[' .. hex(through) .. '~'
+local pages, boundary = {}, hex(through)
+for i = 3, #KEYS do
+  local page = redis.call('ZRANGEBYLEX', KEYS[i], low, high, 'LIMIT', 0, per)
+  pages[#pages + 1] = page
+  if #page == per then
+    local last = string.sub(page[#page], 1, 24)
+    if last < boundary then boundary = last end
+  end
 end
-local previous = cursor
-if previous == '0-0' then previous = 'new' end
-local found, reply, full = 0, {}, false
-for _, entry in ipairs(entries) do
-  local id, fields = entry[1], entry[2]
-  local p, r, k = nil, '', nil
-  for j = 1, #fields, 2 do
-    local name = fields[j]
-    if name == 'p' then p = fields[j + 1]
-    elseif name == 'r' then r = fields[j + 1]
-    elseif name == 'k' then k = fields[j + 1] end
-  end
-  if p ~= previous then return {previous, 'lost', found} end
-  previous = id
-  local match, padded = false, ' ' .. r .. ' '
-  for _, room in ipairs(rooms) do
-    if string.find(padded, room, 1, true) then match = true break end
-  end
-  local edit = ''
-  if match and k then edit = redis.call('GET', prefix .. k) or '' end
-  if match and edit ~= '-' then
-    found = found + 1
-    if wanted > 0 then
-      local kept = redis.call('XRANGE', KEYS[2], id, id)
-      if #kept == 0 then return {previous, 'lost', found} end
-      local payload = ''
-      for j = 1, #kept[1][2], 2 do
-        if kept[1][2][j] == 'm' then payload = kept[1][2][j + 1] end
-      end
-      reply[#reply + 1] = id
-      reply[#reply + 1] = payload
-      reply[#reply + 1] = edit
-      if found == wanted then full = true break end
+local ids, keys, looked = {}, {}, 0
+for _, page in ipairs(pages) do
+  for _, member in ipairs(page) do
+    local at = string.sub(member, 1, 24)
+    looked = looked + 1
+    if keys[at] == nil and at <= boundary then
+      ids[#ids + 1] = at
+      keys[at] = string.sub(member, 26)
     end
   end
 end
--- Done once the last id is reached, or the index has no more entries up to it.
+if #pages > 1 then table.sort(ids) end
+local found, reply, reached = 0, {}, boundary
+for _, at in ipairs(ids) do
+  local k, edit = keys[at], ''
+  if k ~= '' then edit = redis.call('GET', prefix .. k) or '' end
+  if edit ~= '-' then
+    found = found + 1
+    if wanted > 0 then
+      local id = id_of(at)
+      local kept = redis.call('XRANGE', KEYS[1], id, id)
+      if #kept == 0 then return {cursor, 'lost', found, looked} end
+      reply[#reply + 1] = id
+      reply[#reply + 1] = field(kept[1][2], 'm') or ''
+      reply[#reply + 1] = edit
+      if found == wanted then
+        reached = at
+        break
+      end
+    end
+  end
+end
 local state = 'more'
-if previous == through or (not full and #entries < limit) then state = 'done' end
-local head = {previous, state, found}
+if reached == hex(through) then state = 'done' end
+local head = {id_of(reached), state, found, looked}
 for _, value in ipairs(reply) do head[#head + 1] = value end
 return head
 """
+)
+
+
+# KEYS: a user's recoveries (a token bucket). ARGV: tokens per ms, the most tokens held.
+# Answers 1 when a token was taken: the same bucket as ratelimit.RateLimiter, held in Redis
+# so that it counts the user's recoveries on every process.
+_RECOVERY_BUCKET = (
+    _LUA_HELPERS
+    + """
+local now, rate, burst = now_ms(), tonumber(ARGV[1]), tonumber(ARGV[2])
+local held = redis.call('HMGET', KEYS[1], 't', 'u')
+local tokens, updated = tonumber(held[1]), tonumber(held[2])
+if tokens == nil or updated == nil then tokens, updated = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+local taken = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  taken = 1
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'u', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate))
+return taken
+"""
+)
 
 
 def stream_id(position: object) -> tuple[int, int] | None:
@@ -176,6 +270,9 @@ def stream_id(position: object) -> tuple[int, int] | None:
     return pair
 
 
+Row = tuple[str, str, str]  # a replayed entry's id, payload and edit ('' for none)
+
+
 class RedisReplay(Replay):
     """A replay read from the stream by ``_SCAN``: counted first (``count_entries``),
     then read ``chunk()`` by ``chunk()`` from where the last one stopped."""
@@ -186,18 +283,19 @@ class RedisReplay(Replay):
         self.complete = True
         self.count = 0
         self.through = through
+        # Index entries the replay's scans looked at: its cost to Redis, which grows with
+        # the entries addressed to its rooms, not with the rest of the history.
+        self.looked = 0
         self._history = history
         self._after = after
-        self._rooms = list(rooms)
+        self._indexes = [history.room_index(room) for room in rooms]
         self._done = False
 
     async def count_entries(self) -> bool:
         """Count the entries this replay will send; False if some were lost."""
         cursor = self._after
         while True:
-            cursor, state, found, _rows = await self._history.scan(
-                cursor, self.through, 0, self._rooms
-            )
+            cursor, state, found, _rows = await self._scan(cursor, 0)
             if state == "lost":
                 return False
             self.count += found
@@ -207,9 +305,7 @@ class RedisReplay(Replay):
     async def chunk(self) -> list[Entry]:
         entries: list[Entry] = []
         while not entries and not self._done:
-            self._after, state, _found, rows = await self._history.scan(
-                self._after, self.through, REPLAY_CHUNK, self._rooms
-            )
+            self._after, state, _found, rows = await self._scan(self._after, REPLAY_CHUNK)
             if state == "lost":
                 raise EntriesLost(f"entries after {self._after} are gone")
             self._done = state == "done"
@@ -220,6 +316,13 @@ class RedisReplay(Replay):
                 if entry is not None:
                     entries.append(entry)
         return entries
+
+    async def _scan(self, cursor: str, wanted: int) -> tuple[str, str, int, list[Row]]:
+        cursor, state, found, looked, rows = await self._history.scan(
+            cursor, self.through, wanted, self._indexes
+        )
+        self.looked += looked
+        return cursor, state, found, rows
 
 
 class RedisHistory:
@@ -233,11 +336,13 @@ class RedisHistory:
         retention_seconds: int,
         max_messages: int,
         codec: PositionCodec,
+        recoveries_per_minute: int = 0,
     ) -> None:
         self._sio = sio
         self._codec = codec
         self._stream = f"{channel}:history"
-        self._index = f"{self._stream}:index"
+        self._indexed_after = f"{self._stream}:indexed-after"
+        self._index_before_0_3_9 = f"{self._stream}:index"
         self._redis = aioredis.Redis.from_url(
             redis_url,
             decode_responses=True,
@@ -247,7 +352,10 @@ class RedisHistory:
         self._append = self._redis.register_script(_APPEND)
         self._edit = self._redis.register_script(_EDIT)
         self._scan = self._redis.register_script(_SCAN)
-        self._limits = (max_messages, retention_seconds * 1000)
+        self._recovery_bucket = self._redis.register_script(_RECOVERY_BUCKET)
+        self._recoveries_per_minute = recoveries_per_minute
+        self._max_messages = max_messages
+        self._retention_ms = retention_seconds * 1000
         # A connection of its own for the reader: XREAD blocks it for up to BLOCK_MS.
         self._reading = aioredis.Redis.from_url(
             redis_url,
@@ -281,11 +389,22 @@ class RedisHistory:
         self, event: str, args: tuple[Any, ...], rooms: list[str], key: str | None = None
     ) -> None:
         entry = jsonutil.dumps({"event": event, "args": args, "rooms": rooms})
-        keys = [self._stream, self._index]
-        if key is not None:
-            keys.append(self._key_mark(key))
+        keys = [
+            self._stream,
+            self._indexed_after,
+            self._index_before_0_3_9,
+            self._key_mark(key or ""),
+            *map(self.room_index, rooms),
+        ]
+        script_args: list[str | int] = [
+            entry,
+            self._max_messages,
+            self._retention_ms,
+            key or "",
+            self._retention_ms + INDEX_GRACE_MS,
+        ]
         try:
-            await self._append(keys=keys, args=[entry, " ".join(rooms), *self._limits, key or ""])
+            await self._append(keys=keys, args=script_args)
         except aioredis.TimeoutError:
             # Sent, unanswered: Redis may still append it, and the readers deliver it then.
             # Delivering it here as well could deliver it twice.
@@ -303,7 +422,7 @@ class RedisHistory:
         try:
             await self._edit(
                 keys=[self._key_mark(key), self._edit_prefix + key],
-                args=[value, self._limits[1], RETRACTION],
+                args=[value, self._retention_ms, RETRACTION],
             )
         except aioredis.RedisError as error:
             log.error(
@@ -311,6 +430,10 @@ class RedisHistory:
                 "recovering client may receive the original",
                 type(error).__name__,
             )
+
+    def room_index(self, room: str) -> str:
+        """The key of the index of the entries emitted to ``room``."""
+        return f"{self._stream}:sent-to:{room_hash(room)}"
 
     def _key_mark(self, key: str) -> str:
         return f"{self._stream}:key:{key}"
@@ -320,17 +443,18 @@ class RedisHistory:
         return f"{self._stream}:edit:"
 
     async def scan(
-        self, after: str, through: str, wanted: int, rooms: list[str]
-    ) -> tuple[str, str, int, list[tuple[str, str, str]]]:
-        """One ``_SCAN`` call: (the last id looked at, its state, entries found, and up
-        to ``wanted`` of them as (id, payload, edit))."""
+        self, after: str, through: str, wanted: int, indexes: list[str]
+    ) -> tuple[str, str, int, int, list[Row]]:
+        """One ``_SCAN`` call over the room ``indexes``: (the new cursor, its state,
+        entries found, index entries looked at, and up to ``wanted`` of the entries
+        found as rows)."""
         reply = await self._scan(
-            keys=[self._index, self._stream],
-            args=[after, through, SCAN_CHUNK, wanted, self._edit_prefix, *rooms],
+            keys=[self._stream, self._indexed_after, *indexes],
+            args=[after, through, SCAN_CHUNK, wanted, self._edit_prefix, self._retention_ms],
         )
-        rest = reply[3:]
+        rest = reply[4:]
         rows = [(rest[i], rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3)]
-        return str(reply[0]), str(reply[1]), int(reply[2]), rows
+        return str(reply[0]), str(reply[1]), int(reply[2]), int(reply[3]), rows
 
     async def head(self) -> str | None:
         try:
@@ -382,6 +506,20 @@ class RedisHistory:
     def is_after(self, entry_id: Any, than: Any) -> bool:
         first, second = stream_id(entry_id), stream_id(than)
         return first is not None and second is not None and first > second
+
+    async def recovery_allowed(self, user_id: str) -> bool:
+        per_minute = self._recoveries_per_minute
+        if per_minute <= 0:
+            return True
+        try:
+            taken = await self._recovery_bucket(
+                keys=[f"{self._stream}:recoveries:{user_id}"],
+                args=[per_minute / 60_000, max(1.0, per_minute / 2)],
+            )
+        except aioredis.RedisError as error:
+            log.warning("recovery refused: Redis failed (%s)", type(error).__name__)
+            return False
+        return bool(taken)
 
     async def _deliver_forever(self, after: str | None) -> None:
         pause = 1.0
@@ -455,6 +593,13 @@ class RedisHistory:
                 self._reader.exception()  # retrieved: a failure at close is not news
         await self._reading.aclose()
         await self._redis.aclose()
+
+
+@functools.lru_cache(maxsize=4096)
+def room_hash(room: str) -> str:
+    """What stands for a room in keys: never its name, part of which a client may choose
+    (a channel's)."""
+    return hashlib.sha256(room.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _follows(previous: str | None, delivered: str) -> bool:

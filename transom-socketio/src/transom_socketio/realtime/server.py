@@ -260,6 +260,7 @@ def message_history(settings: Settings, sio: socketio.AsyncServer) -> History:
         settings.recovery_retention_seconds,
         settings.recovery_max_messages,
         position_codec(settings),
+        settings.recoveries_per_minute_per_user,
     )
 
 
