@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from test_channels import ChannelClient, Tab, code_of, eventually, relogin, users_in
-from test_scale_out import AppProcess, shared_environment, start_app
+from test_scale_out import AppProcess, shared_environment, two_apps
 
 from transom_socketio.testing.clients import Api, Sockets, User
 
@@ -41,13 +41,8 @@ def environment(mongodb_uri: str) -> dict[str, str]:
 
 @pytest.fixture
 def processes(environment: dict[str, str]) -> Iterator[list[AppProcess]]:
-    started = [start_app(environment), start_app(environment)]
-    yield started
-    for app in started:
-        if app.process.poll() is None:
-            app.process.terminate()
-        app.process.wait(timeout=20)
-        app.process.stdout.close()
+    with two_apps(environment) as started:
+        yield started
 
 
 class Cluster:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import socketio
 from test_presence import eventually, presence_of
-from test_scale_out import AppProcess, shared_environment, start_app
+from test_scale_out import AppProcess, shared_environment, two_apps
 
 from transom_socketio.testing.clients import Api, Sockets
 
@@ -35,13 +35,8 @@ def environment(mongodb_uri: str) -> dict[str, str]:
 
 @pytest.fixture
 def processes(environment: dict[str, str]) -> Iterator[list[AppProcess]]:
-    started = [start_app(environment), start_app(environment)]
-    yield started
-    for app in started:
-        if app.process.poll() is None:
-            app.process.terminate()
-        app.process.wait(timeout=20)
-        app.process.stdout.close()
+    with two_apps(environment) as started:
+        yield started
 
 
 async def presence(api: Api, token: str, *ids: str) -> dict[str, dict[str, object]]:
@@ -114,12 +109,8 @@ async def test_the_last_socket_leaving_on_any_process_is_announced_once(processe
 
 @pytest.fixture
 def capped_processes(environment: dict[str, str]) -> Iterator[list[AppProcess]]:
-    started = [start_app({**environment, "MAX_SOCKETS_PER_USER": "2"}) for _ in range(2)]
-    yield started
-    for app in started:
-        app.process.terminate()
-        app.process.wait(timeout=20)
-        app.process.stdout.close()
+    with two_apps({**environment, "MAX_SOCKETS_PER_USER": "2"}) as started:
+        yield started
 
 
 @pytest.mark.gen_test(timeout=90)

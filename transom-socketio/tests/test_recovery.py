@@ -28,6 +28,13 @@ async def drop_transports(app: tornado.web.Application) -> None:
     await app.settings["services"].socket_server.close_transports()
 
 
+async def away(app: tornado.web.Application, client: RecoveringClient) -> None:
+    """Drop the client's transport and keep it from reconnecting until ``may_connect``."""
+    client.may_connect.clear()
+    await drop_transports(app)
+    await asyncio.wait_for(client.disconnected.wait(), 10)
+
+
 @pytest.fixture
 def clients(io_loop) -> Iterator[list[RecoveringClient]]:
     opened: list[RecoveringClient] = []
@@ -249,9 +256,7 @@ async def test_past_the_window_recovery_is_incomplete_and_the_socket_goes_on_liv
     client = await recovering(clients, api, base_url)
     await msg.emitToUsers(client.user.id, "tick", {"n": 0})
     await client.wait_until(lambda: len(client.payloads()) == 1)
-    client.may_connect.clear()
-    await drop_transports(app)
-    await asyncio.wait_for(client.disconnected.wait(), 10)
+    await away(app, client)
     for n in range(1, 21):  # twice what is kept
         await msg.emitToUsers(client.user.id, "tick", {"n": n})
     client.may_connect.set()
@@ -273,9 +278,7 @@ async def test_a_message_older_than_the_retention_is_not_recovered_even_if_still
     client = await recovering(clients, api, base_url)
     await msg.emitToUsers(client.user.id, "tick", {"n": 0})
     await client.wait_until(lambda: len(client.payloads()) == 1)
-    client.may_connect.clear()
-    await drop_transports(app)
-    await asyncio.wait_for(client.disconnected.wait(), 10)
+    await away(app, client)
     await msg.emitToUsers(client.user.id, "tick", {"n": 1})
     await asyncio.sleep(1.5)  # nothing emitted since: nothing trimmed it
     client.may_connect.set()
@@ -289,9 +292,7 @@ async def test_other_users_messages_are_not_replayed(app, api, base_url, registr
     msg = registry["transomMsgClient"]
     client = await recovering(clients, api, base_url)
     other = await api.new_user()
-    client.may_connect.clear()
-    await drop_transports(app)
-    await asyncio.wait_for(client.disconnected.wait(), 10)
+    await away(app, client)
     await msg.emitToUsers(other.id, "tick", {"n": "not yours"})
     await msg.emitToUsers(client.user.id, "tick", {"n": "yours"})
     client.may_connect.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -14,7 +13,7 @@ from conftest import REDIS_URL
 # Every test of test_recovery.py, again with REDIS_URL (collected here under this module's
 # fixtures), and the tests that only make sense with Redis.
 from test_recovery import *  # noqa: F403
-from test_recovery import drop_transports, recovering
+from test_recovery import away, recovering
 
 from transom_socketio.realtime.rooms import EVERYONE, user_room
 
@@ -47,13 +46,6 @@ async def test_when_redis_loses_the_history_connected_clients_are_told_to_reload
     await client.wait_until(lambda: len(client.recoveries()) == 2)
     assert client.recoveries()[1] == {"complete": False, "count": 0}
     assert client.connects == 2
-
-
-async def away(app, client) -> None:
-    """Drop the client's transport and keep it from reconnecting until ``may_connect``."""
-    client.may_connect.clear()
-    await drop_transports(app)
-    await asyncio.wait_for(client.disconnected.wait(), 10)
 
 
 @pytest.mark.gen_test(timeout=120)

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from test_scale_out import AppProcess, shared_environment, start_app
+from test_scale_out import AppProcess, shared_environment, two_apps
 
 from transom_socketio.testing.clients import Api, RecoveringClient, Sockets
 
@@ -26,12 +26,8 @@ pytestmark = pytest.mark.xdist_group("redis")
 @pytest.fixture
 def processes(mongodb_uri: str) -> Iterator[list[AppProcess]]:
     env = {**shared_environment(mongodb_uri), "WRITES_PER_MINUTE_PER_USER": "0"}
-    started = [start_app(env), start_app(env)]
-    yield started
-    for app in started:
-        app.process.terminate()
-        app.process.wait(timeout=20)
-        app.process.stdout.close()
+    with two_apps(env) as started:
+        yield started
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -94,12 +90,8 @@ async def test_a_socket_that_comes_back_on_the_other_process_recovers_in_order(
 @pytest.fixture
 def limited_processes(mongodb_uri: str) -> Iterator[list[AppProcess]]:
     env = {**shared_environment(mongodb_uri), "RECOVERIES_PER_MINUTE_PER_USER": "4"}
-    started = [start_app(env), start_app(env)]
-    yield started
-    for app in started:
-        app.process.terminate()
-        app.process.wait(timeout=20)
-        app.process.stdout.close()
+    with two_apps(env) as started:
+        yield started
 
 
 @pytest.mark.gen_test(timeout=60)

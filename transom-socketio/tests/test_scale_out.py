@@ -75,15 +75,25 @@ def shared_environment(mongodb_uri: str) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def two_apps(env: dict[str, str]) -> Iterator[list[AppProcess]]:
+    """Two processes of one deployment, stopped as the block ends."""
+    started = [start_app(env), start_app(env)]
+    try:
+        yield started
+    finally:
+        for app in started:
+            if app.process.poll() is None:
+                app.process.terminate()
+            app.process.wait(timeout=20)
+            app.process.stdout.close()
+
+
 @pytest.fixture
 def cluster(mongodb_uri: str) -> Iterator[tuple[AppProcess, AppProcess, dict[str, str]]]:
     env = shared_environment(mongodb_uri)
-    first, second = start_app(env), start_app(env)
-    yield first, second, env
-    for app in (first, second):
-        app.process.terminate()
-        app.process.wait(timeout=20)
-        app.process.stdout.close()
+    with two_apps(env) as (first, second):
+        yield first, second, env
 
 
 @pytest.mark.gen_test(timeout=60)
