@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import shutil
 from typing import Any
 
 import pytest
@@ -15,7 +18,10 @@ from conftest import REDIS_URL
 from test_recovery import *  # noqa: F403
 from test_recovery import away, recovering
 
+from transom_socketio.realtime.positions import PositionCodec
+from transom_socketio.realtime.redis_history import INDEXED_ROOMS_AT_MOST, RedisHistory
 from transom_socketio.realtime.rooms import EVERYONE, user_room
+from transom_socketio.testing.clients import Sockets
 
 # The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("redis")
@@ -117,3 +123,96 @@ async def test_entries_appended_by_a_release_without_room_indexes_make_recovery_
     assert client.recoveries()[2] == {"complete": True, "count": 1}
     await client.wait_until(lambda: len(client.payloads()) == 3)
     assert [p["n"] for p in client.payloads()] == [0, 3, 4]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_emit_to_many_users_is_recovered_by_them_and_only_them(
+    app, api, base_url, registry, clients
+):
+    """An emit to more rooms than INDEXED_ROOMS_AT_MOST goes to the wide index (one set
+    of its rooms, not one index entry per room): its users recover it, others do not."""
+    msg = registry["transomMsgClient"]
+    client = await recovering(clients, api, base_url)
+    bystander = await recovering(clients, api, base_url)
+    many = [str(ObjectId()) for _ in range(INDEXED_ROOMS_AT_MOST + 50)]
+    await away(app, client)
+    await away(app, bystander)
+    await msg.emitToUsers([*many, client.user.id], "tick", {"n": "to many"})
+    await msg.emitToUsers(client.user.id, "tick", {"n": "to one"})
+    await msg.emitToUsers(many[:2], "tick", {"n": "to others"})
+    client.may_connect.set()
+    bystander.may_connect.set()
+    await client.wait_until(lambda: len(client.recoveries()) == 2)
+    await bystander.wait_until(lambda: len(bystander.recoveries()) == 2)
+    assert client.recoveries()[1] == {"complete": True, "count": 2}
+    assert bystander.recoveries()[1] == {"complete": True, "count": 0}
+    await client.wait_until(lambda: len(client.payloads()) == 2)
+    assert [p["n"] for p in client.payloads()] == ["to many", "to one"]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("settings_overrides", [{"recovery_max_messages": 10}])
+async def test_the_indexes_go_with_the_entries_the_stream_no_longer_holds(
+    api, registry, settings, sockets: Sockets
+):
+    """Redis holds no more index than the stream's window needs: an index whose room's
+    entries the stream has trimmed is deleted by a later append, however long the
+    retention. (Each index expired a minute after the retention: a deployment that sent
+    one message to each of many users kept an index per user for that long.)"""
+    msg = registry["transomMsgClient"]
+    user = await api.new_user()
+    tab = await sockets.connect(await api.socket_token(user), events=("tick",))
+    for _ in range(30):
+        await msg.emitToUsers(str(ObjectId()), "tick", {"n": "once"})
+        await asyncio.sleep(0.002)  # not in the millisecond of the next (see _APPEND)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    pattern = f"{settings.redis_channel}:history:sent-to:*"
+    try:
+        assert len([key async for key in redis.scan_iter(match=pattern)]) == 10
+        for n in range(10):
+            await msg.emitToUsers(user.id, "tick", {"n": n})
+            await asyncio.sleep(0.002)
+        await tab.wait_for("tick", 10)
+        assert len([key async for key in redis.scan_iter(match=pattern)]) == 1
+        assert await redis.zcard(f"{settings.redis_channel}:history:indexes") == 1
+    finally:
+        await redis.aclose()
+
+
+class NoSockets:
+    """Stands for the Socket.IO server of a history that delivers to no socket."""
+
+    async def emit(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_redis_that_may_evict_keys_is_named_at_start(tmp_path, caplog):
+    """Evicting an index (or an edit) while the stream keeps its entries would make a
+    recovery miss them and still say complete: the history says so at start-up."""
+    socket_path = tmp_path / "redis.sock"
+    server = await asyncio.create_subprocess_exec(
+        *(shutil.which("redis-server") or "redis-server", "--port", "0", "--save", ""),
+        *("--unixsocket", str(socket_path), "--maxmemory-policy", "allkeys-lru"),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            if socket_path.exists():
+                break
+            await asyncio.sleep(0.05)
+        history = RedisHistory(
+            NoSockets(),  # type: ignore[arg-type]
+            f"unix://{socket_path}",
+            "evicting",
+            600,
+            100,
+            PositionCodec("k" * 43),
+        )
+        with caplog.at_level(logging.WARNING):
+            await history.start()
+            await history.close()
+        assert "Redis may evict keys (maxmemory-policy allkeys-lru)" in caplog.text
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 10)

@@ -15,16 +15,22 @@ through python-socketio's own path instead: this process's sockets still get the
 message, without a position (it cannot be recovered).
 
 Replays read an index per room, ``<stream>:sent-to:<hash of the room>``: the ids of
-the entries emitted to that room, without their payloads (the append script writes
-them, trims them with the stream, and lets an index expire a minute after the
-retention once its room gets nothing more). One Lua script (``_SCAN``) merges the
-indexes of a socket's rooms, SCAN_CHUNK entries a call at most, and answers their
-number (a replay's first pass) or, REPLAY_CHUNK at a time, their payloads from the
-stream (the second). So a replay reads only the entries addressed to its socket: its
-cost to Redis does not grow with other users' traffic. Before reading on, each call
-checks that nothing after its cursor is missing (trimmed, lost with Redis, older than
-the retention, or appended by a release that kept no room indexes): then the replay is
-incomplete. An emit with a ``key`` stores it in its index entries and marks the key
+the entries emitted to that room, without their payloads. The append script writes
+them, trims them with the stream, and deletes an index once the stream holds none of
+its entries (``<stream>:indexes`` lists the index keys by their last entry), so Redis
+keeps no more index than the stream's window needs. An entry for more rooms than
+INDEXED_ROOMS_AT_MOST goes to the wide index (``<stream>:wide``) with the set of its
+rooms' hashes instead. One Lua script (``_SCAN``) merges the indexes of a socket's
+rooms and the wide index, SCAN_CHUNK entries a call at most, and answers their number
+(a replay's first pass) or, REPLAY_CHUNK at a time, their payloads from the stream (the
+second). So a replay reads only the entries addressed to its socket: its cost to Redis
+does not grow with other users' traffic. Before reading on, each call checks that
+nothing after its cursor is missing (trimmed, lost with Redis, older than the
+retention, or appended by a release that kept no indexes): then the replay is
+incomplete. A Redis that may evict keys could drop an index and not the stream: the
+history warns at start-up unless its maxmemory-policy is noeviction.
+
+An emit with a ``key`` stores it in its index entries and marks the key
 (``<stream>:key:<key>``, expiring with the retention); ``edit`` records a retraction or
 replacement (``<stream>:edit:<key>``) only for a marked key, so edits never outnumber
 the keyed entries of the retention window.
@@ -70,9 +76,11 @@ READER_WAIT_SECONDS = 5.0
 FIRST = "new"  # the previous id of a stream's first entry
 
 RETRACTION = "-"  # an edit's value that retracts its key (a replacement is a JSON list)
-# How long a room's index outlives the retention after its last entry: a replay that finds
-# an entry of the retention window in the stream finds every index that holds it.
-INDEX_GRACE_MS = 60_000
+# An entry sent to more rooms than this is not written to their indexes (that would hold
+# the shared Redis for ~6 µs a room) but to the wide index, with the set of its rooms.
+INDEXED_ROOMS_AT_MOST = 100
+# Index keys an append deletes at most once the stream no longer holds any of their entries.
+STALE_INDEXES_PER_APPEND = 100
 
 # Lua helpers shared by the scripts: the field of an entry, and the order of two ids.
 _LUA_HELPERS = """
@@ -108,13 +116,17 @@ end
 """
 
 # KEYS: the stream, the id after which every entry has its room indexes, the single index
-# of the releases before 0.3.9 (removed), the key's mark, then the index of each room.
-# ARGV: the entry, the most entries kept, the retention in ms, its key ('' for none), how
-# long a room's index outlives its last entry, in ms. Each entry names the one before it
-# ('p'), so a reader or a replay can tell when entries were trimmed (or lost) before it
-# read them, and says it was indexed by room ('v'): after an entry of an earlier release
-# (or none), the entries from this one on are the first the room indexes hold. The newest
-# entry is never trimmed: the cutoff is older.
+# of the releases before 0.3.9 (removed), the key's mark, the registry of index keys (a
+# sorted set scored by their last entry's time), the wide index, then the index of each
+# room (none for a wide entry). ARGV: the entry, the most entries kept, the retention in
+# ms, its key ('' for none), the most stale index keys to delete, then (a wide entry
+# only) the hashes of its rooms. Each entry names the one before it ('p'), so a reader
+# or a replay can tell when entries were trimmed (or lost) before it read them, and says
+# it was indexed ('v'): after an entry of an earlier release (or none), the entries from
+# this one on are the first the indexes hold. The newest entry is never trimmed: the
+# cutoff is older. An index key goes once the stream no longer holds its last entry, so a
+# replay never misses an index it needs, and they take no more room than the stream's
+# window of entries (times their rooms).
 _APPEND = (
     _LUA_HELPERS
     + """
@@ -135,11 +147,28 @@ if ARGV[4] ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[3]) end
 local oldest = now_ms() - tonumber(ARGV[3])
 if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
-local member, gone = hex(id) .. '|' .. ARGV[4], '(' .. hex(first)
-for i = 5, #KEYS do
-  redis.call('ZADD', KEYS[i], 0, member)
-  redis.call('ZREMRANGEBYLEX', KEYS[i], '-', gone)
-  redis.call('PEXPIRE', KEYS[i], ARGV[5])
+local at, ms = hex(id), parts(id)
+local member, gone = at .. '|' .. ARGV[4], '(' .. hex(first)
+if #KEYS > 6 then
+  for i = 7, #KEYS do
+    redis.call('ZADD', KEYS[i], 0, member)
+    redis.call('ZREMRANGEBYLEX', KEYS[i], '-', gone)
+    redis.call('ZADD', KEYS[5], ms, KEYS[i])
+  end
+else
+  local rooms = KEYS[6] .. ':' .. at
+  for i = 6, #ARGV, 1000 do
+    redis.call('SADD', rooms, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  redis.call('ZADD', KEYS[6], 0, member)
+  redis.call('ZADD', KEYS[5], ms, rooms)
+end
+redis.call('ZREMRANGEBYLEX', KEYS[6], '-', gone)
+local stale = redis.call(
+  'ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. parts(first), 'LIMIT', 0, tonumber(ARGV[5]))
+if #stale > 0 then
+  redis.call('UNLINK', unpack(stale))
+  redis.call('ZREM', KEYS[5], unpack(stale))
 end
 return id
 """
@@ -155,21 +184,22 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: the stream, the id after which every entry has its room indexes, then the index of
-# each of the socket's rooms. ARGV: the id to read after (the cursor), the last id to
-# read, the most index entries to look at, the most entries to return (0: only count
-# them), the prefix of edit keys, the retention in ms. Answers {the new cursor, 'more' |
-# 'done' | 'lost', the number of entries found, the number of index entries looked at,
-# then id, payload, edit of each entry returned}. An entry found is for one of the rooms
-# and not retracted; 'lost': something after the cursor is missing (the stream's entry
-# after it does not follow it, or is older than the retention, so its rooms' indexes may
-# have expired; or an entry was not indexed by room), or an entry is gone from the stream.
+# KEYS: the stream, the id after which every entry is indexed, the wide index, then the
+# index of each of the socket's rooms. ARGV: the id to read after (the cursor), the last
+# id to read, the most index entries to look at, the most entries to return (0: only
+# count them), the prefix of edit keys, the retention in ms, then the hashes of the
+# socket's rooms (for the wide index's entries). Answers {the new cursor, 'more' | 'done'
+# | 'lost', the number of entries found, the number of index entries looked at, then id,
+# payload, edit of each entry returned}. An entry found is for one of the rooms and not
+# retracted; 'lost': something after the cursor is missing (the stream's entry after it
+# does not follow it, or is older than the retention; or an entry was not indexed), or
+# an entry is gone from the stream.
 _SCAN = (
     _LUA_HELPERS
     + """
 local cursor, through = ARGV[1], ARGV[2]
 local limit, wanted, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-if cursor == through or #KEYS < 3 then return {through, 'done', 0, 0} end
+if cursor == through then return {through, 'done', 0, 0} end
 local indexed = redis.call('GET', KEYS[2])
 if not indexed or before(cursor, indexed) then return {cursor, 'lost', 0, 0} end
 local following = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', 1)
@@ -181,9 +211,9 @@ local first_ms = parts(following[1][1])
 if first_ms < now_ms() - tonumber(ARGV[6]) then return {cursor, 'lost', 0, 0} end
 local last = redis.call('XRANGE', KEYS[1], through, through)
 if #last == 0 or field(last[1][2], 'v') == nil then return {cursor, 'lost', 0, 0} end
--- Merge the rooms' indexes: take every id up to the smallest last id of a full page.
-local per = math.max(1, math.floor(limit / (#KEYS - 2)))
-if wanted > 0 and wanted < per then per = wanted end
+-- Merge the indexes: take every id up to the smallest last id of a full page.
+local per = math.max(2, math.floor(limit / (#KEYS - 2)))
+if wanted > 0 and wanted < per then per = math.max(2, wanted) end
 -- '~' sorts after '|': every member of an id lies between its id and its id .. '~'.
 local low, high = '(' .. hex(cursor) .. '~', '[' .. hex(through) .. '~'
 local pages, boundary = {}, hex(through)
@@ -191,22 +221,35 @@ for i = 3, #KEYS do
   local page = redis.call('ZRANGEBYLEX', KEYS[i], low, high, 'LIMIT', 0, per)
   pages[#pages + 1] = page
   if #page == per then
-    local last = string.sub(page[#page], 1, 24)
-    if last < boundary then boundary = last end
+    local last_at = string.sub(page[#page], 1, 24)
+    if last_at < boundary then boundary = last_at end
   end
 end
 local ids, keys, looked = {}, {}, 0
-for _, page in ipairs(pages) do
+for number, page in ipairs(pages) do
   for _, member in ipairs(page) do
     local at = string.sub(member, 1, 24)
     looked = looked + 1
     if keys[at] == nil and at <= boundary then
-      ids[#ids + 1] = at
-      keys[at] = string.sub(member, 26)
+      local mine = true
+      if number == 1 then  -- the wide index: only if the entry was sent to one of the rooms
+        mine = false
+        local rooms = KEYS[3] .. ':' .. at
+        for j = 7, #ARGV do
+          if redis.call('SISMEMBER', rooms, ARGV[j]) == 1 then
+            mine = true
+            break
+          end
+        end
+      end
+      if mine then
+        ids[#ids + 1] = at
+        keys[at] = string.sub(member, 26)
+      end
     end
   end
 end
-if #pages > 1 then table.sort(ids) end
+table.sort(ids)
 local found, reply, reached = 0, {}, boundary
 for _, at in ipairs(ids) do
   local k, edit = keys[at], ''
@@ -288,7 +331,7 @@ class RedisReplay(Replay):
         self.looked = 0
         self._history = history
         self._after = after
-        self._indexes = [history.room_index(room) for room in rooms]
+        self._rooms = list(rooms)
         self._done = False
 
     async def count_entries(self) -> bool:
@@ -319,7 +362,7 @@ class RedisReplay(Replay):
 
     async def _scan(self, cursor: str, wanted: int) -> tuple[str, str, int, list[Row]]:
         cursor, state, found, looked, rows = await self._history.scan(
-            cursor, self.through, wanted, self._indexes
+            cursor, self.through, wanted, self._rooms
         )
         self.looked += looked
         return cursor, state, found, rows
@@ -343,6 +386,8 @@ class RedisHistory:
         self._stream = f"{channel}:history"
         self._indexed_after = f"{self._stream}:indexed-after"
         self._index_before_0_3_9 = f"{self._stream}:index"
+        self._index_keys = f"{self._stream}:indexes"
+        self._wide_index = f"{self._stream}:wide"
         self._redis = aioredis.Redis.from_url(
             redis_url,
             decode_responses=True,
@@ -379,11 +424,23 @@ class RedisHistory:
             if self._reader is None:
                 try:
                     after: str | None = await self._newest()
+                    await self._warn_if_evicting()
                 except aioredis.RedisError as error:
                     log.warning("message history: Redis failed (%s)", type(error).__name__)
                     after = None
                 self._delivered_through = after
                 self._reader = asyncio.ensure_future(self._deliver_forever(after))
+
+    async def _warn_if_evicting(self) -> None:
+        """A Redis that may evict keys can drop an index (or an edit) while the stream
+        keeps its entries: a recovery would then miss them and still say complete."""
+        policy = (await self._redis.info("memory")).get("maxmemory_policy", "noeviction")
+        if policy != "noeviction":
+            log.warning(
+                "Redis may evict keys (maxmemory-policy %s): recoveries may miss messages "
+                "and not know it; set maxmemory-policy noeviction (SECURITY.md)",
+                policy,
+            )
 
     async def emit(
         self, event: str, args: tuple[Any, ...], rooms: list[str], key: str | None = None
@@ -394,15 +451,20 @@ class RedisHistory:
             self._indexed_after,
             self._index_before_0_3_9,
             self._key_mark(key or ""),
-            *map(self.room_index, rooms),
+            self._index_keys,
+            self._wide_index,
         ]
         script_args: list[str | int] = [
             entry,
             self._max_messages,
             self._retention_ms,
             key or "",
-            self._retention_ms + INDEX_GRACE_MS,
+            STALE_INDEXES_PER_APPEND,
         ]
+        if len(rooms) <= INDEXED_ROOMS_AT_MOST:
+            keys += map(self.room_index, rooms)
+        else:
+            script_args += map(room_hash, rooms)
         try:
             await self._append(keys=keys, args=script_args)
         except aioredis.TimeoutError:
@@ -443,14 +505,27 @@ class RedisHistory:
         return f"{self._stream}:edit:"
 
     async def scan(
-        self, after: str, through: str, wanted: int, indexes: list[str]
+        self, after: str, through: str, wanted: int, rooms: list[str]
     ) -> tuple[str, str, int, int, list[Row]]:
-        """One ``_SCAN`` call over the room ``indexes``: (the new cursor, its state,
-        entries found, index entries looked at, and up to ``wanted`` of the entries
-        found as rows)."""
+        """One ``_SCAN`` call over the indexes of ``rooms`` and the wide index: (the new
+        cursor, its state, entries found, index entries looked at, and up to ``wanted``
+        of the entries found as rows)."""
         reply = await self._scan(
-            keys=[self._stream, self._indexed_after, *indexes],
-            args=[after, through, SCAN_CHUNK, wanted, self._edit_prefix, self._retention_ms],
+            keys=[
+                self._stream,
+                self._indexed_after,
+                self._wide_index,
+                *map(self.room_index, rooms),
+            ],
+            args=[
+                after,
+                through,
+                SCAN_CHUNK,
+                wanted,
+                self._edit_prefix,
+                self._retention_ms,
+                *map(room_hash, rooms),
+            ],
         )
         rest = reply[4:]
         rows = [(rest[i], rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3)]
