@@ -35,6 +35,13 @@ def address_key(address: str) -> str:
     return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
 
 
+def bucket_shape(per_minute: int) -> tuple[float, float]:
+    """A limit of ``per_minute`` events as a token bucket: (tokens a second, the most
+    tokens held: bursts of up to half the minute's events). Shared by RateLimiter and
+    the recovery bucket kept in Redis (realtime/redis_history.py)."""
+    return per_minute / 60.0, max(1.0, per_minute / 2)
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -45,8 +52,7 @@ class RateLimiter:
     """``per_minute`` events per key, in bursts of up to half that; 0 disables the limit."""
 
     def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
-        self._rate = per_minute / 60.0
-        self._burst = max(1.0, per_minute / 2)
+        self._rate, self._burst = bucket_shape(per_minute)
         self._enabled = per_minute > 0
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._max_keys = max_keys

@@ -50,6 +50,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from .. import jsonutil
+from ..ratelimit import bucket_shape
 from .history import (
     INCOMPLETE,
     REPLAY_CHUNK,
@@ -583,13 +584,13 @@ class RedisHistory:
         return first is not None and second is not None and first > second
 
     async def recovery_allowed(self, user_id: str) -> bool:
-        per_minute = self._recoveries_per_minute
-        if per_minute <= 0:
+        if self._recoveries_per_minute <= 0:
             return True
+        per_second, burst = bucket_shape(self._recoveries_per_minute)
         try:
             taken = await self._recovery_bucket(
                 keys=[f"{self._stream}:recoveries:{user_id}"],
-                args=[per_minute / 60_000, max(1.0, per_minute / 2)],
+                args=[per_second / 1000, burst],
             )
         except aioredis.RedisError as error:
             log.warning("recovery refused: Redis failed (%s)", type(error).__name__)
