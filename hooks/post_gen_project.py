@@ -82,7 +82,8 @@ def build_engine_wheel() -> str | None:
 
 
 def write_env_file() -> None:
-    """Copy .env.example to .env, filling in a fresh JWT secret (48 random bytes).
+    """Copy .env.example to .env, filling in a fresh JWT secret (48 random bytes) and, with
+    Docker, a login for the Mailpit inbox.
 
     A .env already there (the project generated again over itself) is the user's: its
     secret and settings are kept. The file is created readable by its owner only,
@@ -91,14 +92,21 @@ def write_env_file() -> None:
     if env_path.exists():
         return
     example = (PROJECT / ".env.example").read_text(encoding="utf-8")
-    secret = secrets.token_urlsafe(48)
-    lines = [
-        f"JWT_SECRET={secret}" if line.startswith("JWT_SECRET=") else line
-        for line in example.splitlines()
-    ]
+    filled = {
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        # compose.yaml's Mailpit inbox login (only with Docker; the line is absent else).
+        "MAILPIT_UI_AUTH": f"mail:{secrets.token_urlsafe(24)}",
+    }
+    lines = [fill(line, filled) for line in example.splitlines()]
     descriptor = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as env_file:
         env_file.write("\n".join(lines) + "\n")
+
+
+def fill(line: str, values: dict[str, str]) -> str:
+    """``line`` of .env.example, with the value of ``values`` if it sets one of them."""
+    name, equals, _ = line.partition("=")
+    return f"{name}={values[name]}" if equals and name in values else line
 
 
 def ensure_env_is_ignored() -> None:

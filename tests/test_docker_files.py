@@ -68,6 +68,22 @@ def test_compose_parses_and_passes_only_variables_the_app_reads(project):
     assert "mailpit" in services["app"]["depends_on"]
 
 
+def test_the_mail_catcher_asks_for_the_login_the_template_wrote(project):
+    """Found by a review: Mailpit's inbox (every reset link) answered any page the
+    browser opened, through DNS rebinding (it does not check Host): it asks for a login,
+    which comes from .env, and runs a release whose event socket checks the origin."""
+    _queue, path = project
+    mailpit = yaml.safe_load((path / "compose.yaml").read_text())["services"]["mailpit"]
+    assert mailpit["ports"] == ["127.0.0.1:8025:8025"]
+    major, minor = map(int, re.fullmatch(r"axllent/mailpit:v(\d+)\.(\d+)", mailpit["image"]).groups())
+    assert (major, minor) >= (1, 29)
+    assert mailpit["environment"]["MP_UI_AUTH"].startswith("${MAILPIT_UI_AUTH:?")
+    [login] = re.findall(r"^MAILPIT_UI_AUTH=(.+)$", (path / ".env").read_text(), re.MULTILINE)
+    user, _, password = login.partition(":")
+    assert user and len(password) >= 24 and " " not in login
+    assert re.search(r"^MAILPIT_UI_AUTH=$", (path / ".env.example").read_text(), re.MULTILINE)
+
+
 def test_dockerfile_is_multi_stage_non_root_with_health_check_and_the_readme_command(project):
     _queue, path = project
     dockerfile = (path / "Dockerfile").read_text()

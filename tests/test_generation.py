@@ -88,6 +88,9 @@ def test_unchosen_options_are_pruned(baked):
     assert other_driver not in sources
     if context["message_queue"] == "none":
         assert "redis" not in sources.lower()
+    # The Mailpit inbox's login belongs to compose.yaml: no trace of it without Docker.
+    for name in (".env", ".env.example"):
+        assert ("MAILPIT_UI_AUTH=" in (project / name).read_text()) == wanted["docker"], name
 
 
 # The engine's wheel, and no copy of its source: the generated package stays small.
