@@ -75,8 +75,8 @@ def test_the_mail_catcher_asks_for_the_login_the_template_wrote(project):
     _queue, path = project
     mailpit = yaml.safe_load((path / "compose.yaml").read_text())["services"]["mailpit"]
     assert mailpit["ports"] == ["127.0.0.1:8025:8025"]
-    major, minor = map(int, re.fullmatch(r"axllent/mailpit:v(\d+)\.(\d+)", mailpit["image"]).groups())
-    assert (major, minor) >= (1, 29)
+    version = re.fullmatch(r"axllent/mailpit:v(\d+)\.(\d+)", mailpit["image"])
+    assert tuple(map(int, version.groups())) >= (1, 29)
     assert mailpit["environment"]["MP_UI_AUTH"].startswith("${MAILPIT_UI_AUTH:?")
     [login] = re.findall(r"^MAILPIT_UI_AUTH=(.+)$", (path / ".env").read_text(), re.MULTILINE)
     user, _, password = login.partition(":")
