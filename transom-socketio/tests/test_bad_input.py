@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -57,6 +58,77 @@ async def test_a_body_that_is_not_a_json_object_answers_400_invalid_json(api, pa
     for raw in NOT_OBJECTS:
         response = await api.request("POST", path, raw=raw)
         assert_json_error(response, 400, "invalid_json")
+
+
+# What a page on another site may send without asking first (no CORS preflight): a body
+# typed text/plain, a form's types, or no type at all (a Blob without one); and types
+# that only look like JSON's.
+NOT_JSON_TYPES = [
+    "text/plain",
+    "text/plain;charset=UTF-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    None,
+    "text/json",
+    "application/json-seq",
+    "application/jsonx",
+]
+
+
+async def post_typed(port: int, path: str, body: bytes, content_type: str | None) -> Response:
+    """A POST of ``body`` with exactly this ``Content-Type`` (None: no such header; an
+    HTTP client would add one)."""
+    typed = b"" if content_type is None else f"Content-Type: {content_type}\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
+        + typed
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return Response(int(lines[0].split()[1]), json.loads(payload), headers)
+
+
+@pytest.mark.parametrize("content_type", NOT_JSON_TYPES)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_body_not_sent_as_json_answers_415_and_does_nothing(
+    api, db, http_port, settings, content_type
+):
+    """Found by a review: the API read any body as JSON, so a page on another site could
+    sign up, ask for reset mails or guess passwords from its visitors' browsers (their
+    addresses, not the attacker's): a text/plain POST needs no CORS preflight."""
+    body = json.dumps(VALID_SIGNUP).encode()
+    response = await post_typed(http_port, SIGNUP, body, content_type)
+    assert_json_error(response, 415, "unsupported_media_type")
+    assert "application/json" in response.body["error"]["message"]
+    assert await db["users"].count_documents({}) == 0
+    await api.new_user("ada")
+    # Guesses that would lock the account out are refused before they are counted.
+    guess = json.dumps({**VALID_LOGIN, "password": "not the password"}).encode()
+    for _ in range(settings.login_max_failures + 1):
+        refused = await post_typed(http_port, LOGIN, guess, content_type)
+        assert_json_error(refused, 415, "unsupported_media_type")
+    logged_in = await api.login("ada")
+    assert logged_in.status == 200, logged_in.body
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"],
+)
+@pytest.mark.gen_test
+async def test_a_body_sent_as_json_with_parameters_or_a_json_suffix_is_read(
+    api, db, http_port, content_type
+):
+    body = json.dumps(VALID_SIGNUP).encode()
+    response = await post_typed(http_port, SIGNUP, body, content_type)
+    assert response.status == 201, response.body
+    assert await db["users"].count_documents({}) == 1
 
 
 # A valid sign-up in the encodings Python's json module also reads from bytes, and with a

@@ -190,6 +190,40 @@ def test_development_on_an_address_others_can_reach_is_warned_about(tmp_path):
         server.kill()
 
 
+def test_development_behind_a_public_url_is_warned_about(tmp_path):
+    """Found by a review: a tunnel (ngrok and the like) brings the world's requests from
+    127.0.0.1 with PUBLIC_URL's host, which /dev/mail answers: nothing said so."""
+    server = Server(
+        PORT="0",
+        HOST="127.0.0.1",
+        APP_ENV="development",
+        DATA_DIR=str(tmp_path),
+        PUBLIC_URL="https://abc.tunnel.example",
+    )
+    try:
+        warning = server.wait_for(re.compile(r"WARNING.*PUBLIC_URL on abc\.tunnel\.example"), 20)
+        assert "/dev/mail" in warning.string
+    finally:
+        server.kill()
+
+
+def test_development_on_this_machine_alone_is_not_warned_about(tmp_path):
+    server = Server(
+        PORT="0",
+        HOST="127.0.0.1",
+        APP_ENV="development",
+        DATA_DIR=str(tmp_path),
+        PUBLIC_URL="http://localhost:8000",
+    )
+    try:
+        server.wait_for(LISTENING, START_TIMEOUT)
+        time.sleep(0.5)
+        server.drain()
+        assert not any("WARNING" in line for line in server.lines), server.lines
+    finally:
+        server.kill()
+
+
 def test_workers_on_a_port_in_use_exit_non_zero_with_one_line():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

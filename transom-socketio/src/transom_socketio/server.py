@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import tornado.httpserver
 import tornado.netutil
@@ -143,6 +144,26 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def warn_if_reachable(settings: Settings) -> None:
+    """A WARNING when development (or test) may be reached from other machines: bound to
+    an address they reach, or named by a PUBLIC_URL that is not this machine (a tunnel,
+    ngrok and the like, whose requests arrive from 127.0.0.1 with that host)."""
+    public_host = urlsplit(settings.public_url or "").hostname
+    if not _loopback(settings.host):
+        where = f"on {settings.host}, which other machines can reach"
+    elif public_host is not None and not _loopback(public_host):
+        where = f"with PUBLIC_URL on {public_host}, which others reach through it"
+    else:
+        return
+    log.warning(
+        "APP_ENV=%s %s: development serves every mail's links at /dev/mail and /metrics "
+        "without a token to whoever reaches it; use APP_ENV=production there, or "
+        "HOST=127.0.0.1 without a public PUBLIC_URL",
+        settings.app_env,
+        where,
+    )
+
+
 def run(
     settings: AppSettings,
     make_app: MakeApp[AppSettings],
@@ -201,14 +222,8 @@ async def serve(
             settings.app_env,
             settings.event_loop,
         )
-        if settings.app_env != "production" and not _loopback(settings.host):
-            log.warning(
-                "APP_ENV=%s on %s, which other machines can reach: development serves "
-                "every mail's links at /dev/mail and /metrics without a token; use "
-                "APP_ENV=production, or HOST=127.0.0.1",
-                settings.app_env,
-                settings.host,
-            )
+        if settings.app_env != "production":
+            warn_if_reachable(settings)
 
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

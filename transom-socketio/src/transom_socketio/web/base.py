@@ -72,6 +72,15 @@ JSON_SECURITY_HEADERS = {
 }
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """Whether a ``Content-Type`` names JSON: ``application/json`` or a
+    ``application/<name>+json``, with any parameters (``; charset=utf-8``)."""
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 @tornado.web.stream_request_body
 class BaseHandler(JsonErrorHandler):
     """JSON API handler. The body is streamed so oversized bodies get a JSON 413."""
@@ -215,6 +224,17 @@ class BaseHandler(JsonErrorHandler):
         raw = self.body_bytes()
         if not raw.strip():
             raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+        if not is_json_media_type(self.request.headers.get("Content-Type", "")):
+            # A page on another site can send a body as text/plain (or with no type)
+            # without asking first; application/json takes a CORS preflight, which this
+            # API, sending no CORS headers, refuses. So the routes no token guards
+            # (signup, the mail and reset routes) act only on requests of the app's
+            # own pages and of clients that are not browsers.
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "the request body must be sent with Content-Type: application/json",
+            )
         try:
             value = jsonutil.loads_body(raw)
         except (ValueError, RecursionError):  # UnicodeDecodeError is one; RecursionError: nesting

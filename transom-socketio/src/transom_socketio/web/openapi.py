@@ -73,6 +73,7 @@ ERROR_CODES: dict[int, str] = {
     412: "`precondition_failed`: `If-Match` names a version the document is no longer at "
     "(GET it again for its current `ETag`).",
     413: "`payload_too_large`: the body is larger than MAX_BODY_BYTES.",
+    415: "`unsupported_media_type`: the body was not sent as `Content-Type: application/json`.",
     429: "`too_many_requests`: retry after `Retry-After` seconds (also `error.retry_after`).",
     503: "`database_unavailable`: the database does not answer; retry soon. Or, where a "
     "password is hashed (signup, login), `busy`: the hashing queue is full; retry after "
@@ -193,6 +194,7 @@ def _operation(path: str, method: str, op: Operation, schemas: _Schemas) -> dict
     if op.body is not None:
         errors.setdefault(400, "")
         errors.setdefault(413, "")
+        errors.setdefault(415, "")
     responses = {str(s): _response(answer, schemas) for s, answer in op.responses.items()}
     for status in sorted(errors):
         responses.setdefault(str(status), _error(status, errors[status], op.auth, schemas))

@@ -9,7 +9,7 @@
 
 ``body`` and the models in ``responses`` are pydantic models: the same ones the
 method validates with (``self.json_body(Body)``) and answers with. ``auth=True`` adds
-the Bearer requirement and its 401, a ``body`` its 400 and 413; ``errors`` lists the
+the Bearer requirement and its 401, a ``body`` its 400, 413 and 415; ``errors`` lists the
 other error statuses (their meaning is written once, in ``web/openapi.py``).
 """
 

@@ -6,7 +6,7 @@ OpenAPI document publishes. With ``CHECK_RESPONSES`` on (the default) and
 ``mismatch`` before it goes out:
 
 - its status must be declared: in ``responses``, or, for an error, in ``errors`` (or
-  implied: 401 by ``auth=True``, 400 and 413 by a ``body``). A 500 is the answer to a
+  implied: 401 by ``auth=True``, 400, 413 and 415 by a ``body``). A 500 is the answer to a
   crash, already logged with its traceback: it is not checked. Nor is the status of
   the 413 every handler gives a body over MAX_BODY_BYTES before its method runs
   (``before_method``), whatever the method: its body still must be an ``Error``;
@@ -141,7 +141,7 @@ def error_statuses(op: Operation) -> set[int]:
     if op.auth:
         statuses.add(401)
     if op.body is not None:
-        statuses |= {400, 413}
+        statuses |= {400, 413, 415}
     return statuses
 
 
