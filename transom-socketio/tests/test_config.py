@@ -20,6 +20,7 @@ PRODUCTION = {
     "MONGODB_URI": f"mongodb://app:{URI_PASSWORD}@db.internal:27017/",
     "JWT_SECRET": SECRET,
     "SMTP_URL": f"smtp://mailer:{URI_PASSWORD}@smtp.internal:587",
+    "PUBLIC_URL": "https://chat.example.com",
 }
 
 
@@ -192,6 +193,15 @@ def test_production_requires_smtp_url(tmp_path):
     environ = {k: v for k, v in PRODUCTION.items() if k != "SMTP_URL"}
     with pytest.raises(ConfigError, match=r"^SMTP_URL is required when APP_ENV=production$"):
         load(tmp_path, **environ)
+
+
+def test_production_requires_public_url(tmp_path):
+    """Found by a review: without it, production's mails linked to http://HOST:PORT,
+    http://0.0.0.0:8000/reset?token=... in the Docker image."""
+    environ = {k: v for k, v in PRODUCTION.items() if k != "PUBLIC_URL"}
+    with pytest.raises(ConfigError, match=r"^PUBLIC_URL is required when APP_ENV=production$"):
+        load(tmp_path, **environ)
+    assert load(tmp_path, **PRODUCTION).public_base_url == "https://chat.example.com"
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,11 @@ async def test_requests_with_random_methods_and_paths_leave_the_exposition_bound
 
 
 METRICS_TOKEN = "metrics-" + "m" * 40
-PRODUCTION = {"app_env": "production", "smtp_url": "smtp://127.0.0.1:1"}
+PRODUCTION = {
+    "app_env": "production",
+    "smtp_url": "smtp://127.0.0.1:1",
+    "public_url": "https://chat.example.com",
+}
 
 
 @pytest.mark.parametrize("settings_overrides", [PRODUCTION])

@@ -222,7 +222,14 @@ async def test_development_logs_the_mismatch_and_answers_unchanged(api, checked_
 @pytest.mark.gen_test
 @pytest.mark.parametrize(
     "settings_overrides",
-    [{"app_env": "production", "smtp_url": "smtp://127.0.0.1:1"}, {"check_responses": False}],
+    [
+        {
+            "app_env": "production",
+            "smtp_url": "smtp://127.0.0.1:1",
+            "public_url": "https://chat.example.com",
+        },
+        {"check_responses": False},
+    ],
     ids=["production", "check_responses-off"],
 )
 async def test_production_and_check_responses_off_answer_unchecked(
@@ -249,6 +256,7 @@ def test_the_setting_is_on_by_default_and_never_in_production():
         mongodb_uri="mongodb://db:27017",
         jwt_secret="x" * 40,
         smtp_url="smtp://127.0.0.1:1",
+        public_url="https://chat.example.com",
     )
     assert production.check_responses and not production.checks_responses
 

@@ -149,7 +149,9 @@ class Settings(BaseSettings):
     )
     mail_from: str = Field("no-reply@localhost", description="The sender of every mail.")
     public_url: str | None = Field(
-        None, description="The base of the links in mails (default http://HOST:PORT)."
+        None,
+        description="The base of the links in mails (https://chat.example.com). Required "
+        "in production; unset in development/test: http://HOST:PORT.",
     )
     verify_token_ttl_seconds: int = _count(
         86400, "Lifetime of an email-verification token.", minimum=60
@@ -302,7 +304,7 @@ class Settings(BaseSettings):
     @classmethod
     def _production_requires(cls, values: Any) -> Any:
         if isinstance(values, dict) and _lower(values.get("app_env")) == "production":
-            for name in ("mongodb_uri", "jwt_secret", "smtp_url"):
+            for name in ("mongodb_uri", "jwt_secret", "smtp_url", "public_url"):
                 if values.get(name) is None:
                     raise ValueError(f"{name.upper()} is required when APP_ENV=production")
         return values
