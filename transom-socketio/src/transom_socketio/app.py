@@ -20,6 +20,7 @@ import tornado.web
 
 from . import db, logs
 from .auth import revocations, throttle, users
+from .config import Settings
 from .mail import transports as mail_transports
 from .ratelimit import RateLimiter
 from .registry import Registry
@@ -103,6 +104,8 @@ def application(
     app = Application(
         list(routes),
         trusted_proxy_hops=services.settings.trusted_proxy_hops,
+        # A DNS-rebinding guard for a developer's machine (web/hosts.py).
+        only_addressed_to=development_base_url(services.settings),
         registry=registry,
         services=services,
         indexes=[*LIBRARY_INDEXES, *indexes],
@@ -118,6 +121,12 @@ def application(
     )
     metrics.name_handlers(target for _, target, _ in served_routes(app.default_router))
     return app
+
+
+def development_base_url(settings: Settings) -> str | None:
+    """In development, the base URL whose host the app answers besides this machine's
+    loopback names (web/hosts.py); None elsewhere: every host is answered."""
+    return settings.public_base_url if settings.app_env == "development" else None
 
 
 async def start(app: tornado.web.Application) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 
+from . import hosts
+
 __all__ = ["Application"]
 
 FORWARDED_FOR = "X-Forwarded-For"
@@ -68,11 +70,20 @@ def forwarded_protocol(protocol: str, forwarded_proto: str | None, hops: int) ->
 
 
 class Application(tornado.web.Application):
-    """``tornado.web.Application`` that applies the client-address rule to each request."""
+    """``tornado.web.Application`` that applies the client-address rule to each request
+    and, given ``only_addressed_to`` (development: PUBLIC_URL, or http://HOST:PORT),
+    answers only requests addressed to this machine or that URL's host (web/hosts.py)."""
 
-    def __init__(self, *args: Any, trusted_proxy_hops: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        trusted_proxy_hops: int = 0,
+        only_addressed_to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.trusted_proxy_hops = trusted_proxy_hops
+        self.only_addressed_to = only_addressed_to
 
     # Tornado annotates its return with a private class; the public base suffices here.
     def find_handler(  # type: ignore[override]
@@ -85,4 +96,7 @@ class Application(tornado.web.Application):
             request.protocol = forwarded_protocol(
                 request.protocol, headers.get(FORWARDED_PROTO), hops
             )
+        only = self.only_addressed_to
+        if only is not None and not hosts.addressed_here(request, only):
+            return self.get_handler_delegate(request, hosts.ForbiddenHost)
         return super().find_handler(request, **kwargs)

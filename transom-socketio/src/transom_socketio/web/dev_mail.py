@@ -6,28 +6,27 @@ recent mail with its links, which is the point on a developer's machine (the dem
 lists them) and why it never runs anywhere else.
 
 It answers only requests addressed to this machine by name (``localhost``, a loopback
-address) or to PUBLIC_URL's host: a web page the developer visits could otherwise
-rebind its own domain to 127.0.0.1 (DNS rebinding), read the outbox as same-origin,
-and take the reset links in it. Another ``Host`` gets 403 ``forbidden_host``.
+address) or to PUBLIC_URL's host (web/hosts.py), in test too: a web page the developer
+visits could otherwise rebind its own domain to 127.0.0.1 (DNS rebinding), read the
+outbox as same-origin, and take the reset links in it. Another ``Host`` gets 403
+``forbidden_host``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from ..shapes import DateTimeOut, PublicShape
 from .base import BaseHandler
-from .errors import ApiError, bad_request
+from .errors import bad_request
+from .hosts import addressed_here, forbidden_host
 from .operations import operation
 
 __all__ = ["DevMailHandler"]
 
 MAX_ADDRESS = 254
-# The names this machine answers to whatever DNS says (Host, without its port).
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 class DevMail(PublicShape):
@@ -48,14 +47,8 @@ class DevMailList(PublicShape):
 class DevMailHandler(BaseHandler):
     async def check_request(self) -> None:
         await super().check_request()
-        public_host = urlsplit(self.settings_.public_base_url).netloc.lower()
-        host = self.request.host.lower()
-        if self.request.host_name not in LOOPBACK_HOSTS and host != public_host:
-            raise ApiError(
-                403,
-                "forbidden_host",
-                "the development outbox answers only at localhost or PUBLIC_URL's host",
-            )
+        if not addressed_here(self.request, self.settings_.public_base_url):
+            raise forbidden_host("the development outbox")
 
     @operation(
         "The development outbox (development and test only)",
