@@ -89,7 +89,7 @@ async def test_your_route_documents_itself(app, own_routes):
     assert post["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Greeting"
     }
-    assert {"200", "400", "413", "503"} == set(post["responses"])
+    assert {"200", "400", "413", "415", "503"} == set(post["responses"])
     greeting = document["components"]["schemas"]["Greeting"]
     assert greeting["properties"]["name"]["maxLength"] == 40
     assert greeting["additionalProperties"] is False

@@ -151,6 +151,75 @@ async def test_an_emit_to_many_users_is_recovered_by_them_and_only_them(
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_burst_of_emits_is_kept_for_recovery_every_one(
+    app, api, base_url, registry, clients
+):
+    """Found by a review: redis-py's pool failed the 101st concurrent call at once
+    (MaxConnectionsError), so of 150 emits made together 50 were not kept: delivered to
+    this process's sockets only, without position, and never to a socket elsewhere (a
+    worker's emits reached no one), while Redis was healthy."""
+    msg = registry["transomMsgClient"]
+    client = await recovering(clients, api, base_url)
+    await away(app, client)
+    await asyncio.gather(*(msg.emitToUsers(client.user.id, "tick", {"n": n}) for n in range(150)))
+    client.may_connect.set()
+    await client.wait_until(lambda: len(client.recoveries()) == 2)
+    assert client.recoveries()[1] == {"complete": True, "count": 150}
+    await client.wait_until(lambda: len(client.payloads()) == 150)
+    assert sorted(p["n"] for p in client.payloads()) == list(range(150))
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("settings_overrides", [{"recovery_max_messages": 10}])
+async def test_a_reader_that_lost_entries_resumes_at_the_newest_once(
+    app, api, base_url, registry, settings, clients, monkeypatch, caplog
+):
+    """Found by a review: a reader that fell behind found entries trimmed, closed its
+    sockets, then walked the older entries the stream still held, found the next ones
+    trimmed too, and closed every socket again at almost every batch. It resumes at the
+    stream's newest entry instead: its sockets are closed once, and told (incomplete)."""
+    msg = registry["transomMsgClient"]
+    history = app.settings["services"].socket_server.history
+    client = await recovering(clients, api, base_url)
+    release = asyncio.Event()
+    xread = history._reading.xread
+
+    async def paused(*args: Any, **kwargs: Any) -> Any:
+        await release.wait()
+        return await xread(*args, **kwargs)
+
+    monkeypatch.setattr(history._reading, "xread", paused)
+    # The XREAD under way returns this one; the reader's next waits for the release.
+    await msg.emitToUsers(client.user.id, "tick", {"n": "read"})
+    await client.wait_until(lambda: len(client.payloads()) == 1)
+    for n in range(30):  # the stream keeps the last 10
+        await msg.emitToUsers(client.user.id, "tick", {"n": n})
+    delivered: list[str] = []
+    deliver = history._deliver
+
+    async def counted(entry: Any) -> None:
+        delivered.append(entry.id)
+        await deliver(entry)
+
+    monkeypatch.setattr(history, "_deliver", counted)
+    caplog.set_level(logging.ERROR, "transom_socketio.realtime.redis_history")
+    release.set()
+    await client.wait_until(lambda: len(client.recoveries()) == 2)
+    assert client.recoveries()[1] == {"complete": False, "count": 0}
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        newest = (await redis.xrevrange(f"{settings.redis_channel}:history", count=1))[0][0]
+    finally:
+        await redis.aclose()
+    assert history._delivered_through == newest
+    assert delivered == []  # the 10 older entries it still held were not walked
+    assert len([r for r in caplog.records if "were gone" in r.getMessage()]) == 1
+    await msg.emitToUsers(client.user.id, "tick", {"n": "after"})
+    await client.wait_until(lambda: client.payloads()[-1] == {"n": "after"})
+    assert client.connects == 2
+
+
+@pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("settings_overrides", [{"recovery_max_messages": 10}])
 async def test_the_indexes_go_with_the_entries_the_stream_no_longer_holds(
     api, registry, settings, sockets: Sockets

@@ -204,6 +204,26 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class EveryFewSeconds:
+    """Lets a recurring line through at most once every ``seconds``: a Redis stall fails
+    every emit, and one line per emit (1,300 in 15 s, found by a review) buries the rest
+    of the log."""
+
+    def __init__(self, seconds: float = 10.0) -> None:
+        self._seconds = seconds
+        self._next = 0.0
+        self._held = 0
+
+    def due(self) -> int | None:
+        """None if the line waits (it is counted); else how many waited since the last."""
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return None
+        held, self._held, self._next = self._held, 0, now + self._seconds
+        return held
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Send every log line to ``stream`` (default stderr) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -72,7 +72,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from .channel_presence import ChannelCounted, JoinLeave, resume_at
-from .redis_fail_fast import REDIS_TIMEOUT_SECONDS, FailFast
+from .redis_fail_fast import FailFast, pooled_client
 from .redis_presence import FORGOTTEN_AFTER_HEARTBEATS, LEAVING_MARK_SECONDS, MISSED_HEARTBEATS
 
 __all__ = ["RedisChannelPresence"]
@@ -92,11 +92,6 @@ CLOSE_ROUNDS = 100
 
 # How long a channel's quiet mark outlives its last change (see above).
 QUIET_SECONDS = 24 * 3600
-
-# Connections to Redis at once, and how long a call waits for one when all are busy
-# (then it fails like any Redis error: not counted, no announcement).
-MAX_CONNECTIONS = 50
-POOL_WAIT_SECONDS = 5
 
 # Deletes up to ``budget`` entries of ``process`` (prefix ``p``: '<p>:'), from its hash
 # and from each channel's counts and users; when its hash is empty, the process leaves
@@ -326,16 +321,9 @@ class RedisChannelPresence:
     def __init__(
         self, redis_url: str, channel: str, heartbeat_seconds: int, grace_seconds: float
     ) -> None:
-        # A burst of subscriptions waits for a connection (up to POOL_WAIT_SECONDS)
-        # rather than fail past the plain pool's 100 with MaxConnectionsError.
-        self._pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-        )
-        self._redis = aioredis.Redis(connection_pool=self._pool)
+        # A burst of subscriptions waits for a connection rather than fail past
+        # redis-py's plain pool with MaxConnectionsError.
+        self._redis = pooled_client(redis_url)
         self._fail_fast = FailFast()  # a stalled Redis costs a handshake one timeout
         self._prefix = f"{channel}:channel-presence:"
         self._heartbeat_key = f"{self._prefix}processes"
@@ -500,4 +488,4 @@ class RedisChannelPresence:
                     if not await self._forget_self(keys=keys, args=args):
                         break
         await self._redis.aclose()
-        await self._pool.disconnect()
+        await self._redis.connection_pool.disconnect()

@@ -50,6 +50,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from .. import jsonutil
+from ..logs import EveryFewSeconds
 from ..ratelimit import bucket_shape
 from .history import (
     INCOMPLETE,
@@ -63,7 +64,7 @@ from .history import (
     edited,
 )
 from .positions import PositionCodec
-from .redis_fail_fast import REDIS_TIMEOUT_SECONDS
+from .redis_fail_fast import REDIS_TIMEOUT_SECONDS, FailFast, pooled_client
 from .rooms import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -389,12 +390,9 @@ class RedisHistory:
         self._index_before_0_3_9 = f"{self._stream}:index"
         self._index_keys = f"{self._stream}:indexes"
         self._wide_index = f"{self._stream}:wide"
-        self._redis = aioredis.Redis.from_url(
-            redis_url,
-            decode_responses=True,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-        )
+        self._redis = pooled_client(redis_url, decode_responses=True)
+        self._fail_fast = FailFast()  # a stalled Redis costs a socket token one timeout
+        self._append_failed = EveryFewSeconds()  # a stalled Redis fails every emit
         self._append = self._redis.register_script(_APPEND)
         self._edit = self._redis.register_script(_EDIT)
         self._scan = self._redis.register_script(_SCAN)
@@ -471,13 +469,24 @@ class RedisHistory:
         except aioredis.TimeoutError:
             # Sent, unanswered: Redis may still append it, and the readers deliver it then.
             # Delivering it here as well could deliver it twice.
-            log.error("message %r: Redis did not answer the append; it may be lost", event)
+            held = self._append_failed.due()
+            if held is not None:
+                log.error(
+                    "message %r: Redis did not answer the append; it may be lost "
+                    "(%d more such failures since the last line)",
+                    event,
+                    held,
+                )
         except aioredis.RedisError as error:
-            log.warning(
-                "message not kept for recovery: Redis failed (%s); delivered to this "
-                "process's sockets only, without position",
-                type(error).__name__,
-            )
+            held = self._append_failed.due()
+            if held is not None:
+                log.warning(
+                    "message not kept for recovery: Redis failed (%s); delivered to this "
+                    "process's sockets only, without position (%d more such failures "
+                    "since the last line)",
+                    type(error).__name__,
+                    held,
+                )
             await self._sio.emit(event, args, to=rooms, namespace=NAMESPACE, ignore_queue=True)
 
     async def edit(self, key: str, args: tuple[Any, ...] | None) -> None:
@@ -534,7 +543,8 @@ class RedisHistory:
 
     async def head(self) -> str | None:
         try:
-            return self._position(await self._newest())
+            with self._fail_fast:
+                return self._position(await self._newest())
         except aioredis.RedisError as error:
             log.warning("message history: Redis failed (%s)", type(error).__name__)
             return None
@@ -622,25 +632,41 @@ class RedisHistory:
             for _stream, batch in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply):
                 for entry_id, fields in batch:
                     if not _follows(fields.get("p"), after):
-                        await self._entries_were_lost(after, entry_id)
+                        resumed = await self._entries_were_lost(after, entry_id)
+                        if resumed is not None:
+                            after = resumed
+                            break  # the rest of the batch is before the head resumed at
                     # Marked before delivery starts: which sockets an entry reaches is
                     # decided as soon as it does, with no await in between.
                     after = self._delivered_through = entry_id
                     await self._deliver(_entry(entry_id, fields))
 
-    async def _entries_were_lost(self, delivered: str, next_id: str) -> None:
+    async def _entries_were_lost(self, delivered: str, next_id: str) -> str | None:
         """Entries after ``delivered`` were trimmed (or lost with Redis) before this
         process read them: its sockets missed them, and their clients' positions cannot
         tell. Close their transports: the clients reconnect, and their recovery says
         ``complete: false`` (reload). Rare: a reader that fell RECOVERY_MAX_MESSAGES
-        behind, or a Redis that lost the stream."""
+        behind, or a Redis that lost the stream.
+
+        The reader resumes at the stream's newest entry (returned; None if Redis does
+        not answer, and it goes on from ``next_id``): from ``next_id``, a reader that
+        fell behind found the next entries trimmed too, and closed every socket again
+        at almost every batch (found by a review). Every socket is closed as it
+        resumes, so none misses what it skips; a recovery across it says incomplete."""
         log.error(
             "message history: entries between %s and %s were gone before this process "
             "delivered them; closing its sockets so their clients recover",
             delivered,
             next_id,
         )
+        try:
+            resumed: str | None = await self._newest()
+        except aioredis.RedisError:
+            resumed = None
+        if resumed is not None:
+            self._delivered_through = resumed
         await self._sio.close_transports()
+        return resumed
 
     async def _deliver(self, entry: Entry | None) -> None:
         if entry is None:

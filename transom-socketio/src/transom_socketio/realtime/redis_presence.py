@@ -42,7 +42,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from .presence import Counted, OnlineCounts
-from .redis_fail_fast import REDIS_TIMEOUT_SECONDS, FailFast
+from .redis_fail_fast import FailFast, pooled_client
 from .rooms import user_room
 
 log = logging.getLogger(__name__)
@@ -167,11 +167,7 @@ class RedisPresence:
     """Socket counts per user across every process of the deployment."""
 
     def __init__(self, redis_url: str, channel: str, heartbeat_seconds: int) -> None:
-        self._redis = aioredis.Redis.from_url(
-            redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-        )
+        self._redis = pooled_client(redis_url)
         self._fail_fast = FailFast()  # a stalled Redis costs a handshake one timeout
         self._prefix = f"{channel}:presence"
         self._process = uuid.uuid4().hex
