@@ -81,6 +81,13 @@ def build_engine_wheel() -> str | None:
     return None
 
 
+# compose.yaml's, not the app's (.env.example lists exactly the app's settings).
+MAILPIT_LOGIN = """
+# docker compose only: the login (user:password) of the Mailpit inbox on
+# http://127.0.0.1:8025, which holds every mail's links.
+MAILPIT_UI_AUTH=mail:{password}"""
+
+
 def write_env_file() -> None:
     """Copy .env.example to .env, filling in a fresh JWT secret (48 random bytes) and, with
     Docker, a login for the Mailpit inbox.
@@ -92,21 +99,16 @@ def write_env_file() -> None:
     if env_path.exists():
         return
     example = (PROJECT / ".env.example").read_text(encoding="utf-8")
-    filled = {
-        "JWT_SECRET": secrets.token_urlsafe(48),
-        # compose.yaml's Mailpit inbox login (only with Docker; the line is absent else).
-        "MAILPIT_UI_AUTH": f"mail:{secrets.token_urlsafe(24)}",
-    }
-    lines = [fill(line, filled) for line in example.splitlines()]
+    secret = secrets.token_urlsafe(48)
+    lines = [
+        f"JWT_SECRET={secret}" if line.startswith("JWT_SECRET=") else line
+        for line in example.splitlines()
+    ]
+    if ANSWERS["use_docker"] == "y":
+        lines += MAILPIT_LOGIN.format(password=secrets.token_urlsafe(24)).splitlines()
     descriptor = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as env_file:
         env_file.write("\n".join(lines) + "\n")
-
-
-def fill(line: str, values: dict[str, str]) -> str:
-    """``line`` of .env.example, with the value of ``values`` if it sets one of them."""
-    name, equals, _ = line.partition("=")
-    return f"{name}={values[name]}" if equals and name in values else line
 
 
 def ensure_env_is_ignored() -> None:

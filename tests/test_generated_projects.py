@@ -21,9 +21,12 @@ from .conftest import DEFAULT_SLUG, DRIVERS, QUEUES, make_venv, run
 # make test runs on two workers (pytest-xdist, --dist loadgroup); each one takes the
 # combinations of one queue, so the two suites that use the shared Redis never run at
 # the same time, and each generated suite still has a core to itself.
+DOCKER_WITH = {"pymongo": "y", "motor": "n"}
+# The default answer (use_docker=y) with one driver, the other without Docker: a file
+# only Docker brings (its .env line) must not break the project's own suite either.
 SUITE_COMBINATIONS = [
     pytest.param(
-        {"mongo_driver": driver, "message_queue": queue},
+        {"mongo_driver": driver, "message_queue": queue, "use_docker": DOCKER_WITH[driver]},
         id=f"{driver}-{queue}",
         marks=pytest.mark.xdist_group(f"queue-{queue}"),
     )
@@ -40,7 +43,7 @@ _INSTALLED: dict[tuple[tuple[str, str], ...], tuple] = {}
 def install(context: dict[str, str], cookies_session) -> tuple:
     key = tuple(sorted(context.items()))
     if key not in _INSTALLED:
-        result = cookies_session.bake(extra_context={**context, "use_docker": "n"})
+        result = cookies_session.bake(extra_context={"use_docker": "n", **context})
         assert result.exit_code == 0, result.exception
         project = result.project_path
         _INSTALLED[key] = (context, project, make_venv(project))

@@ -3,9 +3,8 @@ literally (issue 15).
 
 The code blocks are taken from the baked README: a block whose first line is
 ``# <path>`` is that file, ``# <path>: import`` is a line added among the package's
-own imports and ``# <path>: route`` a route added before the Socket.IO route
-(``socketio_route(services.socket_server)``, with the comment above it), as the
-README says. Then the project's whole suite (with the README's ``tests/test_note.py``
+own imports and ``# <path>: route`` a route added at the end of ``make_app``'s
+routes, after the entities' (``*entity_routes(...)``), as the README says. Then the project's whole suite (with the README's ``tests/test_note.py``
 and a test written here: validation, the OpenAPI document and the socket push), ruff
 and mypy pass, with no other file changed (issue 21: the walk-throughs import from
 transom_socketio, and the route's handler is a module of the package).
@@ -88,12 +87,10 @@ def apply(project: Path, path: str, how: str, code: str) -> None:
         at = next((i for i in own if lines[i] > code), own[-1] + 1)
         lines.insert(at, code)
     elif how == "route":
-        marker = "socketio_route(services.socket_server),"
+        marker = "*entity_routes(ENTITIES, ACTIONS_PACKAGE),"
         at = next((i for i, line in enumerate(lines) if marker in line), None)
         assert at is not None, f"no line with {marker!r} in {path}"
-        while at > 0 and lines[at - 1].lstrip().startswith("#"):  # the route's comment
-            at -= 1
-        lines.insert(at, code)
+        lines.insert(at + 1, code)
     else:
         raise AssertionError(f"the README block for {path} says {how!r}: neither import nor route")
     target.write_text("".join(lines))
