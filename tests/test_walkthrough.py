@@ -6,8 +6,9 @@ The code blocks are taken from the baked README: a block whose first line is
 own imports and ``# <path>: route`` a route added at the end of ``make_app``'s
 routes, after the entities' (``*entity_routes(...)``), as the README says. Then the
 project's whole suite (with the README's ``tests/test_note.py`` and a test written
-here: validation, the OpenAPI document and the socket push), ruff and mypy pass, with no other file changed (issue 21: the walk-throughs import from
-transom_socketio, and the route's handler is a module of the package).
+here: validation, the OpenAPI document and the socket push), ruff and mypy pass, with
+no other file changed (issue 21: the walk-throughs import from transom_socketio, and
+the route's handler is a module of the package).
 """
 
 from __future__ import annotations
