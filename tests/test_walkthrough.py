@@ -57,7 +57,7 @@ async def test_the_walkthrough_is_validated_and_documented(api):
     assert "shared_with" not in schemas["NoteChanges"]["properties"]
     nudge = document["paths"]["/api/v1/nudge"]["post"]
     assert nudge["security"] == [{"bearerAuth": []}]
-    assert {"200", "400", "401", "413", "503"} == set(nudge["responses"])
+    assert {"200", "400", "401", "413", "415", "503"} == set(nudge["responses"])
 """
 
 
