@@ -4,6 +4,7 @@ the last one cuts the app off Redis and reconnects it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from example_app.app import make_app
 # fixtures), and the tests that only make sense with Redis.
 from test_outage import *  # noqa: F403
 from test_outage import BOUND_SECONDS, MESSAGES
+from test_recovery import away, clients, recovering  # noqa: F401 - clients: a fixture
 
 from transom_socketio import app as application
 from transom_socketio.config import Settings
@@ -170,21 +172,72 @@ async def test_a_redis_outage_keeps_this_process_working_and_it_resubscribes_by_
 
         await relay.start()
         outage_seconds = time.monotonic() - outage_started
-        resubscribed = await until(
-            lambda: len(listener.received("notice")) > before_outage, 30, worker_notice
-        )
+        # "during" is in no stream: once Redis answers, this process marks the loss there,
+        # and every process closes its sockets so that their clients recover (told
+        # complete: false), this one's included.
+        await asyncio.wait_for(listener.disconnected.wait(), 30)
+        listener = await sockets.connect(await api.socket_token(bob), events=("notice",))
+        resubscribed = await until(lambda: bool(listener.received("notice")), 30, worker_notice)
         after = await api.request("POST", MESSAGES, {"text": "after"}, token=alice.token)
         assert after.status == 201
-        assert [m["text"] for m in await listener.wait_for("message", 2)] == ["during", "after"]
+        assert [m["text"] for m in await listener.wait_for("message", 1)] == ["after"]
         report(
             f"redis outage of {outage_seconds:.1f}s for this process: POST message 201 in "
             f"{posted_in:.2f}s and delivered to this process's sockets, /health 200, handshake "
             f"and logout worked; emits from another process during it lost: {lost} of 1; "
-            f"emits from it arrive again {resubscribed:.1f}s after Redis is back"
+            f"the loss marked and sockets told when Redis was back; emits from the other "
+            f"process arrive again {resubscribed:.1f}s after reconnecting"
         )
     finally:
         await sockets.close_all()
         await close_write_only(worker)
         await served.stop()
+        if relay.server is not None:
+            await relay.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_messages_lost_in_an_outage_are_told_to_every_process_s_clients(
+    settings: Settings,
+    app: tornado.web.Application,
+    api: Api,
+    base_url: str,
+    clients: Any,  # noqa: F811 - the fixture
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by a review: a process cut off from Redis delivers its emits to its own
+    sockets only; once Redis was back, the other processes' clients never knew they had
+    missed them (their replays said complete). Now the process marks the loss in the
+    stream when Redis answers again: a replay across it says incomplete."""
+    redis = urlsplit(settings.redis_url)
+    relay = TcpRelay(redis.hostname or "127.0.0.1", redis.port or 6379)
+    await relay.start()
+    cut_off = Served(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{relay.port}{redis.path}"})
+    )
+    await application.start(cut_off.app)
+    msg = app.settings["registry"]["transomMsgClient"]
+    caplog.set_level(logging.WARNING, "transom_socketio.realtime.redis_history")
+    try:
+        client = await recovering(clients, api, base_url)  # on this process, not cut off
+        await away(app, client)
+        await msg.emitToUsers(client.user.id, "tick", {"n": "kept"})
+        await relay.stop()
+        cut_off_msg = cut_off.app.settings["registry"]["transomMsgClient"]
+        await cut_off_msg.emitToUsers(client.user.id, "tick", {"n": "lost"})
+        await relay.start()  # the same port: the outage ends
+        # Once Redis answers it again, the cut-off process says it marked the loss (the
+        # client comes back after that line, or after 15 s without it).
+        deadline = time.monotonic() + 15
+        while "marked where messages were lost" not in caplog.text:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        client.may_connect.set()
+        await client.wait_until(lambda: len(client.recoveries()) == 2, within=30)
+        assert client.recoveries()[1]["complete"] is False
+        assert {"n": "lost"} not in client.payloads()
+    finally:
+        await cut_off.stop()
         if relay.server is not None:
             await relay.stop()

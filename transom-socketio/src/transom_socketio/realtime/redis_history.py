@@ -176,6 +176,22 @@ return id
 """
 )
 
+# KEYS: the stream. ARGV: the most entries kept. A loss marker: an entry whose 'p' names
+# no entry ('lost'), so every reader finds its chain broken there (it closes its sockets:
+# their clients recover, told complete: false), and whose id goes to '<stream>:losses',
+# which a replay across it finds (the set keeps only ids the stream still holds).
+_MARK_LOSS = (
+    _LUA_HELPERS
+    + """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', 'lost', 'lost', '1', 'v', '1')
+local losses = KEYS[1] .. ':losses'
+redis.call('ZADD', losses, 0, hex(id))
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+redis.call('ZREMRANGEBYLEX', losses, '-', '(' .. hex(first))
+return id
+"""
+)
+
 # KEYS: the key's mark, its edit. ARGV: the edit, the retention in ms, RETRACTION. Only
 # a key that an entry of the retention window carries is edited, and a retracted one is
 # retracted for good (an update racing a delete must not bring a message back).
@@ -211,6 +227,9 @@ if expected == '0-0' then expected = 'new' end
 if field(following[1][2], 'p') ~= expected then return {cursor, 'lost', 0, 0} end
 local first_ms = parts(following[1][1])
 if first_ms < now_ms() - tonumber(ARGV[6]) then return {cursor, 'lost', 0, 0} end
+local marked = redis.call(
+  'ZRANGEBYLEX', KEYS[1] .. ':losses', '(' .. hex(cursor), '[' .. hex(through), 'LIMIT', 0, 1)
+if #marked > 0 then return {cursor, 'lost', 0, 0} end
 local last = redis.call('XRANGE', KEYS[1], through, through)
 if #last == 0 or field(last[1][2], 'v') == nil then return {cursor, 'lost', 0, 0} end
 -- Merge the indexes: take every id up to the smallest last id of a full page.
@@ -396,6 +415,9 @@ class RedisHistory:
         self._append = self._redis.register_script(_APPEND)
         self._edit = self._redis.register_script(_EDIT)
         self._scan = self._redis.register_script(_SCAN)
+        self._mark_loss = self._redis.register_script(_MARK_LOSS)
+        # Appending a loss marker once Redis answers again (``_losing``).
+        self._marking: asyncio.Future[None] | None = None
         self._recovery_bucket = self._redis.register_script(_RECOVERY_BUCKET)
         self._recoveries_per_minute = recoveries_per_minute
         self._max_messages = max_messages
@@ -477,6 +499,7 @@ class RedisHistory:
                     event,
                     held,
                 )
+            self._losing()
         except aioredis.RedisError as error:
             held = self._append_failed.due()
             if held is not None:
@@ -487,7 +510,31 @@ class RedisHistory:
                     type(error).__name__,
                     held,
                 )
+            self._losing()
             await self._sio.emit(event, args, to=rooms, namespace=NAMESPACE, ignore_queue=True)
+
+    def _losing(self) -> None:
+        """A message this process emitted is not (or may not be) in the stream: once Redis
+        answers again, a loss marker goes in, so the sockets of every process, and every
+        replay across it, are told (``complete: false``) rather than miss it unawares
+        (found by a review: after an outage, the other processes' clients never knew)."""
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.ensure_future(self._mark_loss_when_back())
+
+    async def _mark_loss_when_back(self) -> None:
+        pause = 0.5
+        while not self._closing:
+            try:
+                await self._mark_loss(keys=[self._stream], args=[self._max_messages])
+            except aioredis.RedisError:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            log.warning(
+                "message history: Redis answers again; marked where messages were lost, "
+                "so that every client recovers (complete: false)"
+            )
+            return
 
     async def edit(self, key: str, args: tuple[Any, ...] | None) -> None:
         value = RETRACTION if args is RETRACTED else jsonutil.dumps(list(args))
@@ -684,6 +731,9 @@ class RedisHistory:
 
     async def close(self) -> None:
         self._closing = True
+        if self._marking is not None:
+            self._marking.cancel()
+            await asyncio.wait({self._marking}, timeout=1)
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.wait({self._reader}, timeout=1)
@@ -710,6 +760,8 @@ def _follows(previous: str | None, delivered: str) -> bool:
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> Entry | None:
+    if "lost" in fields:
+        return None  # a loss marker (_MARK_LOSS): nothing to deliver
     try:
         record = jsonutil.loads(fields["m"])
         return Entry(entry_id, record["event"], tuple(record["args"]), frozenset(record["rooms"]))
