@@ -12,16 +12,18 @@ import pytest
 import redis.asyncio as aioredis
 from bson import ObjectId
 from conftest import REDIS_URL
+from test_outage_redis import Served
 
 # Every test of test_recovery.py, again with REDIS_URL (collected here under this module's
 # fixtures), and the tests that only make sense with Redis.
 from test_recovery import *  # noqa: F403
 from test_recovery import away, recovering
 
+from transom_socketio import app as application
 from transom_socketio.realtime.positions import PositionCodec
 from transom_socketio.realtime.redis_history import INDEXED_ROOMS_AT_MOST, RedisHistory
 from transom_socketio.realtime.rooms import EVERYONE, user_room
-from transom_socketio.testing.clients import Sockets
+from transom_socketio.testing.clients import Api, RecoveringClient, Sockets
 
 # The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("redis")
@@ -217,6 +219,52 @@ async def test_a_reader_that_lost_entries_resumes_at_the_newest_once(
     await msg.emitToUsers(client.user.id, "tick", {"n": "after"})
     await client.wait_until(lambda: client.payloads()[-1] == {"n": "after"})
     assert client.connects == 2
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_socket_back_on_a_process_whose_reader_lags_gets_nothing_twice(
+    app, api, settings, http_client, clients, monkeypatch
+):
+    """Found by a review: a client up to date on one process came back on another whose
+    reader of the stream was behind its position; after READER_WAIT_SECONDS its recovery
+    said incomplete (right), and then the reader, catching up, delivered it again every
+    message it had had (1,731 in the review), as new ones."""
+    behind = app.settings["services"].socket_server.history
+    ahead = Served(settings)  # the process the client was on, reading the stream live
+    await application.start(ahead.app)
+    release, waiting = asyncio.Event(), asyncio.Event()
+    xread = behind._reading.xread
+
+    async def paused(*args: Any, **kwargs: Any) -> Any:
+        waiting.set()
+        await release.wait()
+        return await xread(*args, **kwargs)
+
+    monkeypatch.setattr(behind._reading, "xread", paused)
+    msg = ahead.app.settings["registry"]["transomMsgClient"]
+    try:
+        await msg.emitToEveryone("tick", {"n": "sync"})  # ends the XREAD under way
+        await asyncio.wait_for(waiting.wait(), 10)
+        api_ahead = Api(http_client, ahead.url)
+        on_ahead = await recovering(clients, api_ahead, ahead.url)
+        for n in range(5):
+            await msg.emitToUsers(on_ahead.user.id, "tick", {"n": n})
+        await on_ahead.wait_until(lambda: len(on_ahead.payloads()) == 5)
+        await on_ahead.close()
+        back = RecoveringClient(api, on_ahead.user, api.base_url)
+        clients.append(back)
+        back.position = on_ahead.position
+        await back.connect()
+        await back.wait_until(lambda: len(back.recoveries()) == 1)
+        assert back.recoveries() == [{"complete": False, "count": 0}]
+        release.set()  # the reader catches up: the 5 it had must not come again
+        await msg.emitToUsers(on_ahead.user.id, "tick", {"n": "new"})
+        await back.wait_until(lambda: bool(back.payloads()))
+        await asyncio.sleep(0.5)
+        assert back.payloads() == [{"n": "new"}]
+    finally:
+        release.set()
+        await ahead.stop()
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -258,7 +258,7 @@ class Handshake:
         position = requested_position(auth)
         if self.recovery is None or position is None:
             return None
-        self.recovery.hold(sid, rooms)
+        self.recovery.hold(sid, rooms, position)
         return position
 
     @staticmethod

@@ -148,6 +148,14 @@ class History(Protocol):
     def is_after(self, entry_id: Any, than: Any) -> bool:
         """Whether the entry ``entry_id`` comes after the entry ``than``."""
 
+    def known_through(self, sid: str, position: object) -> None:
+        """The socket ``sid`` came back with ``position``: it had the entries up to it, so
+        none of those is delivered to it again if this process has yet to (a reader
+        behind the position), until ``forget(sid)``."""
+
+    def forget(self, sid: str) -> None:
+        """The socket ``sid`` is gone (or its handshake failed)."""
+
     async def recovery_allowed(self, user_id: str) -> bool:
         """Whether the deployment lets ``user_id`` recover once more this minute (its
         RECOVERIES_PER_MINUTE_PER_USER, counted where the history is kept); the process
@@ -267,6 +275,13 @@ class LocalHistory:
 
     def is_after(self, entry_id: Any, than: Any) -> bool:
         return isinstance(entry_id, int) and isinstance(than, int) and entry_id > than
+
+    def known_through(self, sid: str, position: object) -> None:
+        """Nothing to do: this history delivers each entry as it appends it, so it has
+        delivered every entry a position can name."""
+
+    def forget(self, sid: str) -> None:
+        """Nothing to forget (``known_through``)."""
 
     async def recovery_allowed(self, user_id: str) -> bool:
         return True  # one process: its own limit is the deployment's

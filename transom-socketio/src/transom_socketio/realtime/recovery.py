@@ -168,13 +168,15 @@ class Recovery:
         """Replays under way (or waiting for their turn) in this process."""
         return len(self._replays)
 
-    def hold(self, sid: str, rooms: Collection[str]) -> None:
-        """Call before the socket joins ``rooms``."""
+    def hold(self, sid: str, rooms: Collection[str], position: str) -> None:
+        """Call before the socket joins ``rooms``; it comes back with ``position``."""
+        self.history.known_through(sid, position)
         self._manager.hold(sid, rooms)
 
     def cancel(self, sid: str) -> None:
         """The handshake failed after ``hold``."""
         self._manager.release(sid)
+        self.history.forget(sid)
 
     def replay_after_connect(
         self,
@@ -192,6 +194,7 @@ class Recovery:
 
     def stop(self, sid: str) -> None:
         """The socket disconnected: its replay, if any, ends."""
+        self.history.forget(sid)
         task = self._replays.get(sid)
         if task is not None:
             task.cancel()
