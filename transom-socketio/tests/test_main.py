@@ -190,16 +190,17 @@ def test_development_on_an_address_others_can_reach_is_warned_about(tmp_path):
         server.kill()
 
 
+def development_on_loopback(tmp_path, public_url: str) -> Server:
+    return Server(
+        PORT="0", HOST="127.0.0.1", APP_ENV="development", DATA_DIR=str(tmp_path),
+        PUBLIC_URL=public_url,
+    )  # fmt: skip
+
+
 def test_development_behind_a_public_url_is_warned_about(tmp_path):
     """Found by a review: a tunnel (ngrok and the like) brings the world's requests from
     127.0.0.1 with PUBLIC_URL's host, which /dev/mail answers: nothing said so."""
-    server = Server(
-        PORT="0",
-        HOST="127.0.0.1",
-        APP_ENV="development",
-        DATA_DIR=str(tmp_path),
-        PUBLIC_URL="https://abc.tunnel.example",
-    )
+    server = development_on_loopback(tmp_path, "https://abc.tunnel.example")
     try:
         warning = server.wait_for(re.compile(r"WARNING.*PUBLIC_URL on abc\.tunnel\.example"), 20)
         assert "/dev/mail" in warning.string
@@ -208,13 +209,7 @@ def test_development_behind_a_public_url_is_warned_about(tmp_path):
 
 
 def test_development_on_this_machine_alone_is_not_warned_about(tmp_path):
-    server = Server(
-        PORT="0",
-        HOST="127.0.0.1",
-        APP_ENV="development",
-        DATA_DIR=str(tmp_path),
-        PUBLIC_URL="http://localhost:8000",
-    )
+    server = development_on_loopback(tmp_path, "http://localhost:8000")
     try:
         server.wait_for(LISTENING, START_TIMEOUT)
         time.sleep(0.5)

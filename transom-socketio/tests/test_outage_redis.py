@@ -105,6 +105,19 @@ class Served:
         await self.server.close_all_connections()
 
 
+async def behind_relay(settings: Settings) -> tuple[TcpRelay, Served]:
+    """Another process of the deployment, started, that reaches Redis through a relay:
+    stopping the relay is a Redis outage for it alone."""
+    redis = urlsplit(settings.redis_url)
+    relay = TcpRelay(redis.hostname or "127.0.0.1", redis.port or 6379)
+    await relay.start()
+    served = Served(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{relay.port}{redis.path}"})
+    )
+    await application.start(served.app)
+    return relay, served
+
+
 async def until(condition: Callable[[], bool], within: float, step: Callable[[], Any]) -> float:
     """Call ``step`` every 0.25 s until ``condition`` holds; return the time it took."""
     started = time.monotonic()
@@ -125,13 +138,7 @@ async def test_a_redis_outage_keeps_this_process_working_and_it_resubscribes_by_
     subscribes again by itself."""
     # ``app`` only gives this test its database; the app under test reaches Redis through
     # the relay, and a worker (another process, say) reaches Redis directly.
-    redis = urlsplit(settings.redis_url)
-    relay = TcpRelay(redis.hostname or "127.0.0.1", redis.port or 6379)
-    await relay.start()
-    served = Served(
-        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{relay.port}{redis.path}"})
-    )
-    await application.start(served.app)
+    relay, served = await behind_relay(settings)
     worker = write_only_message_client(settings)
     api = Api(http_client, served.url)
     sockets = Sockets(served.url)
@@ -209,13 +216,7 @@ async def test_messages_lost_in_an_outage_are_told_to_every_process_s_clients(
     sockets only; once Redis was back, the other processes' clients never knew they had
     missed them (their replays said complete). Now the process marks the loss in the
     stream when Redis answers again: a replay across it says incomplete."""
-    redis = urlsplit(settings.redis_url)
-    relay = TcpRelay(redis.hostname or "127.0.0.1", redis.port or 6379)
-    await relay.start()
-    cut_off = Served(
-        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{relay.port}{redis.path}"})
-    )
-    await application.start(cut_off.app)
+    relay, cut_off = await behind_relay(settings)
     msg = app.settings["registry"]["transomMsgClient"]
     caplog.set_level(logging.WARNING, "transom_socketio.realtime.redis_history")
     try:
