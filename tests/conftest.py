@@ -50,10 +50,12 @@ def make_venv(project: Path) -> Path:
     env_dir = project / ".venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
     for cmd in (
-        [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-        # As the project's Makefile does: the engine's wheel from wheels/.
-        [str(python), "-m", "pip", "install", "--quiet", "--find-links", "wheels", "-e", ".[dev]"],
+        [*pip, "--upgrade", "pip"],
+        # As the project's Makefile does: the engine from wheels/ alone, then the project.
+        [*pip, "--no-index", "--no-deps", "--find-links", "wheels", "transom-socketio"],
+        [*pip, "-e", ".[dev]"],
     ):
         result = run(cmd, cwd=project)
         assert result.returncode == 0, result.stdout + result.stderr
