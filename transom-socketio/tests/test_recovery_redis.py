@@ -268,6 +268,47 @@ async def test_a_socket_back_on_a_process_whose_reader_lags_gets_nothing_twice(
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_after_a_loss_marked_in_a_stream_redis_lost_recoveries_are_complete_again(
+    app, api, base_url, registry, settings, clients, monkeypatch
+):
+    """Redis lost the stream (a restart without persistence) and an emit failed meanwhile:
+    the loss marker is then the stream's first entry. Recoveries across it are
+    incomplete; from positions after it, complete again (the marker records where the
+    indexed entries begin, as a first append does)."""
+    msg = registry["transomMsgClient"]
+    history = app.settings["services"].socket_server.history
+    client = await recovering(clients, api, base_url)
+    await away(app, client)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        stream = f"{settings.redis_channel}:history"
+        await redis.delete(stream, f"{stream}:indexed-after")
+    finally:
+        await redis.aclose()
+    append = history._append
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise aioredis.ConnectionError("refused")
+
+    monkeypatch.setattr(history, "_append", refused)
+    await msg.emitToUsers(client.user.id, "tick", {"n": "lost"})
+    monkeypatch.setattr(history, "_append", append)
+    await asyncio.wait_for(history._marking, 10)
+    client.may_connect.set()
+    await client.wait_until(lambda: len(client.recoveries()) == 2)
+    assert client.recoveries()[1] == {"complete": False, "count": 0}
+    await away(app, client)
+    # What a client does after complete: false: reload, then go on from a fresh position.
+    token = await api.request("POST", "/api/v1/user/sockettoken", token=client.user.token)
+    client.position = token.body["position"]
+    await msg.emitToUsers(client.user.id, "tick", {"n": "kept"})
+    client.may_connect.set()
+    await client.wait_until(lambda: len(client.recoveries()) == 3)
+    assert client.recoveries()[2] == {"complete": True, "count": 1}
+    await client.wait_until(lambda: client.payloads()[-1:] == [{"n": "kept"}])
+
+
+@pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("settings_overrides", [{"recovery_max_messages": 10}])
 async def test_the_indexes_go_with_the_entries_the_stream_no_longer_holds(
     api, registry, settings, sockets: Sockets

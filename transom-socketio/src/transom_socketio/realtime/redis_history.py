@@ -179,10 +179,18 @@ return id
 # KEYS: the stream. ARGV: the most entries kept. A loss marker: an entry whose 'p' names
 # no entry ('lost'), so every reader finds its chain broken there (it closes its sockets:
 # their clients recover, told complete: false), and whose id goes to '<stream>:losses',
-# which a replay across it finds (the set keeps only ids the stream still holds).
+# which a replay across it finds (the set keeps only ids the stream still holds). Like an
+# append, it records where indexed entries begin when it is the first one (a stream that
+# Redis lost with the outage) or follows an entry of a release before 0.3.9.
 _MARK_LOSS = (
     _LUA_HELPERS
     + """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then
+  redis.call('SET', KEYS[1] .. ':indexed-after', '0-0')
+elseif field(last[1][2], 'v') == nil then
+  redis.call('SET', KEYS[1] .. ':indexed-after', last[1][1])
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'p', 'lost', 'lost', '1', 'v', '1')
 local losses = KEYS[1] .. ':losses'
 redis.call('ZADD', losses, 0, hex(id))
