@@ -118,6 +118,15 @@ def ensure_env_is_ignored() -> None:
         gitignore.write_text("\n".join([*entries, ".env"]) + "\n", encoding="utf-8")
 
 
+# What to do once the project is there (cookiecutter itself says nothing).
+NEXT_STEPS = """
+Generated {slug}/. Next:
+  cd {slug}
+  make run    # serve http://127.0.0.1:8000 (PORT=8001 make run: another port)
+  make test   # lint, then the test suite
+README.md has the rest: the API with curl, adding an entity, deploying."""
+
+
 def main() -> int:
     error = build_engine_wheel()
     if error is not None:
@@ -129,6 +138,7 @@ def main() -> int:
         remove(ONLY_WITH_DOCKER)
     write_env_file()
     ensure_env_is_ignored()
+    print(NEXT_STEPS.format(slug=ANSWERS["project_slug"]))
     return 0
 
 

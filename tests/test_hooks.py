@@ -91,6 +91,14 @@ def test_post_gen_writes_a_fresh_private_env_with_a_strong_secret(cookies):
     assert secrets[0] != secrets[1]
 
 
+def test_post_gen_says_what_to_do_next(tmp_path):
+    """Found by a new user's review: cookiecutter ends without a word."""
+    baked = run([*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE)], cwd=tmp_path)
+    assert baked.returncode == 0, baked.stderr
+    assert "cd transom_app\n" in baked.stdout
+    assert "make run" in baked.stdout and "make test" in baked.stdout
+
+
 def test_generating_again_over_a_project_keeps_its_env(tmp_path):
     """Found by a review: generating the project again (``-f``, even with ``-s``) wrote a
     new .env over the user's, with a new JWT_SECRET and without their settings."""
