@@ -152,6 +152,23 @@ async def test_an_emit_to_many_users_is_recovered_by_them_and_only_them(
     assert [p["n"] for p in client.payloads()] == ["to many", "to one"]
 
 
+def pause_reader(
+    history: RedisHistory, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the process's stream reader at its next read until the first event is set;
+    the second is set once it waits there (the read under way still completes)."""
+    release, waiting = asyncio.Event(), asyncio.Event()
+    xread = history._reading.xread
+
+    async def paused(*args: Any, **kwargs: Any) -> Any:
+        waiting.set()
+        await release.wait()
+        return await xread(*args, **kwargs)
+
+    monkeypatch.setattr(history._reading, "xread", paused)
+    return release, waiting
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_a_burst_of_emits_is_kept_for_recovery_every_one(
     app, api, base_url, registry, clients
@@ -183,14 +200,7 @@ async def test_a_reader_that_lost_entries_resumes_at_the_newest_once(
     msg = registry["transomMsgClient"]
     history = app.settings["services"].socket_server.history
     client = await recovering(clients, api, base_url)
-    release = asyncio.Event()
-    xread = history._reading.xread
-
-    async def paused(*args: Any, **kwargs: Any) -> Any:
-        await release.wait()
-        return await xread(*args, **kwargs)
-
-    monkeypatch.setattr(history._reading, "xread", paused)
+    release, _waiting = pause_reader(history, monkeypatch)
     # The XREAD under way returns this one; the reader's next waits for the release.
     await msg.emitToUsers(client.user.id, "tick", {"n": "read"})
     await client.wait_until(lambda: len(client.payloads()) == 1)
@@ -232,15 +242,7 @@ async def test_a_socket_back_on_a_process_whose_reader_lags_gets_nothing_twice(
     behind = app.settings["services"].socket_server.history
     ahead = Served(settings)  # the process the client was on, reading the stream live
     await application.start(ahead.app)
-    release, waiting = asyncio.Event(), asyncio.Event()
-    xread = behind._reading.xread
-
-    async def paused(*args: Any, **kwargs: Any) -> Any:
-        waiting.set()
-        await release.wait()
-        return await xread(*args, **kwargs)
-
-    monkeypatch.setattr(behind._reading, "xread", paused)
+    release, waiting = pause_reader(behind, monkeypatch)
     msg = ahead.app.settings["registry"]["transomMsgClient"]
     try:
         await msg.emitToEveryone("tick", {"n": "sync"})  # ends the XREAD under way
