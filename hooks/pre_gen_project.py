@@ -12,6 +12,7 @@ import json
 import keyword
 import re
 import sys
+import unicodedata
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
@@ -66,6 +67,27 @@ CHOICES = {
 }
 
 
+def is_valid_slug(slug: object) -> bool:
+    return (
+        isinstance(slug, str)
+        and SLUG_RULE.match(slug) is not None
+        and not keyword.iskeyword(slug)
+        and slug not in RESERVED_SLUGS
+    )
+
+
+def suggested_slug(answer: str) -> str:
+    """A valid slug close to ``answer``, for the error line to offer."""
+    ascii_answer = unicodedata.normalize("NFKD", answer).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_answer.lower())
+    slug = "_".join(words) or "app"
+    if slug[0].isdigit():
+        slug = f"app_{slug}"
+    if not is_valid_slug(slug):
+        slug = f"{slug}_app"
+    return slug
+
+
 def problems(answers: dict[str, object]) -> list[str]:
     """Return one message per invalid answer, naming the variable and the rule."""
     found = []
@@ -85,16 +107,12 @@ def problems(answers: dict[str, object]) -> list[str]:
             # In a page or a mail, a template tag (double braces...) would run as code.
             found.append(f"{name} is invalid: it must not contain curly braces")
     slug = answers.get("project_slug")
-    if (
-        not isinstance(slug, str)
-        or not SLUG_RULE.match(slug)
-        or keyword.iskeyword(slug)
-        or slug in RESERVED_SLUGS
-    ):
+    if not is_valid_slug(slug):
         found.append(
             f"project_slug {slug!r} is invalid: it must be a lowercase Python identifier "
             "(letters, digits, underscores; not starting with a digit; not a keyword "
-            "or the name of a standard library module or of a dependency)"
+            "or the name of a standard library module or of a dependency); "
+            f"for example project_slug={suggested_slug(str(slug))}"
         )
     email = answers.get("author_email")
     if not isinstance(email, str) or not EMAIL_RULE.match(email):

@@ -53,6 +53,31 @@ def test_pre_gen_rejects_a_bad_answer_with_one_line_and_writes_nothing(tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("slug", "suggested"),
+    [("9-Bad slug", "app_9_bad_slug"), ("Über-Chat", "uber_chat"), ("email", "email_app")],
+)
+def test_a_refused_slug_comes_with_one_that_generates(tmp_path, slug, suggested):
+    refused = run(
+        [*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE), f"project_slug={slug}"],
+        cwd=tmp_path,
+    )
+    [line] = [line for line in refused.stderr.splitlines() if line.startswith("ERROR:")]
+    assert line.endswith(f"for example project_slug={suggested}"), line
+    accepted = run(
+        [*COOKIECUTTER, "--output-dir", str(tmp_path), str(TEMPLATE), f"project_slug={suggested}"],
+        cwd=tmp_path,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert (tmp_path / suggested / suggested / "app.py").is_file()
+
+
+def test_the_default_slug_is_made_valid_from_any_project_name(cookies):
+    result = cookies.bake(extra_context={"project_name": "Über-Chat (beta) 2"})
+    assert result.exit_code == 0, result.exception
+    assert result.project_path.name == "uber_chat_beta_2"
+
+
 def test_answers_are_data_not_code(cookies):
     # Quotes, backslashes and triple quotes in free-text answers must neither break the
     # hooks nor the generated files: they arrive intact where they are used.
