@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import stat
 import sys
@@ -96,6 +97,14 @@ def test_answers_are_data_not_code(cookies):
     assert project["authors"][0]["name"] == tricky
     html = (result.project_path / "tricky" / "templates" / "index.html").read_text()
     assert "Tricky &lt;App&gt;" in html and "Tricky <App>" not in html
+    # The name the OpenAPI document gives the API, written into code as a literal.
+    package = ast.parse((result.project_path / "tricky" / "__init__.py").read_text())
+    names = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in package.body
+        if isinstance(node, ast.Assign)
+    }
+    assert names["PROJECT_NAME"] == "Tricky <App>"
 
 
 def test_post_gen_writes_a_fresh_private_env_with_a_strong_secret(cookies):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from importlib import metadata
 from typing import Annotated, Any
 
 import pytest
@@ -101,6 +102,17 @@ async def test_the_served_document_is_valid_openapi_3_1(api, app):
     assert document["openapi"].startswith("3.1.")
     validate(document)  # openapi-spec-validator: the OpenAPI 3.1 meta-schema and references
     assert document == build_document(app)
+
+
+@pytest.mark.gen_test
+async def test_the_document_names_the_app_it_was_given_else_the_library(api):
+    info = (await api.request("GET", OPENAPI_PATH)).body["info"]
+    assert (info["title"], info["version"]) == ("Example App API", "0.1.0")
+    unnamed = build_document(tornado.web.Application([]))["info"]
+    assert (unnamed["title"], unnamed["version"]) == (
+        "transom_socketio API",
+        metadata.version("transom_socketio"),
+    )
 
 
 @pytest.mark.gen_test

@@ -11,6 +11,8 @@ from openapi_spec_validator import validate
 from transom_socketio.testing.openapi import mismatches, operations
 from transom_socketio.web.openapi import OPENAPI_PATH, build_document
 
+from {{ cookiecutter.project_slug }} import PROJECT_NAME, __version__
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -22,6 +24,12 @@ async def test_the_served_document_is_valid_openapi_3_1(api, app):
     assert document["openapi"].startswith("3.1.")
     validate(document)  # openapi-spec-validator: the OpenAPI 3.1 meta-schema and references
     assert document == build_document(app)
+
+
+@pytest.mark.gen_test
+async def test_the_document_names_this_app_and_its_version(api):
+    info = (await api.request("GET", OPENAPI_PATH)).body["info"]
+    assert (info["title"], info["version"]) == (f"{PROJECT_NAME} API", __version__)
 
 
 @pytest.mark.gen_test

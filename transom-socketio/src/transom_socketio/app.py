@@ -31,7 +31,7 @@ from .web.channels import ChannelPresenceHandler
 from .web.dev_mail import DevMailHandler
 from .web.health import HealthHandler
 from .web.metrics import MetricsHandler
-from .web.openapi import OPENAPI_PATH, OpenApiHandler, served_routes
+from .web.openapi import OPENAPI_PATH, OpenApiHandler, api_info, served_routes
 from .web.pages import StaticFiles
 from .web.presence import PresenceHandler
 
@@ -90,10 +90,13 @@ def application(
     template_path: str | Path | None = None,
     static_path: str | Path | None = None,
     registry: Registry | None = None,
+    api_title: str | None = None,
+    api_version: str | None = None,
 ) -> Application:
     """The Tornado application serving ``routes`` on ``services``, with the services in
     ``registry`` (a new one by default) under their transom names. ``indexes`` are the
-    app's own, created by ``start`` with the library's."""
+    app's own, created by ``start`` with the library's. ``api_title`` and
+    ``api_version`` name the app's API in its OpenAPI document (``info``)."""
     metrics = services.metrics
     registry = services.register(registry if registry is not None else Registry())
 
@@ -108,6 +111,7 @@ def application(
         only_addressed_to=development_base_url(services.settings),
         registry=registry,
         services=services,
+        openapi_info=api_info(api_title, api_version),
         indexes=[*LIBRARY_INDEXES, *indexes],
         default_handler_class=NotFoundHandler,
         template_path=None if template_path is None else str(template_path),

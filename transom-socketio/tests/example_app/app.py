@@ -18,7 +18,7 @@ from transom_socketio.services import Services
 from transom_socketio.web.application import Application
 from transom_socketio.web.entities import entity_routes
 
-from . import admin, auth, db
+from . import PROJECT_NAME, __version__, admin, auth, db
 from .channels import channels
 from .events import events
 from .models import ACTIONS_PACKAGE, ENTITIES, INDEXES
@@ -68,4 +68,6 @@ def make_app(settings: Settings, registry: Registry | None = None) -> Applicatio
         template_path=HERE / "templates",
         static_path=HERE / "static",
         registry=registry,
+        api_title=f"{PROJECT_NAME} API",
+        api_version=__version__,
     )

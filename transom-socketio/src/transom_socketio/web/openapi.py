@@ -30,7 +30,7 @@ from .base import BaseHandler
 from .errors import Error
 from .operations import JSON, Operation, Response, declared_operations, operation
 
-__all__ = ["OPENAPI_PATH", "build_document"]
+__all__ = ["OPENAPI_PATH", "api_info", "build_document"]
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
@@ -237,9 +237,20 @@ def _version(package: str) -> str:
         return "0.0.0"
 
 
+def api_info(title: str | None = None, version: str | None = None) -> dict[str, str]:
+    """The document's ``info``: the app's name and version where it gives them (the
+    ``application`` arguments), else this library's."""
+    package = __name__.split(".")[0]
+    return {
+        "title": title or f"{package} API",
+        "version": version or _version(package),
+        "description": 'Errors are `{"error": {"code", "message"}}` with the status '
+        "listed. Authenticated operations take `Authorization: Bearer <JWT>` from login.",
+    }
+
+
 def build_document(app: tornado.web.Application) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the routes ``app`` serves."""
-    package = __name__.split(".")[0]
     schemas = _Schemas()
     paths = {
         path: {method: _operation(path, method, op, schemas) for method, op in ops.items()}
@@ -250,12 +261,7 @@ def build_document(app: tornado.web.Application) -> dict[str, Any]:
     )
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": f"{package} API",
-            "version": _version(package),
-            "description": 'Errors are `{"error": {"code", "message"}}` with the status '
-            "listed. Authenticated operations take `Authorization: Bearer <JWT>` from login.",
-        },
+        "info": app.settings.get("openapi_info") or api_info(),
         "tags": [
             {"name": tag, "description": TAGS.get(tag, f"the {tag} entity")}
             for tag in sorted(used, key=lambda t: (t == "system", t != "user", t))
