@@ -60,3 +60,22 @@ async def test_deployments_on_two_databases_of_one_redis_do_not_hear_each_other(
     await tab.wait_for("message")
     await asyncio.sleep(0.5)  # the other deployment's, had it come, came first
     assert tab.received("message") == [{"text": "from this deployment"}]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("ephemeral", [True, False], ids=["ephemeral", "recorded"])
+async def test_a_burst_of_emits_over_the_pubsub_reaches_the_socket_every_one(
+    api, registry, sockets, caplog, ephemeral
+):
+    """Found by a review: python-socketio's Redis manager publishes on redis-py's default
+    pool, which fails the 101st concurrent call (MaxConnectionsError); the manager then
+    logs an error, drops its client for a new one and publishes again."""
+    msg = registry["transomMsgClient"]
+    ada = await api.new_user()
+    tab = await sockets.connect(await api.socket_token(ada), events=("tick",))
+    await asyncio.gather(
+        *(msg.emitToUsers(ada.id, "tick", {"n": n}, ephemeral=ephemeral) for n in range(300))
+    )
+    ticks = await tab.wait_for("tick", 300)
+    assert sorted(tick["n"] for tick in ticks) == list(range(300))
+    assert not [r for r in caplog.records if "redis" in r.getMessage().lower()], caplog.text

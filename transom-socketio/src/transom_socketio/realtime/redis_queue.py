@@ -11,6 +11,8 @@ that room (``RoomManager.emit``), and which is never sent to a client.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import socketio
@@ -27,6 +29,13 @@ from .redis_presence import RedisPresence
 from .rooms import DISCONNECT_ROOM_EVENT, NAMESPACE, RoomManager
 
 __all__ = ["close_write_only", "write_only_message_client"]
+
+# python-socketio builds its Redis client with redis-py's default pool (its
+# ``redis_options`` cannot choose another kind), which fails the 101st call in flight at
+# once (MaxConnectionsError); the manager then logs an error, drops its client for a new
+# one and publishes again. A burst of emits (a model action over a list, a worker's
+# batch) waits here instead, leaving room for the subscriber's connection.
+MAX_CONCURRENT_PUBLISHES = 50
 
 
 class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
@@ -50,9 +59,22 @@ class RedisRoomManager(socketio.AsyncRedisManager, RoomManager):
             # read timeout: the subscriber's read blocks for as long as the channel is quiet.)
             redis_options={"socket_connect_timeout": REDIS_TIMEOUT_SECONDS},
         )
+        self._publishing = asyncio.Semaphore(MAX_CONCURRENT_PUBLISHES)
 
     async def disconnect_room(self, room: str, namespace: str = NAMESPACE) -> None:
         await self.emit(DISCONNECT_ROOM_EVENT, None, namespace=namespace, room=room)
+
+    async def emit(self, *args: Any, **kwargs: Any) -> Any:
+        """python-socketio's: publish the emit to every process; never more than
+        ``MAX_CONCURRENT_PUBLISHES`` at once (see there)."""
+        if kwargs.get("ignore_queue"):  # this process's sockets only: nothing published
+            return await super().emit(*args, **kwargs)
+        async with self._publishing:
+            return await super().emit(*args, **kwargs)
+
+    async def close_room(self, room: str, namespace: str | None = None) -> Any:
+        async with self._publishing:
+            return await super().close_room(room, namespace)
 
 
 def pubsub_channel(url: str, channel: str) -> str:
