@@ -46,6 +46,9 @@ REALTIME_SUITES = (
 
 FAST_FANOUT = fast_fanout_default()
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A module whose app shares rooms through Redis: ``pytestmark = ON_REDIS``. The suites
+# that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
+ON_REDIS = [pytest.mark.xdist_group("redis"), pytest.mark.on_redis]
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -84,9 +87,10 @@ def make_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tornado.web.Appli
 
 
 @pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    """The plugin's test settings; with TEST_REDIS=1 every test shares rooms through Redis."""
-    if os.environ.get("TEST_REDIS") == "1":
+def test_settings(test_settings: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The plugin's test settings; on Redis (REDIS_URL) in the modules marked ``ON_REDIS``,
+    and in every test with TEST_REDIS=1."""
+    if request.node.get_closest_marker("on_redis") or os.environ.get("TEST_REDIS") == "1":
         return {**test_settings, "redis_url": REDIS_URL}
     return test_settings
 

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import redis.asyncio as aioredis
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 
 # Every test of test_channels.py, again with REDIS_URL (collected here under this module's
 # fixtures), and the tests that only make sense with Redis.
@@ -16,13 +14,7 @@ from test_channels import flush, members, post, tab
 
 from transom_socketio.realtime.redis_channel_presence import channel_hash
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS
 
 
 # Names a client chose: what Redis would take as a separator, a pattern, an operator.

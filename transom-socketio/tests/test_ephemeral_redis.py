@@ -3,19 +3,10 @@ history's stream, and are still never replayed."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 
 # Every test of test_ephemeral.py, again with REDIS_URL (collected here under this
 # module's fixtures).
 from test_ephemeral import *  # noqa: F403
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS

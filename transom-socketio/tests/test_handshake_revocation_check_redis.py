@@ -4,10 +4,8 @@ lost while the subscriber reconnects would leave no room's end here to tell of i
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 from test_handshake_revocation_check import (
     REFUSED,
     SOCKET_TOKEN,
@@ -15,13 +13,7 @@ from test_handshake_revocation_check import (
     principal_of,
 )
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS
 
 
 @pytest.mark.gen_test(timeout=30)

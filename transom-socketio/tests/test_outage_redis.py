@@ -14,7 +14,7 @@ import pytest
 import tornado.httpserver
 import tornado.testing
 import tornado.web
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 from example_app.app import make_app
 
 # Every test of test_outage.py, again with REDIS_URL (collected here under this module's
@@ -28,13 +28,7 @@ from transom_socketio.config import Settings
 from transom_socketio.realtime.redis_queue import close_write_only, write_only_message_client
 from transom_socketio.testing.clients import Api, Report, Sockets
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS
 
 
 class TcpRelay:

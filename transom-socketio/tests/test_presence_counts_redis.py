@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import redis.asyncio as aioredis
-from conftest import REDIS_URL
+from conftest import ON_REDIS, REDIS_URL
 
 # Every test of test_presence_counts.py, again with REDIS_URL.
 from test_presence_counts import *  # noqa: F403
@@ -15,15 +13,9 @@ from test_presence_counts import *  # noqa: F403
 from transom_socketio.realtime.presence import OnlineCounts
 from transom_socketio.realtime.redis_presence import FORGOTTEN_AFTER_HEARTBEATS, RedisPresence
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
+pytestmark = ON_REDIS
 
 HEARTBEAT_SECONDS = 10
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 
 # Every test of test_presence.py, again with REDIS_URL (collected here under this module's
 # fixtures), and the tests that only make sense with Redis.
@@ -14,14 +14,13 @@ from test_presence import *  # noqa: F403
 
 from transom_socketio.testing.clients import Api
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
+pytestmark = ON_REDIS
 
 
 @pytest.fixture
 def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
     # The presence event is off by default (PRESENCE_EVENTS): these tests are about it.
-    return {**test_settings, "redis_url": REDIS_URL, "presence_events": True}
+    return {**test_settings, "presence_events": True}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from bson import ObjectId
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 from test_outage_redis import Served
 
 # Every test of test_recovery.py, again with REDIS_URL (collected here under this module's
@@ -25,13 +25,7 @@ from transom_socketio.realtime.redis_history import INDEXED_ROOMS_AT_MOST, Redis
 from transom_socketio.realtime.rooms import EVERYONE, user_room
 from transom_socketio.testing.clients import Api, RecoveringClient, Sockets
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS
 
 
 @pytest.mark.gen_test(timeout=60)

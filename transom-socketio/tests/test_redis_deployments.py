@@ -5,11 +5,10 @@ emits, ``presence`` events and logouts of one reached the sockets of the other).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import REDIS_URL
+from conftest import ON_REDIS, REDIS_URL
 
 from transom_socketio.realtime.redis_queue import (
     close_write_only,
@@ -17,13 +16,7 @@ from transom_socketio.realtime.redis_queue import (
     write_only_message_client,
 )
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS
 
 
 def on_database(url: str, database: int) -> str:

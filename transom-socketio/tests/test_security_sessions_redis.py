@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import tornado.httpserver
 import tornado.testing
 import tornado.web
-from conftest import REDIS_URL
+from conftest import ON_REDIS
 from example_app.app import make_app
 
 # Every test of test_security_sessions.py, again with REDIS_URL (collected here under this module's
@@ -23,13 +22,7 @@ from transom_socketio import app as application
 from transom_socketio.config import Settings
 from transom_socketio.testing.clients import SocketClient, Sockets
 
-# The suites that use the one Redis never run at the same time (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("redis")
-
-
-@pytest.fixture
-def test_settings(test_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**test_settings, "redis_url": REDIS_URL}
+pytestmark = ON_REDIS
 
 
 @contextlib.asynccontextmanager
