@@ -24,9 +24,17 @@ pytestmark = pytest.mark.xdist_group("redis")
 
 
 @pytest.fixture
-def processes(mongodb_uri: str) -> Iterator[list[AppProcess]]:
-    env = {**shared_environment(mongodb_uri), "WRITES_PER_MINUTE_PER_USER": "0"}
-    with two_apps(env) as started:
+def deployment_environment() -> dict[str, str]:
+    """What a test's deployment sets besides the shared environment (a test parametrizes
+    it to set its own)."""
+    return {"WRITES_PER_MINUTE_PER_USER": "0"}
+
+
+@pytest.fixture
+def processes(
+    mongodb_uri: str, deployment_environment: dict[str, str]
+) -> Iterator[list[AppProcess]]:
+    with two_apps({**shared_environment(mongodb_uri), **deployment_environment}) as started:
         yield started
 
 
@@ -87,20 +95,14 @@ async def test_a_socket_that_comes_back_on_the_other_process_recovers_in_order(
         await watchers.close_all()
 
 
-@pytest.fixture
-def limited_processes(mongodb_uri: str) -> Iterator[list[AppProcess]]:
-    env = {**shared_environment(mongodb_uri), "RECOVERIES_PER_MINUTE_PER_USER": "4"}
-    with two_apps(env) as started:
-        yield started
-
-
 @pytest.mark.gen_test(timeout=60)
-async def test_a_users_recovery_rate_holds_across_processes(limited_processes, http_client):
+@pytest.mark.parametrize("deployment_environment", [{"RECOVERIES_PER_MINUTE_PER_USER": "4"}])
+async def test_a_users_recovery_rate_holds_across_processes(processes, http_client):
     """RECOVERIES_PER_MINUTE_PER_USER=4 allows bursts of 2 in the whole deployment, not in
     each process: a user who spent them on one process is refused on the other, which
     had counted none. (Each recovery costs the Redis every process shares.) Another
     user's recovery there is not affected."""
-    process_a, process_b = limited_processes
+    process_a, process_b = processes
     api_a, api_b = Api(http_client, process_a.url), Api(http_client, process_b.url)
     sockets_a, sockets_b = Sockets(process_a.url), Sockets(process_b.url)
     try:
