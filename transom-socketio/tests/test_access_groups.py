@@ -491,6 +491,23 @@ def test_rules_that_fit_pass_start_up() -> None:
     assert Decided().readable_anonymously() is None
     assert Decided().access("read") == "its owner"
 
+    class DecidedByItsFormerName(Entity):
+        name = "former"
+        read = ANYONE
+        Fields = Title
+
+        def visible_to(self, user: Principal) -> dict[str, Any]:
+            """Its owner."""
+            return {"owner._id": ObjectId(user.user_id)}
+
+    # ``visible_to``, the former name of readable_by, still decides in its place.
+    former = DecidedByItsFormerName()
+    ada = ObjectId()
+    reader = Principal(str(ada), "ada", (), "jti", dt.datetime.now(dt.UTC))
+    assert former.readable_by(reader) == {"owner._id": ada}
+    assert former.readable_anonymously() is None
+    assert former.access("read") == "its owner"
+
 
 @pytest.mark.parametrize(
     "names",

@@ -314,7 +314,7 @@ async def test_the_openapi_operations_say_the_policy(app):
     ledger = "Create a ledger (only users named like an archivist)"
     assert paths[LEDGERS]["post"]["summary"] == ledger
     assert paths[f"{LEDGERS}/{{id}}"]["delete"]["summary"] == "Delete a ledger (nobody, ever)"
-    # The example's message keeps its owner-only writes, and its visible_to override.
+    # The example's message keeps its owner-only writes, and its readable_by override.
     message = paths["/api/v1/db/message/{id}"]
     assert message["put"]["summary"] == "Change a message (its author only)"
     assert message["delete"]["summary"] == (

@@ -35,7 +35,7 @@ class Message(Entity):
         channel: Annotated[str, Text(max_length=133, pattern=CHANNEL_RULE)] | None = None
 
     def indexes(self) -> list[IndexSpec]:
-        """Each way a message is visible (``visible_to``) has an index, newest first: a
+        """Each way a message is readable (``readable_by``) has an index, newest first: a
         page is read from them, not by filtering every message before it."""
         return [
             *super().indexes(),
@@ -43,7 +43,7 @@ class Message(Entity):
             IndexSpec(self.collection, [("channel", 1), ("_id", -1)]),
         ]
 
-    def visible_to(self, user: Principal) -> dict[str, Any]:
+    def readable_by(self, user: Principal) -> dict[str, Any]:
         """Sent by the user, addressed to them, broadcast, or in a channel they may join."""
         me = ObjectId(user.user_id)
         broadcast = {"to": None, "channel": None}
