@@ -47,6 +47,8 @@ class RunningApp:
     max_sockets_per_user: int = MAX_SOCKETS_PER_USER
     recovery_max_messages: int = RECOVERY_MAX_MESSAGES
     presence_grace_seconds: int = PRESENCE_GRACE_SECONDS
+    # A front end on another origin that CORS_ALLOWED_ORIGINS lists: http://127.0.0.1:<this>.
+    front_end_port: int = 0
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -67,6 +69,7 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
     """``python -m transom_app`` on a free port with the embedded in-memory database."""
     project, python = installed_default_project
     log_path = tmp_path_factory.mktemp("running-app") / "app.log"
+    front_end_port = free_port()
     env = {
         **os.environ,
         "APP_ENV": "test",
@@ -86,6 +89,7 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
         "TOKEN_ATTEMPTS_PER_ADDRESS": "0",
         "WRITES_PER_MINUTE_PER_USER": "0",
         "BROADCASTS_PER_MINUTE_PER_USER": "0",
+        "CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{front_end_port}",
     }
     env.pop("MONGODB_URI", None)
     with log_path.open("w") as log:
@@ -98,7 +102,7 @@ def running_app(installed_default_project, tmp_path_factory) -> Iterator[Running
             stderr=subprocess.STDOUT,
             text=True,
         )
-    app = RunningApp(url="", project=project, log_path=log_path)
+    app = RunningApp(url="", project=project, log_path=log_path, front_end_port=front_end_port)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:

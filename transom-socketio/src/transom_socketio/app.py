@@ -25,6 +25,7 @@ from .mail import transports as mail_transports
 from .ratelimit import RateLimiter
 from .registry import Registry
 from .services import Services
+from .web import cors
 from .web.application import Application
 from .web.base import NotFoundHandler
 from .web.channels import ChannelPresenceHandler
@@ -112,6 +113,7 @@ def application(
         registry=registry,
         services=services,
         openapi_info=api_info(api_title, api_version),
+        api_cors_origins=cors.api_origins(services.settings.cors_allowed_origins),
         indexes=[*LIBRARY_INDEXES, *indexes],
         default_handler_class=NotFoundHandler,
         template_path=None if template_path is None else str(template_path),

@@ -40,7 +40,7 @@ from ..auth.users import parse_object_id
 from ..models.errors import DomainError
 from ..registry import Registry
 from ..shapes import explain
-from . import response_checks
+from . import cors, response_checks
 from .errors import (
     ApiError,
     JsonErrorHandler,
@@ -120,11 +120,14 @@ class BaseHandler(JsonErrorHandler):
         request_id = getattr(self, "request_id", None)
         if request_id is not None:
             self.set_header("X-Request-ID", request_id)
+        cors.expose(self)
 
     async def prepare(self) -> None:
         """Run ``check_request``; an error it raises is answered before the body is read."""
         self.set_header("X-Request-ID", self.request_id)
         try:
+            if self.request.method == "OPTIONS" and cors.answer_preflight(self):
+                return  # a browser's CORS preflight, answered before authentication
             await self.check_request()
         except Exception:
             self._answered_early = True
