@@ -6,19 +6,34 @@ import sys
 import tarfile
 import zipfile
 from email.parser import Parser
+from pathlib import Path
+
+import pytest
 
 from .conftest import LIBRARY, run
 
+# The engine's notes, read by `python -m transom_socketio.docs security|faults` (a
+# project's `make security-notes`): they ship inside the package.
+NOTES = ("transom_socketio/docs/SECURITY.md", "transom_socketio/docs/faults.md")
 
-def test_the_engine_builds_a_wheel_and_an_sdist_with_full_metadata(tmp_path):
-    built = run(
-        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(tmp_path), "."],
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    """The engine's wheel and sdist, built once for this module."""
+    out = tmp_path_factory.mktemp("dist")
+    done = run(
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), "."],
         cwd=LIBRARY,
         env={"SOURCE_DATE_EPOCH": "315532800"},
     )
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    [wheel] = tmp_path.glob("transom_socketio-*.whl")
-    [sdist] = tmp_path.glob("transom_socketio-*.tar.gz")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [wheel] = out.glob("transom_socketio-*.whl")
+    [sdist] = out.glob("transom_socketio-*.tar.gz")
+    return wheel, sdist
+
+
+def test_the_engine_builds_a_wheel_and_an_sdist_with_full_metadata(built):
+    wheel, sdist = built
 
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -43,3 +58,16 @@ def test_the_engine_builds_a_wheel_and_an_sdist_with_full_metadata(tmp_path):
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for needed in ("pyproject.toml", "README.md", "CHANGELOG.md", "tests/conftest.py"):
         assert needed in members, needed
+
+
+def test_the_engines_notes_ship_in_its_wheel_and_sdist(built):
+    wheel, sdist = built
+    with zipfile.ZipFile(wheel) as archive:
+        for name in NOTES:
+            shipped = archive.read(name).decode("utf-8")
+            assert shipped == (LIBRARY / "src" / name).read_text(encoding="utf-8"), name
+        assert "transom_socketio/docs/__main__.py" in archive.namelist()
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    for name in NOTES:
+        assert f"src/{name}" in members, name

@@ -119,10 +119,15 @@ def test_dependencies_follow_the_choices(baked):
     deps = " ".join(meta["dependencies"])
     assert ("motor" in deps) == (context["mongo_driver"] == "motor")
     assert ("redis" in deps) == (context["message_queue"] == "redis")
-    # The engine's own minor release, up to the next (semver before 1.0).
-    major, minor = engine_version().split(".")[:2]
-    pinned = rf"transom-socketio(\[redis\])?>={major}\.{minor},<{major}\.{int(minor) + 1}"
-    assert re.search(pinned, deps), deps
+    # From a release of the engine's own minor (at most the engine's version: the one
+    # the template's code needs), up to the next minor (semver before 1.0).
+    version = tuple(int(part) for part in engine_version().split("."))
+    major, minor = version[:2]
+    pinned = rf"transom-socketio(?:\[redis\])?>=([0-9.]+),<{major}\.{minor + 1}"
+    found = re.search(pinned, deps)
+    assert found, deps
+    floor = tuple(int(part) for part in found.group(1).split("."))
+    assert floor[:2] == (major, minor) and floor <= version, deps
     dev = " ".join(meta["optional-dependencies"]["dev"])
     for required in ("transom-socketio[testing]", "ruff", "mypy"):
         assert required in dev

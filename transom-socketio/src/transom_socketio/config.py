@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -74,6 +74,14 @@ def _count(default: int, doc: str, *, minimum: int = 0, maximum: int = MAX_INTEG
     return Field(default, ge=minimum, le=maximum, description=doc)
 
 
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - urllib checks the port when it is read
+    except ValueError:
+        return False
+    return True
+
+
 class Settings(BaseSettings):
     """The validated configuration of one process.
 
@@ -112,7 +120,9 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = _count(3600, "Lifetime of an access token.", minimum=1)
     socket_token_ttl_seconds: int = _count(30, "Lifetime of a one-time socket token.", minimum=1)
     cors_allowed_origins: CommaList = Field(
-        (), description="Origins allowed to open a socket besides the app's own (comma list)."
+        (),
+        description="Other origins (scheme://host[:port], comma list) whose pages may open "
+        "a socket and call the REST API; * lets any origin open a socket, never call the API.",
     )
     redis_url: str | None = Field(
         None,
@@ -426,12 +436,23 @@ class Settings(BaseSettings):
     @field_validator("cors_allowed_origins")
     @classmethod
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        origins = tuple(origin.rstrip("/") for origin in value)
+        # Browsers send an origin as scheme://host[:port], the host in lower case.
+        origins = tuple(origin.rstrip("/").lower() for origin in value)
         for origin in origins:
-            if origin != "*" and not origin.startswith(("http://", "https://")):
+            parts = urlsplit(origin)
+            if origin != "*" and (
+                not _has_valid_port(parts)
+                or parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or "@" in parts.netloc
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or origin.endswith(("?", "#"))
+            ):
                 raise ValueError(
-                    f"CORS_ALLOWED_ORIGINS entries must be * or start with http:// or https://, "
-                    f"got {origin!r}"
+                    "CORS_ALLOWED_ORIGINS entries must be * or an origin, "
+                    f"http(s)://host[:port] without a path, got {origin!r}"
                 )
         return origins
 
@@ -480,8 +501,8 @@ AppSettings = TypeVar("AppSettings", bound=Settings)
 RETIRED = {
     "TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS was replaced by TRUSTED_PROXY_HOPS, the number "
     "of proxies that append to X-Forwarded-For (X-Real-IP is no longer read): set "
-    "TRUSTED_PROXY_HOPS=1 behind one proxy and remove TRUST_PROXY_HEADERS (SECURITY.md, "
-    '"Behind a proxy")',
+    "TRUSTED_PROXY_HOPS=1 behind one proxy and remove TRUST_PROXY_HEADERS (the engine's "
+    'security notes, "Behind a proxy": python -m transom_socketio.docs security)',
 }
 _OFF = frozenset({"", "false", "0", "no", "off", "n", "f"})
 

@@ -470,7 +470,8 @@ class RedisHistory:
         if policy != "noeviction":
             log.warning(
                 "Redis may evict keys (maxmemory-policy %s): recoveries may miss messages "
-                "and not know it; set maxmemory-policy noeviction (SECURITY.md)",
+                "and not know it; set maxmemory-policy noeviction (the engine's security "
+                "notes, Recovery: python -m transom_socketio.docs security)",
                 policy,
             )
 

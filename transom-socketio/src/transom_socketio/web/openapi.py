@@ -30,7 +30,7 @@ from .base import BaseHandler
 from .errors import Error
 from .operations import JSON, Operation, Response, declared_operations, operation
 
-__all__ = ["OPENAPI_PATH", "api_info", "build_document"]
+__all__ = ["OPENAPI_PATH", "build_document"]
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
