@@ -20,7 +20,8 @@ const results = {};
 let browser = null;
 const { finish, watchdog } = flowEnding(results, 90000, () => browser);
 
-// What the front end's page runs: the whole client side of a login and a socket.
+// What the front end's page runs: the whole client side of a login and a socket. (It is
+// serialized into the page by page.evaluate, so it cannot use harness.mjs's restClient.)
 async function frontEnd({ base, login, password }) {
   const seen = {};
   const call = async (method, path, { jwt, body } = {}) => {
