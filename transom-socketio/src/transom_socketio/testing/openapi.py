@@ -8,6 +8,7 @@ from typing import Any
 
 import tornado.web
 
+from ..web.cors import methods_of
 from ..web.openapi import UNDOCUMENTED_ROUTES, served_routes
 
 __all__ = ["mismatches", "operations"]
@@ -27,11 +28,7 @@ def documented(path: str) -> str:
 
 def implemented_methods(handler: type[tornado.web.RequestHandler]) -> set[str]:
     """The HTTP methods a handler class defines (RequestHandler's own answer 405)."""
-    return {
-        method
-        for method in HTTP_METHODS
-        if getattr(handler, method) is not getattr(tornado.web.RequestHandler, method)
-    }
+    return {method.lower() for method in methods_of(handler)}
 
 
 def mismatches(app: tornado.web.Application, document: dict[str, Any]) -> list[str]:

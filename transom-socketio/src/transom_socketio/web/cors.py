@@ -21,14 +21,21 @@ import tornado.web
 
 from .errors import ApiError
 
-__all__ = ["ALLOWED_HEADERS", "EXPOSED_HEADERS", "answer_preflight", "api_origins", "expose"]
+__all__ = [
+    "ALLOWED_HEADERS",
+    "EXPOSED_HEADERS",
+    "answer_preflight",
+    "api_origins",
+    "expose",
+    "methods_of",
+]
 
 # What the API reads from a request besides the CORS-safelisted headers, and what a
 # front end may read of an answer besides the safelisted ones.
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, X-Request-ID"
 EXPOSED_HEADERS = "ETag, Retry-After, X-Request-ID"
 PREFLIGHT_MAX_AGE_SECONDS = 600
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 SETTING = "api_cors_origins"  # the application setting that holds them
 
 
@@ -67,7 +74,8 @@ def answer_preflight(handler: tornado.web.RequestHandler) -> bool:
 
 
 def methods_of(handler_class: type[tornado.web.RequestHandler]) -> tuple[str, ...]:
-    """The methods a handler class serves (RequestHandler's own answer 405)."""
+    """The methods a handler class serves (RequestHandler's own answer 405); the OpenAPI
+    check of an app's routes (testing/openapi.py) compares the same."""
     methods = _methods.get(handler_class)
     if methods is None:
         methods = _methods[handler_class] = tuple(
