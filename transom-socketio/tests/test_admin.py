@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from transom_socketio.testing.clients import Api, Response, SocketClient, Sockets, User
+from transom_socketio.testing.clients import (
+    Api,
+    Response,
+    SocketClient,
+    Sockets,
+    User,
+    replace_service,
+)
 
 USERS = "/api/v1/admin/users"
 PUBLIC_FIELDS = {"_id", "username", "email", "display_name", "groups", "verified", "created_at"}
@@ -457,3 +464,96 @@ async def test_two_administrators_removing_each_other_at_once_leave_one(api, db)
         admins = await db["users"].count_documents({"groups": "admin"})
         assert admins == (1 if statuses == [200, 409] else 2)
         ada, bob = await make_admin(api, db, ada), await make_admin(api, db, bob)
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_two_changes_of_the_last_administrators_groups_at_once_leave_an_administrator(
+    api, db
+):
+    """A double submit, or two tabs: two changes of the last administrator's groups at
+    once. The second read the first one's provisional groups as the user's, saw no
+    administrator to keep, and was let through while the first was refused: no
+    administrator was left, in about two rounds of three (found by a review)."""
+    root = await new_admin(api, db)
+    for _round in range(ROUNDS):
+        answers = await asyncio.gather(
+            api.request("PUT", groups_path(root.id), {"groups": []}, token=root.token),
+            api.request("PUT", groups_path(root.id), {"groups": ["staff"]}, token=root.token),
+        )
+        for answer in answers:
+            assert_error(answer, 409, "last_admin")
+        stored = await db["users"].find_one({"_id": ObjectId(root.id)})
+        assert stored["groups"] == ["admin"]
+        assert "groups_changing" not in stored
+    assert (await me(api, root)).status == 200  # nothing changed: the session holds
+
+
+class HeldUsers:
+    """The app's users store, whose next ``has_member`` waits until ``release()``."""
+
+    def __init__(self, users: Any) -> None:
+        self._users = users
+        self.reached = asyncio.Event()
+        self._released = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._users, name)
+
+    async def has_member(self, group: str) -> bool:
+        if not self.reached.is_set():
+            self.reached.set()
+            await self._released.wait()
+        return await self._users.has_member(group)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_change_of_a_users_groups_waits_for_the_one_in_progress(api, db, app, monkeypatch):
+    """The order that broke the guard, forced: the first change has written its groups
+    and is looking for an administrator left when the second arrives. The second waits
+    for the first to end, then reads the user as it is; if the first has not ended in
+    time, 409 ``groups_changing`` and nothing changed."""
+    from transom_socketio.auth import admin
+
+    root = await new_admin(api, db)
+    other = await api.new_user("other")
+    held = HeldUsers(app.settings["services"].users)
+    replace_service(app, "users", held)
+    first = asyncio.ensure_future(
+        api.request("PUT", groups_path(root.id), {"groups": []}, token=root.token)
+    )
+    await held.reached.wait()
+    second = asyncio.ensure_future(
+        api.request("PUT", groups_path(root.id), {"groups": ["staff"]}, token=root.token)
+    )
+    # Another user's groups change meanwhile: only changes of one user take turns.
+    changed = await api.request(
+        "PUT", groups_path(other.id), {"groups": ["staff"]}, token=root.token
+    )
+    assert changed.status == 200, changed.body
+    await asyncio.sleep(0.3)
+    assert not second.done()  # waiting for the first
+    held.release()
+    assert_error(await first, 409, "last_admin")
+    assert_error(await second, 409, "last_admin")
+    assert (await db["users"].find_one({"_id": ObjectId(root.id)}))["groups"] == ["admin"]
+
+    monkeypatch.setattr(admin, "CHANGE_WAIT_SECONDS", 0.3)
+    held = HeldUsers(held._users)
+    replace_service(app, "users", held)
+    first = asyncio.ensure_future(
+        api.request("PUT", groups_path(root.id), {"groups": ["staff"]}, token=root.token)
+    )
+    await held.reached.wait()
+    assert_error(
+        await api.request("PUT", groups_path(root.id), {"groups": []}, token=root.token),
+        409,
+        "groups_changing",
+    )
+    held.release()
+    assert_error(await first, 409, "last_admin")
+    stored = await db["users"].find_one({"_id": ObjectId(root.id)})
+    assert stored["groups"] == ["admin"]
+    assert "groups_changing" not in stored

@@ -45,7 +45,8 @@ class UserGroupsHandler(AdminHandler):
         errors={
             403: "",
             404: "",
-            409: "`last_admin`: it would leave no administrator; nothing was changed.",
+            409: "`last_admin`: it would leave no administrator; `groups_changing`: "
+            "another change of this user's groups did not end in time. Nothing was changed.",
             503: "",
         },
         tags=("admin",),

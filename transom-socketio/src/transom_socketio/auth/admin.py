@@ -9,6 +9,8 @@ disconnected too), and one added to a group gets them at the next login.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Administration", "CreateAdminError", "require_admin"]
 
+# How long a change of a user's groups waits for another one of the same user to end.
+CHANGE_WAIT_SECONDS = 2.0
+
 
 def require_admin(principal: Principal) -> None:
     """403 ``forbidden`` unless the caller is an administrator."""
@@ -33,6 +38,12 @@ def require_admin(principal: Principal) -> None:
 
 def no_such_user() -> ApiError:
     return ApiError(404, "not_found", "no such user")
+
+
+def groups_changing() -> ApiError:
+    return ApiError(
+        409, "groups_changing", "another change of this user's groups is in progress: try again"
+    )
 
 
 class CreateAdminError(Exception):
@@ -52,33 +63,53 @@ class Administration:
 
     async def set_groups(self, raw_id: str, groups: list[str]) -> dict[str, Any]:
         """Replace the user's groups and end their sessions; their public fields. 409
-        ``last_admin``, and nothing changed, when it would leave no administrator."""
+        ``last_admin``, and nothing changed, when it would leave no administrator.
+
+        The groups are written first, marked as a change in progress, then, if the user
+        was an administrator and is no longer one, an administrator left is looked for;
+        if none is, the groups are put back and the change refused. Written before it
+        looks, so of two administrators removing each other at once, the later look
+        sees both writes: one or both are refused, never both let through. Two changes
+        of one user's groups take turns (``_begin``)."""
         unique = list(dict.fromkeys(groups))
         user_id = account_id(raw_id)
-        if ADMIN_GROUP not in unique:
-            await self._keep_an_administrator(user_id, unique)
-        user = await self.services.users.new_session_epoch(user_id, {"groups": unique})
-        if user is None:
-            raise no_such_user()
-        await self.services.accounts.end_sessions(user)
-        return public_user(user)
-
-    async def _keep_an_administrator(self, user_id: ObjectId, groups: list[str]) -> None:
-        """Write ``groups`` (without ``admin``), then look for an administrator left; if
-        none is, put the user's groups back and refuse. Written before it looks, so of
-        two administrators removing each other at once, the later look sees both
-        writes: one or both are refused, never both let through."""
         users = self.services.users
-        before = await users.replace_groups(user_id, groups)
-        if before is None:
-            raise no_such_user()
-        if ADMIN_GROUP in before.get("groups", ()) and not await users.has_member(ADMIN_GROUP):
-            await users.restore_groups(user_id, groups, before.get("groups", []))
+        change = ObjectId()
+        before = await self._begin(user_id, unique, change)
+        was_admin = ADMIN_GROUP in before.get("groups", ())
+        if was_admin and ADMIN_GROUP not in unique and not await users.has_member(ADMIN_GROUP):
+            await users.undo_groups_change(user_id, change, before.get("groups", []))
             raise ApiError(
                 409,
                 "last_admin",
                 f"this would leave no member of {ADMIN_GROUP!r}: make another one first",
             )
+        user = await users.end_groups_change(user_id, change)
+        if user is None:  # abandoned, by a process too slow to be trusted with it
+            raise groups_changing()
+        await self.services.accounts.end_sessions(user)
+        return public_user(user)
+
+    async def _begin(
+        self, user_id: ObjectId, groups: list[str], change: ObjectId
+    ) -> dict[str, Any]:
+        """Begin the change, after the one in progress for this user if there is one
+        (a change takes milliseconds: a double submit waits rather than fails); the user
+        as it was. 404 for no such user; 409 ``groups_changing`` if the other change has
+        not ended within ``CHANGE_WAIT_SECONDS``."""
+        users = self.services.users
+        deadline = time.monotonic() + CHANGE_WAIT_SECONDS
+        pause = 0.01
+        while True:
+            before = await users.begin_groups_change(user_id, groups, change)
+            if before is not None:
+                return before
+            if not await users.exists(user_id):
+                raise no_such_user()
+            if time.monotonic() + pause > deadline:
+                raise groups_changing()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     async def log_out(self, raw_id: str) -> None:
         """End every session of the user: JWTs revoked, sockets disconnected."""

@@ -30,6 +30,10 @@ INDEXES = [
 PUBLIC_FIELDS = ("username", "email", "display_name", "groups", "created_at")
 GROUP_RULE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_GROUPS = 32
+# A change of a user's groups in progress (``begin_groups_change``): its id and when it
+# began. One older than this was left by a process that stopped in the middle of it.
+CHANGING = "groups_changing"
+CHANGE_ABANDONED_SECONDS = 60
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,31}$")
 # An address as a mail's To: header reads it, one mailbox: a dot-atom local part (RFC
 # 5322's atext, and non-ASCII letters for SMTPUTF8) at a dotted domain. Anything else RFC
@@ -163,18 +167,42 @@ class UserStore:
         result = await self._collection.update_one({"_id": user_id}, {"$set": {"verified": True}})
         return result.matched_count == 1
 
-    async def replace_groups(self, user_id: ObjectId, groups: list[str]) -> dict[str, Any] | None:
-        """Set the user's groups; the user as it was before, or None if there is none."""
+    async def begin_groups_change(
+        self, user_id: ObjectId, groups: list[str], change: ObjectId
+    ) -> dict[str, Any] | None:
+        """Write ``groups``, marked as the change ``change`` in progress (``CHANGING``);
+        the user as it was before, or None when there is no such user or another change
+        of its groups is in progress. The mark keeps a second change from reading the
+        first one's provisional groups as the user's (found by a review: two changes of
+        the last administrator at once could leave no administrator)."""
+        now = dt.datetime.now(dt.UTC)
+        abandoned = now - dt.timedelta(seconds=CHANGE_ABANDONED_SECONDS)
         return await self._collection.find_one_and_update(
-            {"_id": user_id}, {"$set": {"groups": groups}}, return_document=ReturnDocument.BEFORE
+            {
+                "_id": user_id,
+                "$or": [{CHANGING: {"$exists": False}}, {f"{CHANGING}.at": {"$lt": abandoned}}],
+            },
+            {"$set": {"groups": groups, CHANGING: {"id": change, "at": now}}},
+            return_document=ReturnDocument.BEFORE,
         )
 
-    async def restore_groups(
-        self, user_id: ObjectId, written: list[str], previous: list[str]
+    async def undo_groups_change(
+        self, user_id: ObjectId, change: ObjectId, previous: list[str]
     ) -> None:
-        """Put ``previous`` back, unless the groups changed again since ``written``."""
+        """Put ``previous`` back and end the change, unless it is no longer in progress."""
         await self._collection.update_one(
-            {"_id": user_id, "groups": written}, {"$set": {"groups": previous}}
+            {"_id": user_id, f"{CHANGING}.id": change},
+            {"$set": {"groups": previous}, "$unset": {CHANGING: ""}},
+        )
+
+    async def end_groups_change(self, user_id: ObjectId, change: ObjectId) -> dict[str, Any] | None:
+        """Keep the change's groups and end it, raising the session epoch (the user's
+        JWTs carry their groups); the updated user, or None if the change is no longer in
+        progress (abandoned for ``CHANGE_ABANDONED_SECONDS``, then taken over)."""
+        return await self._collection.find_one_and_update(
+            {"_id": user_id, f"{CHANGING}.id": change},
+            {"$inc": {"session_epoch": 1}, "$unset": {CHANGING: ""}},
+            return_document=ReturnDocument.AFTER,
         )
 
     async def has_member(self, group: str) -> bool:
