@@ -16,13 +16,16 @@ holds the first request at its hash until the other request has been answered.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
+import jwt
 import pytest
 from argon2 import PasswordHasher, profiles
 from bson import ObjectId
 
 from transom_socketio.auth.passwords import Passwords
+from transom_socketio.auth.revocations import COLLECTION as REVOKED
 from transom_socketio.testing.clients import Api, User, replace_service
 
 ADMIN_USERS = "/api/v1/admin/users"
@@ -203,3 +206,64 @@ async def test_a_login_upgrading_the_hash_does_not_undo_a_reset(api, app, db):
     assert me.status == 401
     assert (await api.login(victim.username, victim.password)).status == 401
     assert (await api.login(victim.username, "the-victims-choice")).status == 200
+
+
+class HeldVerifying:
+    """The app's password hashing, whose next ``verify`` waits until ``release``: a
+    login held between its read of the user and its JWT."""
+
+    def __init__(self, passwords: Passwords) -> None:
+        self._passwords = passwords
+        self.reached = asyncio.Event()
+        self._released = asyncio.Event()
+        self._holding = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._passwords, name)
+
+    async def verify(self, password_hash: Any, password: str) -> Any:
+        if self._holding:
+            self._holding = False
+            self.reached.set()
+            await self._released.wait()
+        return await self._passwords.verify(password_hash, password)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_login_that_read_the_user_before_a_reset_gets_no_jwt_outliving_its_refusal(
+    api, app, db
+):
+    """A JWT of the epoch before a reset is refused while the record of that end of
+    sessions lasts (a TTL after the reset). A login that read the user just before the
+    reset and then waited (here, for the password hasher) got a JWT a TTL after its
+    issue, which outlived the record by the wait: once the TTL monitor removed the
+    record, the old password's session was accepted again (found by a review). Its JWT
+    now expires a TTL after its read of the user."""
+    victim = await api.new_user("victim")
+    await api.request("POST", "/api/v1/user/forgot", {"email": victim.email})
+    token = await api.mailed_token(victim.email, "reset")
+    held = HeldVerifying(app.settings["services"].passwords)
+    replace_service(app, "passwords", held)
+
+    login = asyncio.ensure_future(api.login(victim.username, victim.password))
+    await asyncio.wait_for(held.reached.wait(), 20)  # the user read: the old epoch
+    reset = await api.request(
+        "POST", "/api/v1/user/reset", {"token": token, "password": "the-victims-choice"}
+    )
+    assert reset.status == 200, reset.body
+    await asyncio.sleep(1.5)  # the login waits for the hasher
+    held.release()
+    logged_in = await login
+    assert logged_in.status == 200, logged_in.body
+    stolen = logged_in.body["token"]
+    claims = jwt.decode(stolen, options={"verify_signature": False})
+    ended = await db[REVOKED].find_one({"_id": f"user:{victim.id}"})
+    refused_until = ended["expires_at"].replace(tzinfo=dt.UTC).timestamp()
+    assert claims["exp"] <= refused_until  # no moment when the record is gone and it is not
+    ttl = app.settings["services"].settings.jwt_ttl_seconds
+    assert claims["exp"] - claims["iat"] < ttl
+    assert logged_in.body["expires_in"] < ttl  # what is left of its life, as it is
+    assert (await api.request("GET", "/api/v1/user/me", token=stolen)).status == 401

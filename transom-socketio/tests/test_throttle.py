@@ -14,7 +14,13 @@ import tornado.httpclient
 from windows import window_with_room
 
 from transom_socketio import registry as keys
-from transom_socketio.auth.throttle import ADDRESS_FACTOR, COLLECTION, LoginThrottle, Throttled
+from transom_socketio.auth.throttle import (
+    ADDRESS_FACTOR,
+    COLLECTION,
+    IDENTIFIER_FACTOR,
+    LoginThrottle,
+    Throttled,
+)
 from transom_socketio.ratelimit import address_key
 from transom_socketio.testing.clients import Api, Response
 
@@ -94,6 +100,32 @@ async def test_a_lock_out_by_username_does_not_tell_whose_email_is_whose(api, se
     for email in (ada.email, ada.email.upper(), "bob@example.com", "nobody@example.com"):
         answer = await api.login(email, "wrong password")
         assert (answer.status, answer.error_code) == (401, "invalid_credentials"), email
+
+
+@pytest.mark.parametrize("settings_overrides", [{**BEHIND_PROXY, "login_max_failures": 1}])
+@pytest.mark.gen_test(timeout=WINDOW_WAIT_AND_WORK)
+async def test_a_username_guessed_from_many_addresses_does_not_tell_whose_email_is_whose(
+    api, settings_overrides
+):
+    """The ceiling of guesses from every address was the account's: once twenty
+    addresses had used it up by username, the account's email got 429 from anywhere and
+    every other email 401, which told whose email it is (found by a review). Each
+    identifier typed has its own ceiling, half the account's, so the owner also still
+    logs in with the other one."""
+    ada = await api.new_user("ada")
+    await api.new_user("bob")
+    await window_with_room(60, needed=5)
+    ceiling = IDENTIFIER_FACTOR * settings_overrides["login_max_failures"]
+    for i in range(ceiling):
+        await fail(api, "ada", 1, headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+    fresh = {"headers": {"X-Forwarded-For": "203.0.113.77"}}
+    assert_throttled(await api.login("ada", **fresh), 60)
+    for email in (ada.email, "bob@example.com", "nobody@example.com"):
+        answer = await api.login(
+            email, "wrong password", headers={"X-Forwarded-For": "203.0.113.78"}
+        )
+        assert (answer.status, answer.error_code) == (401, "invalid_credentials"), email
+    assert (await api.login(ada.email, **fresh)).status == 200
 
 
 @pytest.mark.parametrize("settings_overrides", [LONG_WINDOW])
@@ -194,6 +226,13 @@ async def test_the_store_limits_per_account_and_address_per_address_and_per_acco
     with pytest.raises(Throttled):
         await throttle.reserve("target", "192.0.2.250")
     await throttle.reserve("bystander", "192.0.2.250")
+
+    # Per identifier typed at login: 10 x max, whatever account it names.
+    for i in range(20):
+        await throttle.reserve("user:ada", f"198.51.100.{i}", "login:ada")
+    with pytest.raises(Throttled):
+        await throttle.reserve("user:ada", "198.51.100.250", "login:ada")
+    await throttle.reserve("user:ada", "198.51.100.250", "login:ada@example.com")
 
 
 @pytest.mark.gen_test
@@ -310,8 +349,8 @@ async def test_username_and_email_of_one_account_each_have_their_guesses_per_add
     api, settings_overrides
 ):
     # One budget per identifier typed (any case): sharing it told a client that had
-    # used it up by username which email is that account's (the test above). The
-    # account's own ceiling (20 x) still counts both.
+    # used it up by username which email is that account's (the test above). So does
+    # the ceiling from every address (10 x each).
     await api.new_user("ada")
     await window_with_room(60, needed=5)
     await fail(api, "ada", 3)

@@ -134,15 +134,14 @@ class Accounts:
         ``invalid_credentials`` for an unknown account as for a wrong password."""
         services = self.services
         login = body.username or body.email or ""
-        read_at = time.monotonic()  # the JWT's first revocation check (tokens.issue)
+        # The JWT's first revocation check, and the start of its life (tokens.issue).
+        read_at, read_since = time.monotonic(), dt.datetime.now(dt.UTC)
         user = await services.users.find_by_login(login)
-        # One budget per account whichever identifier was typed, and one per identifier
-        # typed and address (SECURITY.md).
+        # Budgets per identifier typed, never per account (the engine's SECURITY.md).
         typed = f"login:{normalise_identifier(login)}"
-        account = f"user:{user['_id']}" if user else typed
         throttle = services.login_throttle
         try:
-            reservation = await throttle.reserve(account, client_ip, typed)
+            reservation = await throttle.reserve(typed, client_ip, typed)
         except Throttled as throttled:
             raise too_many_requests(
                 throttled.retry_after, "too many failed logins, try again later"
@@ -173,7 +172,7 @@ class Accounts:
                 await services.users.upgrade_password_hash(
                     user["_id"], user["password_hash"], hashed
                 )
-        issued = services.tokens.issue(user, live_at=read_at)
+        issued = services.tokens.issue(user, live_at=read_at, read_since=read_since)
         return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
 
     async def log_out(self, principal: Principal) -> None:

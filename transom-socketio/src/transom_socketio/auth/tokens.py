@@ -102,13 +102,26 @@ class TokenService:
         # here that found it live, if any).
         self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
-    def issue(self, user: dict[str, Any], live_at: float | None = None) -> IssuedToken:
+    def issue(
+        self,
+        user: dict[str, Any],
+        live_at: float | None = None,
+        read_since: dt.datetime | None = None,
+    ) -> IssuedToken:
         """A JWT for ``user`` (as just read). ``live_at``: when the read of ``user``
         began (``time.monotonic()``), which counts as the JWT's first revocation check:
         its jti is new, and an end of the user's sessions that the read did not see
-        raised the epoch after that time (``authenticate``)."""
+        raised the epoch after that time (``authenticate``). ``read_since``: the same
+        moment on the wall clock; the JWT then expires a TTL after it, not after now.
+
+        Why: a JWT of the epoch the read saw is refused after an end of sessions only
+        while the record of that end lasts, a TTL after the end (``end_sessions``). A
+        login that read the user before a reset, then waited for the password hasher,
+        got a JWT that outlived the record by that wait and was accepted again once the
+        record expired (found by a review)."""
         now = dt.datetime.now(dt.UTC)
-        expires = now + dt.timedelta(seconds=self._ttl)
+        start = min(now, read_since or now)
+        expires = start + dt.timedelta(seconds=self._ttl)
         jti = secrets.token_urlsafe(16)
         claims = {
             "sub": str(user["_id"]),
@@ -126,7 +139,8 @@ class TokenService:
                 {**claims, "iat": int(now.timestamp()), "exp": int(expires.timestamp())}
             )
             self._keep(token, replace(principal, _revocation_checked_at=live_at))
-        return IssuedToken(token, self._ttl, jti)
+        # Its life left, to the second: the TTL for a login that did not wait.
+        return IssuedToken(token, self._ttl - round((now - start).total_seconds()), jti)
 
     def _keep(self, token: str, principal: Principal) -> None:
         self._verified[token] = (principal.expires_at.timestamp(), principal)
