@@ -34,7 +34,7 @@ from transom_socketio.testing.clients import Api, RecoveringClient, SocketClient
 # The limits the example app's channels keep per socket (Channels' defaults).
 MAX_PER_SOCKET = 20
 BURST = 30  # per_socket_per_minute=60 in bursts of half that
-EVENTS = ("news", "other", "join", "leave", "sentinel", "recovery")
+EVENTS = ("news", "other", "join", "leave", "sentinel", "recovery", "subscriptions")
 
 
 # Helpers ---------------------------------------------------------------------------
@@ -848,6 +848,63 @@ async def test_channels_asked_for_at_connection_are_restored_without_a_position(
     await msg.emitToChannel("room:a", "news", {"n": 5})
     await flush(msg, one)
     assert one.received("news") == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize("position", [None, "not-a-position"])
+@pytest.mark.gen_test(timeout=90)
+async def test_a_channel_asked_back_that_is_no_channel_name_is_left_out_of_the_answer(
+    api, sockets, registry, position, caplog
+):
+    """Such a name was echoed back as refused, and one holding a lone surrogate
+    (``"\\ud800"`` in the JSON) cannot be encoded: the ``subscriptions`` event was lost
+    with an ERROR and a traceback, and the ``recovery`` event's socket closed (found by
+    a review)."""
+    ada = await api.new_user("ada")
+    asked = ["room:a", "room:\ud800", "ROOM:a", "room:a b", "room:é"]
+    one = await tab(api, sockets, ada, channels=asked, position=position)
+    told = "subscriptions" if position is None else "recovery"
+    await one.socket.wait_for(told, within=20)
+    assert one.received(told)[0]["channels"] == {"room:a": True}
+    assert registry["channels"].channels_of(one.client.get_sid()) == {"room:a"}
+    assert accepted(await one.subscribe("room:b"))  # the socket lives on
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_channel_left_during_the_replay_of_its_socket_sends_nothing_more(
+    app, api, sockets, registry, monkeypatch
+):
+    """A socket back with a position and its channels is held while its missed messages
+    are replayed: what is emitted to its rooms meanwhile is kept, and sent after the
+    replay. A channel it unsubscribed from during the replay still had its emits kept
+    and sent, after the unsubscribe's ack (found by a review)."""
+    msg = registry["transomMsgClient"]
+    ada = await api.new_user("ada")
+    first = await tab(api, sockets, ada, channels=["room:a", "room:b"])
+    await msg.emitToChannel("room:a", "news", {"n": "before"})
+    await first.socket.wait_for("news")
+    position = first.socket.positions[-1]
+    await first.client.disconnect()
+
+    history = app.settings["services"].socket_server.history
+    replaying, release = asyncio.Event(), asyncio.Event()
+    since = history.since
+
+    async def held_since(*args: Any) -> Any:
+        replaying.set()
+        await release.wait()
+        return await since(*args)
+
+    monkeypatch.setattr(history, "since", held_since)
+    back = await tab(api, sockets, ada, channels=["room:a", "room:b"], position=position)
+    await asyncio.wait_for(replaying.wait(), 20)
+    assert await back.unsubscribe("room:a") == {"ok": True}
+    await msg.emitToChannel("room:a", "news", {"n": "after leaving"})
+    await msg.emitToChannel("room:b", "news", {"n": "still here"})
+    release.set()
+    await back.socket.wait_for("recovery", within=20)
+    await flush(msg, back)
+    assert back.received("news") == [{"n": "still here"}]
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,18 @@ NAME = r"[A-Za-z0-9_.~-]{1,100}"  # a channel's name, after its pattern's prefix
 CHANNEL_RULE = re.compile(rf"^([a-z][a-z0-9_-]{{0,31}}):({NAME})$")
 PATTERN_RULE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_CHANNEL_LENGTH = 133
+
+
+def is_channel_name(channel: object) -> bool:
+    """Whether ``channel`` has a channel's shape (ASCII, ``CHANNEL_RULE``), whatever its
+    pattern."""
+    return (
+        isinstance(channel, str)
+        and len(channel) <= MAX_CHANNEL_LENGTH
+        and CHANNEL_RULE.fullmatch(channel) is not None
+    )
+
+
 JOIN, LEAVE = "join", "leave"
 # Sent to a presence channel's subscribers when join and leave stop or resume in it.
 CHANNEL_PRESENCE = "channel_presence"
@@ -518,7 +530,9 @@ class ChannelManager:
             return None
         verdicts: dict[str, bool] = {}
         for channel in requested[: self.channels.max_per_socket]:
-            if not isinstance(channel, str) or len(channel) > MAX_CHANNEL_LENGTH:
+            if not is_channel_name(channel):
+                # Not echoed in the answer: it may not even encode (a lone surrogate
+                # broke the handshake's reply, found by a review).
                 continue
             if channel not in verdicts:
                 try:

@@ -11,6 +11,7 @@ starts the recovery of what the client missed (realtime/recovery.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from typing import Any, NoReturn
@@ -202,7 +203,13 @@ class Handshake:
         ``connect`` returns; a task runs after that)."""
         task = asyncio.ensure_future(self._sio.emit(event, data, to=sid, namespace=NAMESPACE))
         self._telling.add(task)
-        task.add_done_callback(self._telling.discard)
+        task.add_done_callback(functools.partial(self._told, event))
+
+    def _told(self, event: str, task: asyncio.Future[Any]) -> None:
+        self._telling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = type(task.exception()).__name__
+            log.error("a socket's %r event after its handshake was not sent (%s)", event, error)
 
     async def _channels_back(self, session: dict[str, Any], auth: Any) -> dict[str, bool] | None:
         if self.channels is None or not isinstance(auth, dict):

@@ -265,6 +265,11 @@ class Recovery:
     async def _hand_entries(self, sid: str, eio_sid: str, flow: Flow, entries: list[Any]) -> None:
         """Send history entries in order: with the fast path, in as few writes as the
         unsent-bytes bound allows; else one by one through engine.io."""
+        rooms = self._manager.held_rooms(sid)
+        if rooms is not None:  # not the rooms it has left since its handshake
+            entries = [entry for entry in entries if not rooms.isdisjoint(entry.rooms)]
+            if not entries:
+                return
         writer = self._writer
         args = self.history.delivered_args
         built = [] if writer is None else [writer.frame(entry, args) for entry in entries]

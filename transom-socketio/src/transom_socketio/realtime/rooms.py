@@ -74,6 +74,9 @@ async def disconnect_local_sockets(manager: RoomManager, room: str, namespace: s
 # How long the end of a room (a logout's, an end of a user's sessions) is remembered,
 # and how many at most: a handshake asks whether its rooms ended since its token's
 # request was authenticated, which is less than a socket token's lifetime ago.
+# What a held socket was kept (``RoomManager.hold``): an event, its data, and the rooms
+# it was emitted to (None: to every socket).
+Held = tuple[str, Any, "set[Any] | None"]
 ROOM_ENDS_KEPT_SECONDS = 600.0
 ROOM_ENDS_KEPT_AT_MOST = 100_000
 
@@ -98,7 +101,9 @@ class RoomManager(socketio.AsyncManager):
         super().__init__(*args, **kwargs)
         # Sockets whose deliveries wait while their missed messages are replayed
         # (realtime/recovery.py), with what arrived for them meanwhile, in order.
-        self._held: dict[str, tuple[frozenset[Hashable], list[tuple[str, Any]]]] = {}
+        # sid -> (the rooms whose emits are kept for it, what was kept: each event, its
+        # data and the rooms it was emitted to, None for every socket).
+        self._held: dict[str, tuple[frozenset[Hashable], list[Held]]] = {}
         # Sockets that a room's disconnect reached during their handshake (logout, JWT
         # expiry). python-socketio's ``disconnect`` passes over a socket that is not
         # connected yet, and the handshake may have read its JWT as live before the
@@ -134,13 +139,34 @@ class RoomManager(socketio.AsyncManager):
         joining), instead of delivering it to ``sid``."""
         self._held[sid] = (frozenset([*rooms, sid]), [])
 
+    def basic_leave_room(self, sid: str, namespace: str, room: Hashable) -> None:
+        """python-socketio's; a held socket that leaves ``room`` (a channel unsubscribed
+        during its replay) gets nothing more of it: neither what is emitted to it from
+        now on nor what was kept for it (``take_held``), nor the replay's entries of it
+        (``Recovery``). They were kept for the rooms it held at its handshake, and
+        reached it after its unsubscribe's ack (found by a review)."""
+        super().basic_leave_room(sid, namespace, room)
+        held = self._held.get(sid)
+        if held is not None and room in held[0]:
+            self._held[sid] = (held[0] - {room}, held[1])
+
     def take_held(self, sid: str) -> list[tuple[str, Any]]:
         """What was kept for ``sid`` since the last call (it stays held)."""
         rooms, kept = self._held.get(sid, ((), []))
         if not kept:
             return []
         self._held[sid] = (frozenset(rooms), [])
-        return kept
+        return [
+            (event, data)
+            for event, data, targets in kept
+            if targets is None or not targets.isdisjoint(rooms)
+        ]
+
+    def held_rooms(self, sid: str) -> frozenset[Hashable] | None:
+        """The rooms kept for held ``sid`` (those of its handshake it is still in, and
+        its own); None when it is not held."""
+        held = self._held.get(sid)
+        return None if held is None else held[0]
 
     def held_count(self, sid: str) -> int:
         """How many events wait for ``sid`` (kept since the last ``take_held``)."""
@@ -208,7 +234,7 @@ class RoomManager(socketio.AsyncManager):
             if sid in skip:
                 continue
             if targets is None or not targets.isdisjoint(rooms):
-                kept.append((event, data))
+                kept.append((event, data, targets))
                 skip.append(sid)
         return skip
 
