@@ -82,3 +82,18 @@ async def test_without_listed_origins_answers_carry_no_cors_header_and_options_i
     assert "Vary" not in answer.headers
     plain = await api.request("OPTIONS", "/api/v1/user/login")  # not a preflight
     assert plain.status == 405
+
+
+@pytest.mark.parametrize("settings_overrides", [*LISTED, *ANY_SOCKET], ids=str)
+@pytest.mark.gen_test(timeout=30)
+async def test_socket_io_answers_allow_no_credentials(api, settings_overrides):
+    """engine.io allows credentials by default: its answers to another origin said
+    ``Access-Control-Allow-Credentials: true``, to any origin with ``*``. Nothing of the
+    app's rides on a cookie, and its notes say no credentials are allowed (found by a
+    review)."""
+    answer = await api.request(
+        "GET", "/socket.io/?EIO=4&transport=polling", headers={"Origin": FRONT_END}
+    )
+    assert answer.status == 200
+    assert answer.headers["Access-Control-Allow-Origin"] == FRONT_END
+    assert "Access-Control-Allow-Credentials" not in answer.headers

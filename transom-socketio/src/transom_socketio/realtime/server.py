@@ -210,6 +210,7 @@ def create_socket_server(
         client_manager=manager,
         json=jsonutil,
         cors_allowed_origins=allowed_origins(settings),
+        cors_credentials=False,  # nothing rides on a cookie (the engine's SECURITY.md)
         ping_interval=settings.socketio_ping_interval,
         ping_timeout=settings.socketio_ping_timeout,
         max_http_buffer_size=settings.socketio_max_message_bytes,
