@@ -8,4 +8,4 @@ generated app imports are the public API, listed in README.md. Names with a lead
 underscore, and ``transom_socketio.realtime.accel`` (the fenced fast path), are not.
 """
 
-__version__ = "0.3.11"
+__version__ = "0.3.12"
