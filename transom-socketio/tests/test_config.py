@@ -218,6 +218,11 @@ def test_production_requires_public_url(tmp_path):
         ("PUBLIC_URL", "http://"),
         ("PUBLIC_URL", "https://app example.com"),
         ("PUBLIC_URL", "https://:443/"),
+        # Found by a review: links that read as another site's, or break.
+        ("PUBLIC_URL", "https://bank.example@evil.example"),
+        ("PUBLIC_URL", "https://app.example.com/?ref=mail"),
+        ("PUBLIC_URL", "https://app.example.com/#top"),
+        ("PUBLIC_URL", "https://app.example.com:99999"),
         ("VERIFY_TOKEN_TTL_SECONDS", "10"),
         ("REQUIRE_VERIFIED_EMAIL", "perhaps"),
     ],
@@ -234,6 +239,8 @@ def test_mail_links_default_to_the_listen_address(tmp_path):
     assert settings.uses_dev_outbox
     given = load(tmp_path, PUBLIC_URL="https://app.example.com/")
     assert given.public_base_url == "https://app.example.com"
+    under_a_path = load(tmp_path, PUBLIC_URL="https://example.com:8443/chat/")
+    assert under_a_path.public_base_url == "https://example.com:8443/chat"
 
 
 def test_production_with_every_required_value_starts(tmp_path):

@@ -366,12 +366,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"PUBLIC_URL must start with http:// or https://, got {value!r}")
         try:
-            host = urlsplit(value).hostname
+            parts = urlsplit(value)
+            host, _port = parts.hostname, parts.port  # a port out of range: ValueError
         except ValueError:
             host = None
         if not host or any(ch.isspace() or ord(ch) < 32 for ch in value):
             # The base of every link in a mail: a link to nowhere, or to a broken one.
             raise ValueError(f"PUBLIC_URL must name a host, with no spaces, got {value!r}")
+        if "@" in parts.netloc or parts.query or parts.fragment or "?" in value or "#" in value:
+            # A user part makes the link read as another site's (https://bank.example@
+            # evil.example); a query or a fragment breaks every link built on it.
+            raise ValueError(
+                f"PUBLIC_URL is a scheme, a host, a port and a path, nothing else, got {value!r}"
+            )
         return value.rstrip("/")
 
     @field_validator("redis_url")
