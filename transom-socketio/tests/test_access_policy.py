@@ -355,3 +355,24 @@ def test_rules_compose_and_are_checked_at_start_up():
 
     with pytest.raises(ModelError, match="delete must be a Rule"):
         entity_routes((*ENTITIES, NotARule()), ACTIONS_PACKAGE)
+
+
+def test_a_custom_rule_that_returns_no_filter_fails_closed():
+    """``a | Custom(...)``: a Custom rule returning None for some users (here, those in
+    no team) made the whole rule "no condition", and let them read every document
+    (found by a review). It is refused instead: the request fails, nothing is read."""
+    member = Principal("0" * 24, None, ("team",), "jti", dt.datetime.now(dt.UTC))
+    loner = principal("1" * 24)
+
+    class Shared(Task):
+        name = "shared"
+        read = OWNER | Custom(lambda user: {"team": True} if user.groups else None, "its team")
+
+    shared = Shared()
+    assert shared.readable_by(member) == {
+        "$or": [{"owner._id": ObjectId(member.user_id)}, {"team": True}]
+    }
+    with pytest.raises(TypeError, match=r"returned NoneType, not a filter"):
+        shared.readable_by(loner)
+    everyone = Custom(lambda user: {}, "anyone")
+    assert (OWNER | everyone).query(shared, loner) == {}  # {} still means everyone

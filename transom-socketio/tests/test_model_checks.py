@@ -135,3 +135,28 @@ def test_the_data_model_imports_nothing_from_the_web_layer():
                 if isinstance(node, ast.ImportFrom) and "web" in (node.module or "").split("."):
                     leaks.append(f"{module}: from {node.module}")
     assert leaks == []
+
+
+@pytest.mark.parametrize("field", ["owner", "created_at", "updated_at", "version", "id"])
+def test_a_field_named_like_one_the_server_sets_is_refused(field: str):
+    """The server sets these: such a field was overwritten on POST, and a PUT of it
+    forged the date, or replaced the owner and left the document nobody's (found by a
+    review)."""
+    fields = type(
+        "Clash", (Shape,), {"__annotations__": {field: Annotated[str, Text(max_length=8)]}}
+    )
+    message = refused((*ENTITIES, entity(fields)))
+    assert f"field {field}: the server sets {field!r}" in message
+
+
+@pytest.mark.parametrize("name", ["user", "socket_token", "revoked_token", "login_failure"])
+def test_an_entity_whose_collection_is_the_engines_is_refused(name: str):
+    """An entity named ``user`` listed and wrote the accounts (found by a review)."""
+    message = refused((*ENTITIES, entity(Fine, name=name)))
+    assert f"its collection '{name}s' is the engine's" in message
+
+
+@pytest.mark.parametrize("name", ["Note", "note-card", "1note", "", "a" * 41, "note/x", "n.ote"])
+def test_an_entity_name_that_is_not_a_lower_case_identifier_is_refused(name: str):
+    message = refused((*ENTITIES, entity(Fine, name=name)))
+    assert "a name is 1-40 lower-case letters" in message

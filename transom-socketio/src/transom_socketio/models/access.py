@@ -204,7 +204,16 @@ class Custom(Rule):
     description: str
 
     def query(self, entity: Entity, user: Principal) -> Query:
-        return self.build(user)
+        built = self.build(user)
+        if not isinstance(built, dict):
+            # Refused rather than read as "no condition": inside ``a | b``, a falsy
+            # filter stood for everything (found by a review: a rule returning None
+            # for some users let them read every document).
+            raise TypeError(
+                f"Custom rule ({self.description}) returned {type(built).__name__}, not a "
+                "filter (a dict; MATCHES_NOTHING for nothing)"
+            )
+        return built
 
     def who(self, entity: Entity) -> str:
         return self.description
@@ -254,7 +263,7 @@ class AnyOf(Rule):
 
 def _either_query(queries: list[Query]) -> Query:
     """The filter of what any of ``queries`` matches, simplified: ``{}`` if one is."""
-    if any(not query for query in queries):
+    if any(query == {} for query in queries):
         return {}
     kept = [query for query in queries if query != MATCHES_NOTHING]
     if not kept:

@@ -14,6 +14,7 @@ Schemas of the OpenAPI document are derived from it.
 
 from __future__ import annotations
 
+import re
 import types
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
@@ -27,6 +28,7 @@ from ..db import IndexSpec
 from ..shapes import DateTimeOut, ObjectIdOut, PublicShape, Ref, Shape, Text, explain
 from .access import OWNER, SIGNED_IN, Query, Rule
 from .errors import Invalid, ModelError
+from .store import VERSION
 
 __all__ = ["Entity"]
 
@@ -95,6 +97,19 @@ def field_kind(annotation: Any, metadata: list[Any]) -> tuple[Any, bool]:
     raise ModelError(f"unsupported field type {annotation!r}: use {SUPPORTED}")
 
 
+# An entity's name: its route (/api/v1/db/<name>), its collection (<name>s), its schemas.
+ENTITY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def engine_collections() -> frozenset[str]:
+    """The collections the engine keeps (accounts, tokens, limits, the outbox)."""
+    from ..auth import nonces, revocations, throttle, users  # imported when checked
+    from ..mail import transports
+
+    names = (users, nonces, revocations, throttle, transports)
+    return frozenset(module.COLLECTION for module in names)
+
+
 class Entity:
     """Base class of entities; override the class attributes and, if needed, methods."""
 
@@ -143,9 +158,25 @@ class Entity:
     def check(self, known: set[str]) -> None:
         """Start-up checks (ModelError, one line): supported field types, existing
         references and create-only fields. ``known``: the names of every entity."""
+        if not isinstance(self.name, str) or not ENTITY_NAME.fullmatch(self.name):
+            raise ModelError(
+                f"entity {self.name!r}: a name is 1-40 lower-case letters, digits or '_', "
+                "starting with a letter"
+            )
+        if self.collection in engine_collections():
+            # An entity named "user" read and wrote the accounts (found by a review).
+            raise ModelError(
+                f"entity {self.name}: its collection {self.collection!r} is the engine's: "
+                "choose another name"
+            )
         fields = getattr(self, "Fields", None)
         if not (isinstance(fields, type) and issubclass(fields, BaseModel)):
             raise ModelError(f"entity {self.name}: Fields must be a pydantic model (a Shape)")
+        server = {"_id", "id", VERSION, self.owner_field, "created_at", "updated_at"}
+        for name in sorted(server & set(fields.model_fields)):
+            # The server sets these: a field of that name was overwritten on POST, and
+            # a PUT of it forged the date or orphaned the document (found by a review).
+            raise ModelError(f"entity {self.name}, field {name}: the server sets {name!r}")
         for name, info in fields.model_fields.items():
             try:
                 field_kind(info.annotation, list(info.metadata))

@@ -89,6 +89,12 @@ class BaseHandler(JsonErrorHandler):
     # Whether answers are checked against the operation's declaration (Settings.checks_responses).
     _checks_responses = False
 
+    def compute_etag(self) -> str | None:
+        """None: an answer carries an ``ETag`` only when its handler sets one (an
+        entity's version). Tornado's default, a SHA-1 of every GET's body, answered 304
+        to ``If-None-Match``, which no operation documents (found by a review)."""
+        return None
+
     def __init__(
         self,
         application: tornado.web.Application,

@@ -35,6 +35,9 @@ from .operations import Operation, Response, envelope
 
 __all__ = ["entity_routes"]
 
+# An action hook may refuse a write that conflicts with the data (models.errors.Conflict).
+HOOK_CONFLICT = "`conflict`: an action hook refused it, as conflicting with the data."
+
 # The writes an entity's policy rules on an existing document.
 Write = Literal["update", "delete"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -194,6 +197,7 @@ class EntityCollectionHandler(EntityHandler):
                     **dict.fromkeys((404, 429, 503), ""),
                     403: f"`forbidden`: the caller may not create a {name} ({create}), "
                     "or an action hook refused it.",
+                    409: HOOK_CONFLICT,
                 },
                 operation_id=f"create{title}",
                 description=f"Who may create a {name}: {create}. Its creator is its "
@@ -266,6 +270,7 @@ class EntityItemHandler(EntityHandler):
                     **dict.fromkeys((404, 412, 429, 503), ""),
                     403: f"`forbidden`: the caller may read this {name} but not change it "
                     f"({update}), or an action hook refused the change.",
+                    409: HOOK_CONFLICT,
                 },
                 operation_id=f"update{title}",
                 description=f"Who may change a {name}: {update}; a caller who may read "
@@ -282,6 +287,7 @@ class EntityItemHandler(EntityHandler):
                     **dict.fromkeys((400, 404, 412, 429, 503), ""),
                     403: f"`forbidden`: the caller may read this {name} but not delete it "
                     f"({delete}), or an action hook refused.",
+                    409: HOOK_CONFLICT,
                 },
                 operation_id=f"delete{title}",
                 description=f"Who may delete a {name}: {delete}; a caller who may read "
