@@ -34,6 +34,8 @@ def settings_overrides(request):
         "fast_fanout": request.param == "fast path",
         "socket_tokens_per_minute_per_user": 0,
         "socketio_max_message_bytes": 4096,
+        # Hundreds of pings in one write: PINGs spend the inbound budget (100 by default).
+        "socketio_inbound_burst": 1000,
     }
 
 

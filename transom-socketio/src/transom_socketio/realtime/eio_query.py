@@ -59,6 +59,11 @@ class EngineIOQuery:
         return self.values.get("token") or None
 
     @property
+    def transport(self) -> str | None:
+        """The transport the request says it is (``polling`` or ``websocket``)."""
+        return self.values.get("transport")
+
+    @property
     def jsonp(self) -> bool:
         return "j" in self.values
 

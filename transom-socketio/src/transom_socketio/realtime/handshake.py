@@ -40,7 +40,7 @@ from .rooms import (
     user_room,
 )
 from .session_expiry import SessionExpiry
-from .sessions import PendingSessions
+from .sessions import LongPolls, PendingSessions
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class Handshake:
         self._expiry = SessionExpiry(
             lambda jti: disconnect_local_sockets(sio.manager, jwt_room(jti), NAMESPACE)
         )
+        self.long_polls = LongPolls()
         self.pending = PendingSessions(
             settings.socketio_connect_timeout_seconds, settings.socketio_max_pending_per_address
         )

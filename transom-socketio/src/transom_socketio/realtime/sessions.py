@@ -109,3 +109,39 @@ class PendingSessions:
             )
             entry.close()
         self._schedule()
+
+
+class LongPolls:
+    """The long-polling GETs waiting for packets, by session: one at a time.
+
+    python-engineio lets any number of a session's GETs wait, each holding its
+    connection for up to ping interval + ping timeout (engine.io's JavaScript server
+    closes a session whose client overlaps them); and a client's CLOSE leaves the GET
+    it has waiting there that long (found by a review: 300 GETs held on one session
+    that never connected, and sessions opened, polled and closed in a loop each left
+    one behind while their places were given back)."""
+
+    def __init__(self) -> None:
+        # sid -> what to run when its GET ends (``after``), or None.
+        self._waiting: dict[str, Callable[[], None] | None] = {}
+
+    def begin(self, sid: str) -> bool:
+        """A GET of ``sid`` starts waiting; False if one already does."""
+        if sid in self._waiting:
+            return False
+        self._waiting[sid] = None
+        return True
+
+    def end(self, sid: str) -> None:
+        """The GET of ``sid`` was answered, or its connection closed."""
+        then = self._waiting.pop(sid, None)
+        if then is not None:
+            then()
+
+    def after(self, sid: str, then: Callable[[], None]) -> bool:
+        """Run ``then`` once the GET of ``sid`` ends; False, and ``then`` not kept, if
+        none is waiting."""
+        if sid not in self._waiting:
+            return False
+        self._waiting[sid] = then
+        return True
