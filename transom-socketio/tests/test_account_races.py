@@ -34,24 +34,30 @@ NEW_PASSWORD = "a-brand-new-password"
 
 
 class HeldHashing:
-    """The app's password hashing (``Passwords``), whose next ``hash`` waits until
-    ``release``: the request hashing is held there while another one runs."""
+    """The app's password hashing (``Passwords``), whose next call of ``method`` (its
+    ``hash``, or its ``verify``) waits until ``release``: the request making it is held
+    there while another one runs."""
 
-    def __init__(self, passwords: Passwords) -> None:
+    def __init__(self, passwords: Passwords, method: str = "hash") -> None:
         self._passwords = passwords
+        self._method = method
         self.reached = asyncio.Event()
         self._released = asyncio.Event()
         self._holding = True
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._passwords, name)
+        call = getattr(self._passwords, name)
+        if name != self._method:
+            return call
 
-    async def hash(self, password: str) -> str:
-        if self._holding:
-            self._holding = False
-            self.reached.set()
-            await self._released.wait()
-        return await self._passwords.hash(password)
+        async def held(*args: Any) -> Any:
+            if self._holding:
+                self._holding = False
+                self.reached.set()
+                await self._released.wait()
+            return await call(*args)
+
+        return held
 
     def release(self) -> None:
         self._released.set()
@@ -208,30 +214,6 @@ async def test_a_login_upgrading_the_hash_does_not_undo_a_reset(api, app, db):
     assert (await api.login(victim.username, "the-victims-choice")).status == 200
 
 
-class HeldVerifying:
-    """The app's password hashing, whose next ``verify`` waits until ``release``: a
-    login held between its read of the user and its JWT."""
-
-    def __init__(self, passwords: Passwords) -> None:
-        self._passwords = passwords
-        self.reached = asyncio.Event()
-        self._released = asyncio.Event()
-        self._holding = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._passwords, name)
-
-    async def verify(self, password_hash: Any, password: str) -> Any:
-        if self._holding:
-            self._holding = False
-            self.reached.set()
-            await self._released.wait()
-        return await self._passwords.verify(password_hash, password)
-
-    def release(self) -> None:
-        self._released.set()
-
-
 @pytest.mark.gen_test(timeout=60)
 async def test_a_login_that_read_the_user_before_a_reset_gets_no_jwt_outliving_its_refusal(
     api, app, db
@@ -245,7 +227,7 @@ async def test_a_login_that_read_the_user_before_a_reset_gets_no_jwt_outliving_i
     victim = await api.new_user("victim")
     await api.request("POST", "/api/v1/user/forgot", {"email": victim.email})
     token = await api.mailed_token(victim.email, "reset")
-    held = HeldVerifying(app.settings["services"].passwords)
+    held = HeldHashing(app.settings["services"].passwords, "verify")
     replace_service(app, "passwords", held)
 
     login = asyncio.ensure_future(api.login(victim.username, victim.password))
