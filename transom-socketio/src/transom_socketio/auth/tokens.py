@@ -139,8 +139,9 @@ class TokenService:
                 {**claims, "iat": int(now.timestamp()), "exp": int(expires.timestamp())}
             )
             self._keep(token, replace(principal, _revocation_checked_at=live_at))
-        # Its life left, to the second: the TTL for a login that did not wait.
-        return IssuedToken(token, self._ttl - round((now - start).total_seconds()), jti)
+        # Its life left, in whole seconds: the TTL for a login that waited less than one
+        # (an Argon2 hash on a busy machine takes a few tenths).
+        return IssuedToken(token, self._ttl - int((now - start).total_seconds()), jti)
 
     def _keep(self, token: str, principal: Principal) -> None:
         self._verified[token] = (principal.expires_at.timestamp(), principal)
